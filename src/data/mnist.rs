@@ -1,0 +1,142 @@
+//! Finding, verifying and loading MNIST the way TF1's `read_data_sets` did: the first 5000
+//! training images become the validation set, the other 55000 train, pixels are x * (1/255) in f32.
+use super::idx::{self, Images};
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+pub const VALIDATION_SIZE: usize = 5000;
+pub const PIXELS: usize = 28 * 28;
+pub const DEFAULT_DIR: &str = "data/mnist";
+
+/// One of the four standard files, with the SHA-256 of its unpacked bytes.
+pub struct MnistFile {
+    pub stem: &'static str,
+    pub kind: &'static str,
+    pub sha256: &'static str,
+}
+
+pub const FILES: [MnistFile; 4] = [
+    MnistFile { stem: "train-images", kind: "idx3", sha256: "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db" },
+    MnistFile { stem: "train-labels", kind: "idx1", sha256: "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5" },
+    MnistFile { stem: "t10k-images", kind: "idx3", sha256: "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7" },
+    MnistFile { stem: "t10k-labels", kind: "idx1", sha256: "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2" },
+];
+
+impl MnistFile {
+    /// The standard name, the one `data fetch` writes.
+    pub fn canonical_name(&self) -> String {
+        format!("{}-{}-ubyte", self.stem, self.kind)
+    }
+
+    /// Both common namings (`train-images-idx3-ubyte`, `train-images.idx3-ubyte`), gzipped or not.
+    pub fn candidates(&self) -> Vec<String> {
+        let dash = self.canonical_name();
+        let dot = format!("{}.{}-ubyte", self.stem, self.kind);
+        vec![format!("{dash}.gz"), dash, format!("{dot}.gz"), dot]
+    }
+
+    pub fn find_in(&self, dir: &Path) -> Option<PathBuf> {
+        self.candidates().into_iter().map(|n| dir.join(n)).find(|p| p.is_file())
+    }
+
+    /// Reads, unpacks and checks the SHA-256 of one file.
+    pub fn read_verified(&self, dir: &Path) -> Result<Vec<u8>> {
+        let fix = format!("run `nndl data fetch --data {}`", dir.display());
+        let Some(path) = self.find_in(dir) else {
+            bail!("MNIST file {} not found in {} (looked for {}); {fix}",
+                self.canonical_name(), dir.display(), self.candidates().join(", "));
+        };
+        let raw = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = idx::unpack(raw).with_context(|| format!("MNIST file {}", path.display()))?;
+        let digest = sha256_hex(&bytes);
+        if digest != self.sha256 {
+            bail!("MNIST file {} is corrupt (SHA-256 {digest}, expected {}); delete it and {fix}",
+                path.display(), self.sha256);
+        }
+        Ok(bytes)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The data directory: `--data`, else `MNIST_DIR`, else `data/mnist`.
+pub fn resolve_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("MNIST_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+}
+
+/// Images as f32 rows of 784 and labels 0..=9.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub images: Vec<f32>,
+    pub labels: Vec<u8>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    fn from_idx(images: &Images, labels: &[u8], range: std::ops::Range<usize>) -> Split {
+        let per = images.rows * images.cols;
+        // TF1: images.astype(float32) * (1.0 / 255.0), the scalar rounded to f32 first.
+        let scale = (1.0f64 / 255.0) as f32;
+        Split {
+            images: images.pixels[range.start * per..range.end * per].iter().map(|&p| p as f32 * scale).collect(),
+            labels: labels[range].to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mnist {
+    pub train: Split,
+    pub validation: Split,
+    pub test: Split,
+}
+
+impl Mnist {
+    /// Loads and verifies the four files in `dir`.
+    pub fn load(dir: &Path) -> Result<Mnist> {
+        let [tri, trl, tei, tel] = &FILES;
+        let train_images = idx::parse_images(&tri.read_verified(dir)?)?;
+        let train_labels = idx::parse_labels(&trl.read_verified(dir)?)?;
+        let test_images = idx::parse_images(&tei.read_verified(dir)?)?;
+        let test_labels = idx::parse_labels(&tel.read_verified(dir)?)?;
+        Mnist::from_parts(&train_images, &train_labels, &test_images, &test_labels, VALIDATION_SIZE)
+    }
+
+    /// Splits parsed IDX data as `read_data_sets` does; also used with small synthetic sets.
+    pub fn from_parts(
+        train_images: &Images,
+        train_labels: &[u8],
+        test_images: &Images,
+        test_labels: &[u8],
+        validation_size: usize,
+    ) -> Result<Mnist> {
+        for (images, labels, name) in [(train_images, train_labels, "training"), (test_images, test_labels, "test")] {
+            if images.count != labels.len() {
+                bail!("{name} set has {} images but {} labels", images.count, labels.len());
+            }
+            if images.rows * images.cols != PIXELS {
+                bail!("{name} images are {}x{}, expected 28x28", images.rows, images.cols);
+            }
+        }
+        if validation_size >= train_images.count {
+            bail!("validation size {validation_size} leaves no training images out of {}", train_images.count);
+        }
+        Ok(Mnist {
+            validation: Split::from_idx(train_images, train_labels, 0..validation_size),
+            train: Split::from_idx(train_images, train_labels, validation_size..train_images.count),
+            test: Split::from_idx(test_images, test_labels, 0..test_images.count),
+        })
+    }
+}

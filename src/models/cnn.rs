@@ -1,0 +1,50 @@
+//! The seed's CNN: conv5x5x32 SAME + ReLU, max-pool 2; conv5x5x64 SAME + ReLU, max-pool 2;
+//! flatten in TF's NHWC order (so TF weights map onto fc1); fc 1024 + ReLU; dropout; fc 10.
+use super::init::{apply, linear};
+use crate::config::{Dropout, Init};
+use tch::nn;
+use tch::Tensor;
+
+/// SAME padding for a 5x5 kernel at stride 1.
+const SAME_5X5: i64 = 2;
+
+fn conv5x5(vs: nn::Path, inputs: i64, outputs: i64, init: Init) -> nn::Conv2D {
+    let cfg = nn::ConvConfig { padding: SAME_5X5, ..Default::default() };
+    let mut conv = nn::conv2d(vs, inputs, outputs, 5, cfg);
+    let bs = conv.bs.as_mut().expect("convolutions here have a bias");
+    apply(&mut conv.ws, bs, init);
+    conv
+}
+
+/// TF1's `tf.nn.dropout(x, keep_prob)` keeps with probability keep_prob and scales by
+/// 1/keep_prob: torch's dropout with p = 1 - keep_prob. `in_eval` applies it at test time too.
+pub fn dropout(x: &Tensor, train: bool, mode: Dropout) -> Tensor {
+    match mode {
+        Dropout::KeepProb { keep_prob, in_eval } if train || in_eval => x.dropout(1.0 - keep_prob, true),
+        _ => x.shallow_clone(),
+    }
+}
+
+/// NCHW -> NHWC -> [N, 7*7*64], the order of TF's reshape.
+pub fn flatten_nhwc(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).flatten(1, -1)
+}
+
+pub fn features(vs: &nn::Path, init: Init) -> nn::SequentialT {
+    nn::seq_t()
+        .add_fn(|x| x.view([-1, 1, 28, 28]))
+        .add(conv5x5(vs / "conv1", 1, 32, init))
+        .add_fn(|x| x.relu().max_pool2d_default(2))
+        .add(conv5x5(vs / "conv2", 32, 64, init))
+        .add_fn(|x| x.relu().max_pool2d_default(2))
+        .add_fn(flatten_nhwc)
+}
+
+pub fn cnn(vs: &nn::Path, init: Init, mode: Dropout) -> nn::SequentialT {
+    nn::seq_t()
+        .add(features(vs, init))
+        .add(linear(vs / "fc1", 7 * 7 * 64, 1024, init))
+        .add_fn(|x| x.relu())
+        .add_fn_t(move |x, train| dropout(x, train, mode))
+        .add(linear(vs / "fc2", 1024, 10, init))
+}

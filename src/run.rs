@@ -1,0 +1,190 @@
+//! `nndl mlp` / `nndl cnn`: one training run into one folder (config, metrics, summary, figures).
+use crate::artifacts::{default_out, MetricRow, RunDir};
+use crate::cli::{CommonArgs, TrainArgs};
+use crate::config::{ModelKind, Preset, TrainConfig};
+use crate::data::Mnist;
+use crate::plot::{line_chart, Scale, Series};
+use crate::train::{self, DeviceSplit, EvalPoint};
+use crate::{device, progress};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{nn, Device};
+
+/// The seed's reported final test loss and accuracy.
+pub fn seed_result(model: ModelKind) -> (f64, f64) {
+    match model {
+        ModelKind::Mlp => (9.964, 0.926),
+        ModelKind::Cnn => (0.139, 0.957),
+    }
+}
+
+pub fn model_name(model: ModelKind) -> &'static str {
+    match model {
+        ModelKind::Mlp => "mlp",
+        ModelKind::Cnn => "cnn",
+    }
+}
+
+pub fn preset_name(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Faithful => "faithful",
+        Preset::Modern => "modern",
+    }
+}
+
+/// Sets libtorch's threads and picks the device; prints the CPU fall-back note once.
+pub fn runtime(common: &CommonArgs) -> Result<Device> {
+    if let Some(n) = common.threads {
+        if n == 0 {
+            bail!("invalid --threads 0: must be at least 1");
+        }
+        tch::set_num_threads(n as i32);
+    }
+    let (device, note) = device::resolve(&common.device)?;
+    if let (Some(note), false) = (note, common.quiet) {
+        eprintln!("note: {note}");
+    }
+    Ok(device)
+}
+
+/// MNIST's training and test splits, on the device.
+pub struct DeviceData {
+    pub train: DeviceSplit,
+    pub test: DeviceSplit,
+}
+
+pub fn load_data(flag: Option<&std::path::Path>, device: Device) -> Result<DeviceData> {
+    let dir = crate::data::mnist::resolve_dir(flag);
+    let mnist = Mnist::load(&dir)?;
+    Ok(DeviceData { train: DeviceSplit::upload(&mnist.train, device), test: DeviceSplit::upload(&mnist.test, device) })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub model: &'static str,
+    pub preset: &'static str,
+    pub device: String,
+    pub threads: i32,
+    pub seed: u64,
+    pub iterations: usize,
+    pub final_test_loss: f64,
+    pub final_test_accuracy: f64,
+    pub final_train_loss: f64,
+    pub final_train_accuracy: f64,
+    pub best_test_accuracy: f64,
+    pub seed_test_loss: f64,
+    pub seed_test_accuracy: f64,
+    pub train_seconds: f64,
+    pub wall_seconds: f64,
+    pub out_dir: PathBuf,
+}
+
+/// Builds the config from the preset or a saved file, then applies flag overrides.
+pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match &args.config {
+        Some(path) => TrainConfig::load(path)?,
+        None => TrainConfig::preset(model, args.preset),
+    };
+    if cfg.model != model {
+        bail!("config is for the {} but this command trains the {}", model_name(cfg.model), model_name(model));
+    }
+    cfg.lr = args.lr.unwrap_or(cfg.lr);
+    cfg.batch_size = args.batch_size.unwrap_or(cfg.batch_size);
+    cfg.iterations = args.iterations.unwrap_or(cfg.iterations);
+    cfg.eval_every = args.eval_every.unwrap_or(cfg.eval_every);
+    cfg.seed = args.seed.unwrap_or(cfg.seed);
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// `nndl mlp|cnn`: validate everything, then train and write the run folder.
+pub fn command(model: ModelKind, args: &TrainArgs) -> Result<RunSummary> {
+    let started = Instant::now();
+    let cfg = config_from_args(model, args)?;
+    let common = &args.common;
+    let out = common.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}", model_name(model), preset_name(cfg.preset))));
+    let device = runtime(common)?;
+    let data = load_data(common.data.as_deref(), device)?;
+    let run = RunDir::create(&out, common.force)?;
+    let pb = progress::bar(cfg.iterations as u64, model_name(model), common.quiet);
+    let summary = train_into(&cfg, &data, &run, device, &pb, common.quiet, started)?;
+    pb.finish_and_clear();
+    Ok(summary)
+}
+
+/// Trains one configured network and writes config.json, metrics.csv, summary.json and the
+/// `<model>-loss.png` / `<model>-accuracy.png` figures into `run`.
+pub fn train_into(
+    cfg: &TrainConfig,
+    data: &DeviceData,
+    run: &RunDir,
+    device: Device,
+    pb: &indicatif::ProgressBar,
+    quiet: bool,
+    started: Instant,
+) -> Result<RunSummary> {
+    run.write_json("config.json", cfg)?;
+    tch::manual_seed(cfg.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let net = crate::models::build(&vs.root(), cfg);
+    let name = model_name(cfg.model);
+    let train_start = Instant::now();
+    let points = train::train(&net, &vs, cfg, &data.train, &data.test, pb, |p| {
+        pb.set_message(format!("test acc {:.2}%", 100.0 * p.test_accuracy));
+        progress::log(pb, quiet, &format!(
+            "{name} iter {:>5}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4}",
+            p.iteration, p.train_loss, p.train_accuracy, p.test_loss, p.test_accuracy));
+    })?;
+    let train_seconds = train_start.elapsed().as_secs_f64();
+    let rows: Vec<MetricRow> = points.iter().flat_map(EvalPoint::rows).collect();
+    run.write_metrics("metrics.csv", &rows)?;
+    write_figures(run, name, &points)?;
+    let last = points.last().context("training produced no evaluation")?;
+    let (seed_test_loss, seed_test_accuracy) = seed_result(cfg.model);
+    let summary = RunSummary {
+        model: name,
+        preset: preset_name(cfg.preset),
+        device: device::name(device),
+        threads: tch::get_num_threads(),
+        seed: cfg.seed,
+        iterations: cfg.iterations,
+        final_test_loss: last.test_loss,
+        final_test_accuracy: last.test_accuracy,
+        final_train_loss: last.train_loss,
+        final_train_accuracy: last.train_accuracy,
+        best_test_accuracy: points.iter().map(|p| p.test_accuracy).fold(0.0, f64::max),
+        seed_test_loss,
+        seed_test_accuracy,
+        train_seconds,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        out_dir: run.path.clone(),
+    };
+    run.write_json("summary.json", &summary)?;
+    Ok(summary)
+}
+
+fn write_figures(run: &RunDir, name: &str, points: &[EvalPoint]) -> Result<()> {
+    let curve = |f: fn(&EvalPoint) -> f64| points.iter().map(|p| (p.iteration as f64, f(p))).collect::<Vec<_>>();
+    let upper = name.to_uppercase();
+    let pair = |train: fn(&EvalPoint) -> f64, test: fn(&EvalPoint) -> f64| {
+        vec![
+            Series { label: "training (mean over the interval's batches)".into(), points: curve(train) },
+            Series { label: "test (full 10k set)".into(), points: curve(test) },
+        ]
+    };
+    line_chart(&run.file(&format!("{name}-loss.png")), &format!("{upper}: loss along the iterations"), "Iteration", "Loss (log scale)",
+        &pair(|p| p.train_loss, |p| p.test_loss), Scale::Log)?;
+    line_chart(&run.file(&format!("{name}-accuracy.png")), &format!("{upper}: accuracy along the iterations"), "Iteration", "Accuracy",
+        &pair(|p| p.train_accuracy, |p| p.test_accuracy), Scale::Linear)
+}
+
+/// One human line for stderr at the end of a run.
+pub fn describe(s: &RunSummary) -> String {
+    format!(
+        "{} ({}) on {}: test loss {:.4}, accuracy {:.2}% (seed: {}, {:.1}%) in {:.1} s -> {}",
+        s.model, s.preset, s.device, s.final_test_loss, 100.0 * s.final_test_accuracy,
+        s.seed_test_loss, 100.0 * s.seed_test_accuracy, s.wall_seconds, s.out_dir.display()
+    )
+}
