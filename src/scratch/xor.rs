@@ -1,1 +1,290 @@
+//! The seed's XOR network, 2-2-2-1 with sigmoid everywhere, trained sample by sample with the
+//! homework's own arithmetic, in the same order of floating-point operations as its Python:
+//! - output delta = expected - output (no sigmoid derivative);
+//! - hidden delta = (sum over the right layer of w * delta) * (out * (1 - out));
+//! - updates w += delta * input * lr and b += delta * lr, layer by layer from the input, using
+//!   the outputs of the forward pass;
+//! - loss = sum of (expected - output)^2 over the samples in their current order, divided by 4.
+use crate::rng::Rng;
+use serde::{Deserialize, Serialize};
 
+pub const SAMPLES: [([f64; 2], [f64; 1]); 4] = [([0.0, 0.0], [0.0]), ([0.0, 1.0], [1.0]), ([1.0, 0.0], [1.0]), ([1.0, 1.0], [0.0])];
+/// A run converged when its final loss is below this.
+pub const CONVERGED_BELOW: f64 = 1e-3;
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Python's `x ** 2` calls the C library's pow; so do we (black_box keeps LLVM from turning it
+/// into x * x, which could differ in the last bit).
+fn square_like_python(x: f64) -> f64 {
+    x.powf(std::hint::black_box(2.0))
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Neuron {
+    pub weights: Vec<f64>,
+    pub bias: f64,
+}
+
+/// A fully connected sigmoid layer: OUT neurons of IN inputs each.
+#[derive(Clone, Debug)]
+struct Layer<const IN: usize, const OUT: usize> {
+    w: [[f64; IN]; OUT],
+    b: [f64; OUT],
+    out: [f64; OUT],
+    delta: [f64; OUT],
+}
+
+impl<const IN: usize, const OUT: usize> Layer<IN, OUT> {
+    /// As the seed's `append_layer`: per neuron, its IN weights then its bias.
+    fn from_draws(draw: &mut impl FnMut() -> f64) -> Self {
+        let mut layer = Layer { w: [[0.0; IN]; OUT], b: [0.0; OUT], out: [0.0; OUT], delta: [0.0; OUT] };
+        for n in 0..OUT {
+            for i in 0..IN {
+                layer.w[n][i] = draw();
+            }
+            layer.b[n] = draw();
+        }
+        layer
+    }
+
+    fn feedforward(&mut self, inputs: &[f64; IN]) -> [f64; OUT] {
+        for n in 0..OUT {
+            let mut sum = 0.0;
+            for i in 0..IN {
+                sum += inputs[i] * self.w[n][i];
+            }
+            sum += self.b[n];
+            self.out[n] = sigmoid(sum);
+        }
+        self.out
+    }
+
+    /// Hidden deltas from the layer to the right, which must already have its deltas.
+    fn backprop_from<const NEXT: usize>(&mut self, right: &Layer<OUT, NEXT>) {
+        for j in 0..OUT {
+            let mut error = 0.0;
+            for r in 0..NEXT {
+                error += right.w[r][j] * right.delta[r];
+            }
+            self.delta[j] = error * (self.out[j] * (1.0 - self.out[j]));
+        }
+    }
+
+    fn update(&mut self, inputs: &[f64; IN], lr: f64) {
+        for n in 0..OUT {
+            for i in 0..IN {
+                self.w[n][i] += self.delta[n] * inputs[i] * lr;
+            }
+            self.b[n] += self.delta[n] * lr;
+        }
+    }
+
+    fn neurons(&self) -> Vec<Neuron> {
+        (0..OUT).map(|n| Neuron { weights: self.w[n].to_vec(), bias: self.b[n] }).collect()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct XorNet {
+    l1: Layer<2, 2>,
+    l2: Layer<2, 2>,
+    l3: Layer<2, 1>,
+}
+
+impl XorNet {
+    /// Draws the 15 parameters in the seed's order from `draw`.
+    pub fn from_draws(mut draw: impl FnMut() -> f64) -> XorNet {
+        XorNet { l1: Layer::from_draws(&mut draw), l2: Layer::from_draws(&mut draw), l3: Layer::from_draws(&mut draw) }
+    }
+
+    /// Rebuilds a net from dumped neurons (layers of 2, 2 and 1 neurons).
+    pub fn from_neurons(layers: &[Vec<Neuron>]) -> Option<XorNet> {
+        let flat: Vec<f64> = layers.iter().flatten().flat_map(|n| n.weights.iter().copied().chain([n.bias])).collect();
+        let shape_ok = layers.len() == 3 && [2, 2, 1].iter().zip(layers).all(|(&n, l)| l.len() == n && l.iter().all(|x| x.weights.len() == 2));
+        let mut it = flat.into_iter();
+        shape_ok.then(|| XorNet::from_draws(|| it.next().expect("15 parameters")))
+    }
+
+    pub fn neurons(&self) -> Vec<Vec<Neuron>> {
+        vec![self.l1.neurons(), self.l2.neurons(), self.l3.neurons()]
+    }
+
+    pub fn feedforward(&mut self, x: &[f64; 2]) -> [f64; 1] {
+        let h1 = self.l1.feedforward(x);
+        let h2 = self.l2.feedforward(&h1);
+        self.l3.feedforward(&h2)
+    }
+
+    fn feedback(&mut self, expected: &[f64; 1]) {
+        self.l3.delta[0] = expected[0] - self.l3.out[0];
+        self.l2.backprop_from(&self.l3);
+        self.l1.backprop_from(&self.l2);
+    }
+
+    fn update(&mut self, x: &[f64; 2], lr: f64) {
+        let (h1, h2) = (self.l1.out, self.l2.out);
+        self.l1.update(x, lr);
+        self.l2.update(&h1, lr);
+        self.l3.update(&h2, lr);
+    }
+
+    /// One sample: forward, deltas, updates.
+    pub fn train_sample(&mut self, x: &[f64; 2], y: &[f64; 1], lr: f64) {
+        self.feedforward(x);
+        self.feedback(y);
+        self.update(x, lr);
+    }
+
+    /// The seed's `get_loss`, over the samples in `order`.
+    pub fn loss(&mut self, order: &[usize; 4]) -> f64 {
+        let mut loss = 0.0;
+        for &s in order {
+            let (x, y) = SAMPLES[s];
+            let out = self.feedforward(&x);
+            loss += square_like_python(y[0] - out[0]);
+        }
+        loss / SAMPLES.len() as f64
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum XorPreset {
+    /// The seed: weights and biases uniform in [0, 1), learning rate 0.3.
+    Seed,
+    /// Same network and schedule; weights and biases uniform in [-2, 2) (zero-centred, so
+    /// hidden units start on both sides of the decision), learning rate 0.7.
+    Robust,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct XorConfig {
+    pub preset: XorPreset,
+    pub learning_rate: f64,
+    pub epochs: usize,
+    pub log_every: usize,
+    /// Initial parameters uniform in [init_low, init_high).
+    pub init_low: f64,
+    pub init_high: f64,
+}
+
+impl XorConfig {
+    pub fn preset(preset: XorPreset) -> XorConfig {
+        let seed = XorConfig { preset, learning_rate: 0.3, epochs: 3001, log_every: 50, init_low: 0.0, init_high: 1.0 };
+        match preset {
+            XorPreset::Seed => seed,
+            XorPreset::Robust => XorConfig { learning_rate: 0.7, init_low: -2.0, init_high: 2.0, ..seed },
+        }
+    }
+}
+
+/// A whole run, with what a replay needs: the initial parameters and every epoch's order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct XorRun {
+    pub seed: u64,
+    pub config: XorConfig,
+    pub initial: Vec<Vec<Neuron>>,
+    /// The sample order of every epoch, as indices into SAMPLES.
+    pub orders: Vec<[usize; 4]>,
+    /// (epoch, loss) every `log_every` epochs.
+    pub losses: Vec<(usize, f64)>,
+}
+
+impl XorRun {
+    pub fn final_loss(&self) -> f64 {
+        self.losses.last().map(|l| l.1).unwrap_or(f64::NAN)
+    }
+
+    pub fn converged(&self) -> bool {
+        self.final_loss() < CONVERGED_BELOW
+    }
+}
+
+/// Trains one network. `keep_orders` records every epoch's order (for --dump).
+pub fn train(seed: u64, config: &XorConfig, keep_orders: bool) -> XorRun {
+    let mut rng = Rng::new(seed);
+    let (lo, span) = (config.init_low, config.init_high - config.init_low);
+    let mut net = XorNet::from_draws(|| lo + span * rng.next_f64());
+    let initial = net.neurons();
+    let mut order = [0, 1, 2, 3];
+    let mut orders = Vec::new();
+    let mut losses = Vec::new();
+    for epoch in 0..config.epochs {
+        rng.shuffle(&mut order);
+        if keep_orders {
+            orders.push(order);
+        }
+        for &s in &order {
+            let (x, y) = SAMPLES[s];
+            net.train_sample(&x, &y, config.learning_rate);
+        }
+        if epoch % config.log_every == 0 {
+            losses.push((epoch, net.loss(&order)));
+        }
+    }
+    XorRun { seed, config: config.clone(), initial, orders, losses }
+}
+
+/// Replays a dumped run: its initial parameters and orders, our arithmetic.
+pub fn replay(run: &XorRun) -> Option<Vec<(usize, f64)>> {
+    let mut net = XorNet::from_neurons(&run.initial)?;
+    let mut losses = Vec::new();
+    for (epoch, order) in run.orders.iter().enumerate() {
+        for &s in order {
+            let (x, y) = SAMPLES[s];
+            net.train_sample(&x, &y, run.config.learning_rate);
+        }
+        if epoch % run.config.log_every == 0 {
+            losses.push((epoch, net.loss(order)));
+        }
+    }
+    Some(losses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_step_matches_hand_arithmetic() {
+        // All parameters 0.5: every hidden output is sigmoid(1.5) for input (1, 1)... check the
+        // output delta and the first update by hand.
+        let mut net = XorNet::from_draws(|| 0.5);
+        let out = net.feedforward(&[1.0, 1.0])[0];
+        let h1 = sigmoid(0.5 + 0.5 + 0.5);
+        let h2 = sigmoid(h1 * 0.5 + h1 * 0.5 + 0.5);
+        assert_eq!(out, sigmoid(h2 * 0.5 + h2 * 0.5 + 0.5));
+        net.feedback(&[0.0]);
+        assert_eq!(net.l3.delta[0], 0.0 - out);
+        let d2 = (0.5 * (0.0 - out)) * (h2 * (1.0 - h2));
+        assert_eq!(net.l2.delta, [d2, d2]);
+        net.update(&[1.0, 1.0], 0.3);
+        assert_eq!(net.l3.w[0][0], 0.5 + (0.0 - out) * h2 * 0.3);
+        assert_eq!(net.l3.b[0], 0.5 + (0.0 - out) * 0.3);
+    }
+
+    #[test]
+    fn replay_reproduces_training_bit_for_bit() {
+        let run = train(3, &XorConfig::preset(XorPreset::Seed), true);
+        assert_eq!(run.losses.len(), 61);
+        assert_eq!(replay(&run).unwrap(), run.losses);
+    }
+
+    #[test]
+    fn neurons_round_trip() {
+        let net = XorNet::from_draws({
+            let mut i = 0.0;
+            move || {
+                i += 1.0;
+                i
+            }
+        });
+        let back = XorNet::from_neurons(&net.neurons()).unwrap();
+        assert_eq!(back.neurons(), net.neurons());
+        assert_eq!(net.neurons()[0][0], Neuron { weights: vec![1.0, 2.0], bias: 3.0 });
+        assert!(XorNet::from_neurons(&net.neurons()[..2]).is_none());
+    }
+}
