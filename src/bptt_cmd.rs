@@ -1,3 +1,115 @@
+//! `nndl bptt`: the homework's dL/dU formula checked against central finite differences (pure
+//! Rust) and against libtorch autograd in f64 on the same numbers (this file, outside `scratch`).
+use crate::rng::Rng;
+use crate::scratch::bptt::{self, Activation, Mat, Rnn, Sequence};
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
 #[derive(clap::Args, Debug)]
-pub struct BpttArgs {}
-pub fn command(_a: &BpttArgs) -> anyhow::Result<()> { anyhow::bail!("not yet") }
+pub struct BpttArgs {
+    /// Random problems per activation (sizes and sequence lengths drawn at random).
+    #[arg(long, default_value_t = 50)]
+    pub trials: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct BpttReport {
+    pub problems: usize,
+    pub activations: Vec<Activation>,
+    pub max_rel_error_finite_diff: f64,
+    pub max_rel_error_recursion: f64,
+    pub max_rel_error_autograd: f64,
+    pub target_finite_diff: f64,
+    pub target_autograd: f64,
+    pub passed: bool,
+    pub wall_seconds: f64,
+}
+
+fn to_tensor(m: &Mat) -> Tensor {
+    Tensor::from_slice(&m.data).view([m.rows as i64, m.cols as i64]).set_requires_grad(true)
+}
+
+fn from_tensor(t: &Tensor, like: &Mat) -> Mat {
+    let data: Vec<f64> = Vec::<f64>::try_from(t.flatten(0, -1)).expect("f64 gradient");
+    Mat { rows: like.rows, cols: like.cols, data }
+}
+
+/// dL/dU, dL/dW, dL/dV from libtorch autograd, in f64.
+pub fn autograd_grads(rnn: &Rnn, seq: &Sequence) -> [Mat; 3] {
+    let (u, w, v) = (to_tensor(&rnn.u), to_tensor(&rnn.w), to_tensor(&rnn.v));
+    let mut h = Tensor::zeros([rnn.w.rows as i64], (Kind::Double, tch::Device::Cpu));
+    let mut loss = Tensor::zeros([], (Kind::Double, tch::Device::Cpu));
+    for (x, &y) in seq.xs.iter().zip(&seq.ys) {
+        let s = w.mv(&h) + u.mv(&Tensor::from_slice(x));
+        h = match rnn.f {
+            Activation::Tanh => s.tanh(),
+            Activation::Sigmoid => s.sigmoid(),
+            Activation::Softplus => s.softplus(),
+        };
+        let logp = v.mv(&h).log_softmax(0, Kind::Double);
+        loss = loss - logp.get(y as i64);
+    }
+    loss.backward();
+    [from_tensor(&u.grad(), &rnn.u), from_tensor(&w.grad(), &rnn.w), from_tensor(&v.grad(), &rnn.v)]
+}
+
+pub fn run(trials: usize, seed: u64) -> BpttReport {
+    let started = Instant::now();
+    let pure = bptt::check(trials, seed);
+    // The same problems again (same generator, same draws) against autograd.
+    let mut rng = Rng::new(seed);
+    let mut max_autograd = 0.0f64;
+    for _ in 0..trials {
+        for f in Activation::ALL {
+            let (rnn, seq) = bptt::random_problem(f, &mut rng);
+            let g = rnn.grads_homework(&seq);
+            let [au, aw, av] = autograd_grads(&rnn, &seq);
+            max_autograd = max_autograd.max(g.u.rel_error(&au)).max(g.w.rel_error(&aw)).max(g.v.rel_error(&av));
+        }
+    }
+    let (target_finite_diff, target_autograd) = (1e-7, 1e-10);
+    BpttReport {
+        problems: pure.trials,
+        activations: Activation::ALL.to_vec(),
+        max_rel_error_finite_diff: pure.max_rel_error_finite_diff,
+        max_rel_error_recursion: pure.max_rel_error_recursion,
+        max_rel_error_autograd: max_autograd,
+        target_finite_diff,
+        target_autograd,
+        passed: pure.max_rel_error_finite_diff <= target_finite_diff && max_autograd <= target_autograd,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+pub fn describe(r: &BpttReport) -> String {
+    format!(
+        "bptt: {} random RNNs (tanh, sigmoid, softplus); homework dL/dU, dL/dW, dL/dV vs finite differences: max rel. error {:.2e} (target {:.0e}); vs libtorch autograd: {:.2e} (target {:.0e}); vs O(T) recursion: {:.2e}; {}",
+        r.problems, r.max_rel_error_finite_diff, r.target_finite_diff, r.max_rel_error_autograd, r.target_autograd,
+        r.max_rel_error_recursion, if r.passed { "PASS" } else { "FAIL" }
+    )
+}
+
+pub fn command(args: &BpttArgs) -> Result<()> {
+    if args.trials == 0 {
+        bail!("invalid --trials 0: must be at least 1");
+    }
+    let report = run(args.trials, args.seed);
+    if !args.quiet {
+        eprintln!("{}", describe(&report));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    if !report.passed {
+        bail!("the BPTT check failed its targets");
+    }
+    Ok(())
+}
