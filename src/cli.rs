@@ -60,7 +60,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// libtorch intra-op threads (default: libtorch's choice).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub threads: Option<usize>,
     /// MNIST directory (default: $MNIST_DIR, else data/mnist).
     #[arg(long, value_name = "DIR")]
@@ -87,15 +87,15 @@ pub struct TrainArgs {
     /// Rerun a saved config.json (flags below still override it).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub batch_size: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub iterations: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub eval_every: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub seed: Option<u64>,
     #[command(flatten)]
     pub common: CommonArgs,

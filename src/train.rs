@@ -11,7 +11,7 @@ use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// Rows of evaluation per forward pass: bounds memory on any device.
-const EVAL_CHUNK: i64 = 2000;
+const EVAL_CHUNK: i64 = 500;
 /// Indices uploaded at a time.
 const PLAN_CHUNK: usize = 1 << 20;
 

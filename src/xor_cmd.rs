@@ -21,7 +21,7 @@ pub struct XorArgs {
     pub runs: Option<usize>,
     #[arg(long)]
     pub epochs: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
     /// Initial weights and biases uniform in [init-low, init-high).
     #[arg(long, allow_hyphen_values = true)]

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""The seed's MLP and CNN in PyTorch eager, same schedule and strategy as nndl: data resident on
+the device, TF1-style batch order computed on the host, loss/accuracy read only at evaluation
+points. Used by scripts/bench as the peer; prints one JSON line.
+
+    bench_torch.py --model mlp|cnn --data DIR [--iterations N] [--eval-every N] [--threads N] [--device cpu|cuda]
+"""
+import argparse
+import gzip
+import json
+import os
+import random
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def read_idx(data, stem, kind):
+    for name in (f"{stem}-{kind}-ubyte.gz", f"{stem}-{kind}-ubyte", f"{stem}.{kind}-ubyte.gz", f"{stem}.{kind}-ubyte"):
+        path = os.path.join(data, name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                raw = f.read()
+            return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    raise SystemExit(f"{stem} not found in {data}")
+
+
+def load(data, device):
+    ti = read_idx(data, "train-images", "idx3")
+    tl = read_idx(data, "train-labels", "idx1")
+    vi = read_idx(data, "t10k-images", "idx3")
+    vl = read_idx(data, "t10k-labels", "idx1")
+    def images(b):
+        return torch.frombuffer(bytearray(b[16:]), dtype=torch.uint8).view(-1, 784).float() * (1.0 / 255.0)
+    def labels(b):
+        return torch.frombuffer(bytearray(b[8:]), dtype=torch.uint8).long()
+    x, y = images(ti)[5000:], labels(tl)[5000:]
+    return x.to(device), y.to(device), images(vi).to(device), labels(vl).to(device)
+
+
+class TfBatcher:
+    """DataSet.next_batch of TF1: shuffle first; at an epoch boundary, rest + fresh shuffle."""
+
+    def __init__(self, n, seed):
+        self.order = list(range(n))
+        self.index = 0
+        self.epochs = 0
+        self.rng = random.Random(seed)
+
+    def next_batch(self, size):
+        n = len(self.order)
+        start = self.index
+        if self.epochs == 0 and start == 0:
+            self.rng.shuffle(self.order)
+        if start + size > n:
+            self.epochs += 1
+            rest = self.order[start:]
+            self.rng.shuffle(self.order)
+            self.index = size - len(rest)
+            return rest + self.order[: self.index]
+        self.index += size
+        return self.order[start : self.index]
+
+
+def truncated_normal_(t, std):
+    with torch.no_grad():
+        nn.init.trunc_normal_(t, 0.0, std, -2 * std, 2 * std)
+
+
+class Cnn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.fc1 = nn.Linear(3136, 1024)
+        self.fc2 = nn.Linear(1024, 10)
+        for m in (self.conv1, self.conv2, self.fc1, self.fc2):
+            truncated_normal_(m.weight, 0.1)
+            nn.init.constant_(m.bias, 0.1)
+
+    def forward(self, x):
+        x = x.view(-1, 1, 28, 28)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.permute(0, 2, 3, 1).flatten(1)
+        x = F.relu(self.fc1(x))
+        x = F.dropout(x, 0.75, True)  # TF1 keep_prob 0.25, also at test time as in the seed
+        return self.fc2(x)
+
+
+def mlp():
+    net = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+    return net
+
+
+def evaluate(net, x, y, chunk=500):
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    with torch.no_grad():
+        for s in range(0, x.shape[0], chunk):
+            logits = net(x[s : s + chunk])
+            loss += F.cross_entropy(logits, y[s : s + chunk], reduction="sum")
+            correct += (logits.argmax(1) == y[s : s + chunk]).sum()
+    return loss.item() / x.shape[0], correct.item() / x.shape[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=["mlp", "cnn"], required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--iterations", type=int, default=4001)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    started = time.perf_counter()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(a.seed)
+    x, y, tx, ty = load(a.data, device)
+    net = (mlp() if a.model == "mlp" else Cnn()).to(device)
+    lr = 0.005 if a.model == "mlp" else 0.01
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    batcher = TfBatcher(x.shape[0], a.seed)
+    bs = a.batch_size
+    chunk_iters = max(1, (1 << 20) // bs)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    since = 0
+    train_start = time.perf_counter()
+    last = None
+    for i in range(a.iterations):
+        slot = i % chunk_iters
+        if slot == 0:
+            n = min(chunk_iters, a.iterations - i)
+            plan = torch.tensor([j for _ in range(n) for j in batcher.next_batch(bs)], dtype=torch.long).to(device)
+        idx = plan[slot * bs : (slot + 1) * bs]
+        xs, ys = x.index_select(0, idx), y.index_select(0, idx)
+        logits = net(xs)
+        loss = F.cross_entropy(logits, ys)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            loss_sum += loss.detach()
+            correct += (logits.argmax(1) == ys).sum()
+        since += 1
+        if i % a.eval_every == 0 or i + 1 == a.iterations:
+            test_loss, test_acc = evaluate(net, tx, ty)
+            last = (loss_sum.item() / since, correct.item() / (since * bs), test_loss, test_acc)
+            loss_sum.zero_()
+            correct.zero_()
+            since = 0
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    end = time.perf_counter()
+    print(json.dumps({
+        "impl": "pytorch-eager", "model": a.model, "device": a.device, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "iterations": a.iterations,
+        "final_test_loss": last[2], "final_test_accuracy": last[3],
+        "train_seconds": end - train_start, "wall_seconds": end - started,
+    }))
+
+
+if __name__ == "__main__":
+    main()

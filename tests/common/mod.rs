@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests. Every training run gets libtorch one thread:
+//! cargo runs tests in parallel, and two 2-thread libtorch processes on two cores slow each
+//! other down many times over.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn nndl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nndl"))
+}
+
+/// MNIST for tests: $MNIST_DIR, else data/mnist (scripts/test fetches it there).
+pub fn mnist_dir() -> PathBuf {
+    std::env::var_os("MNIST_DIR").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
+    })
+}
+
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nndl-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `nndl <args> --threads 1 --device cpu --data <mnist>` and returns its output.
+pub fn train(args: &[&str]) -> Output {
+    let out = nndl()
+        .args(args)
+        .args(["--threads", "1", "--device", "cpu", "--quiet", "--data"])
+        .arg(mnist_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nndl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Asserts a failure: non-zero exit, exactly one line on stderr containing `needle`.
+pub fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}

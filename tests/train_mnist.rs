@@ -1,0 +1,64 @@
+//! Short real-MNIST runs: they learn, they are deterministic, and they write their run folder.
+mod common;
+use common::{json, tempdir, train};
+
+#[test]
+fn short_mlp_run_learns_and_writes_its_folder() {
+    let dir = tempdir("mlp300");
+    let out = train(&["mlp", "--iterations", "300", "--json", "--out", dir.to_str().unwrap()]);
+    let s = json(&out);
+    let acc = s["final_test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.85, "300 iterations reached only {acc}");
+    for key in ["model", "preset", "device", "seed", "iterations", "final_test_loss", "wall_seconds", "out_dir"] {
+        assert!(s.get(key).is_some(), "--json lacks {key}");
+    }
+    assert_eq!(s["model"], "mlp");
+    assert_eq!(s["iterations"], 300);
+    for f in ["config.json", "metrics.csv", "summary.json", "mlp-loss.png", "mlp-accuracy.png"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().next().unwrap(), "iteration,split,loss,accuracy");
+    // Evaluations at 0, 50, ..., 250 and the last iteration (299), each for train and test.
+    assert_eq!(csv.lines().count(), 1 + 2 * 7);
+    assert!(csv.contains("\n299,test,"));
+    let png = std::fs::read(dir.join("mlp-loss.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // No temporary files are left behind.
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+}
+
+#[test]
+fn same_seed_gives_identical_metrics() {
+    let run = |name: &str, seed: &str| {
+        let dir = tempdir(name);
+        train(&["mlp", "--iterations", "120", "--eval-every", "40", "--seed", seed, "--out", dir.to_str().unwrap()]);
+        std::fs::read_to_string(dir.join("metrics.csv")).unwrap()
+    };
+    let a = run("det-a", "7");
+    assert_eq!(a, run("det-b", "7"));
+    assert_ne!(a, run("det-c", "8"), "another seed must change the run");
+}
+
+#[test]
+fn config_json_reruns_the_same_run() {
+    let first = tempdir("cfg-a");
+    train(&["mlp", "--iterations", "60", "--eval-every", "30", "--lr", "0.01", "--seed", "3", "--out", first.to_str().unwrap()]);
+    let second = tempdir("cfg-b");
+    let cfg = first.join("config.json");
+    train(&["mlp", "--config", cfg.to_str().unwrap(), "--out", second.to_str().unwrap()]);
+    let read = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    assert_eq!(read(&first), read(&second));
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(saved["lr"], 0.01);
+    assert_eq!(saved["optimizer"], "sgd");
+}
+
+#[test]
+fn short_cnn_run_learns() {
+    let dir = tempdir("cnn300");
+    let s = json(&train(&["cnn", "--iterations", "300", "--eval-every", "300", "--json", "--out", dir.to_str().unwrap()]));
+    let acc = s["final_test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.70, "faithful CNN after 300 iterations: {acc}");
+    assert!(dir.join("cnn-loss.png").is_file() && dir.join("cnn-accuracy.png").is_file());
+}

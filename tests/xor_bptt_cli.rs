@@ -1,0 +1,54 @@
+//! `nndl xor` and `nndl bptt` from the command line.
+mod common;
+use common::{json, nndl, tempdir};
+
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let out = nndl().args(args).args(["--json", "--quiet"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    json(&out)
+}
+
+#[test]
+fn single_xor_run_writes_figure_and_dump() {
+    let dir = tempdir("xor");
+    let dump = dir.join("dump.json");
+    let s = run_json(&["xor", "--seed", "3", "--out", dir.join("run").to_str().unwrap(), "--dump", dump.to_str().unwrap()]);
+    for key in ["seed", "epochs", "final_loss", "converged", "wall_seconds"] {
+        assert!(s.get(key).is_some(), "--json lacks {key}");
+    }
+    assert_eq!(s["epochs"], 3001);
+    assert!(dir.join("run/mlp-xor-loss.png").is_file());
+    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    assert_eq!(d["orders"].as_array().unwrap().len(), 3001);
+    assert_eq!(d["initial"].as_array().unwrap().len(), 3);
+    assert_eq!(d["losses"].as_array().unwrap().len(), 61);
+    let last = d["losses"][60][1].as_f64().unwrap();
+    assert_eq!(last, s["final_loss"].as_f64().unwrap());
+}
+
+#[test]
+fn many_seeds_report_convergence() {
+    let s = run_json(&["xor", "--runs", "100"]);
+    assert_eq!(s["runs"], 100);
+    let converged = s["converged"].as_u64().unwrap();
+    // The seed's network converges from only some initialisations (its Python: 37 of 100).
+    assert!((20..=60).contains(&converged), "{converged} of 100 converged");
+    assert_eq!(s["convergence_rate"].as_f64().unwrap(), converged as f64 / 100.0);
+    let stuck = s["stuck_near_0_167"].as_u64().unwrap() + s["stuck_near_0_25"].as_u64().unwrap();
+    assert!(stuck > 30, "most others stick near 1/6 or 1/4: {s}");
+}
+
+#[test]
+fn robust_preset_converges_far_more_often() {
+    let s = run_json(&["xor", "--runs", "1000", "--preset", "robust"]);
+    let rate = s["convergence_rate"].as_f64().unwrap();
+    assert!(rate >= 0.99, "robust preset converged on {rate}");
+}
+
+#[test]
+fn bptt_meets_its_targets() {
+    let s = run_json(&["bptt", "--trials", "20"]);
+    assert!(s["max_rel_error_finite_diff"].as_f64().unwrap() <= 1e-7, "{s}");
+    assert!(s["max_rel_error_autograd"].as_f64().unwrap() <= 1e-10, "{s}");
+    assert_eq!(s["passed"], true);
+}
