@@ -23,7 +23,8 @@ pub struct XorArgs {
     pub epochs: Option<usize>,
     #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
-    /// Initial weights and biases uniform in [init-low, init-high).
+    /// Initial weights and biases uniform in [init-low, init-high) (default 0 and 1), replacing
+    /// the preset's initialisation.
     #[arg(long, allow_hyphen_values = true)]
     pub init_low: Option<f64>,
     #[arg(long, allow_hyphen_values = true)]
@@ -74,10 +75,12 @@ pub fn config_from(args: &XorArgs) -> Result<XorConfig> {
     let mut cfg = XorConfig::preset(args.preset);
     cfg.epochs = args.epochs.unwrap_or(cfg.epochs);
     cfg.learning_rate = args.lr.unwrap_or(cfg.learning_rate);
-    cfg.init_low = args.init_low.unwrap_or(cfg.init_low);
-    cfg.init_high = args.init_high.unwrap_or(cfg.init_high);
-    if !(cfg.init_low.is_finite() && cfg.init_high.is_finite() && cfg.init_low < cfg.init_high) {
-        bail!("invalid --init-low/--init-high {}..{}: need finite low < high", cfg.init_low, cfg.init_high);
+    if args.init_low.is_some() || args.init_high.is_some() {
+        let (low, high) = (args.init_low.unwrap_or(0.0), args.init_high.unwrap_or(1.0));
+        if !(low.is_finite() && high.is_finite() && low < high) {
+            bail!("invalid --init-low/--init-high {low}..{high}: need finite low < high");
+        }
+        cfg.init = xor::XorInit::Uniform { low, high };
     }
     if cfg.epochs == 0 {
         bail!("invalid --epochs 0: must be at least 1");

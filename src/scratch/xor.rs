@@ -155,9 +155,22 @@ impl XorNet {
 pub enum XorPreset {
     /// The seed: weights and biases uniform in [0, 1), learning rate 0.3.
     Seed,
-    /// Same network and schedule; weights and biases uniform in [-2, 2) (zero-centred, so
-    /// hidden units start on both sides of the decision), learning rate 0.7.
+    /// Same network, schedule and learning rate; the first layer starts as two parallel lines
+    /// (see `XorInit::ParallelLines`).
     Robust,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum XorInit {
+    /// Every weight and bias uniform in [low, high), drawn in the seed's order.
+    Uniform { low: f64, high: f64 },
+    /// The seed's failures are two first-layer units that cut off the same corner of the square
+    /// (three inputs then look alike: loss 1/6). Here unit 1 starts as the line x1 + x2 = c1,
+    /// c1 uniform in [0.3, 0.7) (cuts off (0,0)), unit 2 as x1 + x2 = c2, c2 in [1.3, 1.7)
+    /// (cuts off (1,1)), each with a random steepness in [2, 4); layers 2 and 3 start uniform
+    /// in [-0.5, 0.5). Training still has to find everything after the first layer.
+    ParallelLines,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -166,17 +179,35 @@ pub struct XorConfig {
     pub learning_rate: f64,
     pub epochs: usize,
     pub log_every: usize,
-    /// Initial parameters uniform in [init_low, init_high).
-    pub init_low: f64,
-    pub init_high: f64,
+    pub init: XorInit,
 }
 
 impl XorConfig {
     pub fn preset(preset: XorPreset) -> XorConfig {
-        let seed = XorConfig { preset, learning_rate: 0.3, epochs: 3001, log_every: 50, init_low: 0.0, init_high: 1.0 };
-        match preset {
-            XorPreset::Seed => seed,
-            XorPreset::Robust => XorConfig { learning_rate: 0.7, init_low: -2.0, init_high: 2.0, ..seed },
+        let init = match preset {
+            XorPreset::Seed => XorInit::Uniform { low: 0.0, high: 1.0 },
+            XorPreset::Robust => XorInit::ParallelLines,
+        };
+        XorConfig { preset, learning_rate: 0.3, epochs: 3001, log_every: 50, init }
+    }
+}
+
+/// Draws the initial network as `init` says.
+pub fn initial_net(init: XorInit, rng: &mut Rng) -> XorNet {
+    let mut uniform = |lo: f64, hi: f64| lo + (hi - lo) * rng.next_f64();
+    match init {
+        XorInit::Uniform { low, high } => XorNet::from_draws(|| uniform(low, high)),
+        XorInit::ParallelLines => {
+            let mut line = |lo: f64, hi: f64| {
+                let (steep, c) = (uniform(2.0, 4.0), uniform(lo, hi));
+                Neuron { weights: vec![steep, steep], bias: -steep * c }
+            };
+            let first = vec![line(0.3, 0.7), line(1.3, 1.7)];
+            let mut rest = |n: usize| -> Vec<Neuron> {
+                (0..n).map(|_| Neuron { weights: vec![uniform(-0.5, 0.5), uniform(-0.5, 0.5)], bias: uniform(-0.5, 0.5) }).collect()
+            };
+            let (second, third) = (rest(2), rest(1));
+            XorNet::from_neurons(&[first, second, third]).expect("2-2-1 neurons of 2 inputs")
         }
     }
 }
@@ -206,8 +237,7 @@ impl XorRun {
 /// Trains one network. `keep_orders` records every epoch's order (for --dump).
 pub fn train(seed: u64, config: &XorConfig, keep_orders: bool) -> XorRun {
     let mut rng = Rng::new(seed);
-    let (lo, span) = (config.init_low, config.init_high - config.init_low);
-    let mut net = XorNet::from_draws(|| lo + span * rng.next_f64());
+    let mut net = initial_net(config.init, &mut rng);
     let initial = net.neurons();
     let mut order = [0, 1, 2, 3];
     let mut orders = Vec::new();
