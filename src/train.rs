@@ -10,8 +10,6 @@ use indicatif::ProgressBar;
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
-/// Rows of evaluation per forward pass: bounds memory on any device.
-const EVAL_CHUNK: i64 = 500;
 /// Indices uploaded at a time.
 const PLAN_CHUNK: usize = 1 << 20;
 
@@ -40,7 +38,8 @@ impl DeviceSplit {
 
 /// Mean loss and accuracy over a split, without gradients, in chunks.
 /// Always in eval mode: the faithful CNN's dropout layer decides itself to stay on.
-pub fn evaluate(net: &dyn ModuleT, split: &DeviceSplit) -> (f64, f64) {
+/// `chunk` rows go through the network at a time, which bounds memory on any device.
+pub fn evaluate(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64) -> (f64, f64) {
     tch::no_grad(|| {
         let device = split.images.device();
         let mut loss = Tensor::zeros([], (Kind::Float, device));
@@ -48,7 +47,7 @@ pub fn evaluate(net: &dyn ModuleT, split: &DeviceSplit) -> (f64, f64) {
         let n = split.len();
         let mut start = 0;
         while start < n {
-            let len = EVAL_CHUNK.min(n - start);
+            let len = chunk.min(n - start);
             let logits = net.forward_t(&split.images.narrow(0, start, len), false);
             let labels = split.labels.narrow(0, start, len);
             loss += logits.log_softmax(-1, Kind::Float).nll_loss_nd(&labels, None::<Tensor>, Reduction::Sum, -100);
@@ -139,7 +138,7 @@ pub fn train(
         });
         since_eval += 1;
         if cfg.is_eval_point(i) {
-            let (test_loss, test_accuracy) = evaluate(net, test);
+            let (test_loss, test_accuracy) = evaluate(net, test, cfg.eval_chunk());
             let point = EvalPoint {
                 iteration: i,
                 train_loss: loss_sum.double_value(&[]) / since_eval as f64,
