@@ -137,6 +137,8 @@ def main():
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     since = 0
+    eval_seconds = 0.0
+    evaluations = 0
     train_start = time.perf_counter()
     last = None
     for i in range(a.iterations):
@@ -156,7 +158,12 @@ def main():
             correct += (logits.argmax(1) == ys).sum()
         since += 1
         if i % a.eval_every == 0 or i + 1 == a.iterations:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            eval_start = time.perf_counter()
             test_loss, test_acc = evaluate(net, tx, ty)
+            eval_seconds += time.perf_counter() - eval_start
+            evaluations += 1
             last = (loss_sum.item() / since, correct.item() / (since * bs), test_loss, test_acc)
             loss_sum.zero_()
             correct.zero_()
@@ -168,7 +175,7 @@ def main():
         "impl": "pytorch-eager", "model": a.model, "device": a.device, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "iterations": a.iterations,
         "final_test_loss": last[2], "final_test_accuracy": last[3],
-        "train_seconds": end - train_start, "wall_seconds": end - started,
+        "train_seconds": end - train_start, "eval_seconds": eval_seconds, "evaluations": evaluations, "wall_seconds": end - started,
     }))
 
 

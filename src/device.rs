@@ -49,7 +49,10 @@ pub fn resolve(spec: &str) -> Result<(Device, Option<String>)> {
     match spec {
         "cpu" => Ok((Device::Cpu, None)),
         "auto" => match cuda_unavailable_reason() {
-            None => Ok((Device::Cuda(0), None)),
+            None => {
+                tch::Cuda::cudnn_set_benchmark(true);
+                Ok((Device::Cuda(0), None))
+            }
             Some(why) => Ok((Device::Cpu, Some(format!("no CUDA, running on CPU: {why}")))),
         },
         _ => {
@@ -68,6 +71,7 @@ pub fn resolve(spec: &str) -> Result<(Device, Option<String>)> {
             if index >= count {
                 bail!("--device {spec}: only {count} CUDA device(s) visible");
             }
+            // Fixed shapes: let cuDNN pick the fastest convolution once.
             tch::Cuda::cudnn_set_benchmark(true);
             Ok((Device::Cuda(index), None))
         }

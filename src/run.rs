@@ -76,7 +76,11 @@ pub struct RunSummary {
     pub best_test_accuracy: f64,
     pub seed_test_loss: f64,
     pub seed_test_accuracy: f64,
+    /// The training loop, evaluations included.
     pub train_seconds: f64,
+    /// Of which evaluations on the test set.
+    pub eval_seconds: f64,
+    pub evaluations: usize,
     pub wall_seconds: f64,
     pub out_dir: PathBuf,
 }
@@ -131,13 +135,14 @@ pub fn train_into(
     let net = crate::models::build(&vs.root(), cfg);
     let name = model_name(cfg.model);
     let train_start = Instant::now();
-    let points = train::train(&net, &vs, cfg, &data.train, &data.test, pb, |p| {
+    let outcome = train::train(&net, &vs, cfg, &data.train, &data.test, pb, |p| {
         pb.set_message(format!("test acc {:.2}%", 100.0 * p.test_accuracy));
         progress::log(pb, quiet, &format!(
             "{name} iter {:>5}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4}",
             p.iteration, p.train_loss, p.train_accuracy, p.test_loss, p.test_accuracy));
     })?;
     let train_seconds = train_start.elapsed().as_secs_f64();
+    let points = outcome.points;
     let rows: Vec<MetricRow> = points.iter().flat_map(EvalPoint::rows).collect();
     run.write_metrics("metrics.csv", &rows)?;
     write_figures(run, name, &points)?;
@@ -158,6 +163,8 @@ pub fn train_into(
         seed_test_loss,
         seed_test_accuracy,
         train_seconds,
+        eval_seconds: outcome.eval_seconds,
+        evaluations: points.len(),
         wall_seconds: started.elapsed().as_secs_f64(),
         out_dir: run.path.clone(),
     };

@@ -89,6 +89,13 @@ impl EvalPoint {
     }
 }
 
+pub struct TrainOutcome {
+    pub points: Vec<EvalPoint>,
+    /// Time spent in evaluations (the device is synchronised first, so queued training work is
+    /// not counted here).
+    pub eval_seconds: f64,
+}
+
 /// Trains `net` (variables in `vs`) on `train` as `cfg` says, evaluating on `test`.
 /// `on_eval` sees each evaluation point as it happens (logs, progress).
 pub fn train(
@@ -99,7 +106,7 @@ pub fn train(
     test: &DeviceSplit,
     progress: &ProgressBar,
     mut on_eval: impl FnMut(&EvalPoint),
-) -> Result<Vec<EvalPoint>> {
+) -> Result<TrainOutcome> {
     let device = train.images.device();
     let mut opt = match cfg.optimizer {
         Optimizer::Sgd => nn::Sgd::default().build(vs, cfg.lr)?,
@@ -113,6 +120,7 @@ pub fn train(
     let mut correct = Tensor::zeros([], (Kind::Int64, device));
     let mut since_eval = 0usize;
     let mut points = Vec::new();
+    let mut eval_seconds = 0.0;
     for i in 0..cfg.iterations {
         let slot = (i % plan_iters) as i64;
         if slot == 0 {
@@ -138,7 +146,12 @@ pub fn train(
         });
         since_eval += 1;
         if cfg.is_eval_point(i) {
+            if let Device::Cuda(i) = device {
+                tch::Cuda::synchronize(i as i64);
+            }
+            let eval_start = std::time::Instant::now();
             let (test_loss, test_accuracy) = evaluate(net, test, cfg.eval_chunk());
+            eval_seconds += eval_start.elapsed().as_secs_f64();
             let point = EvalPoint {
                 iteration: i,
                 train_loss: loss_sum.double_value(&[]) / since_eval as f64,
@@ -154,5 +167,5 @@ pub fn train(
         }
         progress.inc(1);
     }
-    Ok(points)
+    Ok(TrainOutcome { points, eval_seconds })
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every GPU measurement in one go, for a CUDA machine that has PyTorch 2.11 (python3) but no Rust
+# toolchain: build nndl elsewhere, copy the binary and the MNIST files over, then
+#   scripts/gpu-bench.sh NNDL_BINARY MNIST_DIR OUT_DIR
+# It writes gpu.txt (GPU, nndl info), bench.txt (nndl vs PyTorch eager, full faithful schedules),
+# modern.jsonl (modern presets, 3 seeds each), reproduce.json and results.tar.gz (all run folders).
+set -uo pipefail
+nndl=$(realpath "$1") data=$(realpath "$2") out=$(realpath "$3")
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+work=$(mktemp -d)
+torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+export LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PYTHONUNBUFFERED=1
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; "$nndl" info; } 2>&1 | tee "$out/gpu.txt"
+python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 --repeats 3 \
+  --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn --json 2>&1 | grep -v UserWarning | tee "$out/bench.txt"
+for m in mlp cnn; do
+  for s in 0 1 2; do
+    "$nndl" "$m" --preset modern --seed "$s" --device cuda --data "$data" --out "$work/$m-modern-$s" --json --quiet
+  done
+done 2>&1 | tee "$out/modern.jsonl"
+"$nndl" reproduce --device cuda --data "$data" --out "$work/reproduce" --json --quiet 2>&1 | tee "$out/reproduce.json"
+tar -czf "$out/results.tar.gz" -C "$work" .
