@@ -60,7 +60,7 @@ def bench_model(a, model, iterations, tmp):
             "process_seconds": median(runs, "process_seconds"), "loop_seconds": loop,
             "ms_per_iteration": 1e3 * per_iter, "ms_per_evaluation": 1e3 * per_eval,
             "full_schedule_seconds": FULL_ITERATIONS * per_iter + FULL_EVALS * per_eval,
-            "final_test_accuracy": runs[0]["final_test_accuracy"], "loop_runs": [round(r["train_seconds"], 3) for r in runs],
+            "final_test_accuracy": runs[0]["final_test_accuracy"], "cuda_graph": runs[0].get("cuda_graph", False), "loop_runs": [round(r["train_seconds"], 3) for r in runs],
         })
     return rows
 

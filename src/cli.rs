@@ -77,6 +77,9 @@ pub struct CommonArgs {
     /// No progress bar or logs.
     #[arg(long, short)]
     pub quiet: bool,
+    /// On CUDA, launch every step's kernels one by one instead of replaying a captured graph.
+    #[arg(long)]
+    pub no_cuda_graph: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -178,10 +178,12 @@ impl TrainConfig {
     /// Test rows per evaluation forward pass. Measured on 2 CPU threads: 500 MLP rows keep the
     /// GEMMs in cache (10000 was slower); 200 CNN rows keep each activation under glibc's
     /// 32 MB mmap ceiling (see `main`'s malloc settings).
-    pub fn eval_chunk(&self) -> i64 {
-        match self.model {
-            ModelKind::Mlp => 500,
-            ModelKind::Cnn => 200,
+    /// On a GPU, large chunks keep the device busy.
+    pub fn eval_chunk(&self, device: tch::Device) -> i64 {
+        match (self.model, device.is_cuda()) {
+            (_, true) => 5000,
+            (ModelKind::Mlp, false) => 500,
+            (ModelKind::Cnn, false) => 200,
         }
     }
 

@@ -14,6 +14,8 @@ pub struct Info {
     pub cudnn_available: bool,
     pub cudnn_version: Option<i64>,
     pub gpu_count: i64,
+    /// The CUDA-graph shim: "available", or why not.
+    pub cuda_graphs: String,
     pub threads: i32,
     pub mkl: bool,
     pub openmp: bool,
@@ -52,6 +54,11 @@ pub fn gather() -> Info {
         cudnn_available: cuda && tch::Cuda::cudnn_is_available(),
         cudnn_version: (cuda && tch::Cuda::cudnn_is_available()).then(tch::utils::version_cudnn),
         gpu_count: if cuda { tch::Cuda::device_count() } else { 0 },
+        cuda_graphs: if cuda {
+            crate::cuda_graph::available().map(|_| "available".to_string()).unwrap_or_else(|e| e)
+        } else {
+            "not used without CUDA".into()
+        },
         threads: tch::get_num_threads(),
         mkl: tch::utils::has_mkl(),
         openmp: tch::utils::has_openmp(),
@@ -61,12 +68,12 @@ pub fn gather() -> Info {
 pub fn describe(i: &Info) -> String {
     let dir = i.libtorch_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "?".into());
     let mut out = format!(
-        "nndl {}\ntch {} / torch {}\nlibtorch: {dir}\nCUDA: {}{}\ncuDNN: {}\nGPUs: {}\nthreads: {}\nMKL: {}, OpenMP: {}",
+        "nndl {}\ntch {} / torch {}\nlibtorch: {dir}\nCUDA: {}{}\ncuDNN: {}\nGPUs: {}\nCUDA graphs: {}\nthreads: {}\nMKL: {}, OpenMP: {}",
         i.nndl, i.tch, i.torch.as_deref().unwrap_or("?"),
         if i.cuda_available { "available" } else { "not available" },
         i.cuda_note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
         match i.cudnn_version { Some(v) => format!("available ({v})"), None => "not available".into() },
-        i.gpu_count, i.threads, i.mkl, i.openmp
+        i.gpu_count, i.cuda_graphs, i.threads, i.mkl, i.openmp
     );
     out.push('\n');
     out

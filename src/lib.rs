@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod bptt_cmd;
 pub mod cli;
 pub mod config;
+pub mod cuda_graph;
 pub mod data;
 pub mod device;
 pub mod info;

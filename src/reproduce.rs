@@ -61,7 +61,8 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
     let started = Instant::now();
     let stages = args.only.clone().unwrap_or_else(|| vec![Stage::Bptt, Stage::Xor, Stage::Mlp, Stage::Cnn]);
     let common = &args.common;
-    let device = run::runtime(common)?;
+    let rt = run::runtime(common)?;
+    let device = rt.device;
     let needs_mnist = stages.iter().any(|s| matches!(s, Stage::Mlp | Stage::Cnn));
     let data = if needs_mnist { Some(run::load_data(common.data.as_deref(), device)?) } else { None };
     let out = common.out.clone().unwrap_or_else(|| default_out("reproduce"));
@@ -96,7 +97,7 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
                 let name = run::model_name(model);
                 let run_dir = RunDir::create(&out.join(name), common.force)?;
                 let pb = crate::progress::bar(cfg.iterations as u64, name, common.quiet);
-                let s = run::train_into(&cfg, data.as_ref().context("MNIST loaded")?, &run_dir, device, &pb, common.quiet, Instant::now())?;
+                let s = run::train_into(&cfg, data.as_ref().context("MNIST loaded")?, &run_dir, &rt, &pb, Instant::now())?;
                 pb.finish_and_clear();
                 for fig in ["loss", "accuracy"] {
                     let file = format!("{name}-{fig}.png");

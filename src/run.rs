@@ -34,8 +34,16 @@ pub fn preset_name(preset: Preset) -> &'static str {
     }
 }
 
+/// Where and how a run executes.
+pub struct Runtime {
+    pub device: Device,
+    pub quiet: bool,
+    /// Replay the training step as a CUDA graph where the run allows it.
+    pub cuda_graph: bool,
+}
+
 /// Sets libtorch's threads and picks the device; prints the CPU fall-back note once.
-pub fn runtime(common: &CommonArgs) -> Result<Device> {
+pub fn runtime(common: &CommonArgs) -> Result<Runtime> {
     if let Some(n) = common.threads {
         if n == 0 {
             bail!("invalid --threads 0: must be at least 1");
@@ -46,7 +54,7 @@ pub fn runtime(common: &CommonArgs) -> Result<Device> {
     if let (Some(note), false) = (note, common.quiet) {
         eprintln!("note: {note}");
     }
-    Ok(device)
+    Ok(Runtime { device, quiet: common.quiet, cuda_graph: !common.no_cuda_graph })
 }
 
 /// MNIST's training and test splits, on the device.
@@ -81,6 +89,8 @@ pub struct RunSummary {
     /// Of which evaluations on the test set.
     pub eval_seconds: f64,
     pub evaluations: usize,
+    /// Whether the training steps ran as a replayed CUDA graph.
+    pub cuda_graph: bool,
     pub wall_seconds: f64,
     pub out_dir: PathBuf,
 }
@@ -109,11 +119,11 @@ pub fn command(model: ModelKind, args: &TrainArgs) -> Result<RunSummary> {
     let cfg = config_from_args(model, args)?;
     let common = &args.common;
     let out = common.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}", model_name(model), preset_name(cfg.preset))));
-    let device = runtime(common)?;
-    let data = load_data(common.data.as_deref(), device)?;
+    let rt = runtime(common)?;
+    let data = load_data(common.data.as_deref(), rt.device)?;
     let run = RunDir::create(&out, common.force)?;
     let pb = progress::bar(cfg.iterations as u64, model_name(model), common.quiet);
-    let summary = train_into(&cfg, &data, &run, device, &pb, common.quiet, started)?;
+    let summary = train_into(&cfg, &data, &run, &rt, &pb, started)?;
     pb.finish_and_clear();
     Ok(summary)
 }
@@ -124,18 +134,18 @@ pub fn train_into(
     cfg: &TrainConfig,
     data: &DeviceData,
     run: &RunDir,
-    device: Device,
+    rt: &Runtime,
     pb: &indicatif::ProgressBar,
-    quiet: bool,
     started: Instant,
 ) -> Result<RunSummary> {
+    let (device, quiet) = (rt.device, rt.quiet);
     run.write_json("config.json", cfg)?;
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(device);
     let net = crate::models::build(&vs.root(), cfg);
     let name = model_name(cfg.model);
     let train_start = Instant::now();
-    let outcome = train::train(&net, &vs, cfg, &data.train, &data.test, pb, |p| {
+    let outcome = train::train(&net, &vs, cfg, &data.train, &data.test, rt.cuda_graph, pb, |p| {
         pb.set_message(format!("test acc {:.2}%", 100.0 * p.test_accuracy));
         progress::log(pb, quiet, &format!(
             "{name} iter {:>5}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4}",
@@ -165,6 +175,7 @@ pub fn train_into(
         train_seconds,
         eval_seconds: outcome.eval_seconds,
         evaluations: points.len(),
+        cuda_graph: outcome.cuda_graph,
         wall_seconds: started.elapsed().as_secs_f64(),
         out_dir: run.path.clone(),
     };

@@ -3,7 +3,8 @@
 //! waits on the host; training loss and accuracy accumulate on the device and are read only at
 //! evaluation points.
 use crate::artifacts::MetricRow;
-use crate::config::{Optimizer, TrainConfig};
+use crate::config::{Optimizer, Schedule, TrainConfig};
+use crate::cuda_graph::StepGraph;
 use crate::data::{Batcher, Split};
 use anyhow::Result;
 use indicatif::ProgressBar;
@@ -94,16 +95,60 @@ pub struct TrainOutcome {
     /// Time spent in evaluations (the device is synchronised first, so queued training work is
     /// not counted here).
     pub eval_seconds: f64,
+    /// Whether the steps ran as a replayed CUDA graph.
+    pub cuda_graph: bool,
+}
+
+/// Running sums of the training loss and correct predictions since the last evaluation, kept
+/// on the device (updated in place, so a captured CUDA graph keeps updating them).
+struct TrainSums {
+    loss: Tensor,
+    correct: Tensor,
+}
+
+/// One training step on the batch whose indices sit in `idx`: forward, backward, update, sums.
+/// Gradients must have been cleared; nothing here waits for the device.
+#[allow(clippy::too_many_arguments)]
+fn step(net: &dyn ModuleT, opt: &mut nn::Optimizer, cfg: &TrainConfig, train: &DeviceSplit, idx: &Tensor, sums: &mut TrainSums) {
+    let mut xs = train.images.index_select(0, idx);
+    if cfg.augment_shift > 0 {
+        xs = random_shift(&xs, cfg.augment_shift);
+    }
+    let ys = train.labels.index_select(0, idx);
+    let logits = net.forward_t(&xs, true);
+    let loss = logits.cross_entropy_for_logits(&ys);
+    loss.backward();
+    opt.step();
+    tch::no_grad(|| {
+        sums.loss += loss.detach();
+        sums.correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64);
+    });
+}
+
+/// Eager steps before capture: cuDNN picks its algorithms and the allocator settles.
+const GRAPH_WARMUP: usize = 3;
+
+/// A CUDA graph replays the captured kernels with the captured scalars, so only steps whose
+/// host-side values never change qualify: plain SGD at a constant learning rate.
+fn graph_for(cfg: &TrainConfig, device: Device, allow: bool) -> Option<StepGraph> {
+    let Device::Cuda(index) = device else { return None };
+    if !allow || cfg.optimizer != Optimizer::Sgd || cfg.schedule != Schedule::Constant || cfg.iterations <= GRAPH_WARMUP {
+        return None;
+    }
+    StepGraph::new(index).ok()
 }
 
 /// Trains `net` (variables in `vs`) on `train` as `cfg` says, evaluating on `test`.
+/// On CUDA, eligible runs capture the step once and replay it (`allow_graph`).
 /// `on_eval` sees each evaluation point as it happens (logs, progress).
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     net: &dyn ModuleT,
     vs: &nn::VarStore,
     cfg: &TrainConfig,
     train: &DeviceSplit,
     test: &DeviceSplit,
+    allow_graph: bool,
     progress: &ProgressBar,
     mut on_eval: impl FnMut(&EvalPoint),
 ) -> Result<TrainOutcome> {
@@ -112,12 +157,14 @@ pub fn train(
         Optimizer::Sgd => nn::Sgd::default().build(vs, cfg.lr)?,
         Optimizer::Adam => nn::Adam::default().build(vs, cfg.lr)?,
     };
+    let mut graph = graph_for(cfg, device, allow_graph);
     let mut batcher = Batcher::new(train.len() as usize, cfg.seed);
     let bs = cfg.batch_size as i64;
     let plan_iters = (PLAN_CHUNK / cfg.batch_size).max(1);
     let mut plan = Tensor::zeros([0], (Kind::Int64, device));
-    let mut loss_sum = Tensor::zeros([], (Kind::Float, device));
-    let mut correct = Tensor::zeros([], (Kind::Int64, device));
+    // The batch's indices live in one fixed buffer, which a captured graph reads.
+    let mut idx = Tensor::zeros([bs], (Kind::Int64, device));
+    let mut sums = TrainSums { loss: Tensor::zeros([], (Kind::Float, device)), correct: Tensor::zeros([], (Kind::Int64, device)) };
     let mut since_eval = 0usize;
     let mut points = Vec::new();
     let mut eval_seconds = 0.0;
@@ -128,44 +175,46 @@ pub fn train(
             let indices: Vec<i64> = (0..n).flat_map(|_| batcher.next_batch(cfg.batch_size)).collect();
             plan = Tensor::from_slice(&indices).to_device(device);
         }
-        if cfg.schedule != crate::config::Schedule::Constant {
+        if cfg.schedule != Schedule::Constant {
             opt.set_lr(cfg.lr_at(i));
         }
-        let idx = plan.narrow(0, slot * bs, bs);
-        let mut xs = train.images.index_select(0, &idx);
-        if cfg.augment_shift > 0 {
-            xs = random_shift(&xs, cfg.augment_shift);
+        idx.copy_(&plan.narrow(0, slot * bs, bs));
+        match graph.as_mut() {
+            Some(g) if g.is_captured() => g.replay()?,
+            Some(g) if i == GRAPH_WARMUP => {
+                opt.zero_grad();
+                g.capture(|| step(net, &mut opt, cfg, train, &idx, &mut sums))?;
+                g.replay()?;
+            }
+            _ => {
+                opt.zero_grad();
+                step(net, &mut opt, cfg, train, &idx, &mut sums);
+            }
         }
-        let ys = train.labels.index_select(0, &idx);
-        let logits = net.forward_t(&xs, true);
-        let loss = logits.cross_entropy_for_logits(&ys);
-        opt.backward_step(&loss);
-        tch::no_grad(|| {
-            loss_sum += loss.detach();
-            correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64);
-        });
         since_eval += 1;
         if cfg.is_eval_point(i) {
             if let Device::Cuda(i) = device {
                 tch::Cuda::synchronize(i as i64);
             }
             let eval_start = std::time::Instant::now();
-            let (test_loss, test_accuracy) = evaluate(net, test, cfg.eval_chunk());
+            let (test_loss, test_accuracy) = evaluate(net, test, cfg.eval_chunk(device));
             eval_seconds += eval_start.elapsed().as_secs_f64();
             let point = EvalPoint {
                 iteration: i,
-                train_loss: loss_sum.double_value(&[]) / since_eval as f64,
-                train_accuracy: correct.double_value(&[]) / (since_eval * cfg.batch_size) as f64,
+                train_loss: sums.loss.double_value(&[]) / since_eval as f64,
+                train_accuracy: sums.correct.double_value(&[]) / (since_eval * cfg.batch_size) as f64,
                 test_loss,
                 test_accuracy,
             };
             on_eval(&point);
             points.push(point);
-            let _ = loss_sum.zero_();
-            let _ = correct.zero_();
+            let _ = sums.loss.zero_();
+            let _ = sums.correct.zero_();
             since_eval = 0;
         }
         progress.inc(1);
     }
-    Ok(TrainOutcome { points, eval_seconds })
+    let cuda_graph = graph.as_ref().is_some_and(StepGraph::is_captured);
+    drop(graph);
+    Ok(TrainOutcome { points, eval_seconds, cuda_graph })
 }

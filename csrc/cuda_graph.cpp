@@ -1,0 +1,86 @@
+// A C API over at::cuda::CUDAGraph so nndl can capture one training step and replay it: a
+// training step of these small nets is dozens of tiny kernels, and launching them one by one
+// from the host costs more than running them. Built as its own shared library (build.rs) and
+// loaded with dlopen only when CUDA is present, so the nndl binary still runs on CPU-only hosts.
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+
+#include <exception>
+#include <stdexcept>
+#include <string>
+
+namespace {
+thread_local std::string last_error;
+
+template <typename F>
+int guarded(F f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+  } catch (...) {
+    last_error = "unknown C++ exception";
+  }
+  return 1;
+}
+
+void check(cudaError_t e) {
+  if (e != cudaSuccess) throw std::runtime_error(cudaGetErrorString(e));
+}
+
+// `waiter` waits (on the device) for all work queued so far on `first`.
+void order_after(c10::cuda::CUDAStream first, c10::cuda::CUDAStream waiter) {
+  cudaEvent_t ev;
+  check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  check(cudaEventRecord(ev, first.stream()));
+  check(cudaStreamWaitEvent(waiter.stream(), ev, 0));
+  check(cudaEventDestroy(ev));
+}
+}  // namespace
+
+struct NndlGraph {
+  c10::DeviceIndex device;
+  c10::cuda::CUDAStream side;
+  c10::cuda::CUDAStream previous;
+  at::cuda::CUDAGraph graph;
+};
+
+extern "C" {
+
+const char* nndl_graph_last_error() { return last_error.c_str(); }
+
+NndlGraph* nndl_graph_new(int device) {
+  NndlGraph* g = nullptr;
+  guarded([&] {
+    auto d = static_cast<c10::DeviceIndex>(device);
+    g = new NndlGraph{d, c10::cuda::getStreamFromPool(false, d), c10::cuda::getCurrentCUDAStream(d), at::cuda::CUDAGraph()};
+  });
+  return g;
+}
+
+// Makes the side stream current (capture needs a non-default stream); it first waits for the
+// work already queued on the current stream (the uploaded data).
+int nndl_graph_enter(NndlGraph* g) {
+  return guarded([&] {
+    g->previous = c10::cuda::getCurrentCUDAStream(g->device);
+    order_after(g->previous, g->side);
+    c10::cuda::setCurrentCUDAStream(g->side);
+  });
+}
+
+// Restores the previous stream, which then waits for everything queued on the side stream.
+int nndl_graph_leave(NndlGraph* g) {
+  return guarded([&] {
+    order_after(g->side, g->previous);
+    c10::cuda::setCurrentCUDAStream(g->previous);
+  });
+}
+
+int nndl_graph_capture_begin(NndlGraph* g) { return guarded([&] { g->graph.capture_begin(); }); }
+int nndl_graph_capture_end(NndlGraph* g) { return guarded([&] { g->graph.capture_end(); }); }
+int nndl_graph_replay(NndlGraph* g) { return guarded([&] { g->graph.replay(); }); }
+
+void nndl_graph_free(NndlGraph* g) { delete g; }
+}
