@@ -53,18 +53,9 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
-/// Options every long-running command shares.
+/// Where results go and how much is said: every command that writes a run folder.
 #[derive(Args, Debug, Clone)]
-pub struct CommonArgs {
-    /// auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// libtorch intra-op threads (default: libtorch's choice).
-    #[arg(long, allow_hyphen_values = true)]
-    pub threads: Option<usize>,
-    /// MNIST directory (default: $MNIST_DIR, else data/mnist).
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
+pub struct OutputArgs {
     /// Output folder (default: runs/<name>-<time>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -77,6 +68,22 @@ pub struct CommonArgs {
     /// No progress bar or logs.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Options every MNIST command shares.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// libtorch intra-op threads (default: libtorch's choice).
+    #[arg(long, allow_hyphen_values = true)]
+    pub threads: Option<usize>,
+    /// MNIST directory (default: $MNIST_DIR, else data/mnist).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// On CUDA, launch every step's kernels one by one instead of replaying a captured graph.
     #[arg(long)]
     pub no_cuda_graph: bool,

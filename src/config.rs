@@ -20,6 +20,32 @@ pub enum Preset {
     Modern,
 }
 
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::Cnn => "cnn",
+        }
+    }
+
+    /// The homework's reported final test loss and accuracy.
+    pub fn seed_result(self) -> (f64, f64) {
+        match self {
+            ModelKind::Mlp => (9.964, 0.926),
+            ModelKind::Cnn => (0.139, 0.957),
+        }
+    }
+}
+
+impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Faithful => "faithful",
+            Preset::Modern => "modern",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Optimizer {

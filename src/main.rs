@@ -48,10 +48,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn train(model: ModelKind, args: &nndl::cli::TrainArgs) -> anyhow::Result<()> {
     let summary = nndl::run::command(model, args)?;
-    if !args.common.quiet {
+    if !args.common.output.quiet {
         eprintln!("{}", nndl::run::describe(&summary));
     }
-    if args.common.json {
+    if args.common.output.json {
         print_json(&summary)?;
     }
     Ok(())

@@ -46,14 +46,27 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     match scale {
         Scale::Linear => {
             let pad = ((y_max - y_min) * 0.05).max(1e-6);
-            draw(&tmp, title, x_label, y_label, series, x_max, (y_min - pad)..(y_max + pad), true)?
+            draw(&tmp, title, x_label, y_label, series, x_max, (y_min - pad)..(y_max + pad), scale)?
         }
-        Scale::Log => draw(&tmp, title, x_label, y_label, series, x_max, ((y_min * 0.8)..(y_max * 1.25)).log_scale(), false)?,
+        Scale::Log => draw(&tmp, title, x_label, y_label, series, x_max, ((y_min * 0.8)..(y_max * 1.25)).log_scale(), scale)?,
     }
     std::fs::rename(&tmp, path).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
 }
 
-fn draw<Y>(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], x_max: f64, y: Y, legend_low: bool) -> Result<()>
+/// A log axis gets a key point every 1-2-5 of each decade; only those are labelled, so the
+/// labels near a decade's top do not pile up.
+fn log_label(y: f64) -> String {
+    if y <= 0.0 {
+        return String::new();
+    }
+    let mantissa = y / 10f64.powf(y.log10().floor());
+    if ![1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
+        return String::new();
+    }
+    if (0.01..1e5).contains(&y) { format!("{}", (y * 1e6).round() / 1e6) } else { format!("{y:.0e}") }
+}
+
+fn draw<Y>(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], x_max: f64, y: Y, scale: Scale) -> Result<()>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
@@ -73,6 +86,7 @@ where
         .configure_mesh()
         .x_desc(x_label)
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| if scale == Scale::Log { log_label(*y) } else { format!("{y:.2}") })
         .y_desc(y_label)
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
@@ -92,8 +106,11 @@ where
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 16))
-        // Losses fall and accuracies rise: keep the legend off the curves.
-        .position(if legend_low { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight })
+        // Losses fall from the top left and accuracies rise: keep the legend off the curves.
+        .position(match scale {
+            Scale::Linear => SeriesLabelPosition::LowerRight,
+            Scale::Log => SeriesLabelPosition::LowerLeft,
+        })
         .draw()
         .map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))?;

@@ -50,10 +50,12 @@ pub struct ReproduceSummary {
 
 #[derive(Serialize)]
 pub struct XorResult {
-    /// The seed's network converges from only some initialisations: the figure shows the first
-    /// of the seeds that converges, and `seeds` how many of them do.
-    pub figure_seed: u64,
+    /// The seed's network converges from only some initialisations: `seeds` says how many of
+    /// 100 do; the first that does, and its final loss.
+    pub first_converged_seed: u64,
     pub final_loss: f64,
+    /// The runs drawn in mlp-xor-loss.png.
+    pub figure_seeds: Vec<u64>,
     pub seeds: ManySummary,
 }
 
@@ -65,12 +67,12 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
     let device = rt.device;
     let needs_mnist = stages.iter().any(|s| matches!(s, Stage::Mlp | Stage::Cnn));
     let data = if needs_mnist { Some(run::load_data(common.data.as_deref(), device)?) } else { None };
-    let out = common.out.clone().unwrap_or_else(|| default_out("reproduce"));
-    let root = RunDir::create(&out, common.force)?;
+    let out = common.output.out.clone().unwrap_or_else(|| default_out("reproduce"));
+    let root = RunDir::create(&out, common.output.force)?;
     root.write_json("config.json", &serde_json::json!({"stages": stages, "quick": args.quick, "seed": args.seed, "device": crate::device::name(device)}))?;
     let mut summary = ReproduceSummary { out_dir: out.clone(), device: crate::device::name(device), quick: args.quick, ..Default::default() };
     let say = |line: String| {
-        if !common.quiet {
+        if !common.output.quiet {
             eprintln!("{line}");
         }
     };
@@ -84,7 +86,7 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
             }
             Stage::Xor => {
                 let r = reproduce_xor(&root, args.seed)?;
-                say(format!("xor: figure seed {} final loss {:.3e}; {}", r.figure_seed, r.final_loss, xor_cmd::describe_many(&r.seeds)));
+                say(format!("xor: seed {} converges to {:.3e}; {}", r.first_converged_seed, r.final_loss, xor_cmd::describe_many(&r.seeds)));
                 summary.xor = Some(r);
             }
             Stage::Mlp | Stage::Cnn => {
@@ -94,9 +96,9 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
                 if args.quick {
                     cfg.iterations = if model == ModelKind::Mlp { 300 } else { 100 };
                 }
-                let name = run::model_name(model);
-                let run_dir = RunDir::create(&out.join(name), common.force)?;
-                let pb = crate::progress::bar(cfg.iterations as u64, name, common.quiet);
+                let name = model.name();
+                let run_dir = RunDir::create(&out.join(name), common.output.force)?;
+                let pb = crate::progress::bar(cfg.iterations as u64, name, common.output.quiet);
                 let s = run::train_into(&cfg, data.as_ref().context("MNIST loaded")?, &run_dir, &rt, &pb, Instant::now())?;
                 pb.finish_and_clear();
                 for fig in ["loss", "accuracy"] {
@@ -112,7 +114,7 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
     root.write_text("report.md", &report(&summary))?;
     root.write_json("summary.json", &summary)?;
     say(format!("done in {:.1} s: {}", summary.wall_seconds, root.file("report.md").display()));
-    if common.json {
+    if common.output.json {
         println!("{}", serde_json::to_string(&summary)?);
     }
     Ok(())
@@ -121,12 +123,14 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
 fn reproduce_xor(root: &RunDir, seed: u64) -> Result<XorResult> {
     let cfg = XorConfig::preset(XorPreset::Seed);
     let seeds = xor_cmd::many(seed, 100, &cfg);
-    let run = (seed..seed + 100)
-        .map(|s| xor::train(s, &cfg, false))
-        .find(|r| r.converged())
-        .unwrap_or_else(|| xor::train(seed, &cfg, false));
-    xor_cmd::write_figure(root, &run)?;
-    Ok(XorResult { figure_seed: run.seed, final_loss: run.final_loss(), seeds })
+    // The figure shows the first two runs that converge and the first two that stick, since
+    // the seed's network does both.
+    let runs: Vec<_> = (seed..seed + 100).map(|s| xor::train(s, &cfg, false)).collect();
+    let (converged, stuck): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| r.converged());
+    let shown: Vec<_> = converged.iter().take(2).chain(stuck.iter().take(2)).cloned().collect();
+    xor_cmd::write_figure(root, &shown)?;
+    let best = converged.iter().chain(&stuck).next().context("100 runs")?;
+    Ok(XorResult { figure_seeds: shown.iter().map(|r| r.seed).collect(), first_converged_seed: best.seed, final_loss: best.final_loss(), seeds })
 }
 
 fn report(s: &ReproduceSummary) -> String {
@@ -141,7 +145,7 @@ fn report(s: &ReproduceSummary) -> String {
     }
     if let Some(x) = &s.xor {
         let _ = writeln!(md, "| XOR 2-2-2-1 | final loss {:.3e} (seed {}); {}/{} seeds converge | 7.513e-6 (one run) | {:.3} s for {} runs |",
-            x.final_loss, x.figure_seed, x.seeds.converged, x.seeds.runs, x.seeds.wall_seconds, x.seeds.runs);
+            x.final_loss, x.first_converged_seed, x.seeds.converged, x.seeds.runs, x.seeds.wall_seconds, x.seeds.runs);
     }
     for r in [&s.mlp, &s.cnn].into_iter().flatten() {
         let _ = writeln!(md, "| {} on MNIST | test loss {:.3}, accuracy {:.2}% ({} iterations) | loss {}, accuracy {:.1}% | {:.1} s |",
@@ -156,7 +160,7 @@ fn report(s: &ReproduceSummary) -> String {
         }
     }
     if s.xor.is_some() {
-        md.push_str("The seed's XOR network converges from only some initialisations; the figure shows the first seed that does, and the table how many of 100 do.\n");
+        md.push_str("The seed's XOR network converges from only some initialisations: the table gives the first seed that converges and how many of 100 do; the figure shows two runs that converge and two that stick.\n");
     }
     if s.cnn.is_some() {
         md.push_str("As in the seed's code, the CNN's test evaluation runs through the same dropout layer (keep probability 0.25), so its test figures are noisy.\n");

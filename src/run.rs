@@ -1,7 +1,7 @@
 //! `nndl mlp` / `nndl cnn`: one training run into one folder (config, metrics, summary, figures).
 use crate::artifacts::{default_out, MetricRow, RunDir};
 use crate::cli::{CommonArgs, TrainArgs};
-use crate::config::{ModelKind, Preset, TrainConfig};
+use crate::config::{ModelKind, TrainConfig};
 use crate::data::Mnist;
 use crate::plot::{line_chart, Scale, Series};
 use crate::train::{self, DeviceSplit, EvalPoint};
@@ -11,28 +11,6 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::{nn, Device};
-
-/// The seed's reported final test loss and accuracy.
-pub fn seed_result(model: ModelKind) -> (f64, f64) {
-    match model {
-        ModelKind::Mlp => (9.964, 0.926),
-        ModelKind::Cnn => (0.139, 0.957),
-    }
-}
-
-pub fn model_name(model: ModelKind) -> &'static str {
-    match model {
-        ModelKind::Mlp => "mlp",
-        ModelKind::Cnn => "cnn",
-    }
-}
-
-pub fn preset_name(preset: Preset) -> &'static str {
-    match preset {
-        Preset::Faithful => "faithful",
-        Preset::Modern => "modern",
-    }
-}
 
 /// Where and how a run executes.
 pub struct Runtime {
@@ -51,10 +29,10 @@ pub fn runtime(common: &CommonArgs) -> Result<Runtime> {
         tch::set_num_threads(n as i32);
     }
     let (device, note) = device::resolve(&common.device)?;
-    if let (Some(note), false) = (note, common.quiet) {
+    if let (Some(note), false) = (note, common.output.quiet) {
         eprintln!("note: {note}");
     }
-    Ok(Runtime { device, quiet: common.quiet, cuda_graph: !common.no_cuda_graph })
+    Ok(Runtime { device, quiet: common.output.quiet, cuda_graph: !common.no_cuda_graph })
 }
 
 /// MNIST's training and test splits, on the device.
@@ -102,7 +80,7 @@ pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfi
         None => TrainConfig::preset(model, args.preset),
     };
     if cfg.model != model {
-        bail!("config is for the {} but this command trains the {}", model_name(cfg.model), model_name(model));
+        bail!("config is for the {} but this command trains the {}", cfg.model.name(), model.name());
     }
     cfg.lr = args.lr.unwrap_or(cfg.lr);
     cfg.batch_size = args.batch_size.unwrap_or(cfg.batch_size);
@@ -118,11 +96,11 @@ pub fn command(model: ModelKind, args: &TrainArgs) -> Result<RunSummary> {
     let started = Instant::now();
     let cfg = config_from_args(model, args)?;
     let common = &args.common;
-    let out = common.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}", model_name(model), preset_name(cfg.preset))));
+    let out = common.output.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}", model.name(), cfg.preset.name())));
     let rt = runtime(common)?;
     let data = load_data(common.data.as_deref(), rt.device)?;
-    let run = RunDir::create(&out, common.force)?;
-    let pb = progress::bar(cfg.iterations as u64, model_name(model), common.quiet);
+    let run = RunDir::create(&out, common.output.force)?;
+    let pb = progress::bar(cfg.iterations as u64, model.name(), common.output.quiet);
     let summary = train_into(&cfg, &data, &run, &rt, &pb, started)?;
     pb.finish_and_clear();
     Ok(summary)
@@ -143,7 +121,7 @@ pub fn train_into(
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(device);
     let net = crate::models::build(&vs.root(), cfg);
-    let name = model_name(cfg.model);
+    let name = cfg.model.name();
     let train_start = Instant::now();
     let outcome = train::train(&net, &vs, cfg, &data.train, &data.test, rt.cuda_graph, pb, |p| {
         pb.set_message(format!("test acc {:.2}%", 100.0 * p.test_accuracy));
@@ -157,10 +135,10 @@ pub fn train_into(
     run.write_metrics("metrics.csv", &rows)?;
     write_figures(run, name, &points)?;
     let last = points.last().context("training produced no evaluation")?;
-    let (seed_test_loss, seed_test_accuracy) = seed_result(cfg.model);
+    let (seed_test_loss, seed_test_accuracy) = cfg.model.seed_result();
     let summary = RunSummary {
         model: name,
-        preset: preset_name(cfg.preset),
+        preset: cfg.preset.name(),
         device: device::name(device),
         threads: tch::get_num_threads(),
         seed: cfg.seed,

@@ -32,15 +32,9 @@ pub struct XorArgs {
     /// Write the initial weights and every epoch's sample order (JSON) for a replay elsewhere.
     #[arg(long, value_name = "FILE")]
     pub dump: Option<PathBuf>,
-    /// Output folder for the figure (single run; default runs/xor-<time>).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    #[arg(long)]
-    pub force: bool,
-    #[arg(long)]
-    pub json: bool,
-    #[arg(long, short)]
-    pub quiet: bool,
+    /// The single run's figure goes to --out (default runs/xor-<time>).
+    #[command(flatten)]
+    pub output: crate::cli::OutputArgs,
 }
 
 #[derive(Serialize)]
@@ -100,10 +94,10 @@ pub fn command(args: &XorArgs) -> Result<()> {
                 bail!("--dump records a single run; drop --runs");
             }
             let s = many(args.seed, n, &cfg);
-            if !args.quiet {
+            if !args.output.quiet {
                 eprintln!("{}", describe_many(&s));
             }
-            if args.json {
+            if args.output.json {
                 println!("{}", serde_json::to_string(&s)?);
             }
         }
@@ -114,15 +108,15 @@ pub fn command(args: &XorArgs) -> Result<()> {
 
 fn single(args: &XorArgs, cfg: &XorConfig) -> Result<()> {
     let started = Instant::now();
-    let out = args.out.clone().unwrap_or_else(|| default_out("xor"));
-    let run_dir = RunDir::create(&out, args.force)?;
+    let out = args.output.out.clone().unwrap_or_else(|| default_out("xor"));
+    let run_dir = RunDir::create(&out, args.output.force)?;
     let run = xor::train(args.seed, cfg, args.dump.is_some());
     let wall_seconds = started.elapsed().as_secs_f64();
     if let Some(path) = &args.dump {
         write_atomic(path, serde_json::to_string(&run)?.as_bytes())?;
     }
     run_dir.write_json("config.json", cfg)?;
-    write_figure(&run_dir, &run)?;
+    write_figure(&run_dir, std::slice::from_ref(&run))?;
     let summary = SingleSummary {
         seed: run.seed,
         preset: cfg.preset,
@@ -134,21 +128,27 @@ fn single(args: &XorArgs, cfg: &XorConfig) -> Result<()> {
         out_dir: out,
     };
     run_dir.write_json("summary.json", &summary)?;
-    if !args.quiet {
+    if !args.output.quiet {
         eprintln!("xor seed {}: final loss {:.4e} ({}; seed: 7.513e-6) in {:.2} ms -> {}",
             summary.seed, summary.final_loss, if summary.converged { "converged" } else { "not converged" },
             wall_seconds * 1e3, summary.out_dir.display());
     }
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string(&summary)?);
     }
     Ok(())
 }
 
-pub fn write_figure(dir: &RunDir, run: &XorRun) -> Result<()> {
-    let points = run.losses.iter().map(|&(e, l)| (e as f64, l)).collect();
-    line_chart(&dir.file("mlp-xor-loss.png"), "XOR 2-2-2-1: loss along the epochs", "Epoch", "Loss (log scale)",
-        &[Series { label: format!("training set (4 samples), seed {}", run.seed), points }], Scale::Log)
+/// `mlp-xor-loss.png`: the loss on the 4 samples along the epochs, one curve per run.
+pub fn write_figure(dir: &RunDir, runs: &[XorRun]) -> Result<()> {
+    let series: Vec<Series> = runs
+        .iter()
+        .map(|r| Series {
+            label: format!("seed {}: final {:.1e}", r.seed, r.final_loss()),
+            points: r.losses.iter().map(|&(e, l)| (e as f64, l)).collect(),
+        })
+        .collect();
+    line_chart(&dir.file("mlp-xor-loss.png"), "XOR 2-2-2-1: loss on the 4 samples along the epochs", "Epoch", "Loss (log scale)", &series, Scale::Log)
 }
 
 /// Trains `runs` seeds from `first_seed` on and sums up their final losses.
