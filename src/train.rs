@@ -108,7 +108,6 @@ struct TrainSums {
 
 /// One training step on the batch whose indices sit in `idx`: forward, backward, update, sums.
 /// Gradients must have been cleared; nothing here waits for the device.
-#[allow(clippy::too_many_arguments)]
 fn step(net: &dyn ModuleT, opt: &mut nn::Optimizer, cfg: &TrainConfig, train: &DeviceSplit, idx: &Tensor, sums: &mut TrainSums) {
     let mut xs = train.images.index_select(0, idx);
     if cfg.augment_shift > 0 {
