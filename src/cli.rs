@@ -107,6 +107,10 @@ pub struct TrainArgs {
     pub eval_every: Option<usize>,
     #[arg(long, allow_hyphen_values = true)]
     pub seed: Option<u64>,
+    /// Also write the initial parameters (TF layout) and the batch order as .npy files into DIR,
+    /// for scripts/tf_compare.py.
+    #[arg(long, value_name = "DIR")]
+    pub export_init: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
 }

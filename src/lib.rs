@@ -7,6 +7,7 @@ pub mod config;
 pub mod cuda_graph;
 pub mod data;
 pub mod device;
+pub mod export;
 pub mod info;
 pub mod models;
 pub mod plot;

@@ -99,7 +99,7 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
                 let name = model.name();
                 let run_dir = RunDir::create(&out.join(name), common.output.force)?;
                 let pb = crate::progress::bar(cfg.iterations as u64, name, common.output.quiet);
-                let s = run::train_into(&cfg, data.as_ref().context("MNIST loaded")?, &run_dir, &rt, &pb, Instant::now())?;
+                let s = run::train_into(&cfg, &run::build_network(&cfg, device), data.as_ref().context("MNIST loaded")?, &run_dir, &rt, &pb, Instant::now())?;
                 pb.finish_and_clear();
                 for fig in ["loss", "accuracy"] {
                     let file = format!("{name}-{fig}.png");

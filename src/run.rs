@@ -100,16 +100,35 @@ pub fn command(model: ModelKind, args: &TrainArgs) -> Result<RunSummary> {
     let rt = runtime(common)?;
     let data = load_data(common.data.as_deref(), rt.device)?;
     let run = RunDir::create(&out, common.output.force)?;
+    let network = build_network(&cfg, rt.device);
+    if let Some(dir) = &args.export_init {
+        crate::export::export_init(dir, &network.vs, &cfg, data.train.len() as usize)?;
+    }
     let pb = progress::bar(cfg.iterations as u64, model.name(), common.output.quiet);
-    let summary = train_into(&cfg, &data, &run, &rt, &pb, started)?;
+    let summary = train_into(&cfg, &network, &data, &run, &rt, &pb, started)?;
     pb.finish_and_clear();
     Ok(summary)
+}
+
+/// A network and the variables it trains.
+pub struct Network {
+    pub vs: nn::VarStore,
+    pub net: nn::SequentialT,
+}
+
+/// Seeds libtorch and builds the configured network on `device`.
+pub fn build_network(cfg: &TrainConfig, device: Device) -> Network {
+    tch::manual_seed(cfg.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let net = crate::models::build(&vs.root(), cfg);
+    Network { vs, net }
 }
 
 /// Trains one configured network and writes config.json, metrics.csv, summary.json and the
 /// `<model>-loss.png` / `<model>-accuracy.png` figures into `run`.
 pub fn train_into(
     cfg: &TrainConfig,
+    network: &Network,
     data: &DeviceData,
     run: &RunDir,
     rt: &Runtime,
@@ -118,12 +137,9 @@ pub fn train_into(
 ) -> Result<RunSummary> {
     let (device, quiet) = (rt.device, rt.quiet);
     run.write_json("config.json", cfg)?;
-    tch::manual_seed(cfg.seed as i64);
-    let vs = nn::VarStore::new(device);
-    let net = crate::models::build(&vs.root(), cfg);
     let name = cfg.model.name();
     let train_start = Instant::now();
-    let outcome = train::train(&net, &vs, cfg, &data.train, &data.test, rt.cuda_graph, pb, |p| {
+    let outcome = train::train(&network.net, &network.vs, cfg, &data.train, &data.test, rt.cuda_graph, pb, |p| {
         pb.set_message(format!("test acc {:.2}%", 100.0 * p.test_accuracy));
         progress::log(pb, quiet, &format!(
             "{name} iter {:>5}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4}",

@@ -62,3 +62,22 @@ fn short_cnn_run_learns() {
     assert!(acc > 0.70, "faithful CNN after 300 iterations: {acc}");
     assert!(dir.join("cnn-loss.png").is_file() && dir.join("cnn-accuracy.png").is_file());
 }
+
+#[test]
+fn export_init_writes_tf_layout_npy_files() {
+    let dir = tempdir("export");
+    train(&["cnn", "--iterations", "3", "--eval-every", "3", "--export-init", dir.join("init").to_str().unwrap(), "--out", dir.join("run").to_str().unwrap()]);
+    let shape = |name: &str| {
+        let bytes = std::fs::read(dir.join("init").join(format!("{name}.npy"))).unwrap();
+        assert_eq!(&bytes[..6], b"\x93NUMPY");
+        let header = String::from_utf8_lossy(&bytes[10..10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize]).to_string();
+        header.split("'shape': ").nth(1).unwrap().split(')').next().unwrap().trim_start_matches('(').to_string()
+    };
+    // TF's layouts: conv [kh, kw, in, out], dense [in, out].
+    assert_eq!(shape("w1"), "5, 5, 1, 32");
+    assert_eq!(shape("w2"), "5, 5, 32, 64");
+    assert_eq!(shape("w3"), "3136, 1024");
+    assert_eq!(shape("w4"), "1024, 10");
+    assert_eq!(shape("b3"), "1024,");
+    assert_eq!(shape("batches"), "3, 100");
+}
