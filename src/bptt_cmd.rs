@@ -55,7 +55,7 @@ pub fn autograd_grads(rnn: &Rnn, seq: &Sequence) -> [Mat; 3] {
             Activation::Softplus => s.softplus(),
         };
         let logp = v.mv(&h).log_softmax(0, Kind::Double);
-        loss = loss - logp.get(y as i64);
+        loss -= logp.get(y as i64);
     }
     loss.backward();
     [from_tensor(&u.grad(), &rnn.u), from_tensor(&w.grad(), &rnn.w), from_tensor(&v.grad(), &rnn.v)]

@@ -215,6 +215,6 @@ impl TrainConfig {
 
     /// Evaluation points: every `eval_every` iterations, and always the last one.
     pub fn is_eval_point(&self, i: usize) -> bool {
-        i % self.eval_every == 0 || i + 1 == self.iterations
+        i.is_multiple_of(self.eval_every) || i + 1 == self.iterations
     }
 }

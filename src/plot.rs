@@ -29,8 +29,16 @@ pub enum Scale {
     Log,
 }
 
+/// A chart's title and axis labels.
+struct Text<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+}
+
 /// Draws the series on one chart, written atomically to `path`.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scale: Scale) -> Result<()> {
+    let text = Text { title, x_label, y_label };
     register_font();
     let all = series.iter().flat_map(|s| s.points.iter());
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
@@ -46,9 +54,9 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     match scale {
         Scale::Linear => {
             let pad = ((y_max - y_min) * 0.05).max(1e-6);
-            draw(&tmp, title, x_label, y_label, series, x_max, (y_min - pad)..(y_max + pad), scale)?
+            draw(&tmp, &text, series, x_max, (y_min - pad)..(y_max + pad), scale)?
         }
-        Scale::Log => draw(&tmp, title, x_label, y_label, series, x_max, ((y_min * 0.8)..(y_max * 1.25)).log_scale(), scale)?,
+        Scale::Log => draw(&tmp, &text, series, x_max, ((y_min * 0.8)..(y_max * 1.25)).log_scale(), scale)?,
     }
     std::fs::rename(&tmp, path).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
 }
@@ -66,7 +74,7 @@ fn log_label(y: f64) -> String {
     if (0.01..1e5).contains(&y) { format!("{}", (y * 1e6).round() / 1e6) } else { format!("{y:.0e}") }
 }
 
-fn draw<Y>(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], x_max: f64, y: Y, scale: Scale) -> Result<()>
+fn draw<Y>(path: &Path, text: &Text, series: &[Series], x_max: f64, y: Y, scale: Scale) -> Result<()>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
@@ -75,7 +83,7 @@ where
     let root = BitMapBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 26))
+        .caption(text.title, ("sans-serif", 26))
         .margin(16)
         .margin_right(36)
         .x_label_area_size(48)
@@ -84,10 +92,10 @@ where
         .map_err(|e| fail(&e))?;
     chart
         .configure_mesh()
-        .x_desc(x_label)
+        .x_desc(text.x_label)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| if scale == Scale::Log { log_label(*y) } else { format!("{y:.2}") })
-        .y_desc(y_label)
+        .y_desc(text.y_label)
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
         .draw()

@@ -37,6 +37,8 @@ struct Layer<const IN: usize, const OUT: usize> {
     delta: [f64; OUT],
 }
 
+// Index loops on purpose: they mirror the seed's `for i in range(len(inputs))` one for one.
+#[allow(clippy::needless_range_loop)]
 impl<const IN: usize, const OUT: usize> Layer<IN, OUT> {
     /// As the seed's `append_layer`: per neuron, its IN weights then its bias.
     fn from_draws(draw: &mut impl FnMut() -> f64) -> Self {
