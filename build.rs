@@ -47,5 +47,10 @@ fn build_cuda_graph(lib: &Path) -> Result<PathBuf, String> {
     if !status.success() {
         return Err(format!("{cxx} failed on csrc/cuda_graph.cpp"));
     }
+    // Also beside the binary (OUT_DIR is target/<profile>/build/nndl-*/out), where nndl looks
+    // first and where a copy to another machine should take it from.
+    if let Some(profile_dir) = out.ancestors().nth(4) {
+        let _ = std::fs::copy(&out, profile_dir.join("libnndl_cuda_graph.so"));
+    }
     Ok(out)
 }
