@@ -103,7 +103,8 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
                 pb.finish_and_clear();
                 for fig in ["loss", "accuracy"] {
                     let file = format!("{name}-{fig}.png");
-                    std::fs::copy(run_dir.file(&file), root.file(&file)).with_context(|| format!("cannot copy {file}"))?;
+                    let bytes = std::fs::read(run_dir.file(&file)).with_context(|| format!("cannot read {file}"))?;
+                    crate::artifacts::write_atomic(&root.file(&file), &bytes)?;
                 }
                 say(run::describe(&s));
                 if model == ModelKind::Mlp { summary.mlp = Some(s) } else { summary.cnn = Some(s) }
@@ -122,10 +123,11 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
 
 fn reproduce_xor(root: &RunDir, seed: u64) -> Result<XorResult> {
     let cfg = XorConfig::preset(XorPreset::Seed);
-    let seeds = xor_cmd::many(seed, 100, &cfg);
+    let started = Instant::now();
+    let runs: Vec<_> = (seed..seed + 100).map(|s| xor::train(s, &cfg, false)).collect();
+    let seeds = xor_cmd::summarize(&cfg, seed, runs.iter().map(|r| r.final_loss()).collect(), started.elapsed().as_secs_f64());
     // The figure shows the first two runs that converge and the first two that stick, since
     // the seed's network does both.
-    let runs: Vec<_> = (seed..seed + 100).map(|s| xor::train(s, &cfg, false)).collect();
     let (converged, stuck): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| r.converged());
     let shown: Vec<_> = converged.iter().take(2).chain(stuck.iter().take(2)).cloned().collect();
     xor_cmd::write_figure(root, &shown)?;

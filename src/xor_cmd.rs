@@ -154,8 +154,14 @@ pub fn write_figure(dir: &RunDir, runs: &[XorRun]) -> Result<()> {
 /// Trains `runs` seeds from `first_seed` on and sums up their final losses.
 pub fn many(first_seed: u64, runs: usize, cfg: &XorConfig) -> ManySummary {
     let started = Instant::now();
-    let mut finals: Vec<f64> = (0..runs as u64).map(|i| xor::train(first_seed + i, cfg, false).final_loss()).collect();
-    let wall_seconds = started.elapsed().as_secs_f64();
+    let finals: Vec<f64> = (0..runs as u64).map(|i| xor::train(first_seed + i, cfg, false).final_loss()).collect();
+    summarize(cfg, first_seed, finals, started.elapsed().as_secs_f64())
+}
+
+/// How many of the runs (seeds from `first_seed` on, with these final losses) converge, and
+/// where the others stick.
+pub fn summarize(cfg: &XorConfig, first_seed: u64, mut finals: Vec<f64>, wall_seconds: f64) -> ManySummary {
+    let runs = finals.len();
     let converged = finals.iter().filter(|&&l| l < xor::CONVERGED_BELOW).count();
     let near = |target: f64| finals.iter().filter(|&&l| (l - target).abs() < 0.02).count();
     let (s167, s25) = (near(1.0 / 6.0), near(0.25));
