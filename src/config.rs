@@ -203,7 +203,7 @@ impl TrainConfig {
 
     /// Test rows per evaluation forward pass. Measured on 2 CPU threads: 500 MLP rows keep the
     /// GEMMs in cache (10000 was slower); 200 CNN rows keep each activation under glibc's
-    /// 32 MB mmap ceiling (see `main`'s malloc settings).
+    /// 32 MB mmap threshold, so memory is reused instead of page-faulted in afresh each chunk.
     /// On a GPU, large chunks keep the device busy.
     pub fn eval_chunk(&self, device: tch::Device) -> i64 {
         match (self.model, device.is_cuda()) {

@@ -46,14 +46,11 @@ pub fn cuda_unavailable_reason() -> Option<String> {
 /// Parses `auto|cpu|cuda|cuda:N` and checks it can be used. Returns the device and, for `auto`
 /// falling back to the CPU, a note to print once.
 pub fn resolve(spec: &str) -> Result<(Device, Option<String>)> {
-    match spec {
-        "cpu" => Ok((Device::Cpu, None)),
+    let resolved = match spec {
+        "cpu" => (Device::Cpu, None),
         "auto" => match cuda_unavailable_reason() {
-            None => {
-                tch::Cuda::cudnn_set_benchmark(true);
-                Ok((Device::Cuda(0), None))
-            }
-            Some(why) => Ok((Device::Cpu, Some(format!("no CUDA, running on CPU: {why}")))),
+            None => (Device::Cuda(0), None),
+            Some(why) => (Device::Cpu, Some(format!("no CUDA, running on CPU: {why}"))),
         },
         _ => {
             let index = match spec.strip_prefix("cuda") {
@@ -71,11 +68,14 @@ pub fn resolve(spec: &str) -> Result<(Device, Option<String>)> {
             if index >= count {
                 bail!("--device {spec}: only {count} CUDA device(s) visible");
             }
-            // Fixed shapes: let cuDNN pick the fastest convolution once.
-            tch::Cuda::cudnn_set_benchmark(true);
-            Ok((Device::Cuda(index), None))
+            (Device::Cuda(index), None)
         }
+    };
+    if resolved.0.is_cuda() {
+        // Fixed shapes: let cuDNN pick the fastest convolution once.
+        tch::Cuda::cudnn_set_benchmark(true);
     }
+    Ok(resolved)
 }
 
 /// A stable name for reports: "cpu" or "cuda:N".

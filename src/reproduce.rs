@@ -69,8 +69,9 @@ pub fn command(args: &ReproduceArgs) -> Result<()> {
     let data = if needs_mnist { Some(run::load_data(common.data.as_deref(), device)?) } else { None };
     let out = common.output.out.clone().unwrap_or_else(|| default_out("reproduce"));
     let root = RunDir::create(&out, common.output.force)?;
-    root.write_json("config.json", &serde_json::json!({"stages": stages, "quick": args.quick, "seed": args.seed, "device": crate::device::name(device)}))?;
-    let mut summary = ReproduceSummary { out_dir: out.clone(), device: crate::device::name(device), quick: args.quick, ..Default::default() };
+    let device_name = crate::device::name(device);
+    root.write_json("config.json", &serde_json::json!({"stages": stages, "quick": args.quick, "seed": args.seed, "device": device_name}))?;
+    let mut summary = ReproduceSummary { out_dir: out.clone(), device: device_name, quick: args.quick, ..Default::default() };
     let say = |line: String| {
         if !common.output.quiet {
             eprintln!("{line}");

@@ -236,6 +236,18 @@ impl XorRun {
     }
 }
 
+/// One epoch: the samples in `order`, one update each; then, at a logging epoch, the seed's loss
+/// over the samples in that same order.
+fn run_epoch(net: &mut XorNet, epoch: usize, order: &[usize; 4], config: &XorConfig, losses: &mut Vec<(usize, f64)>) {
+    for &s in order {
+        let (x, y) = SAMPLES[s];
+        net.train_sample(&x, &y, config.learning_rate);
+    }
+    if epoch.is_multiple_of(config.log_every) {
+        losses.push((epoch, net.loss(order)));
+    }
+}
+
 /// Trains one network. `keep_orders` records every epoch's order (for --dump).
 pub fn train(seed: u64, config: &XorConfig, keep_orders: bool) -> XorRun {
     let mut rng = Rng::new(seed);
@@ -249,13 +261,7 @@ pub fn train(seed: u64, config: &XorConfig, keep_orders: bool) -> XorRun {
         if keep_orders {
             orders.push(order);
         }
-        for &s in &order {
-            let (x, y) = SAMPLES[s];
-            net.train_sample(&x, &y, config.learning_rate);
-        }
-        if epoch % config.log_every == 0 {
-            losses.push((epoch, net.loss(&order)));
-        }
+        run_epoch(&mut net, epoch, &order, config, &mut losses);
     }
     XorRun { seed, config: config.clone(), initial, orders, losses }
 }
@@ -265,13 +271,7 @@ pub fn replay(run: &XorRun) -> Option<Vec<(usize, f64)>> {
     let mut net = XorNet::from_neurons(&run.initial)?;
     let mut losses = Vec::new();
     for (epoch, order) in run.orders.iter().enumerate() {
-        for &s in order {
-            let (x, y) = SAMPLES[s];
-            net.train_sample(&x, &y, run.config.learning_rate);
-        }
-        if epoch % run.config.log_every == 0 {
-            losses.push((epoch, net.loss(order)));
-        }
+        run_epoch(&mut net, epoch, order, &run.config, &mut losses);
     }
     Some(losses)
 }
