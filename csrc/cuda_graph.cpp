@@ -2,6 +2,8 @@
 // training step of these small nets is dozens of tiny kernels, and launching them one by one
 // from the host costs more than running them. Built as its own shared library (build.rs) and
 // loaded with dlopen only when CUDA is present, so the nndl binary still runs on CPU-only hosts.
+#include "cuda_graph.h"
+
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>

@@ -1,7 +1,10 @@
-//! Command-line arguments (clap). Values are checked in one place, `TrainConfig::validate`,
-//! so a config file and flags get the same one-line errors.
+//! Every command's arguments (clap), in one place. Shared flags are declared once and flattened
+//! in. Values are checked where the settings live (`TrainConfig::validate`,
+//! `XorConfig::validate`), so a config file and flags get the same one-line errors.
 use crate::config::Preset;
-use clap::{Args, Parser, Subcommand};
+use crate::data::fetch::Source;
+use crate::scratch::xor::XorPreset;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -13,21 +16,41 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the whole homework with the seed's settings and write report.md with every figure.
-    Reproduce(crate::reproduce::ReproduceArgs),
+    /// Run the whole homework with its own settings and write report.md with every figure.
+    Reproduce(ReproduceArgs),
     /// Train the 784-256-256-10 MLP on MNIST.
     Mlp(TrainArgs),
     /// Train the two-conv CNN on MNIST.
     Cnn(TrainArgs),
+    /// Continue an interrupted MNIST run from its last checkpoint.
+    Resume(ResumeArgs),
+    /// Evaluate a run's saved weights on the test set: loss, accuracy, confusion matrix.
+    Eval(EvalArgs),
     /// The 2-2-2-1 sigmoid XOR network, from scratch.
-    Xor(crate::xor_cmd::XorArgs),
+    Xor(XorArgs),
     /// Check the BPTT gradient formula against finite differences and libtorch autograd.
-    Bptt(crate::bptt_cmd::BpttArgs),
+    Bptt(BpttArgs),
     /// Fetch or verify the MNIST files.
     #[command(subcommand)]
     Data(DataCommand),
     /// Versions, libtorch location, CUDA/cuDNN, threads, MKL.
     Info(InfoArgs),
+}
+
+impl Command {
+    /// How the command's outcome is to be reported.
+    pub fn report_flags(&self) -> ReportArgs {
+        match self {
+            Command::Reproduce(a) => a.common.output.report,
+            Command::Mlp(a) | Command::Cnn(a) => a.common.output.report,
+            Command::Resume(a) => a.report,
+            Command::Eval(a) => a.report,
+            Command::Xor(a) => a.output.report,
+            Command::Bptt(a) => a.report,
+            Command::Data(_) => ReportArgs::default(),
+            Command::Info(a) => ReportArgs { json: a.json, quiet: false },
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -37,7 +60,7 @@ pub enum DataCommand {
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "auto")]
-        source: crate::data::fetch::Source,
+        source: Source,
     },
     /// Check that the four files are present and intact.
     Verify {
@@ -53,15 +76,9 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
-/// Where results go and how much is said: every command that writes a run folder.
-#[derive(Args, Debug, Clone)]
-pub struct OutputArgs {
-    /// Output folder (default: runs/<name>-<time>).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Replace an earlier run in --out.
-    #[arg(long)]
-    pub force: bool,
+/// How much is said: every command.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct ReportArgs {
     /// One JSON object on stdout at the end; logs stay on stderr.
     #[arg(long)]
     pub json: bool,
@@ -70,15 +87,28 @@ pub struct OutputArgs {
     pub quiet: bool,
 }
 
+/// Where results go: every command that writes a run folder.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Output folder (default: runs/<name>-<time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace an earlier run (or other files) in --out; the old folder is moved aside first.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
 /// Options every MNIST command shares.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
     #[command(flatten)]
     pub output: OutputArgs,
-    /// auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// libtorch intra-op threads (default: libtorch's choice).
+    /// auto (CUDA when present, else CPU), cpu, cuda or cuda:N [default: auto].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// libtorch intra-op threads, 1 to 4 per core [default: libtorch's choice, one per core].
     #[arg(long, allow_hyphen_values = true)]
     pub threads: Option<usize>,
     /// MNIST directory (default: $MNIST_DIR, else data/mnist).
@@ -89,28 +119,148 @@ pub struct CommonArgs {
     pub no_cuda_graph: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// faithful: the seed's settings; modern: He init, Adam, schedule.
-    #[arg(long, value_enum, default_value = "faithful")]
-    pub preset: Preset,
-    /// Rerun a saved config.json (flags below still override it).
+    /// faithful: the homework's settings; modern: He init, Adam, schedule [default: faithful].
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Rerun a saved config.json (flags below still override it; --preset cannot).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Learning rate [default: faithful 0.005 (MLP) / 0.01 (CNN); modern 2e-3 peak].
     #[arg(long, allow_hyphen_values = true)]
     pub lr: Option<f64>,
+    /// Images per batch [default: 100, both presets].
     #[arg(long, allow_hyphen_values = true)]
     pub batch_size: Option<usize>,
+    /// Training steps [default: 4001, both presets].
     #[arg(long, allow_hyphen_values = true)]
     pub iterations: Option<usize>,
+    /// Evaluate on the test set every N steps, and at the last [default: 50, both presets].
     #[arg(long, allow_hyphen_values = true)]
     pub eval_every: Option<usize>,
+    /// Random seed of the initialisation, batch order and dropout [default: 0].
     #[arg(long, allow_hyphen_values = true)]
     pub seed: Option<u64>,
+    /// Checkpoint every N steps [default: about every 60 s, and at the end].
+    #[arg(long, allow_hyphen_values = true)]
+    pub checkpoint_every: Option<usize>,
+    /// Go on through a NaN or infinite loss, as TF would, instead of stopping the run.
+    #[arg(long)]
+    pub allow_nan: bool,
+    /// CUDA: deterministic algorithms and cuDNN benchmark off, so two runs agree bit for bit.
+    #[arg(long)]
+    pub deterministic: bool,
+    /// CUDA: TF32 for float32 matmuls and convolutions [default: off for faithful, on for modern].
+    #[arg(long, value_enum)]
+    pub tf32: Option<OnOff>,
     /// Also write the initial parameters (TF layout) and the batch order as .npy files into DIR,
     /// for scripts/tf_compare.py.
     #[arg(long, value_name = "DIR")]
     pub export_init: Option<PathBuf>,
+    /// Also write the final parameters in TF's layout as .npy files into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub export_final: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// The run folder (it holds config.json and checkpoint.safetensors).
+    pub run_dir: PathBuf,
+    /// MNIST directory (default: $MNIST_DIR, else data/mnist).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A finished run folder (config.json and model.safetensors).
+    pub run_dir: PathBuf,
+    /// MNIST directory (default: $MNIST_DIR, else data/mnist).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N [default: the run's own device].
+    #[arg(long)]
+    pub device: Option<String>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Bptt,
+    Xor,
+    Mlp,
+    Cnn,
+}
+
+#[derive(Args, Debug)]
+pub struct ReproduceArgs {
+    /// Only these parts, comma-separated (default: all); each runs once, in the homework's order.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Option<Vec<Stage>>,
+    /// A short smoke schedule (MLP 300 and CNN 100 iterations) instead of the full 4001.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seed of every part [default: 0].
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct XorArgs {
+    /// homework: the homework's init and learning rate; robust: a variant that converges
+    /// reliably ("seed" is still read as homework, for one release).
+    #[arg(long, value_enum, default_value = "homework")]
+    pub preset: XorPreset,
+    /// Random seed of the (first) run [default: 0].
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train this many seeds (seed, seed+1, ...) and report how many converge.
+    #[arg(long)]
+    pub runs: Option<u64>,
+    /// Passes over the 4 samples [default: 3001].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning rate [default: 0.3].
+    #[arg(long, allow_hyphen_values = true)]
+    pub lr: Option<f64>,
+    /// Initial weights and biases uniform in [init-low, init-high) (default 0 and 1), replacing
+    /// the preset's initialisation.
+    #[arg(long, allow_hyphen_values = true)]
+    pub init_low: Option<f64>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub init_high: Option<f64>,
+    /// Write the initial weights and every epoch's sample order (JSON) for a replay elsewhere.
+    #[arg(long, value_name = "FILE")]
+    pub dump: Option<PathBuf>,
+    /// The single run's figure goes to --out (default runs/xor-<time>); with --runs, the
+    /// statistics go there as summary.json.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BpttArgs {
+    /// Random problems per activation (sizes and sequence lengths drawn at random).
+    #[arg(long = "trials", visible_alias = "problems", default_value_t = 50)]
+    pub problems: usize,
+    /// Random seed of the problems [default: 0].
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }

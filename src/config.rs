@@ -14,7 +14,7 @@ pub enum ModelKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
-    /// The seed's settings, as TF1 ran them.
+    /// The homework's settings, as TF1 ran them.
     Faithful,
     /// What a practitioner would use today (He init, Adam, cosine schedule, eval without dropout).
     Modern,
@@ -25,14 +25,6 @@ impl ModelKind {
         match self {
             ModelKind::Mlp => "mlp",
             ModelKind::Cnn => "cnn",
-        }
-    }
-
-    /// The homework's reported final test loss and accuracy.
-    pub fn seed_result(self) -> (f64, f64) {
-        match self {
-            ModelKind::Mlp => (9.964, 0.926),
-            ModelKind::Cnn => (0.139, 0.957),
         }
     }
 }
@@ -65,23 +57,26 @@ pub enum Init {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum Dropout {
     None,
     /// TF1's tf.nn.dropout(x, keep_prob): keep with probability keep_prob, scale by 1/keep_prob.
-    /// `in_eval`: the seed's evaluation runs through the same dropout layer.
+    /// `in_eval`: the homework's evaluation runs through the same dropout layer.
     KeepProb { keep_prob: f64, in_eval: bool },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum Schedule {
     Constant,
     /// Linear warm-up to `lr`, then cosine decay to zero at the last iteration.
     WarmupCosine { warmup: usize },
 }
 
+/// Everything a run computes from: saved as config.json, read back by `--config` and `resume`.
+/// Unknown keys are refused, so a misspelt setting cannot be silently ignored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub model: ModelKind,
     pub preset: Preset,
@@ -98,9 +93,60 @@ pub struct TrainConfig {
     pub augment_shift: i64,
     /// Why the non-faithful choices were made, for whoever reads config.json.
     pub notes: Vec<String>,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`, as asked; summary.json says what it resolved to.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// libtorch intra-op threads; results are bitwise reproducible for the same count.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// CUDA: deterministic algorithms, cuDNN benchmark off (no effect on CPU, already deterministic).
+    #[serde(default)]
+    pub deterministic: bool,
+    /// CUDA on Ampere and later: TF32 in float32 matmuls and convolutions.
+    #[serde(default)]
+    pub tf32: bool,
+    /// Checkpoint every this many iterations; None: about every 60 s of training.
+    #[serde(default)]
+    pub checkpoint_every: Option<usize>,
+    /// Go on through a NaN or infinite training loss, as TF would, instead of stopping.
+    #[serde(default)]
+    pub allow_nan: bool,
+}
+
+fn default_device() -> String {
+    "auto".into()
+}
+
+/// Where a setting came from, so an error names it the way the user wrote it.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    Flags,
+    File(std::path::PathBuf),
+}
+
+impl Origin {
+    /// `--batch-size` for flags, `config.json: batch_size` for a file.
+    pub fn name(&self, key: &str) -> String {
+        match self {
+            Origin::Flags => format!("--{}", key.replace('_', "-")),
+            Origin::File(path) => format!("{}: {key}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
+        }
+    }
+}
+
+/// A number as a person would write it: 0.005, 1e39, 1e-9.
+pub fn number(x: f64) -> String {
+    if x != 0.0 && x.is_finite() && !(1e-4..1e6).contains(&x.abs()) { format!("{x:e}") } else { format!("{x}") }
+}
+
+/// The most libtorch threads that make sense: beyond a few per core they only contend.
+pub fn max_threads() -> usize {
+    4 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 pub const TRAIN_SIZE: usize = 55_000;
+/// A bound on --iterations that keeps every count in range (a billion steps is years on a CPU).
+pub const MAX_ITERATIONS: usize = 1_000_000_000;
 
 impl TrainConfig {
     pub fn preset(model: ModelKind, preset: Preset) -> TrainConfig {
@@ -118,6 +164,12 @@ impl TrainConfig {
             dropout: Dropout::None,
             augment_shift: 0,
             notes: vec![],
+            device: default_device(),
+            threads: None,
+            deterministic: false,
+            tf32: false,
+            checkpoint_every: None,
+            allow_nan: false,
         };
         match (model, preset) {
             (ModelKind::Mlp, Preset::Faithful) => base,
@@ -132,6 +184,7 @@ impl TrainConfig {
                 optimizer: Optimizer::Adam,
                 schedule: Schedule::WarmupCosine { warmup: 200 },
                 init: Init::He,
+                tf32: true,
                 notes: vec![
                     "He init and Adam: the plain modern recipe (about 97.9% at 4001 batches)".into(),
                     "peak lr 2e-3 with 200 warm-up steps and cosine decay to 0: the small final steps settle the last 0.2-0.3%".into(),
@@ -145,6 +198,7 @@ impl TrainConfig {
                 init: Init::He,
                 dropout: Dropout::KeepProb { keep_prob: 0.75, in_eval: false },
                 augment_shift: 2,
+                tf32: true,
                 notes: vec![
                     "He init, Adam, dropout rate 0.25 in training only: the plain modern recipe (about 99.1%)".into(),
                     "peak lr 2e-3, 200 warm-up steps, cosine decay to 0: larger early steps, fine late ones".into(),
@@ -155,32 +209,55 @@ impl TrainConfig {
         }
     }
 
+    /// Reads a config.json and checks its values, naming the file in any error.
     pub fn load(path: &Path) -> Result<TrainConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("config {} is not a valid nndl config", path.display()))
+        let name = path.display();
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {name}"))?;
+        let cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("config {name} is not a valid nndl config: {e}"))?;
+        cfg.validate(&Origin::File(path.to_path_buf()))?;
+        Ok(cfg)
     }
 
-    /// Rejects values that cannot train, with the flag's name.
-    pub fn validate(&self) -> Result<()> {
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            bail!("invalid --lr {}: must be a finite number > 0", self.lr);
+    /// Rejects values that cannot train, naming the setting as `origin` spells it.
+    pub fn validate(&self, origin: &Origin) -> Result<()> {
+        let name = |key: &str| origin.name(key);
+        // The optimizer runs in float32: a learning rate beyond its range would become inf.
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= f32::MAX as f64 && (self.lr as f32) > 0.0) {
+            bail!("invalid {} {}: must be a finite number > 0 that float32 can hold (at most {:e})", name("lr"), number(self.lr), f32::MAX);
         }
         if self.batch_size == 0 || self.batch_size > TRAIN_SIZE {
-            bail!("invalid --batch-size {}: must be between 1 and {TRAIN_SIZE}", self.batch_size);
+            bail!("invalid {} {}: must be between 1 and {TRAIN_SIZE}", name("batch_size"), self.batch_size);
         }
-        if self.iterations == 0 {
-            bail!("invalid --iterations 0: must be at least 1");
+        if self.iterations == 0 || self.iterations > MAX_ITERATIONS {
+            bail!("invalid {} {}: must be between 1 and {MAX_ITERATIONS}", name("iterations"), self.iterations);
         }
         if self.eval_every == 0 {
-            bail!("invalid --eval-every 0: must be at least 1");
+            bail!("invalid {} 0: must be at least 1", name("eval_every"));
         }
+        if self.checkpoint_every == Some(0) {
+            bail!("invalid {} 0: must be at least 1", name("checkpoint_every"));
+        }
+        if let Some(n) = self.threads {
+            let max = max_threads();
+            if n == 0 || n > max {
+                bail!("invalid {} {n}: must be between 1 and {max} (4 per core)", name("threads"));
+            }
+        }
+        crate::device::DeviceSpec::parse(&self.device).map_err(|_| {
+            anyhow::anyhow!("invalid {} '{}': expected auto, cpu, cuda or cuda:N", name("device"), self.device)
+        })?;
         if let Dropout::KeepProb { keep_prob, .. } = self.dropout {
             if !(keep_prob > 0.0 && keep_prob <= 1.0) {
-                bail!("invalid keep_prob {keep_prob}: must be in (0, 1]");
+                bail!("invalid {} {keep_prob}: must be in (0, 1]", name("keep_prob"));
             }
         }
         if !(0..=8).contains(&self.augment_shift) {
-            bail!("invalid augment_shift {}: must be between 0 and 8", self.augment_shift);
+            bail!("invalid {} {}: must be between 0 and 8", name("augment_shift"), self.augment_shift);
+        }
+        if let Schedule::WarmupCosine { warmup } = self.schedule {
+            if warmup == 0 {
+                bail!("invalid {} 0: must be at least 1", name("warmup"));
+            }
         }
         Ok(())
     }
@@ -216,5 +293,54 @@ impl TrainConfig {
     /// Evaluation points: every `eval_every` iterations, and always the last one.
     pub fn is_eval_point(&self, i: usize) -> bool {
         i.is_multiple_of(self.eval_every) || i + 1 == self.iterations
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn modern_mlp() -> TrainConfig {
+        TrainConfig::preset(ModelKind::Mlp, Preset::Modern)
+    }
+
+    #[test]
+    fn warmup_peaks_at_its_last_step_and_cosine_ends_near_zero() {
+        let cfg = modern_mlp();
+        let Schedule::WarmupCosine { warmup } = cfg.schedule else { panic!("modern uses warm-up") };
+        assert_eq!(cfg.lr_at(0), cfg.lr / warmup as f64);
+        assert!(cfg.lr_at(warmup / 2) < cfg.lr);
+        assert_eq!(cfg.lr_at(warmup - 1), cfg.lr, "the peak is reached at the end of the warm-up");
+        assert_eq!(cfg.lr_at(warmup), cfg.lr, "cosine starts at the peak");
+        let last = cfg.lr_at(cfg.iterations - 1);
+        assert!(last > 0.0 && last < 1e-3 * cfg.lr, "final lr {last}");
+        let mid = cfg.lr_at(warmup + (cfg.iterations - warmup) / 2);
+        assert!((mid / cfg.lr - 0.5).abs() < 1e-3, "halfway through the cosine: {mid}");
+        // Monotone decay after the warm-up.
+        assert!((warmup..cfg.iterations - 1).all(|i| cfg.lr_at(i + 1) <= cfg.lr_at(i)));
+    }
+
+    #[test]
+    fn constant_schedule_is_constant() {
+        let cfg = TrainConfig::preset(ModelKind::Cnn, Preset::Faithful);
+        assert!((0..cfg.iterations).step_by(97).all(|i| cfg.lr_at(i) == 0.01));
+    }
+
+    #[test]
+    fn errors_name_the_flag_or_the_file() {
+        let mut cfg = modern_mlp();
+        cfg.lr = 1e39;
+        let flag = cfg.validate(&Origin::Flags).unwrap_err().to_string();
+        assert!(flag.starts_with("invalid --lr 1e39"), "{flag}");
+        let file = cfg.validate(&Origin::File("runs/x/config.json".into())).unwrap_err().to_string();
+        assert!(file.starts_with("invalid config.json: lr 1e39"), "{file}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let mut value = serde_json::to_value(modern_mlp()).unwrap();
+        value["learning_rate"] = serde_json::json!(0.1);
+        let err = serde_json::from_value::<TrainConfig>(value).unwrap_err().to_string();
+        assert!(err.contains("unknown field `learning_rate`"), "{err}");
     }
 }

@@ -1,14 +1,22 @@
-//! CUDA graphs for the training step, through the small C API in csrc/cuda_graph.cpp (tch has
-//! none). The shim is a separate shared library, loaded only when CUDA is up, so the binary
-//! keeps running on CPU-only hosts; without it, CUDA steps simply run one by one.
+//! CUDA graphs for the training step, through the small C API of csrc/cuda_graph.h (tch has
+//! none). The shim is a separate shared library, loaded with libloading only when CUDA is up,
+//! so the binary keeps running on CPU-only hosts; without it, CUDA steps simply run one by one.
 use anyhow::{anyhow, bail, Result};
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use libloading::{Library, Symbol};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
 
+// The signatures of csrc/cuda_graph.h.
 type NewFn = unsafe extern "C" fn(c_int) -> *mut c_void;
 type OpFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 type FreeFn = unsafe extern "C" fn(*mut c_void);
 type ErrFn = unsafe extern "C" fn() -> *const c_char;
+
+/// Every symbol loaded below, for the test that holds them to csrc/cuda_graph.h.
+pub const SYMBOLS: [&str; 8] = [
+    "nndl_graph_new", "nndl_graph_enter", "nndl_graph_leave", "nndl_graph_capture_begin",
+    "nndl_graph_capture_end", "nndl_graph_replay", "nndl_graph_free", "nndl_graph_last_error",
+];
 
 struct Api {
     new: NewFn,
@@ -19,51 +27,49 @@ struct Api {
     replay: OpFn,
     free: FreeFn,
     last_error: ErrFn,
+    /// Keeps the code above mapped for as long as the process lives.
+    _lib: Library,
 }
 
 const LIB: &str = "libnndl_cuda_graph.so";
 
 /// Next to the executable first (a binary carried to another machine), then where build.rs
 /// left it.
-fn candidates() -> Vec<String> {
+fn candidates() -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join(LIB))) {
-        out.push(dir.display().to_string());
+        out.push(dir);
     }
     if let Some(built) = option_env!("NNDL_CUDA_GRAPH_LIB") {
-        out.push(built.to_string());
+        out.push(built.into());
     }
     out
 }
 
 fn load() -> Result<Api, String> {
-    let handle = candidates()
+    let lib = candidates()
         .into_iter()
-        .filter(|p| std::path::Path::new(p).exists())
-        .find_map(|p| {
-            let c = CString::new(p).ok()?;
-            // SAFETY: dlopen of a library we built; the handle lives as long as the process.
-            let h = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-            (!h.is_null()).then_some(h)
-        })
+        .filter(|p| p.exists())
+        // SAFETY: a library we built; its initialisers only register with libtorch.
+        .find_map(|p| unsafe { Library::new(&p) }.ok())
         .ok_or_else(|| format!("{LIB} not found or not loadable"))?;
-    let sym = |name: &str| -> Result<*mut c_void, String> {
-        let c = CString::new(name).unwrap();
-        // SAFETY: looking a symbol up in a handle dlopen returned.
-        let p = unsafe { libc::dlsym(handle, c.as_ptr()) };
-        if p.is_null() { Err(format!("{LIB} lacks {name}")) } else { Ok(p) }
-    };
-    // SAFETY: the symbols have the C signatures declared in csrc/cuda_graph.cpp.
-    unsafe {
+    /// A symbol as the function type csrc/cuda_graph.h declares for it.
+    fn get<T: Copy>(lib: &Library, name: &str) -> Result<T, String> {
+        // SAFETY: every caller below names the type the header declares for `name`.
+        let sym: Symbol<T> = unsafe { lib.get(name.as_bytes()) }.map_err(|e| format!("{LIB} lacks {name}: {e}"))?;
+        Ok(*sym)
+    }
+    {
         Ok(Api {
-            new: std::mem::transmute::<*mut c_void, NewFn>(sym("nndl_graph_new")?),
-            enter: std::mem::transmute::<*mut c_void, OpFn>(sym("nndl_graph_enter")?),
-            leave: std::mem::transmute::<*mut c_void, OpFn>(sym("nndl_graph_leave")?),
-            capture_begin: std::mem::transmute::<*mut c_void, OpFn>(sym("nndl_graph_capture_begin")?),
-            capture_end: std::mem::transmute::<*mut c_void, OpFn>(sym("nndl_graph_capture_end")?),
-            replay: std::mem::transmute::<*mut c_void, OpFn>(sym("nndl_graph_replay")?),
-            free: std::mem::transmute::<*mut c_void, FreeFn>(sym("nndl_graph_free")?),
-            last_error: std::mem::transmute::<*mut c_void, ErrFn>(sym("nndl_graph_last_error")?),
+            new: get(&lib, SYMBOLS[0])?,
+            enter: get(&lib, SYMBOLS[1])?,
+            leave: get(&lib, SYMBOLS[2])?,
+            capture_begin: get(&lib, SYMBOLS[3])?,
+            capture_end: get(&lib, SYMBOLS[4])?,
+            replay: get(&lib, SYMBOLS[5])?,
+            free: get(&lib, SYMBOLS[6])?,
+            last_error: get(&lib, SYMBOLS[7])?,
+            _lib: lib,
         })
     }
 }
@@ -84,7 +90,7 @@ pub struct StepGraph {
 impl StepGraph {
     pub fn new(device_index: usize) -> Result<StepGraph> {
         let api = api()?;
-        // SAFETY: C API from csrc/cuda_graph.cpp; null means failure.
+        // SAFETY: C API of csrc/cuda_graph.h; null means failure.
         let handle = unsafe { (api.new)(device_index as c_int) };
         if handle.is_null() {
             bail!("cannot create a CUDA graph: {}", last_error(api));
@@ -138,4 +144,18 @@ fn last_error(api: &Api) -> String {
 /// Whether this build found the shim (for `nndl info`); loads it.
 pub fn available() -> Result<(), String> {
     api().map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_loaded_symbol_is_declared_in_the_header() {
+        let header = include_str!("../csrc/cuda_graph.h");
+        for name in super::SYMBOLS {
+            assert!(header.contains(&format!(" {name}(")) || header.contains(&format!("*{name}(")), "{name} is not in csrc/cuda_graph.h");
+        }
+        // And nothing declared there is left unloaded.
+        let declared = header.lines().filter(|l| !l.trim_start().starts_with("//") && (l.contains(" nndl_graph_") || l.contains("*nndl_graph_"))).count();
+        assert_eq!(declared, super::SYMBOLS.len(), "csrc/cuda_graph.h declares symbols Rust does not load");
+    }
 }

@@ -6,9 +6,10 @@ use tch::Device;
 
 static CUDA_LIBRARY: OnceLock<Result<(), String>> = OnceLock::new();
 
-/// Loads libtorch_cuda.so once (via the rpath, LD_LIBRARY_PATH, or the build's libtorch folder).
-/// Ok when loaded; Err with the loader's reason otherwise.
+/// Loads libtorch_cuda.so once (via the rpath, LD_LIBRARY_PATH, or the build's libtorch folder),
+/// RTLD_GLOBAL so libtorch's registries see its kernels. Ok when loaded; Err with the reason.
 pub fn load_cuda_library() -> &'static Result<(), String> {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
     CUDA_LIBRARY.get_or_init(|| {
         let mut candidates = vec!["libtorch_cuda.so".to_string()];
         if let Some(dir) = option_env!("NNDL_LIBTORCH_LIB") {
@@ -16,16 +17,14 @@ pub fn load_cuda_library() -> &'static Result<(), String> {
         }
         let mut last = String::new();
         for name in candidates {
-            let c = std::ffi::CString::new(name).expect("no NUL in library name");
-            // SAFETY: dlopen with a valid C string; the handle is kept for the process's life.
-            let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-            if !handle.is_null() {
-                return Ok(());
-            }
-            // SAFETY: dlerror returns a thread-local C string or null.
-            let err = unsafe { libc::dlerror() };
-            if !err.is_null() {
-                last = unsafe { std::ffi::CStr::from_ptr(err) }.to_string_lossy().into_owned();
+            // SAFETY: libtorch's own CUDA library; its initialisers register CUDA kernels.
+            match unsafe { Library::open(Some(&name), RTLD_NOW | RTLD_GLOBAL) } {
+                Ok(lib) => {
+                    // Kept for the life of the process: libtorch holds pointers into it.
+                    std::mem::forget(lib);
+                    return Ok(());
+                }
+                Err(e) => last = e.to_string(),
             }
         }
         Err(last)
@@ -43,24 +42,38 @@ pub fn cuda_unavailable_reason() -> Option<String> {
     None
 }
 
-/// Parses `auto|cpu|cuda|cuda:N` and checks it can be used. Returns the device and, for `auto`
-/// falling back to the CPU, a note to print once.
+/// What `--device` asked for, parsed but not yet checked against the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceSpec {
+    pub fn parse(spec: &str) -> Result<DeviceSpec> {
+        Ok(match spec {
+            "auto" => DeviceSpec::Auto,
+            "cpu" => DeviceSpec::Cpu,
+            "cuda" => DeviceSpec::Cuda(0),
+            _ => match spec.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => DeviceSpec::Cuda(n),
+                None => bail!("invalid --device '{spec}': expected auto, cpu, cuda or cuda:N"),
+            },
+        })
+    }
+}
+
+/// Checks `spec` against the machine. Returns the device and, for `auto` falling back to the
+/// CPU, a note to print once.
 pub fn resolve(spec: &str) -> Result<(Device, Option<String>)> {
-    let resolved = match spec {
-        "cpu" => (Device::Cpu, None),
-        "auto" => match cuda_unavailable_reason() {
+    match DeviceSpec::parse(spec)? {
+        DeviceSpec::Cpu => Ok((Device::Cpu, None)),
+        DeviceSpec::Auto => Ok(match cuda_unavailable_reason() {
             None => (Device::Cuda(0), None),
             Some(why) => (Device::Cpu, Some(format!("no CUDA, running on CPU: {why}"))),
-        },
-        _ => {
-            let index = match spec.strip_prefix("cuda") {
-                Some("") => 0,
-                Some(rest) => match rest.strip_prefix(':').and_then(|n| n.parse::<usize>().ok()) {
-                    Some(n) => n,
-                    None => bail!("invalid --device '{spec}': expected auto, cpu, cuda or cuda:N"),
-                },
-                None => bail!("invalid --device '{spec}': expected auto, cpu, cuda or cuda:N"),
-            };
+        }),
+        DeviceSpec::Cuda(index) => {
             if let Some(why) = cuda_unavailable_reason() {
                 bail!("--device {spec}: CUDA is not available: {why}");
             }
@@ -68,14 +81,9 @@ pub fn resolve(spec: &str) -> Result<(Device, Option<String>)> {
             if index >= count {
                 bail!("--device {spec}: only {count} CUDA device(s) visible");
             }
-            (Device::Cuda(index), None)
+            Ok((Device::Cuda(index), None))
         }
-    };
-    if resolved.0.is_cuda() {
-        // Fixed shapes: let cuDNN pick the fastest convolution once.
-        tch::Cuda::cudnn_set_benchmark(true);
     }
-    Ok(resolved)
 }
 
 /// A stable name for reports: "cpu" or "cuda:N".

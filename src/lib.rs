@@ -1,20 +1,38 @@
 //! nndl: a Rust port of "Neural Networks and Deep Learning, assignment 2".
-//! `scratch` is pure Rust (XOR, BPTT); everything else drives libtorch through tch.
-pub mod artifacts;
-pub mod bptt_cmd;
+//! `commands` holds one file per command; everything else is the library they share.
+//! `scratch` is pure Rust (XOR, BPTT); the rest drives libtorch through tch.
 pub mod cli;
+pub mod commands;
+
+// Settings and what the homework reported.
 pub mod config;
-pub mod cuda_graph;
+pub mod homework;
+
+// Data, models and training.
 pub mod data;
-pub mod device;
-pub mod export;
-pub mod info;
 pub mod models;
+pub mod optim;
+pub mod trainer;
+pub mod metrics;
+
+// A run and what it leaves on disk.
+pub mod checkpoint;
+pub mod run;
+pub mod run_dir;
+pub mod tensor_file;
+pub mod export;
 pub mod plot;
 pub mod progress;
-pub mod reproduce;
+pub mod signals;
+
+// The machine: device, threads, numerics switches, CUDA graphs, versions.
+pub mod cuda_graph;
+pub mod device;
+pub mod runtime;
+pub mod system_info;
+pub mod torch_extras;
+
+// From scratch, and the autograd cross-check of the BPTT formula.
+pub mod bptt_autograd;
 pub mod rng;
-pub mod run;
 pub mod scratch;
-pub mod train;
-pub mod xor_cmd;

@@ -1,6 +1,7 @@
 use clap::Parser;
-use nndl::cli::{Cli, Command, DataCommand};
-use nndl::config::ModelKind;
+use nndl::cli::{Cli, Command};
+use nndl::commands::{self, Outcome};
+use std::io::Write;
 use std::process::ExitCode;
 
 /// Errors end as one line on stderr; libtorch's messages carry a C++ backtrace after the first line.
@@ -8,62 +9,34 @@ fn one_line(text: &str) -> String {
     text.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown error").trim().to_string()
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
-    Ok(())
+/// Prints to stdout, ignoring a reader that went away (`nndl ... --json | head -c 10`).
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Mlp(args) => train(ModelKind::Mlp, &args),
-        Command::Cnn(args) => train(ModelKind::Cnn, &args),
-        Command::Reproduce(args) => nndl::reproduce::command(&args),
-        Command::Xor(args) => nndl::xor_cmd::command(&args),
-        Command::Bptt(args) => nndl::bptt_cmd::command(&args),
-        Command::Data(DataCommand::Fetch { data, source }) => {
-            let dir = nndl::data::mnist::resolve_dir(data.as_deref());
-            let n = nndl::data::fetch::fetch(&dir, source)?;
-            eprintln!("MNIST in {}: {} file(s) fetched, all four verified", dir.display(), n);
-            Ok(())
-        }
-        Command::Data(DataCommand::Verify { data }) => {
-            let dir = nndl::data::mnist::resolve_dir(data.as_deref());
-            for f in &nndl::data::mnist::FILES {
-                f.read_verified(&dir)?;
-            }
-            eprintln!("MNIST in {}: all four files verified", dir.display());
-            Ok(())
-        }
-        Command::Info(args) => {
-            let info = nndl::info::gather();
-            if args.json {
-                print_json(&info)
-            } else {
-                print!("{}", nndl::info::describe(&info));
-                Ok(())
-            }
-        }
+fn report(command_is_info: bool, flags: nndl::cli::ReportArgs, outcome: &Outcome) {
+    if flags.json {
+        print_stdout(&format!("{}\n", outcome.json));
+    } else if command_is_info {
+        print_stdout(&outcome.human);
     }
-}
-
-fn train(model: ModelKind, args: &nndl::cli::TrainArgs) -> anyhow::Result<()> {
-    let summary = nndl::run::command(model, args)?;
-    if !args.common.output.quiet {
-        eprintln!("{}", nndl::run::describe(&summary));
+    if !flags.quiet && !command_is_info && !outcome.human.is_empty() {
+        eprintln!("{}", outcome.human);
     }
-    if args.common.output.json {
-        print_json(&summary)?;
-    }
-    Ok(())
 }
 
 fn main() -> ExitCode {
-    // A panic inside libtorch or a bug still ends as one line, never a backtrace.
-    std::panic::set_hook(Box::new(|info| {
+    // A panic inside libtorch or a bug still ends as one line, unless a backtrace is asked for.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            return default_hook(info);
+        }
         let msg = info.payload().downcast_ref::<String>().map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("internal error");
-        eprintln!("nndl: error: {}", one_line(msg));
+        eprintln!("nndl: error: {} (RUST_BACKTRACE=1 shows where)", one_line(msg));
     }));
     // Load libtorch_cuda.so before any tch call, so CUDA is seen when present.
     let _ = nndl::device::load_cuda_library();
@@ -78,8 +51,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match std::panic::catch_unwind(|| run(cli)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+    let flags = cli.command.report_flags();
+    let is_info = matches!(cli.command, Command::Info(_));
+    match std::panic::catch_unwind(|| commands::run(cli.command)) {
+        Ok(Ok(outcome)) => {
+            report(is_info, flags, &outcome);
+            match outcome.failure {
+                None => ExitCode::SUCCESS,
+                Some((line, status)) => {
+                    eprintln!("nndl: {line}");
+                    ExitCode::from(status)
+                }
+            }
+        }
         Ok(Err(e)) => {
             eprintln!("nndl: error: {}", one_line(&format!("{e:#}")));
             ExitCode::FAILURE

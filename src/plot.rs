@@ -1,6 +1,6 @@
 //! Line charts of training and test curves (PNG), drawn with an embedded font so no system
 //! font library is needed.
-use crate::artifacts::temp_sibling;
+use crate::run_dir::write_atomic_with;
 use anyhow::{anyhow, Result};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
@@ -30,7 +30,7 @@ pub enum Scale {
 }
 
 /// A chart's title and axis labels.
-struct Text<'a> {
+struct ChartText<'a> {
     title: &'a str,
     x_label: &'a str,
     y_label: &'a str,
@@ -38,7 +38,7 @@ struct Text<'a> {
 
 /// Draws the series on one chart, written atomically to `path`.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scale: Scale) -> Result<()> {
-    let text = Text { title, x_label, y_label };
+    let text = ChartText { title, x_label, y_label };
     register_font();
     let all = series.iter().flat_map(|s| s.points.iter());
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
@@ -50,15 +50,13 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     if !y_min.is_finite() {
         (y_min, y_max) = (1e-3, 1.0);
     }
-    let tmp = temp_sibling(path);
-    match scale {
+    write_atomic_with(path, |tmp| match scale {
         Scale::Linear => {
             let pad = ((y_max - y_min) * 0.05).max(1e-6);
-            draw(&tmp, &text, series, x_max, (y_min - pad)..(y_max + pad), scale)?
+            draw(tmp, &text, series, x_max, (y_min - pad)..(y_max + pad), scale)
         }
-        Scale::Log => draw(&tmp, &text, series, x_max, ((y_min * 0.8)..(y_max * 1.25)).log_scale(), scale)?,
-    }
-    std::fs::rename(&tmp, path).map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
+        Scale::Log => draw(tmp, &text, series, x_max, ((y_min * 0.8)..(y_max * 1.25)).log_scale(), scale),
+    })
 }
 
 /// A log axis gets a key point every 1-2-5 of each decade; only those are labelled, so the
@@ -74,7 +72,7 @@ fn log_label(y: f64) -> String {
     if (0.01..1e5).contains(&y) { format!("{}", (y * 1e6).round() / 1e6) } else { format!("{y:.0e}") }
 }
 
-fn draw<Y>(path: &Path, text: &Text, series: &[Series], x_max: f64, y: Y, scale: Scale) -> Result<()>
+fn draw<Y>(path: &Path, text: &ChartText, series: &[Series], x_max: f64, y: Y, scale: Scale) -> Result<()>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
@@ -123,4 +121,52 @@ where
         .map_err(|e| fail(&e))?;
     root.present().map_err(|e| fail(&e))?;
     Ok(())
+}
+
+/// A 10x10 confusion matrix as a heat map with every count written in its cell.
+pub fn confusion_chart(path: &Path, title: &str, counts: &[Vec<u64>]) -> Result<()> {
+    register_font();
+    write_atomic_with(path, |tmp| {
+        let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
+        let root = BitMapBackend::new(tmp, (760, 720)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let n = counts.len() as i32;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0..n, 0..n)
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("Predicted digit")
+            .y_desc("True digit")
+            .x_labels(n as usize)
+            .y_labels(n as usize)
+            .x_label_formatter(&|x| format!("{x}"))
+            .y_label_formatter(&|y| format!("{}", n - 1 - y))
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        let max = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+        for (t, row) in counts.iter().enumerate() {
+            for (p, &c) in row.iter().enumerate() {
+                // Log shading so the small off-diagonal counts stay visible.
+                let shade = ((c as f64 + 1.0).ln() / (max + 1.0).ln()).clamp(0.0, 1.0);
+                let color = RGBColor((255.0 * (1.0 - 0.85 * shade)) as u8, (255.0 * (1.0 - 0.55 * shade)) as u8, 255);
+                let y = n - 1 - t as i32;
+                chart.draw_series(std::iter::once(Rectangle::new([(p as i32, y), (p as i32 + 1, y + 1)], color.filled())))
+                    .map_err(|e| fail(&e))?;
+                let text_color = if shade > 0.6 { WHITE } else { BLACK };
+                // Anchored at the cell's top-left corner, offset in pixels towards its middle.
+                let label = EmptyElement::at((p as i32, y + 1)) + Text::new(format!("{c}"), (18, 22), ("sans-serif", 15).into_font().color(&text_color));
+                chart.draw_series(std::iter::once(label)).map_err(|e| fail(&e))?;
+            }
+        }
+        root.present().map_err(|e| fail(&e))?;
+        Ok(())
+    })
 }

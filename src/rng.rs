@@ -1,7 +1,7 @@
 //! A small seeded generator (SplitMix64). Pure Rust and stable across versions, so a seed names
 //! the same batch order and the same XOR initialisation forever.
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rng {
     state: u64,
 }
@@ -9,6 +9,15 @@ pub struct Rng {
 impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng { state: seed ^ 0x6A09_E667_F3BC_C909 }
+    }
+
+    /// The whole state, for checkpoints; `from_state` continues the same sequence.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
+    pub fn from_state(state: u64) -> Self {
+        Rng { state }
     }
 
     pub fn next_u64(&mut self) -> u64 {

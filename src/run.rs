@@ -1,113 +1,57 @@
-//! `nndl mlp` / `nndl cnn`: one training run into one folder (config, metrics, summary, figures).
-use crate::artifacts::{default_out, MetricRow, RunDir};
-use crate::cli::{CommonArgs, TrainArgs};
-use crate::config::{ModelKind, TrainConfig};
-use crate::data::Mnist;
+//! One configured training run into its folder, from the start or from its checkpoint: the
+//! network, the loop's observer (log lines, metrics.csv, checkpoints and figures, signals), and
+//! what a finished run leaves: model.safetensors, the figures and summary.json.
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::TrainConfig;
+use crate::data::DeviceData;
+use crate::metrics::{EvalPoint, MetricsLog};
 use crate::plot::{line_chart, Scale, Series};
-use crate::train::{self, DeviceSplit, EvalPoint};
-use crate::{device, progress};
+use crate::run_dir::RunDir;
+use crate::runtime::Runtime;
+use crate::system_info::Environment;
+use crate::trainer::{self, Ending, Observer, TrainContext};
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use crate::progress::Progress;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::time::Instant;
-use tch::{nn, Device};
+use std::time::{Duration, Instant};
+use tch::{nn, Device, Tensor};
 
-/// Where and how a run executes.
-pub struct Runtime {
-    pub device: Device,
-    pub quiet: bool,
-    /// Replay the training step as a CUDA graph where the run allows it.
-    pub cuda_graph: bool,
-}
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Default checkpoint interval when --checkpoint-every is not given.
+const CHECKPOINT_PERIOD: Duration = Duration::from_secs(60);
 
-/// Sets libtorch's threads and picks the device; prints the CPU fall-back note once.
-pub fn runtime(common: &CommonArgs) -> Result<Runtime> {
-    if let Some(n) = common.threads {
-        if n == 0 {
-            bail!("invalid --threads 0: must be at least 1");
-        }
-        tch::set_num_threads(n as i32);
-    }
-    let (device, note) = device::resolve(&common.device)?;
-    if let (Some(note), false) = (note, common.output.quiet) {
-        eprintln!("note: {note}");
-    }
-    Ok(Runtime { device, quiet: common.output.quiet, cuda_graph: !common.no_cuda_graph })
-}
-
-/// MNIST's training and test splits, on the device.
-pub struct DeviceData {
-    pub train: DeviceSplit,
-    pub test: DeviceSplit,
-}
-
-pub fn load_data(flag: Option<&std::path::Path>, device: Device) -> Result<DeviceData> {
-    let dir = crate::data::mnist::resolve_dir(flag);
-    let mnist = Mnist::load(&dir)?;
-    Ok(DeviceData { train: DeviceSplit::upload(&mnist.train, device), test: DeviceSplit::upload(&mnist.test, device) })
-}
-
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
-    pub model: &'static str,
-    pub preset: &'static str,
+    pub model: String,
+    pub preset: String,
     pub device: String,
     pub threads: i32,
     pub seed: u64,
+    pub lr: f64,
     pub iterations: usize,
     pub final_test_loss: f64,
     pub final_test_accuracy: f64,
     pub final_train_loss: f64,
     pub final_train_accuracy: f64,
     pub best_test_accuracy: f64,
-    pub seed_test_loss: f64,
-    pub seed_test_accuracy: f64,
-    /// The training loop, evaluations included.
+    pub homework_test_loss: f64,
+    pub homework_test_accuracy: f64,
+    /// The training loop, evaluations included, over every session of a resumed run.
     pub train_seconds: f64,
     /// Of which evaluations on the test set.
     pub eval_seconds: f64,
     pub evaluations: usize,
     /// Whether the training steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
+    pub deterministic: bool,
+    pub tf32: bool,
+    /// Whether this run was continued from a checkpoint.
+    pub resumed: bool,
+    /// This session's whole command, start-up included.
     pub wall_seconds: f64,
     pub out_dir: PathBuf,
-}
-
-/// Builds the config from the preset or a saved file, then applies flag overrides.
-pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfig> {
-    let mut cfg = match &args.config {
-        Some(path) => TrainConfig::load(path)?,
-        None => TrainConfig::preset(model, args.preset),
-    };
-    if cfg.model != model {
-        bail!("config is for the {} but this command trains the {}", cfg.model.name(), model.name());
-    }
-    cfg.lr = args.lr.unwrap_or(cfg.lr);
-    cfg.batch_size = args.batch_size.unwrap_or(cfg.batch_size);
-    cfg.iterations = args.iterations.unwrap_or(cfg.iterations);
-    cfg.eval_every = args.eval_every.unwrap_or(cfg.eval_every);
-    cfg.seed = args.seed.unwrap_or(cfg.seed);
-    cfg.validate()?;
-    Ok(cfg)
-}
-
-/// `nndl mlp|cnn`: validate everything, then train and write the run folder.
-pub fn command(model: ModelKind, args: &TrainArgs) -> Result<RunSummary> {
-    let started = Instant::now();
-    let cfg = config_from_args(model, args)?;
-    let common = &args.common;
-    let out = common.output.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}", model.name(), cfg.preset.name())));
-    let rt = runtime(common)?;
-    let data = load_data(common.data.as_deref(), rt.device)?;
-    let run = RunDir::create(&out, common.output.force)?;
-    let network = build_network(&cfg, rt.device);
-    if let Some(dir) = &args.export_init {
-        crate::export::export_init(dir, &network.vs, &cfg, data.train.len() as usize)?;
-    }
-    let pb = progress::bar(cfg.iterations as u64, model.name(), common.output.quiet);
-    let summary = train_into(&cfg, &network, &data, &run, &rt, &pb, started)?;
-    pb.finish_and_clear();
-    Ok(summary)
+    pub environment: Environment,
 }
 
 /// A network and the variables it trains.
@@ -118,66 +62,154 @@ pub struct Network {
 
 /// Seeds libtorch and builds the configured network on `device`.
 pub fn build_network(cfg: &TrainConfig, device: Device) -> Network {
+    // Seeds wider than i64 wrap: every u64 names a stream, none panics.
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(device);
     let net = crate::models::build(&vs.root(), cfg);
     Network { vs, net }
 }
 
-/// Trains one configured network and writes config.json, metrics.csv, summary.json and the
-/// `<model>-loss.png` / `<model>-accuracy.png` figures into `run`.
-pub fn train_into(
-    cfg: &TrainConfig,
-    network: &Network,
-    data: &DeviceData,
-    run: &RunDir,
-    rt: &Runtime,
-    pb: &indicatif::ProgressBar,
-    started: Instant,
-) -> Result<RunSummary> {
-    let (device, quiet) = (rt.device, rt.quiet);
-    run.write_json("config.json", cfg)?;
+/// The parameters by name, sorted, on the host.
+pub fn parameters(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// Bytes a run may write: the model, a checkpoint (with Adam's two moments) and its temporary
+/// copy, figures and metrics.
+pub fn disk_estimate(cfg: &TrainConfig) -> u64 {
+    let params = 4 * crate::models::parameter_count(cfg.model);
+    let per_checkpoint = params * if cfg.optimizer == crate::config::Optimizer::Adam { 3 } else { 1 } + (1 << 20);
+    params + 2 * per_checkpoint + (4 << 20) + (cfg.iterations / cfg.eval_every + 2) as u64 * 128
+}
+
+struct RunObserver<'a> {
+    run: &'a RunDir,
+    cfg: &'a TrainConfig,
+    log: MetricsLog,
+    points: Vec<EvalPoint>,
+    pb: &'a Progress,
+    quiet: bool,
+    last_checkpoint: Instant,
+}
+
+impl Observer for RunObserver<'_> {
+    fn on_eval(&mut self, p: &EvalPoint) -> Result<()> {
+        self.pb.set_message(format!("test acc {:.2}%", 100.0 * p.test_accuracy));
+        self.pb.log(self.quiet, &format!(
+            "{} iter {:>5}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4}",
+            self.cfg.model.name(), p.iteration, p.train_loss, p.train_accuracy, p.test_loss, p.test_accuracy));
+        self.log.append(p)?;
+        self.points.push(p.clone());
+        Ok(())
+    }
+
+    fn checkpoint_due(&mut self, next: usize) -> bool {
+        match self.cfg.checkpoint_every {
+            Some(k) => next.is_multiple_of(k),
+            None => self.last_checkpoint.elapsed() >= CHECKPOINT_PERIOD,
+        }
+    }
+
+    fn on_checkpoint(&mut self, ck: &Checkpoint) -> Result<()> {
+        ck.save(&self.run.file(checkpoint::FILE))?;
+        write_figures(self.run, self.cfg.model.name(), &ck.meta.points)?;
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    fn stop_requested(&self) -> Option<i32> {
+        crate::signals::requested()
+    }
+
+    fn on_step(&mut self, done: usize) {
+        self.pb.set_position(done as u64);
+    }
+}
+
+/// How a run ended, for the command to report.
+pub enum RunEnd {
+    Finished(Box<RunSummary>),
+    Interrupted { signal: i32, next_iteration: usize, out_dir: PathBuf },
+}
+
+/// Trains `cfg` into `run` (from `resume` when given), writing every file as it goes.
+/// A divergence is an error, after what was written is kept.
+pub fn train_into(cfg: &TrainConfig, network: &Network, data: &DeviceData, run: &RunDir, rt: &Runtime, resume: Option<&Checkpoint>, started: Instant) -> Result<RunEnd> {
+    let started_utc = crate::system_info::utc_now();
+    if resume.is_none() {
+        run.write_json("config.json", cfg)?;
+    }
+    crate::signals::install()?;
     let name = cfg.model.name();
-    let train_start = Instant::now();
-    let outcome = train::train(&network.net, &network.vs, cfg, &data.train, &data.test, rt.cuda_graph, pb, |p| {
-        pb.set_message(format!("test acc {:.2}%", 100.0 * p.test_accuracy));
-        progress::log(pb, quiet, &format!(
-            "{name} iter {:>5}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4}",
-            p.iteration, p.train_loss, p.train_accuracy, p.test_loss, p.test_accuracy));
-    })?;
-    let train_seconds = train_start.elapsed().as_secs_f64();
+    let earlier: Vec<EvalPoint> = resume.map(|c| c.meta.points.clone()).unwrap_or_default();
+    let pb = Progress::new(cfg.iterations as u64, name, rt.quiet);
+    pb.set_position(resume.map_or(0, |c| c.meta.next_iteration) as u64);
+    let mut obs = RunObserver {
+        run,
+        cfg,
+        log: MetricsLog::start(&run.file("metrics.csv"), &earlier)?,
+        points: earlier,
+        pb: &pb,
+        quiet: rt.quiet,
+        last_checkpoint: Instant::now(),
+    };
+    let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: rt.allow_graph };
+    let outcome = trainer::train(&ctx, resume, &mut obs);
+    pb.finish();
+    let outcome = outcome?;
+    match outcome.ending {
+        Ending::Finished => {}
+        Ending::Interrupted { signal, next_iteration } => {
+            return Ok(RunEnd::Interrupted { signal, next_iteration, out_dir: run.path.clone() });
+        }
+        Ending::Diverged { iteration, exact, last_finite } => {
+            write_figures(run, name, &obs.points)?;
+            let when = if exact { format!("at iteration {iteration}") } else { format!("by iteration {iteration}") };
+            let last = last_finite.map(|(i, l)| format!(" (last finite loss {l:.4e} at iteration {i})")).unwrap_or_default();
+            bail!("training diverged: the loss became NaN or infinite {when}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", cfg.lr);
+        }
+    }
+    crate::tensor_file::write(&run.file(MODEL_FILE), &parameters(&network.vs), None)?;
     let points = outcome.points;
-    let rows: Vec<MetricRow> = points.iter().flat_map(EvalPoint::rows).collect();
-    run.write_metrics("metrics.csv", &rows)?;
     write_figures(run, name, &points)?;
     let last = points.last().context("training produced no evaluation")?;
-    let (seed_test_loss, seed_test_accuracy) = cfg.model.seed_result();
+    let (homework_test_loss, homework_test_accuracy) = crate::homework::reported(cfg.model);
+    let mut environment = Environment::capture(rt.device, started_utc);
+    environment.finished_utc = crate::system_info::utc_now();
     let summary = RunSummary {
-        model: name,
-        preset: cfg.preset.name(),
-        device: device::name(device),
+        model: name.into(),
+        preset: cfg.preset.name().into(),
+        device: crate::device::name(rt.device),
         threads: tch::get_num_threads(),
         seed: cfg.seed,
+        lr: cfg.lr,
         iterations: cfg.iterations,
         final_test_loss: last.test_loss,
         final_test_accuracy: last.test_accuracy,
         final_train_loss: last.train_loss,
         final_train_accuracy: last.train_accuracy,
         best_test_accuracy: points.iter().map(|p| p.test_accuracy).fold(0.0, f64::max),
-        seed_test_loss,
-        seed_test_accuracy,
-        train_seconds,
+        homework_test_loss,
+        homework_test_accuracy,
+        train_seconds: outcome.train_seconds,
         eval_seconds: outcome.eval_seconds,
         evaluations: points.len(),
         cuda_graph: outcome.cuda_graph,
+        deterministic: cfg.deterministic,
+        tf32: cfg.tf32,
+        resumed: resume.is_some(),
         wall_seconds: started.elapsed().as_secs_f64(),
         out_dir: run.path.clone(),
+        environment,
     };
+    // Last: summary.json marks the run finished.
     run.write_json("summary.json", &summary)?;
-    Ok(summary)
+    Ok(RunEnd::Finished(Box::new(summary)))
 }
 
-fn write_figures(run: &RunDir, name: &str, points: &[EvalPoint]) -> Result<()> {
+pub fn write_figures(run: &RunDir, name: &str, points: &[EvalPoint]) -> Result<()> {
     let curve = |f: fn(&EvalPoint) -> f64| points.iter().map(|p| (p.iteration as f64, f(p))).collect::<Vec<_>>();
     let upper = name.to_uppercase();
     let pair = |train: fn(&EvalPoint) -> f64, test: fn(&EvalPoint) -> f64| {
@@ -195,8 +227,13 @@ fn write_figures(run: &RunDir, name: &str, points: &[EvalPoint]) -> Result<()> {
 /// One human line for stderr at the end of a run.
 pub fn describe(s: &RunSummary) -> String {
     format!(
-        "{} ({}) on {}: test loss {:.4}, accuracy {:.2}% (seed: {}, {:.1}%) in {:.1} s -> {}",
+        "{} ({}) on {}: test loss {:.4}, accuracy {:.2}% (homework: {}, {:.1}%) in {:.1} s -> {}",
         s.model, s.preset, s.device, s.final_test_loss, 100.0 * s.final_test_accuracy,
-        s.seed_test_loss, 100.0 * s.seed_test_accuracy, s.wall_seconds, s.out_dir.display()
+        s.homework_test_loss, 100.0 * s.homework_test_accuracy, s.wall_seconds, s.out_dir.display()
     )
+}
+
+/// What `resume` and the interruption message tell the user.
+pub fn resume_hint(out_dir: &std::path::Path, next_iteration: usize) -> String {
+    format!("interrupted before iteration {next_iteration}; checkpoint written; continue with `nndl resume {}`", out_dir.display())
 }

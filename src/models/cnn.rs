@@ -1,4 +1,4 @@
-//! The seed's CNN: conv5x5x32 SAME + ReLU, max-pool 2; conv5x5x64 SAME + ReLU, max-pool 2;
+//! The homework's CNN: conv5x5x32 SAME + ReLU, max-pool 2; conv5x5x64 SAME + ReLU, max-pool 2;
 //! flatten in TF's NHWC order (so TF weights map onto fc1); fc 1024 + ReLU; dropout; fc 10.
 use super::init::{apply, linear};
 use crate::config::{Dropout, Init};

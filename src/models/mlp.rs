@@ -1,4 +1,4 @@
-//! The seed's MLP: 784-256-256-10, ReLU on the hidden layers, linear logits.
+//! The homework's MLP: 784-256-256-10, ReLU on the hidden layers, linear logits.
 use super::init::linear;
 use crate::config::Init;
 use tch::nn;

@@ -60,7 +60,7 @@ impl Mat {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     Tanh,
@@ -237,31 +237,33 @@ pub fn random_problem(f: Activation, rng: &mut Rng) -> (Rnn, Sequence) {
     (rnn, seq)
 }
 
-/// Largest relative errors over `trials` random problems per activation.
+/// `per_activation` random problems for each activation, in a fixed order from `seed`.
+pub fn random_problems(per_activation: usize, seed: u64) -> Vec<(Rnn, Sequence)> {
+    let mut rng = Rng::new(seed);
+    (0..per_activation).flat_map(|_| Activation::ALL.map(|f| random_problem(f, &mut rng))).collect()
+}
+
+/// Largest relative errors over the problems checked.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
-    pub trials: usize,
+    pub problems: usize,
     /// Homework formula vs central finite differences (dL/dU, dL/dW, dL/dV).
     pub max_rel_error_finite_diff: f64,
     /// Homework formula vs the O(T) recursion.
     pub max_rel_error_recursion: f64,
 }
 
-pub fn check(trials: usize, seed: u64) -> CheckReport {
-    let mut rng = Rng::new(seed);
-    let mut report = CheckReport { trials: 0, ..Default::default() };
-    for _ in 0..trials {
-        for f in Activation::ALL {
-            let (rnn, seq) = random_problem(f, &mut rng);
-            let formula = rnn.grads_homework(&seq);
-            let recursive = rnn.grads_recursive(&seq);
-            let numeric = rnn.grads_numeric(&seq, 1e-5);
-            for (a, b, c) in [(&formula.u, &recursive.u, &numeric.u), (&formula.w, &recursive.w, &numeric.w), (&formula.v, &recursive.v, &numeric.v)] {
-                report.max_rel_error_recursion = report.max_rel_error_recursion.max(a.rel_error(b));
-                report.max_rel_error_finite_diff = report.max_rel_error_finite_diff.max(a.rel_error(c));
-            }
-            report.trials += 1;
+pub fn check(problems: &[(Rnn, Sequence)]) -> CheckReport {
+    let mut report = CheckReport::default();
+    for (rnn, seq) in problems {
+        let formula = rnn.grads_homework(seq);
+        let recursive = rnn.grads_recursive(seq);
+        let numeric = rnn.grads_numeric(seq, 1e-5);
+        for (a, b, c) in [(&formula.u, &recursive.u, &numeric.u), (&formula.w, &recursive.w, &numeric.w), (&formula.v, &recursive.v, &numeric.v)] {
+            report.max_rel_error_recursion = report.max_rel_error_recursion.max(a.rel_error(b));
+            report.max_rel_error_finite_diff = report.max_rel_error_finite_diff.max(a.rel_error(c));
         }
+        report.problems += 1;
     }
     report
 }
@@ -272,8 +274,8 @@ mod tests {
 
     #[test]
     fn formula_matches_finite_differences_and_recursion() {
-        let r = check(20, 42);
-        assert_eq!(r.trials, 60);
+        let r = check(&random_problems(20, 42));
+        assert_eq!(r.problems, 60);
         assert!(r.max_rel_error_finite_diff <= 1e-7, "{r:?}");
         assert!(r.max_rel_error_recursion <= 1e-12, "{r:?}");
     }

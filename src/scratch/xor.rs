@@ -1,4 +1,4 @@
-//! The seed's XOR network, 2-2-2-1 with sigmoid everywhere, trained sample by sample with the
+//! The homework's XOR network, 2-2-2-1 with sigmoid everywhere, trained sample by sample with the
 //! homework's own arithmetic, in the same order of floating-point operations as its Python:
 //! - output delta = expected - output (no sigmoid derivative);
 //! - hidden delta = (sum over the right layer of w * delta) * (out * (1 - out));
@@ -37,10 +37,10 @@ struct Layer<const IN: usize, const OUT: usize> {
     delta: [f64; OUT],
 }
 
-// Index loops on purpose: they mirror the seed's `for i in range(len(inputs))` one for one.
+// Index loops on purpose: they mirror the homework's `for i in range(len(inputs))` one for one.
 #[allow(clippy::needless_range_loop)]
 impl<const IN: usize, const OUT: usize> Layer<IN, OUT> {
-    /// As the seed's `append_layer`: per neuron, its IN weights then its bias.
+    /// As the homework's `append_layer`: per neuron, its IN weights then its bias.
     fn from_draws(draw: &mut impl FnMut() -> f64) -> Self {
         let mut layer = Layer { w: [[0.0; IN]; OUT], b: [0.0; OUT], out: [0.0; OUT], delta: [0.0; OUT] };
         for n in 0..OUT {
@@ -97,7 +97,7 @@ pub struct XorNet {
 }
 
 impl XorNet {
-    /// Draws the 15 parameters in the seed's order from `draw`.
+    /// Draws the 15 parameters in the homework's order from `draw`.
     pub fn from_draws(mut draw: impl FnMut() -> f64) -> XorNet {
         XorNet { l1: Layer::from_draws(&mut draw), l2: Layer::from_draws(&mut draw), l3: Layer::from_draws(&mut draw) }
     }
@@ -140,7 +140,7 @@ impl XorNet {
         self.update(x, lr);
     }
 
-    /// The seed's `get_loss`, over the samples in `order`.
+    /// The homework's `get_loss`, over the samples in `order`.
     pub fn loss(&mut self, order: &[usize; 4]) -> f64 {
         let mut loss = 0.0;
         for &s in order {
@@ -155,8 +155,10 @@ impl XorNet {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum XorPreset {
-    /// The seed: weights and biases uniform in [0, 1), learning rate 0.3.
-    Seed,
+    /// The homework's: weights and biases uniform in [0, 1), learning rate 0.3.
+    #[value(alias = "seed")]
+    #[serde(alias = "seed")]
+    Homework,
     /// Same network, schedule and learning rate; the first layer starts as two parallel lines
     /// (see `XorInit::ParallelLines`).
     Robust,
@@ -165,9 +167,9 @@ pub enum XorPreset {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum XorInit {
-    /// Every weight and bias uniform in [low, high), drawn in the seed's order.
+    /// Every weight and bias uniform in [low, high), drawn in the homework's order.
     Uniform { low: f64, high: f64 },
-    /// The seed's failures are two first-layer units that cut off the same corner of the square
+    /// The homework's failures are two first-layer units that cut off the same corner of the square
     /// (three inputs then look alike: loss 1/6). Here unit 1 starts as the line x1 + x2 = c1,
     /// c1 uniform in [0.3, 0.7) (cuts off (0,0)), unit 2 as x1 + x2 = c2, c2 in [1.3, 1.7)
     /// (cuts off (1,1)), each with a random steepness in [2, 4); layers 2 and 3 start uniform
@@ -187,12 +189,34 @@ pub struct XorConfig {
 impl XorConfig {
     pub fn preset(preset: XorPreset) -> XorConfig {
         let init = match preset {
-            XorPreset::Seed => XorInit::Uniform { low: 0.0, high: 1.0 },
+            XorPreset::Homework => XorInit::Uniform { low: 0.0, high: 1.0 },
             XorPreset::Robust => XorInit::ParallelLines,
         };
         XorConfig { preset, learning_rate: 0.3, epochs: 3001, log_every: 50, init }
     }
+
+    /// Rejects settings that cannot train, with the flag's name.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+            return Err(format!("invalid --epochs {}: must be between 1 and {MAX_EPOCHS}", self.epochs));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!("invalid --lr {}: must be a finite number > 0", self.learning_rate));
+        }
+        if self.log_every == 0 {
+            return Err("invalid log_every 0: must be at least 1".into());
+        }
+        if let XorInit::Uniform { low, high } = self.init {
+            if !(low.is_finite() && high.is_finite() && low < high) {
+                return Err(format!("invalid --init-low/--init-high {low}..{high}: need finite low < high"));
+            }
+        }
+        Ok(())
+    }
 }
+
+/// A bound on --epochs: a run keeps one loss per logged epoch (and, with --dump, every order).
+pub const MAX_EPOCHS: usize = 100_000_000;
 
 /// Draws the initial network as `init` says.
 pub fn initial_net(init: XorInit, rng: &mut Rng) -> XorNet {
@@ -222,7 +246,7 @@ pub struct XorRun {
     pub initial: Vec<Vec<Neuron>>,
     /// The sample order of every epoch, as indices into SAMPLES.
     pub orders: Vec<[usize; 4]>,
-    /// (epoch, loss) every `log_every` epochs.
+    /// (epoch, loss) every `log_every` epochs and after the last epoch.
     pub losses: Vec<(usize, f64)>,
 }
 
@@ -236,14 +260,14 @@ impl XorRun {
     }
 }
 
-/// One epoch: the samples in `order`, one update each; then, at a logging epoch, the seed's loss
-/// over the samples in that same order.
+/// One epoch: the samples in `order`, one update each; then, at a logging epoch and after the
+/// last one, the homework's loss over the samples in that same order.
 fn run_epoch(net: &mut XorNet, epoch: usize, order: &[usize; 4], config: &XorConfig, losses: &mut Vec<(usize, f64)>) {
     for &s in order {
         let (x, y) = SAMPLES[s];
         net.train_sample(&x, &y, config.learning_rate);
     }
-    if epoch.is_multiple_of(config.log_every) {
+    if epoch.is_multiple_of(config.log_every) || epoch + 1 == config.epochs {
         losses.push((epoch, net.loss(order)));
     }
 }
@@ -300,9 +324,22 @@ mod tests {
 
     #[test]
     fn replay_reproduces_training_bit_for_bit() {
-        let run = train(3, &XorConfig::preset(XorPreset::Seed), true);
+        let run = train(3, &XorConfig::preset(XorPreset::Homework), true);
         assert_eq!(run.losses.len(), 61);
         assert_eq!(replay(&run).unwrap(), run.losses);
+    }
+
+    #[test]
+    fn final_loss_is_after_the_last_epoch() {
+        // 10 epochs log at epoch 0 only; the final loss must still be the one after epoch 9.
+        let mut cfg = XorConfig::preset(XorPreset::Homework);
+        cfg.epochs = 10;
+        let run = train(1, &cfg, false);
+        assert_eq!(run.losses.iter().map(|l| l.0).collect::<Vec<_>>(), vec![0, 9]);
+        assert_eq!(run.final_loss(), run.losses[1].1);
+        // 3001 epochs: the last is a logging epoch anyway, logged once.
+        let full = train(1, &XorConfig::preset(XorPreset::Homework), false);
+        assert_eq!(full.losses.len(), 61);
     }
 
     #[test]

@@ -1,26 +1,11 @@
-//! `nndl bptt`: the homework's dL/dU formula checked against central finite differences (pure
-//! Rust) and against libtorch autograd in f64 on the same numbers (this file, outside `scratch`).
-use crate::rng::Rng;
+//! The BPTT check's libtorch side: the same gradients by autograd in f64 (outside `scratch`,
+//! which never touches tch), and the report that sets all three checks against their targets.
 use crate::scratch::bptt::{self, Activation, Mat, Rnn, Sequence};
-use anyhow::{bail, Result};
 use serde::Serialize;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
-#[derive(clap::Args, Debug)]
-pub struct BpttArgs {
-    /// Random problems per activation (sizes and sequence lengths drawn at random).
-    #[arg(long, default_value_t = 50)]
-    pub trials: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long)]
-    pub json: bool,
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
-#[derive(Serialize, Debug, Clone)]
+#[derive(Serialize, serde::Deserialize, Debug, Clone)]
 pub struct BpttReport {
     pub problems: usize,
     pub activations: Vec<Activation>,
@@ -61,23 +46,29 @@ pub fn autograd_grads(rnn: &Rnn, seq: &Sequence) -> [Mat; 3] {
     [from_tensor(&u.grad(), &rnn.u), from_tensor(&w.grad(), &rnn.w), from_tensor(&v.grad(), &rnn.v)]
 }
 
-pub fn run(trials: usize, seed: u64) -> BpttReport {
+pub fn run(per_activation: usize, seed: u64, quiet: bool) -> BpttReport {
     let started = Instant::now();
-    let pure = bptt::check(trials, seed);
-    // The same problems again (same generator, same draws) against autograd.
-    let mut rng = Rng::new(seed);
-    let mut max_autograd = 0.0f64;
-    for _ in 0..trials {
-        for f in Activation::ALL {
-            let (rnn, seq) = bptt::random_problem(f, &mut rng);
-            let g = rnn.grads_homework(&seq);
-            let [au, aw, av] = autograd_grads(&rnn, &seq);
-            max_autograd = max_autograd.max(g.u.rel_error(&au)).max(g.w.rel_error(&aw)).max(g.v.rel_error(&av));
-        }
+    let problems = bptt::random_problems(per_activation, seed);
+    let progress = crate::progress::Progress::new(2 * problems.len() as u64, "bptt", quiet);
+    let mut pure = bptt::CheckReport::default();
+    for chunk in problems.chunks(64) {
+        let r = bptt::check(chunk);
+        pure.problems += r.problems;
+        pure.max_rel_error_finite_diff = pure.max_rel_error_finite_diff.max(r.max_rel_error_finite_diff);
+        pure.max_rel_error_recursion = pure.max_rel_error_recursion.max(r.max_rel_error_recursion);
+        progress.inc(chunk.len() as u64);
     }
+    let mut max_autograd = 0.0f64;
+    for (rnn, seq) in &problems {
+        let g = rnn.grads_homework(seq);
+        let [au, aw, av] = autograd_grads(rnn, seq);
+        max_autograd = max_autograd.max(g.u.rel_error(&au)).max(g.w.rel_error(&aw)).max(g.v.rel_error(&av));
+        progress.inc(1);
+    }
+    progress.finish();
     let (target_finite_diff, target_autograd) = (1e-7, 1e-10);
     BpttReport {
-        problems: pure.trials,
+        problems: pure.problems,
         activations: Activation::ALL.to_vec(),
         max_rel_error_finite_diff: pure.max_rel_error_finite_diff,
         max_rel_error_recursion: pure.max_rel_error_recursion,
@@ -97,19 +88,3 @@ pub fn describe(r: &BpttReport) -> String {
     )
 }
 
-pub fn command(args: &BpttArgs) -> Result<()> {
-    if args.trials == 0 {
-        bail!("invalid --trials 0: must be at least 1");
-    }
-    let report = run(args.trials, args.seed);
-    if !args.quiet {
-        eprintln!("{}", describe(&report));
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    }
-    if !report.passed {
-        bail!("the BPTT check failed its targets");
-    }
-    Ok(())
-}

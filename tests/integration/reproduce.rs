@@ -1,6 +1,5 @@
 //! `nndl reproduce --quick` writes every figure and the report.
-mod common;
-use common::{json, tempdir, train};
+use crate::util::{json, tempdir, train};
 
 #[test]
 fn quick_reproduce_writes_every_figure_and_the_report() {
@@ -17,6 +16,7 @@ fn quick_reproduce_writes_every_figure_and_the_report() {
     assert_eq!(s["cnn"]["iterations"], 100);
     assert_eq!(s["bptt"]["passed"], true);
     assert!(s["mlp"]["final_test_accuracy"].as_f64().unwrap() > 0.8);
+    assert_eq!(s["mlp"]["homework_test_loss"], 9.964);
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Helpers shared by the integration tests. Every training run gets libtorch one thread:
 //! cargo runs tests in parallel, and two 2-thread libtorch processes on two cores slow each
 //! other down many times over.
-#![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -16,11 +15,30 @@ pub fn mnist_dir() -> PathBuf {
     })
 }
 
-pub fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nndl-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A temporary folder, removed when dropped; derefs to its path.
+pub struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.path().as_os_str()
+    }
+}
+
+pub fn tempdir(name: &str) -> Scratch {
+    Scratch(tempfile::Builder::new().prefix(&format!("nndl-test-{name}-")).tempdir().unwrap())
 }
 
 /// Runs `nndl <args> --threads 1 --device cpu --data <mnist>` and returns its output.
@@ -46,4 +64,12 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
     assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
     assert!(err.contains(needle), "expected '{needle}' in: {err}");
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
+
+/// metrics.csv as (iteration, split, loss, accuracy) rows.
+pub fn metrics(run: &Path) -> Vec<(usize, String, f64, f64)> {
+    std::fs::read_to_string(run.join("metrics.csv")).unwrap().lines().skip(1).map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        (f[0].parse().unwrap(), f[1].to_string(), f[2].parse().unwrap(), f[3].parse().unwrap())
+    }).collect()
 }

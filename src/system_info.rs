@@ -1,10 +1,11 @@
-//! `nndl info`: what this binary runs on.
+//! What this binary runs on: `nndl info`, and the environment every summary.json records.
 use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Serialize)]
 pub struct Info {
     pub nndl: &'static str,
+    pub git_commit: &'static str,
     pub tch: &'static str,
     pub torch: Option<String>,
     pub libtorch_dir: Option<PathBuf>,
@@ -17,6 +18,7 @@ pub struct Info {
     /// The CUDA-graph shim: "available", or why not.
     pub cuda_graphs: String,
     pub threads: i32,
+    pub tf32: bool,
     pub mkl: bool,
     pub openmp: bool,
 }
@@ -45,6 +47,7 @@ pub fn gather() -> Info {
     let libtorch_dir = loaded_libtorch_dir();
     Info {
         nndl: env!("CARGO_PKG_VERSION"),
+        git_commit: env!("NNDL_GIT_COMMIT"),
         tch: "0.24.0",
         torch: libtorch_dir.as_deref().and_then(torch_version),
         libtorch_dir,
@@ -60,16 +63,79 @@ pub fn gather() -> Info {
             "not used without CUDA".into()
         },
         threads: tch::get_num_threads(),
+        tf32: crate::torch_extras::tf32_enabled(),
         mkl: tch::utils::has_mkl(),
         openmp: tch::utils::has_openmp(),
+    }
+}
+
+/// The environment of a run, recorded in its summary.json so a result can be traced.
+#[derive(Serialize, serde::Deserialize, Clone, Debug)]
+pub struct Environment {
+    pub nndl_version: String,
+    pub git_commit: String,
+    pub command_line: Vec<String>,
+    pub started_utc: String,
+    pub finished_utc: String,
+    pub torch: Option<String>,
+    pub cuda_runtime: Option<i64>,
+    pub cudnn: Option<i64>,
+    pub gpu: Option<String>,
+    pub cpu: Option<String>,
+    pub threads: i32,
+    pub host: String,
+}
+
+pub fn utc_now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// The CPU's model name from /proc/cpuinfo.
+pub fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_string())
+}
+
+/// The GPU's name as the driver reports it (tch has no call for it; nvidia-smi ships with the
+/// driver).
+pub fn gpu_name(index: usize) -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", &format!("--id={index}")])
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
+}
+
+impl Environment {
+    /// Everything but the finish time, which `finish` sets.
+    pub fn capture(device: tch::Device, started_utc: String) -> Environment {
+        let cuda = device.is_cuda();
+        Environment {
+            nndl_version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: env!("NNDL_GIT_COMMIT").into(),
+            command_line: std::env::args().collect(),
+            started_utc,
+            finished_utc: String::new(),
+            torch: loaded_libtorch_dir().as_deref().and_then(torch_version),
+            cuda_runtime: cuda.then(tch::utils::version_cudart),
+            cudnn: (cuda && tch::Cuda::cudnn_is_available()).then(tch::utils::version_cudnn),
+            gpu: match device {
+                tch::Device::Cuda(i) => gpu_name(i),
+                _ => None,
+            },
+            cpu: cpu_model(),
+            threads: tch::get_num_threads(),
+            host: crate::run_dir::hostname(),
+        }
     }
 }
 
 pub fn describe(i: &Info) -> String {
     let dir = i.libtorch_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "?".into());
     let mut out = format!(
-        "nndl {}\ntch {} / torch {}\nlibtorch: {dir}\nCUDA: {}{}\ncuDNN: {}\nGPUs: {}\nCUDA graphs: {}\nthreads: {}\nMKL: {}, OpenMP: {}",
-        i.nndl, i.tch, i.torch.as_deref().unwrap_or("?"),
+        "nndl {} ({})\ntch {} / torch {}\nlibtorch: {dir}\nCUDA: {}{}\ncuDNN: {}\nGPUs: {}\nCUDA graphs: {}\nthreads: {}\nMKL: {}, OpenMP: {}",
+        i.nndl, i.git_commit, i.tch, i.torch.as_deref().unwrap_or("?"),
         if i.cuda_available { "available" } else { "not available" },
         i.cuda_note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
         match i.cudnn_version { Some(v) => format!("available ({v})"), None => "not available".into() },

@@ -1,6 +1,5 @@
 //! `nndl xor` and `nndl bptt` from the command line.
-mod common;
-use common::{json, nndl, tempdir};
+use crate::util::{json, nndl, tempdir};
 
 fn run_json(args: &[&str]) -> serde_json::Value {
     let out = nndl().args(args).args(["--json", "--quiet"]).output().unwrap();
@@ -17,6 +16,7 @@ fn single_xor_run_writes_figure_and_dump() {
         assert!(s.get(key).is_some(), "--json lacks {key}");
     }
     assert_eq!(s["epochs"], 3001);
+    assert_eq!(s["preset"], "homework");
     assert!(dir.join("run/mlp-xor-loss.png").is_file());
     let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
     assert_eq!(d["orders"].as_array().unwrap().len(), 3001);

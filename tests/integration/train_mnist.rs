@@ -1,6 +1,5 @@
 //! Short real-MNIST runs: they learn, they are deterministic, and they write their run folder.
-mod common;
-use common::{json, tempdir, train};
+use crate::util::{json, tempdir, train};
 
 #[test]
 fn short_mlp_run_learns_and_writes_its_folder() {
@@ -24,8 +23,13 @@ fn short_mlp_run_learns_and_writes_its_folder() {
     assert!(csv.contains("\n299,test,"));
     let png = std::fs::read(dir.join("mlp-loss.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    // No temporary files are left behind.
-    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+    // No temporary files or lock are left behind: only nndl's marker is hidden.
+    let hidden: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.')).collect();
+    assert_eq!(hidden, vec![".nndl-run".to_string()]);
+    for f in ["model.safetensors", "checkpoint.safetensors"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
 }
 
 #[test]
@@ -71,13 +75,14 @@ fn export_init_writes_tf_layout_npy_files() {
         let bytes = std::fs::read(dir.join("init").join(format!("{name}.npy"))).unwrap();
         assert_eq!(&bytes[..6], b"\x93NUMPY");
         let header = String::from_utf8_lossy(&bytes[10..10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize]).to_string();
-        header.split("'shape': ").nth(1).unwrap().split(')').next().unwrap().trim_start_matches('(').to_string()
+        let dims = header.split("'shape': ").nth(1).unwrap().split(')').next().unwrap().trim_start_matches('(');
+        dims.split(',').map(str::trim).filter(|d| !d.is_empty()).collect::<Vec<_>>().join(",")
     };
     // TF's layouts: conv [kh, kw, in, out], dense [in, out].
-    assert_eq!(shape("w1"), "5, 5, 1, 32");
-    assert_eq!(shape("w2"), "5, 5, 32, 64");
-    assert_eq!(shape("w3"), "3136, 1024");
-    assert_eq!(shape("w4"), "1024, 10");
-    assert_eq!(shape("b3"), "1024,");
-    assert_eq!(shape("batches"), "3, 100");
+    assert_eq!(shape("w1"), "5,5,1,32");
+    assert_eq!(shape("w2"), "5,5,32,64");
+    assert_eq!(shape("w3"), "3136,1024");
+    assert_eq!(shape("w4"), "1024,10");
+    assert_eq!(shape("b3"), "1024");
+    assert_eq!(shape("batches"), "3,100");
 }

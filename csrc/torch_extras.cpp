@@ -1,0 +1,83 @@
+// See torch_extras.h. Every entry point catches C++ exceptions: none may cross into Rust.
+#include "torch_extras.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <ATen/core/Generator.h>
+
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <string>
+
+namespace {
+thread_local std::string last_error;
+
+template <typename F>
+int guarded(F f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+  } catch (...) {
+    last_error = "unknown C++ exception";
+  }
+  return 1;
+}
+}  // namespace
+
+extern "C" {
+
+const char* nndl_extras_last_error(void) { return last_error.c_str(); }
+
+size_t nndl_cpu_rng_get_state(uint8_t* out, size_t cap) {
+  size_t size = 0;
+  guarded([&] {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    auto state = gen.get_state();
+    size = static_cast<size_t>(state.numel());
+    if (out != nullptr && cap >= size) std::memcpy(out, state.data_ptr<uint8_t>(), size);
+  });
+  return size;
+}
+
+int nndl_cpu_rng_set_state(const uint8_t* state, size_t len) {
+  return guarded([&] {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    auto t = at::empty({static_cast<int64_t>(len)}, at::TensorOptions().dtype(at::kByte));
+    std::memcpy(t.data_ptr<uint8_t>(), state, len);
+    gen.set_state(t);
+  });
+}
+
+int nndl_set_deterministic(int on) {
+  return guarded([&] {
+    auto& ctx = at::globalContext();
+    ctx.setDeterministicAlgorithms(on != 0, false);
+    ctx.setDeterministicCuDNN(on != 0);
+    if (on != 0) ctx.setBenchmarkCuDNN(false);
+  });
+}
+
+int nndl_set_cudnn_benchmark(int on) {
+  return guarded([&] { at::globalContext().setBenchmarkCuDNN(on != 0); });
+}
+
+int nndl_set_tf32(int on) {
+  return guarded([&] {
+    auto& ctx = at::globalContext();
+    ctx.setAllowTF32CuBLAS(on != 0);
+    ctx.setAllowTF32CuDNN(on != 0);
+  });
+}
+
+int nndl_tf32_enabled(void) {
+  int on = 0;
+  guarded([&] { on = at::globalContext().allowTF32CuBLAS() ? 1 : 0; });
+  return on;
+}
+}

@@ -1,0 +1,81 @@
+//! A run's checkpoint: everything the loop needs to continue exactly where it stood. One
+//! safetensors file (`checkpoint.safetensors`), written atomically: the parameters (`param.*`),
+//! Adam's moments (`adam.*`), the CPU generator's state (`rng.cpu`), the batcher's order
+//! (`batcher.order`), the running training sums (`sums.*`); and, as JSON in the file's metadata
+//! under `nndl.checkpoint`, the position, the metrics so far and the config.
+use crate::config::TrainConfig;
+use crate::data::BatcherPosition;
+use crate::metrics::EvalPoint;
+use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::Tensor;
+
+pub const FILE: &str = "checkpoint.safetensors";
+const META_KEY: &str = "nndl.checkpoint";
+const FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointMeta {
+    pub format: u32,
+    /// The first iteration still to run.
+    pub next_iteration: usize,
+    pub config: TrainConfig,
+    pub adam_step: Option<i64>,
+    /// The batch order is planned in chunks; the batcher is saved as it stood before the chunk
+    /// holding `next_iteration` was drawn, which started at this iteration.
+    pub chunk_start: usize,
+    pub batcher: BatcherPosition,
+    /// Steps summed into `sums.*` since the last evaluation.
+    pub since_eval: usize,
+    pub points: Vec<EvalPoint>,
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+    /// Where the run trained; on CUDA the GPU generator is re-seeded on resume, not restored.
+    pub device: String,
+}
+
+pub struct Checkpoint {
+    pub meta: CheckpointMeta,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+impl Checkpoint {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_string(&self.meta)?;
+        let mut tensors: Vec<(String, Tensor)> = self.tensors.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::tensor_file::write(path, &tensors, Some(HashMap::from([(META_KEY.to_string(), json)])))
+    }
+
+    pub fn load(path: &Path) -> Result<Checkpoint> {
+        let (tensors, metadata) = crate::tensor_file::read(path)?;
+        Checkpoint::from_parts(tensors, metadata).map_err(|e| anyhow!("{} is not a usable checkpoint: {e}", path.display()))
+    }
+
+    /// Checks the parts a file held; also the fuzzing entry point.
+    pub fn from_parts(tensors: Vec<(String, Tensor)>, metadata: HashMap<String, String>) -> Result<Checkpoint> {
+        let json = metadata.get(META_KEY).ok_or_else(|| anyhow!("no {META_KEY} metadata"))?;
+        let meta: CheckpointMeta = serde_json::from_str(json).map_err(|e| anyhow!("bad metadata: {e}"))?;
+        if meta.format != FORMAT {
+            bail!("format {} (this nndl reads {FORMAT})", meta.format);
+        }
+        meta.config.validate(&crate::config::Origin::File("checkpoint.safetensors".into()))?;
+        if meta.next_iteration > meta.config.iterations || meta.chunk_start > meta.next_iteration {
+            bail!("position {} (chunk {}) outside a run of {} iterations", meta.next_iteration, meta.chunk_start, meta.config.iterations);
+        }
+        let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
+        for key in ["rng.cpu", "batcher.order", "sums.loss", "sums.correct"] {
+            if !tensors.contains_key(key) {
+                bail!("missing tensor {key}");
+            }
+        }
+        Ok(Checkpoint { meta, tensors })
+    }
+
+    pub fn tensor(&self, key: &str) -> Result<&Tensor> {
+        self.tensors.get(key).ok_or_else(|| anyhow!("checkpoint lacks {key}"))
+    }
+}

@@ -1,0 +1,101 @@
+//! `nndl eval DIR`: a finished run's weights on the test set, evaluated as the run evaluated
+//! (through the faithful dropout when its preset does, seeded by the run's seed), with a
+//! confusion matrix (`confusion.png`) and `eval.json` written beside the run.
+use super::Outcome;
+use crate::cli::EvalArgs;
+use crate::config::TrainConfig;
+use crate::data::DeviceData;
+use crate::run::{self, MODEL_FILE};
+use crate::run_dir::RunDir;
+use crate::runtime::Runtime;
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+use tch::{nn, Kind, Tensor};
+
+#[derive(Serialize)]
+pub struct EvalReport {
+    pub run_dir: std::path::PathBuf,
+    pub model: String,
+    pub preset: String,
+    pub device: String,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    /// `confusion[true][predicted]` counts over the 10 000 test images.
+    pub confusion: Vec<Vec<u64>>,
+    /// The run's own final test figures from summary.json, when it has one.
+    pub run_final_test_loss: Option<f64>,
+    pub run_final_test_accuracy: Option<f64>,
+}
+
+/// Copies saved weights into the network's variables; any missing, extra or misshapen tensor
+/// is one error naming both shapes.
+pub fn load_weights(vs: &nn::VarStore, saved: Vec<(String, Tensor)>, what: &str, model: &str) -> Result<()> {
+    let mut saved: HashMap<String, Tensor> = saved.into_iter().collect();
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut var) in vars {
+            let Some(src) = saved.remove(&name) else {
+                bail!("{what} lacks {name} {:?} that the {model} needs (are these weights of another model?)", var.size());
+            };
+            if src.size() != var.size() {
+                bail!("{what} holds {name} of shape {:?} but the {model} needs {:?}", src.size(), var.size());
+            }
+            var.copy_(&src.to_kind(var.kind()));
+        }
+        Ok(())
+    })?;
+    if let Some(extra) = saved.keys().min() {
+        bail!("{what} holds {extra} {:?}, which the {model} does not have (weights of another model?)", saved[extra].size());
+    }
+    Ok(())
+}
+
+pub fn run(args: &EvalArgs) -> Result<Outcome> {
+    let dir = &args.run_dir;
+    let mut cfg = TrainConfig::load(&dir.join("config.json"))?;
+    let model_path = dir.join(MODEL_FILE);
+    if !model_path.is_file() {
+        bail!("{} has no {MODEL_FILE}: the run has not finished (continue it with `nndl resume {}`)", dir.display(), dir.display());
+    }
+    if let Some(d) = &args.device {
+        cfg.device = d.clone();
+        crate::device::DeviceSpec::parse(d)?;
+    }
+    let mut rt = Runtime::new(&cfg, args.report.quiet, false)?;
+    let data = DeviceData::load(args.data.as_deref(), rt.device)?;
+    let run_dir = RunDir::open(dir)?;
+    rt.say_note();
+    let network = run::build_network(&cfg, rt.device);
+    let (saved, _) = crate::tensor_file::read(&model_path)?;
+    load_weights(&network.vs, saved, MODEL_FILE, cfg.model.name())?;
+    // The faithful CNN evaluates through dropout: seeded, so `eval` gives the same figures twice.
+    tch::manual_seed(cfg.seed as i64);
+    let counts = Tensor::zeros([100], (Kind::Int64, rt.device));
+    let (test_loss, test_accuracy) = crate::trainer::evaluate_with(&network.net, &data.test, cfg.eval_chunk(rt.device), |pred, labels| {
+        let cells = labels * 10 + pred;
+        let _ = counts.shallow_clone().index_add_(0, &cells, &cells.ones_like());
+    });
+    let flat: Vec<i64> = Vec::try_from(counts.to_device(tch::Device::Cpu))?;
+    let confusion: Vec<Vec<u64>> = flat.chunks(10).map(|r| r.iter().map(|&c| c as u64).collect()).collect();
+    let summary: Option<serde_json::Value> = std::fs::read_to_string(dir.join("summary.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let report = EvalReport {
+        run_dir: dir.clone(),
+        model: cfg.model.name().into(),
+        preset: cfg.preset.name().into(),
+        device: crate::device::name(rt.device),
+        test_loss,
+        test_accuracy,
+        confusion,
+        run_final_test_loss: summary.as_ref().and_then(|s| s["final_test_loss"].as_f64()),
+        run_final_test_accuracy: summary.as_ref().and_then(|s| s["final_test_accuracy"].as_f64()),
+    };
+    crate::plot::confusion_chart(&run_dir.file("confusion.png"), &format!("{}: test-set confusion (rows: true digit)", cfg.model.name().to_uppercase()), &report.confusion)?;
+    run_dir.write_json("eval.json", &report)?;
+    let mut human = format!("{} ({}) weights from {}: test loss {:.4}, accuracy {:.2}%", report.model, report.preset, dir.display(), test_loss, 100.0 * test_accuracy);
+    if let (Some(l), Some(a)) = (report.run_final_test_loss, report.run_final_test_accuracy) {
+        human.push_str(&format!(" (the run's own final evaluation: {l:.4}, {:.2}%)", 100.0 * a));
+    }
+    Outcome::new(human, &report)
+}

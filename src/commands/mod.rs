@@ -1,0 +1,53 @@
+//! The commands, one file each. A command validates its input, does its work and returns an
+//! `Outcome`; `main` prints it once (the human line on stderr, or the JSON object on stdout) and
+//! turns a failure into the exit status.
+pub mod bptt;
+pub mod data;
+pub mod eval;
+pub mod info;
+pub mod reproduce;
+pub mod resume;
+pub mod train;
+pub mod xor;
+
+use crate::cli::{Command, DataCommand};
+use crate::config::ModelKind;
+use anyhow::Result;
+use serde::Serialize;
+
+/// What a command has to say when it is done.
+pub struct Outcome {
+    /// For people: on stderr unless --quiet (on stdout for `info`, whose output it is).
+    pub human: String,
+    /// For scripts: on stdout with --json.
+    pub json: serde_json::Value,
+    /// Set when the command did its work but must still end non-zero (a failed check, an
+    /// interrupted run): the line to print last and the exit status.
+    pub failure: Option<(String, u8)>,
+}
+
+impl Outcome {
+    pub fn new(human: String, json: &impl Serialize) -> Result<Outcome> {
+        Ok(Outcome { human, json: serde_json::to_value(json)?, failure: None })
+    }
+
+    pub fn failing(mut self, line: String, status: u8) -> Outcome {
+        self.failure = Some((line, status));
+        self
+    }
+}
+
+pub fn run(command: Command) -> Result<Outcome> {
+    match command {
+        Command::Mlp(args) => train::run(ModelKind::Mlp, &args),
+        Command::Cnn(args) => train::run(ModelKind::Cnn, &args),
+        Command::Resume(args) => resume::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Reproduce(args) => reproduce::run(&args),
+        Command::Xor(args) => xor::run(&args),
+        Command::Bptt(args) => bptt::run(&args),
+        Command::Data(DataCommand::Fetch { data, source }) => data::fetch(data.as_deref(), source),
+        Command::Data(DataCommand::Verify { data }) => data::verify(data.as_deref()),
+        Command::Info(_) => info::run(),
+    }
+}

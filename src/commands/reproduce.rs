@@ -1,0 +1,273 @@
+//! `nndl reproduce`: the whole homework with its own settings (BPTT check, XOR, MLP, CNN) into
+//! one folder, with all five figures and report.md setting each result beside the homework's.
+//! Each finished part leaves its result in the folder, so `nndl resume DIR` redoes only what an
+//! interruption left unfinished (an MLP or CNN stage continues from its checkpoint).
+use super::Outcome;
+use crate::bptt_autograd::{self, BpttReport};
+use crate::checkpoint::{self, Checkpoint};
+use crate::cli::{ReportArgs, ReproduceArgs, Stage};
+use crate::config::{ModelKind, Preset, TrainConfig};
+use crate::data::DeviceData;
+use crate::homework;
+use crate::run::{self, RunEnd, RunSummary};
+use crate::run_dir::{default_out, write_atomic, RunDir};
+use crate::runtime::Runtime;
+use crate::scratch::xor::{self, XorConfig, XorPreset};
+use crate::scratch::xor_stats::{self, ManySummary};
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+/// The settings file of a reproduce folder (what `resume` recognises it by).
+pub const SETTINGS: &str = "reproduce.json";
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ReproduceSettings {
+    pub stages: Vec<StageName>,
+    pub quick: bool,
+    pub seed: u64,
+    pub device: String,
+    pub threads: usize,
+}
+
+/// A stage by name, as settings files spell it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum StageName {
+    Bptt,
+    Xor,
+    Mlp,
+    Cnn,
+}
+
+impl From<Stage> for StageName {
+    fn from(s: Stage) -> StageName {
+        match s {
+            Stage::Bptt => StageName::Bptt,
+            Stage::Xor => StageName::Xor,
+            Stage::Mlp => StageName::Mlp,
+            Stage::Cnn => StageName::Cnn,
+        }
+    }
+}
+
+#[derive(Serialize, Default)]
+pub struct ReproduceSummary {
+    pub out_dir: std::path::PathBuf,
+    pub device: String,
+    pub quick: bool,
+    pub bptt: Option<BpttReport>,
+    pub xor: Option<XorResult>,
+    pub mlp: Option<RunSummary>,
+    pub cnn: Option<RunSummary>,
+    pub wall_seconds: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct XorResult {
+    /// The homework's network converges from only some initialisations: `seeds` says how many
+    /// of 100 do; the first that does (none if none does) and its final loss.
+    pub first_converged_seed: Option<u64>,
+    pub final_loss: Option<f64>,
+    /// The runs drawn in mlp-xor-loss.png.
+    pub figure_seeds: Vec<u64>,
+    pub seeds: ManySummaryRecord,
+}
+
+/// `ManySummary` as stored between sessions.
+pub type ManySummaryRecord = serde_json::Value;
+
+pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut stages: Vec<StageName> = args.only.clone().unwrap_or_else(|| vec![Stage::Bptt, Stage::Xor, Stage::Mlp, Stage::Cnn])
+        .into_iter().map(StageName::from).collect();
+    // Each part once, in the homework's order, however --only spelt it.
+    stages.sort();
+    stages.dedup();
+    let common = &args.common;
+    if stages.contains(&StageName::Xor) {
+        xor_stats::seed_range(args.seed, 100).map_err(|e| anyhow!(e))?;
+    }
+    let device = common.device.clone().unwrap_or_else(|| "auto".into());
+    let mut rt = Runtime::for_device(&device, common.threads, common.output.report.quiet)?;
+    let needs_mnist = stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
+    let data = if needs_mnist { Some(DeviceData::load(common.data.as_deref(), rt.device)?) } else { None };
+    let out = common.output.out.clone().unwrap_or_else(|| default_out("reproduce"));
+    let root = RunDir::create(&out, common.output.force)?;
+    rt.say_note();
+    let settings = ReproduceSettings { stages, quick: args.quick, seed: args.seed, device, threads: tch::get_num_threads() as usize };
+    root.write_json(SETTINGS, &settings)?;
+    run_stages(&root, &settings, data.as_ref(), &rt, common.output.report.quiet, common.no_cuda_graph, started)
+}
+
+/// `nndl resume DIR` on a reproduce folder.
+pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Result<Outcome> {
+    let started = Instant::now();
+    let root = RunDir::open(dir)?;
+    let text = std::fs::read_to_string(root.file(SETTINGS)).with_context(|| format!("cannot read {}", root.file(SETTINGS).display()))?;
+    let settings: ReproduceSettings = serde_json::from_str(&text).map_err(|e| anyhow!("{SETTINGS}: {e}"))?;
+    let mut rt = Runtime::for_device(&settings.device, Some(settings.threads), report.quiet)?;
+    let needs_mnist = settings.stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
+    let data = if needs_mnist { Some(DeviceData::load(data_flag, rt.device)?) } else { None };
+    rt.say_note();
+    run_stages(&root, &settings, data.as_ref(), &rt, report.quiet, false, started)
+}
+
+fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceData>, rt: &Runtime, quiet: bool, no_graph: bool, started: Instant) -> Result<Outcome> {
+    let mut summary = ReproduceSummary { out_dir: root.path.clone(), device: crate::device::name(rt.device), quick: settings.quick, ..Default::default() };
+    let say = |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    let n = settings.stages.len();
+    for (i, stage) in settings.stages.iter().enumerate() {
+        say(format!("[{}/{n}] {stage:?} ({:.0} s so far)", i + 1, started.elapsed().as_secs_f64()));
+        match stage {
+            StageName::Bptt => {
+                let r: BpttReport = done_or(root, "bptt.json", || Ok(bptt_autograd::run(if settings.quick { 10 } else { 50 }, settings.seed, quiet)))?;
+                say(bptt_autograd::describe(&r));
+                summary.bptt = Some(r);
+            }
+            StageName::Xor => {
+                let r: XorResult = done_or(root, "xor.json", || reproduce_xor(root, settings.seed, quiet))?;
+                say(match (r.first_converged_seed, r.final_loss) {
+                    (Some(s), Some(l)) => format!("xor: seed {s} converges to {l:.3e}"),
+                    _ => "xor: no seed of the 100 converges".into(),
+                });
+                summary.xor = Some(r);
+            }
+            StageName::Mlp | StageName::Cnn => {
+                let model = if *stage == StageName::Mlp { ModelKind::Mlp } else { ModelKind::Cnn };
+                let data = data.context("MNIST loaded for the MNIST stages")?;
+                let mut rt_stage = Runtime::for_device(&settings.device, Some(settings.threads), quiet)?;
+                rt_stage.allow_graph = !no_graph;
+                match mnist_stage(root, model, settings, data, &rt_stage)? {
+                    RunEnd::Finished(s) => {
+                        say(run::describe(&s));
+                        if model == ModelKind::Mlp { summary.mlp = Some(*s) } else { summary.cnn = Some(*s) }
+                    }
+                    RunEnd::Interrupted { signal, next_iteration, .. } => {
+                        let json = serde_json::json!({ "interrupted": true, "signal": signal, "stage": stage, "next_iteration": next_iteration, "out_dir": root.path });
+                        let line = format!("interrupted in the {} stage before iteration {next_iteration}; continue with `nndl resume {}`", model.name(), root.path.display());
+                        return Ok(Outcome::new(String::new(), &json)?.failing(line, crate::signals::exit_status(signal)));
+                    }
+                }
+            }
+        }
+    }
+    summary.wall_seconds = started.elapsed().as_secs_f64();
+    root.write_text("report.md", &report(&summary))?;
+    root.write_json("summary.json", &summary)?;
+    let human = format!("done in {:.1} s: {}", summary.wall_seconds, root.file("report.md").display());
+    Outcome::new(human, &summary)
+}
+
+/// A stage's stored result when an earlier session finished it, else `make` it and store it.
+fn done_or<T: Serialize + for<'de> Deserialize<'de>>(root: &RunDir, file: &str, make: impl FnOnce() -> Result<T>) -> Result<T> {
+    if let Some(done) = std::fs::read_to_string(root.file(file)).ok().and_then(|t| serde_json::from_str(&t).ok()) {
+        return Ok(done);
+    }
+    let result = make()?;
+    root.write_json(file, &result)?;
+    Ok(result)
+}
+
+/// One MNIST stage in its subfolder: reused when finished, resumed when started, else new.
+fn mnist_stage(root: &RunDir, model: ModelKind, settings: &ReproduceSettings, data: &DeviceData, rt: &Runtime) -> Result<RunEnd> {
+    let name = model.name();
+    let dir = root.file(name);
+    let started = Instant::now();
+    let end = if dir.join("summary.json").is_file() {
+        let text = std::fs::read_to_string(dir.join("summary.json"))?;
+        RunEnd::Finished(Box::new(serde_json::from_str(&text).map_err(|e| anyhow!("{}/summary.json: {e}", dir.display()))?))
+    } else if dir.join(checkpoint::FILE).is_file() {
+        let run_dir = RunDir::open(&dir)?;
+        let cfg = TrainConfig::load(&run_dir.file("config.json"))?;
+        let ck = Checkpoint::load(&run_dir.file(checkpoint::FILE))?;
+        run::train_into(&cfg, &run::build_network(&cfg, rt.device), data, &run_dir, rt, Some(&ck), started)?
+    } else {
+        let mut cfg = TrainConfig::preset(model, Preset::Faithful);
+        cfg.seed = settings.seed;
+        cfg.device = settings.device.clone();
+        cfg.threads = Some(settings.threads);
+        if settings.quick {
+            cfg.iterations = if model == ModelKind::Mlp { 300 } else { 100 };
+        }
+        let run_dir = RunDir::create(&dir, true)?;
+        run::train_into(&cfg, &run::build_network(&cfg, rt.device), data, &run_dir, rt, None, started)?
+    };
+    if let RunEnd::Finished(_) = &end {
+        for fig in ["loss", "accuracy"] {
+            let file = format!("{name}-{fig}.png");
+            let bytes = std::fs::read(dir.join(&file)).with_context(|| format!("cannot read {file}"))?;
+            write_atomic(&root.file(&file), &bytes)?;
+        }
+    }
+    Ok(end)
+}
+
+fn reproduce_xor(root: &RunDir, seed: u64, quiet: bool) -> Result<XorResult> {
+    let cfg = XorConfig::preset(XorPreset::Homework);
+    let seeds = xor_stats::seed_range(seed, 100).map_err(|e| anyhow!(e))?;
+    let started = Instant::now();
+    let runs: Vec<_> = seeds.map(|s| xor::train(s, &cfg, false)).collect();
+    let stats: ManySummary = xor_stats::summarize(&cfg, seed, runs.iter().map(|r| r.final_loss()).collect(), started.elapsed().as_secs_f64());
+    if !quiet {
+        eprintln!("{}", xor_stats::describe_many(&stats));
+    }
+    // The figure shows the first two runs that converge and the first two that stick, since
+    // the homework's network does both.
+    let (converged, stuck): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| r.converged());
+    let shown: Vec<_> = converged.iter().take(2).chain(stuck.iter().take(2)).cloned().collect();
+    super::xor::write_figure(root, &shown)?;
+    let first = converged.first();
+    Ok(XorResult {
+        figure_seeds: shown.iter().map(|r| r.seed).collect(),
+        first_converged_seed: first.map(|r| r.seed),
+        final_loss: first.map(|r| r.final_loss()),
+        seeds: serde_json::to_value(&stats)?,
+    })
+}
+
+fn report(s: &ReproduceSummary) -> String {
+    let info = crate::system_info::gather();
+    let mut md = String::from("# nndl: assignment 2, reproduced\n\n");
+    let _ = writeln!(md, "Device: {}; torch {}; tch {}; libtorch threads {}; {}.\n", s.device, info.torch.as_deref().unwrap_or("?"), info.tch, info.threads,
+        if s.quick { "**quick smoke schedule** (not the homework's 4001 iterations)" } else { "the homework's full schedules" });
+    md.push_str("| part | nndl | homework | wall time |\n|---|---|---|---|\n");
+    if let Some(b) = &s.bptt {
+        let _ = writeln!(md, "| BPTT dL/dU formula | max rel. error {:.1e} vs finite differences, {:.1e} vs libtorch autograd ({} random RNNs) | derived, not checked | {:.2} s |",
+            b.max_rel_error_finite_diff, b.max_rel_error_autograd, b.problems, b.wall_seconds);
+    }
+    if let Some(x) = &s.xor {
+        let (converged, runs, secs) = (&x.seeds["converged"], &x.seeds["runs"], x.seeds["wall_seconds"].as_f64().unwrap_or(0.0));
+        let first = match (x.first_converged_seed, x.final_loss) {
+            (Some(seed), Some(l)) => format!("final loss {l:.3e} (seed {seed})"),
+            _ => "no seed converges".into(),
+        };
+        let _ = writeln!(md, "| XOR 2-2-2-1 | {first}; {converged}/{runs} seeds converge | {:.3e} (one run) | {secs:.3} s for {runs} runs |", homework::XOR_FINAL_LOSS);
+    }
+    for r in [&s.mlp, &s.cnn].into_iter().flatten() {
+        let _ = writeln!(md, "| {} on MNIST | test loss {:.3}, accuracy {:.2}% ({} iterations) | loss {}, accuracy {:.1}% | {:.1} s |",
+            r.model.to_uppercase(), r.final_test_loss, 100.0 * r.final_test_accuracy, r.iterations, r.homework_test_loss, 100.0 * r.homework_test_accuracy, r.wall_seconds);
+    }
+    let _ = writeln!(md, "\nTotal: {:.1} s.\n", s.wall_seconds);
+    let figures = [("mlp-loss.png", s.mlp.is_some()), ("mlp-accuracy.png", s.mlp.is_some()), ("cnn-loss.png", s.cnn.is_some()),
+        ("cnn-accuracy.png", s.cnn.is_some()), ("mlp-xor-loss.png", s.xor.is_some())];
+    for (f, present) in figures {
+        if present {
+            let _ = writeln!(md, "![{f}]({f})\n");
+        }
+    }
+    if s.xor.is_some() {
+        md.push_str("The homework's XOR network converges from only some initialisations: the table gives the first seed that converges and how many of 100 do; the figure shows two runs that converge and two that stick.\n");
+    }
+    if s.cnn.is_some() {
+        md.push_str("As in the homework's code, the CNN's test evaluation runs through the same dropout layer (keep probability 0.25), so its test figures are noisy.\n");
+    }
+    md
+}

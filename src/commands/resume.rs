@@ -1,0 +1,45 @@
+//! `nndl resume DIR`: continues an interrupted run from its last checkpoint (or from the start
+//! when it stopped before its first), or an interrupted `nndl reproduce`.
+use super::Outcome;
+use crate::checkpoint::{self, Checkpoint};
+use crate::cli::ResumeArgs;
+use crate::config::TrainConfig;
+use crate::data::DeviceData;
+use crate::run;
+use crate::run_dir::RunDir;
+use crate::runtime::Runtime;
+use anyhow::{bail, Result};
+use std::time::Instant;
+
+pub fn run(args: &ResumeArgs) -> Result<Outcome> {
+    if args.run_dir.join(super::reproduce::SETTINGS).is_file() {
+        return super::reproduce::resume(&args.run_dir, args.data.as_deref(), args.report);
+    }
+    let started = Instant::now();
+    let run_dir = RunDir::open(&args.run_dir)?;
+    let shown = args.run_dir.display();
+    if run_dir.file("summary.json").exists() {
+        bail!("{shown} is finished (it has summary.json); nothing to resume");
+    }
+    let cfg = TrainConfig::load(&run_dir.file("config.json"))?;
+    let ck_path = run_dir.file(checkpoint::FILE);
+    let ck = if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None };
+    if let Some(ck) = &ck {
+        if ck.meta.config != cfg {
+            bail!("{} was written by another config than {shown}/config.json; start the run again with --force", ck_path.display());
+        }
+    }
+    let mut rt = Runtime::new(&cfg, args.report.quiet, true)?;
+    let data = DeviceData::load(args.data.as_deref(), rt.device)?;
+    crate::run_dir::check_free_space(&args.run_dir, run::disk_estimate(&cfg))?;
+    rt.say_note();
+    if !args.report.quiet {
+        match &ck {
+            Some(ck) => eprintln!("resuming {shown} at iteration {} of {}", ck.meta.next_iteration, cfg.iterations),
+            None => eprintln!("{shown} stopped before its first checkpoint: training it from the start"),
+        }
+    }
+    let network = run::build_network(&cfg, rt.device);
+    let end = run::train_into(&cfg, &network, &data, &run_dir, &rt, ck.as_ref(), started)?;
+    super::train::finish(end, &network, &cfg, None)
+}

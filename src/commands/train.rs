@@ -1,0 +1,81 @@
+//! `nndl mlp` / `nndl cnn`: one training run into one folder (config, metrics, checkpoints,
+//! weights, figures, summary).
+use super::Outcome;
+use crate::cli::{OnOff, TrainArgs};
+use crate::config::{ModelKind, Origin, Preset, TrainConfig};
+use crate::data::DeviceData;
+use crate::run::{self, Network, RunEnd};
+use crate::run_dir::{default_out, RunDir};
+use crate::runtime::Runtime;
+use anyhow::{bail, Result};
+use std::path::Path;
+use std::time::Instant;
+
+/// --export-init's batches.npy is 8 bytes an index: 400 MB at most.
+const MAX_EXPORTED_INDICES: usize = 50_000_000;
+
+/// Builds the config from the preset or a saved file, then applies flag overrides.
+pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match (&args.config, args.preset) {
+        (Some(_), Some(_)) => bail!("--preset cannot be combined with --config: the file's preset and settings are used; drop --preset"),
+        (Some(path), None) => TrainConfig::load(path)?,
+        (None, preset) => TrainConfig::preset(model, preset.unwrap_or(Preset::Faithful)),
+    };
+    if cfg.model != model {
+        bail!("config is for the {} but this command trains the {}", cfg.model.name(), model.name());
+    }
+    let common = &args.common;
+    cfg.lr = args.lr.unwrap_or(cfg.lr);
+    cfg.batch_size = args.batch_size.unwrap_or(cfg.batch_size);
+    cfg.iterations = args.iterations.unwrap_or(cfg.iterations);
+    cfg.eval_every = args.eval_every.unwrap_or(cfg.eval_every);
+    cfg.seed = args.seed.unwrap_or(cfg.seed);
+    cfg.checkpoint_every = args.checkpoint_every.or(cfg.checkpoint_every);
+    cfg.allow_nan |= args.allow_nan;
+    cfg.deterministic |= args.deterministic;
+    cfg.tf32 = args.tf32.map_or(cfg.tf32, |t| t == OnOff::On);
+    cfg.device = common.device.clone().unwrap_or(cfg.device);
+    cfg.threads = common.threads.or(cfg.threads);
+    cfg.validate(&Origin::Flags)?;
+    Ok(cfg)
+}
+
+/// `nndl mlp|cnn`: validate everything, then train and write the run folder.
+pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut cfg = config_from_args(model, args)?;
+    let common = &args.common;
+    let out = common.output.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}", model.name(), cfg.preset.name())));
+    let mut rt = Runtime::new(&cfg, common.output.report.quiet, !common.no_cuda_graph)?;
+    // Recorded as it is, so `--config` and `resume` run with the same count (same bits).
+    cfg.threads = Some(tch::get_num_threads() as usize);
+    if args.export_init.is_some() && cfg.iterations.saturating_mul(cfg.batch_size) > MAX_EXPORTED_INDICES {
+        bail!("--export-init writes every batch's indices: at most {MAX_EXPORTED_INDICES} (iterations x batch size), here {}", cfg.iterations.saturating_mul(cfg.batch_size));
+    }
+    let data = DeviceData::load(common.data.as_deref(), rt.device)?;
+    crate::run_dir::check_free_space(&out, run::disk_estimate(&cfg))?;
+    let run_dir = RunDir::create(&out, common.output.force)?;
+    rt.say_note();
+    let network = run::build_network(&cfg, rt.device);
+    if let Some(dir) = &args.export_init {
+        crate::export::export_init(dir, &network.vs, &cfg, data.train.len() as usize)?;
+    }
+    let end = run::train_into(&cfg, &network, &data, &run_dir, &rt, None, started)?;
+    finish(end, &network, &cfg, args.export_final.as_deref())
+}
+
+/// The outcome of a run that ended: its summary, or the interruption with the resume command.
+pub fn finish(end: RunEnd, network: &Network, cfg: &TrainConfig, export_final: Option<&Path>) -> Result<Outcome> {
+    match end {
+        RunEnd::Finished(summary) => {
+            if let Some(dir) = export_final {
+                crate::export::export_params(dir, &network.vs, cfg.model)?;
+            }
+            Outcome::new(run::describe(&summary), &summary)
+        }
+        RunEnd::Interrupted { signal, next_iteration, out_dir } => {
+            let json = serde_json::json!({ "interrupted": true, "signal": signal, "next_iteration": next_iteration, "out_dir": out_dir });
+            Ok(Outcome::new(String::new(), &json)?.failing(run::resume_hint(&out_dir, next_iteration), crate::signals::exit_status(signal)))
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! MNIST's splits resident on the compute device, so the training loop never waits on the host.
+use super::{Mnist, Split};
+use anyhow::Result;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// A split on the device: images [N, 784] f32, labels [N] i64.
+pub struct DeviceSplit {
+    pub images: Tensor,
+    pub labels: Tensor,
+}
+
+impl DeviceSplit {
+    pub fn upload(split: &Split, device: Device) -> DeviceSplit {
+        let n = split.len() as i64;
+        let images = Tensor::from_slice(&split.images).view([n, 784]).to_device(device);
+        let labels = Tensor::from_slice(&split.labels).to_kind(Kind::Int64).to_device(device);
+        DeviceSplit { images, labels }
+    }
+
+    pub fn len(&self) -> i64 {
+        self.labels.size()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// MNIST's training and test splits, on the device.
+pub struct DeviceData {
+    pub train: DeviceSplit,
+    pub test: DeviceSplit,
+}
+
+impl DeviceData {
+    /// Loads and verifies MNIST from `--data` / $MNIST_DIR / data/mnist and uploads it.
+    pub fn load(flag: Option<&Path>, device: Device) -> Result<DeviceData> {
+        let dir = super::mnist::resolve_dir(flag);
+        let mnist = Mnist::load(&dir)?;
+        Ok(DeviceData { train: DeviceSplit::upload(&mnist.train, device), test: DeviceSplit::upload(&mnist.test, device) })
+    }
+}

@@ -1,0 +1,357 @@
+//! One folder per run: config.json, metrics.csv, summary.json, model.safetensors, checkpoints
+//! and figures. The rules that keep what a user started:
+//! - every file is written to a temporary name, synced and renamed (then the folder is synced),
+//!   so a crash never leaves a half-written file; `.partial-*` leftovers of dead processes are
+//!   removed when the folder is next opened;
+//! - a folder is nndl's when it holds the marker `.nndl-run`; one that holds other files is not
+//!   overwritten without --force, and --force moves the old run aside before anything is written;
+//! - while a run writes into a folder it holds an exclusive lock (`.nndl.lock`, flock, with its
+//!   pid and host inside for the message a second writer gets).
+use anyhow::{anyhow, bail, Result};
+use serde::Serialize;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub const MARKER: &str = ".nndl-run";
+pub const LOCK: &str = ".nndl.lock";
+const PARTIAL: &str = ".partial-";
+
+/// `no space left on device writing DIR/FILE`, or the OS's words for other failures.
+pub fn write_error(path: &Path, e: &io::Error) -> anyhow::Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        anyhow!("no space left on device writing {}", path.display())
+    } else {
+        anyhow!("cannot write {}: {e}", path.display())
+    }
+}
+
+/// Writes through `fill` into a temporary sibling of `path`, then syncs and renames it into
+/// place; the temporary file is removed on any failure.
+pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = temp_sibling(path);
+    let done = fill(&tmp).and_then(|()| {
+        let finish = || -> io::Result<()> {
+            File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, path)?;
+            sync_dir(path.parent().unwrap_or(Path::new(".")))
+        };
+        finish().map_err(|e| write_error(path, &e))
+    });
+    if let Err(e) = done {
+        let _ = fs::remove_file(&tmp);
+        // Libraries that write for us (plotters) report a full disk in their own words.
+        if format!("{e:#}").contains("No space left on device") {
+            return Err(anyhow!("no space left on device writing {}", path.display()));
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |tmp| {
+        let mut f = File::create(tmp).map_err(|e| write_error(path, &e))?;
+        f.write_all(bytes).map_err(|e| write_error(path, &e))
+    })
+}
+
+/// fsync of a folder, so a rename inside it survives a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    File::open(dir)?.sync_all()
+}
+
+/// A hidden name beside `path` that keeps its extension (plotters picks the format by it)
+/// and names the writing process, so leftovers of dead processes can be told apart.
+pub fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{PARTIAL}{}-{name}", std::process::id()))
+}
+
+/// Whether a process with this pid runs on this machine.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return "unknown-host".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Removes `.partial-<pid>-*` files whose writer is gone.
+pub fn remove_stale_partials(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PARTIAL) else { continue };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| p != std::process::id() && !pid_alive(p)) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// An exclusive lock on a folder, released when dropped (and by the kernel if the process dies).
+pub struct DirLock {
+    file: File,
+    path: PathBuf,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct LockOwner {
+    pid: u32,
+    host: String,
+}
+
+impl DirLock {
+    /// Takes the folder's lock or fails at once naming the holder.
+    pub fn acquire(dir: &Path) -> Result<DirLock> {
+        let path = dir.join(LOCK);
+        for _ in 0..10 {
+            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)
+                .map_err(|e| write_error(&path, &e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    let holder = fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<LockOwner>(&t).ok());
+                    let who = holder.map(|h| format!("pid {} on {}", h.pid, h.host)).unwrap_or_else(|| "another process".into());
+                    bail!("{} is in use by another nndl run ({who}); wait for it to finish or choose another folder", dir.display());
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(anyhow!("cannot lock {}: {e}", path.display())),
+            }
+            // The holder before us may have removed the file between our open and our lock:
+            // then we locked an orphan, and must lock the file that is there now.
+            if !same_file(&file, &path) {
+                continue;
+            }
+            let previous = fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<LockOwner>(&t).ok());
+            if let Some(p) = previous.filter(|p| p.pid != std::process::id()) {
+                eprintln!("note: {} was locked by pid {} on {}, which is gone; taking it over", dir.display(), p.pid, p.host);
+            }
+            let owner = serde_json::to_string(&LockOwner { pid: std::process::id(), host: hostname() })?;
+            let mut f = &file;
+            f.set_len(0).and_then(|()| f.write_all(owner.as_bytes())).and_then(|()| f.sync_data())
+                .map_err(|e| write_error(&path, &e))?;
+            return Ok(DirLock { file, path });
+        }
+        bail!("cannot lock {}: it keeps changing under us", path.display())
+    }
+
+    /// The folder moved (a --force rename): the lock file moved with it.
+    fn moved_to(&mut self, dir: &Path) {
+        self.path = dir.join(LOCK);
+    }
+}
+
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Remove while still holding the lock, so no one locks a file that is about to vanish
+        // unseen (acquire's same_file check covers the rest).
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// What a folder holds, as far as starting a run there is concerned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FolderState {
+    Missing,
+    Empty,
+    FinishedRun,
+    UnfinishedRun,
+    ForeignFiles,
+}
+
+pub fn folder_state(dir: &Path) -> Result<FolderState> {
+    let meta = match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(FolderState::Missing),
+        Err(e) => bail!("cannot use {}: {e}", dir.display()),
+        Ok(m) => m,
+    };
+    if !meta.is_dir() && !fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+        bail!("{}: a file of that name exists", dir.display());
+    }
+    let names: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| anyhow!("cannot read {}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != LOCK && !n.starts_with(PARTIAL))
+        .collect();
+    Ok(if names.is_empty() {
+        FolderState::Empty
+    } else if names.iter().any(|n| n == MARKER) {
+        if names.iter().any(|n| n == "summary.json") { FolderState::FinishedRun } else { FolderState::UnfinishedRun }
+    } else {
+        FolderState::ForeignFiles
+    })
+}
+
+pub struct RunDir {
+    pub path: PathBuf,
+    _lock: DirLock,
+}
+
+impl RunDir {
+    /// A folder for a new run. An earlier run or foreign files are refused unless `force`, which
+    /// moves them aside (one rename) before anything new is written and then deletes them.
+    pub fn create(path: &Path, force: bool) -> Result<RunDir> {
+        let state = folder_state(path).map_err(|e| match fs::symlink_metadata(path) {
+            Err(cause) if cause.kind() != io::ErrorKind::NotFound => anyhow!("cannot create output folder {}: {cause}", path.display()),
+            Ok(_) => anyhow!("cannot create output folder {}: a file of that name exists", path.display()),
+            _ => e,
+        })?;
+        let shown = path.display();
+        let lock = match state {
+            FolderState::Missing => {
+                fs::create_dir_all(path).map_err(|e| anyhow!("cannot create output folder {shown}: {e}"))?;
+                DirLock::acquire(path)?
+            }
+            _ => DirLock::acquire(path)?,
+        };
+        let mut lock = lock;
+        match (folder_state(path)?, force) {
+            (FolderState::Missing | FolderState::Empty, _) => {}
+            (FolderState::FinishedRun, false) => bail!("{shown} already holds a run; choose another --out or pass --force to replace it"),
+            (FolderState::UnfinishedRun, false) => bail!("{shown} holds an unfinished run; resume it with `nndl resume {shown}`, or pass --force to replace it"),
+            (FolderState::ForeignFiles, false) => bail!("{shown} holds files nndl did not write; choose another --out or pass --force to replace them"),
+            (_, true) => lock = replace(path, lock)?,
+        }
+        remove_stale_partials(path);
+        let marker = serde_json::json!({ "nndl": env!("CARGO_PKG_VERSION"), "pid": std::process::id() });
+        let run = RunDir { path: path.to_path_buf(), _lock: lock };
+        run.write_json(MARKER, &marker).map_err(|e| anyhow!("output folder {shown} is not writable: {e:#}"))?;
+        Ok(run)
+    }
+
+    /// An existing run folder, to resume or evaluate: locked, stale leftovers removed.
+    pub fn open(path: &Path) -> Result<RunDir> {
+        match folder_state(path)? {
+            FolderState::FinishedRun | FolderState::UnfinishedRun => {}
+            FolderState::Missing => bail!("{} does not exist", path.display()),
+            _ => bail!("{} is not an nndl run folder (no {MARKER})", path.display()),
+        }
+        let lock = DirLock::acquire(path)?;
+        remove_stale_partials(path);
+        Ok(RunDir { path: path.to_path_buf(), _lock: lock })
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(value)?;
+        text.push('\n');
+        write_atomic(&self.file(name), text.as_bytes())
+    }
+
+    pub fn write_text(&self, name: &str, text: &str) -> Result<()> {
+        write_atomic(&self.file(name), text.as_bytes())
+    }
+
+}
+
+/// Fails early, with both numbers, when the file system that `path` is (or would be) on has less
+/// than `bytes` free.
+pub fn check_free_space(path: &Path, bytes: u64) -> Result<()> {
+    let existing = path.ancestors().find(|p| p.is_dir()).unwrap_or(Path::new("."));
+    let existing = if existing.as_os_str().is_empty() { Path::new(".") } else { existing };
+    let free = free_bytes(existing)?;
+    if free < bytes {
+        bail!("not enough free space for {}: about {} MB needed, {} MB free", path.display(), bytes.div_ceil(1 << 20), free >> 20);
+    }
+    Ok(())
+}
+
+/// Moves the old folder aside with one rename, makes a fresh one in its place (same lock, now
+/// held on the new folder), then deletes the old one. An interruption leaves the old run whole
+/// (under `.NAME.replaced-PID` beside it) or the new one.
+fn replace(path: &Path, old_lock: DirLock) -> Result<DirLock> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+    let aside = path.with_file_name(format!(".{name}.replaced-{}", std::process::id()));
+    fs::rename(path, &aside).map_err(|e| anyhow!("cannot move the old {} aside: {e}", path.display()))?;
+    let mut old_lock = old_lock;
+    old_lock.moved_to(&aside);
+    fs::create_dir(path).map_err(|e| anyhow!("cannot create output folder {}: {e}", path.display()))?;
+    let lock = DirLock::acquire(path)?;
+    drop(old_lock);
+    fs::remove_dir_all(&aside).map_err(|e| anyhow!("cannot remove the old run moved to {}: {e}", aside.display()))?;
+    Ok(lock)
+}
+
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| anyhow!("{} has a NUL byte", dir.display()))?;
+    // SAFETY: statvfs fills the zeroed struct for a NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        bail!("cannot read the free space of {}: {}", dir.display(), io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// `runs/<name>-<unix seconds>` when no --out is given.
+pub fn default_out(name: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    PathBuf::from("runs").join(format!("{name}-{secs}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_partials_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 1 always lives; a pid past the kernel's limit never does.
+        let dead = dir.path().join(".partial-4194999-metrics.csv");
+        let live = dir.path().join(".partial-1-summary.json");
+        fs::write(&dead, b"x").unwrap();
+        fs::write(&live, b"x").unwrap();
+        remove_stale_partials(dir.path());
+        assert!(!dead.exists() && live.exists());
+    }
+
+    #[test]
+    fn a_second_lock_fails_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DirLock::acquire(dir.path()).unwrap();
+        let err = DirLock::acquire(dir.path()).err().expect("second lock refused").to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(lock);
+        assert!(!dir.path().join(LOCK).exists());
+        DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn folder_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        assert_eq!(folder_state(&run).unwrap(), FolderState::Missing);
+        fs::create_dir(&run).unwrap();
+        assert_eq!(folder_state(&run).unwrap(), FolderState::Empty);
+        fs::write(run.join("metrics.csv"), b"mine").unwrap();
+        assert_eq!(folder_state(&run).unwrap(), FolderState::ForeignFiles);
+        fs::write(run.join(MARKER), b"{}").unwrap();
+        assert_eq!(folder_state(&run).unwrap(), FolderState::UnfinishedRun);
+        fs::write(run.join("summary.json"), b"{}").unwrap();
+        assert_eq!(folder_state(&run).unwrap(), FolderState::FinishedRun);
+    }
+}

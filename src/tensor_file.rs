@@ -1,0 +1,76 @@
+//! Named tensors in the safetensors format (what tch's `VarStore::save` writes for a
+//! `.safetensors` path, readable from Python with `safetensors`), written atomically with a
+//! metadata map, and read back with every size checked before anything is allocated.
+use crate::run_dir::{write_atomic_with, write_error};
+use anyhow::{anyhow, bail, Result};
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// A tensor's bytes on the host, as safetensors wants them.
+struct HostView {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for HostView {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        (&self.bytes[..]).into()
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn host_view(t: &Tensor) -> Result<HostView> {
+    let t = t.detach().to_device(Device::Cpu).contiguous();
+    let dtype: Dtype = t.kind().try_into().map_err(|e| anyhow!("cannot save a {:?} tensor: {e}", t.kind()))?;
+    let mut bytes = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+    t.f_copy_data_u8(&mut bytes, t.numel())?;
+    Ok(HostView { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), bytes })
+}
+
+/// Writes `tensors` (and `metadata`, if any) to `path` atomically.
+pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<()> {
+    let views = tensors.iter().map(|(n, t)| Ok((n.clone(), host_view(t)?))).collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::tensor::serialize(views, &metadata).map_err(|e| anyhow!("cannot encode {}: {e}", path.display()))?;
+    write_atomic_with(path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| write_error(path, &e)))
+}
+
+/// The largest file read back: well above any checkpoint of these nets (the CNN's Adam
+/// checkpoint is about 40 MB), far below what would hurt.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Parses safetensors bytes into CPU tensors and the metadata map.
+pub fn decode(bytes: &[u8]) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{e:?}"))?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e:?}"))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let kind: Kind = view.dtype().try_into().map_err(|e| anyhow!("tensor {name}: {e}"))?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| anyhow!("tensor {name}: {e}"))?;
+        out.push((name, t));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((out, metadata))
+}
+
+/// Reads a file written by `write` (or by anyone writing safetensors).
+pub fn read(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+    let size = std::fs::metadata(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?.len();
+    if size > MAX_FILE_BYTES {
+        bail!("{} is {} MB, larger than any nndl file ({} MB)", path.display(), size >> 20, MAX_FILE_BYTES >> 20);
+    }
+    let bytes = std::fs::read(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    decode(&bytes).map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))
+}

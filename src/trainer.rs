@@ -1,0 +1,386 @@
+//! The training loop shared by both networks. The data sit on the device; the batch order
+//! (TF1's `next_batch`) is computed in large chunks and uploaded in one piece, so the loop never
+//! waits on the host; training loss and accuracy accumulate on the device and are read only at
+//! evaluation points. The loop can stop at any step boundary and hand over a checkpoint from
+//! which `resume` continues bit for bit (on CPU).
+use crate::checkpoint::{Checkpoint, CheckpointMeta};
+use crate::config::{Optimizer, Schedule, TrainConfig};
+use crate::cuda_graph::StepGraph;
+use crate::data::{Batcher, DeviceData, DeviceSplit};
+use crate::metrics::EvalPoint;
+use crate::optim::Optim;
+use anyhow::{anyhow, bail, Result};
+use std::collections::HashMap;
+use std::time::Instant;
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Reduction, Tensor};
+
+/// Indices uploaded at a time.
+const PLAN_CHUNK: usize = 1 << 20;
+
+/// Mean loss and accuracy over a split, without gradients, in chunks of `chunk` rows (which
+/// bounds memory on any device). Always in eval mode: the faithful CNN's dropout layer decides
+/// itself to stay on.
+pub fn evaluate(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64) -> (f64, f64) {
+    evaluate_with(net, split, chunk, |_, _| {})
+}
+
+/// `evaluate`, also handing each chunk's (predictions, labels) to `seen`.
+pub fn evaluate_with(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, mut seen: impl FnMut(&Tensor, &Tensor)) -> (f64, f64) {
+    tch::no_grad(|| {
+        let device = split.images.device();
+        let mut loss = Tensor::zeros([], (Kind::Float, device));
+        let mut correct = Tensor::zeros([], (Kind::Int64, device));
+        let n = split.len();
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let logits = net.forward_t(&split.images.narrow(0, start, len), false);
+            let labels = split.labels.narrow(0, start, len);
+            loss += logits.log_softmax(-1, Kind::Float).nll_loss_nd(&labels, None::<Tensor>, Reduction::Sum, -100);
+            let predictions = logits.argmax(-1, false);
+            correct += predictions.eq_tensor(&labels).sum(Kind::Int64);
+            seen(&predictions, &labels);
+            start += len;
+        }
+        (loss.double_value(&[]) / n as f64, correct.double_value(&[]) / n as f64)
+    })
+}
+
+/// Shifts each image by its own random offset in [-max, max] pixels, zero-filled.
+pub fn random_shift(images: &Tensor, max: i64) -> Tensor {
+    let device = images.device();
+    let n = images.size()[0];
+    let padded = images.view([n, 28, 28]).constant_pad_nd([max, max, max, max]);
+    let offsets = Tensor::randint(2 * max + 1, [n, 2], (Kind::Int64, device));
+    let base = Tensor::arange(28, (Kind::Int64, device));
+    let rows = (base.view([1, 28]) + offsets.narrow(1, 0, 1)).view([n, 28, 1]);
+    let cols = (base.view([1, 28]) + offsets.narrow(1, 1, 1)).view([n, 1, 28]);
+    let batch = Tensor::arange(n, (Kind::Int64, device)).view([n, 1, 1]);
+    padded.index(&[Some(batch), Some(rows), Some(cols)]).view([n, 784])
+}
+
+/// What the loop needs: the network, its variables, the settings and the data.
+pub struct TrainContext<'a> {
+    pub net: &'a dyn ModuleT,
+    pub vs: &'a nn::VarStore,
+    pub cfg: &'a TrainConfig,
+    pub data: &'a DeviceData,
+    /// On CUDA, capture the step once and replay it where the run allows.
+    pub allow_graph: bool,
+}
+
+/// Who watches the loop: logs, metrics.csv, checkpoints, signals.
+pub trait Observer {
+    fn on_eval(&mut self, point: &EvalPoint) -> Result<()>;
+    /// After each step: whether to checkpoint before going on (`next` is the next iteration).
+    fn checkpoint_due(&mut self, next: usize) -> bool;
+    fn on_checkpoint(&mut self, checkpoint: &Checkpoint) -> Result<()>;
+    /// The signal number when a stop was asked for.
+    fn stop_requested(&self) -> Option<i32>;
+    fn on_step(&mut self, _done: usize) {}
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ending {
+    Finished,
+    /// Stopped by a signal after checkpointing.
+    Interrupted { signal: i32, next_iteration: usize },
+    /// The training loss went NaN or infinite at `iteration` (on CUDA: somewhere in the
+    /// evaluation interval ending there, `exact` false).
+    Diverged { iteration: usize, exact: bool, last_finite: Option<(usize, f64)> },
+}
+
+pub struct TrainOutcome {
+    pub points: Vec<EvalPoint>,
+    /// Time in the loop, over every session of a resumed run.
+    pub train_seconds: f64,
+    /// Of which evaluations (the device is synchronised first, so queued training work is
+    /// not counted here).
+    pub eval_seconds: f64,
+    /// Whether the steps ran as a replayed CUDA graph.
+    pub cuda_graph: bool,
+    pub ending: Ending,
+}
+
+/// Running sums of the training loss and correct predictions since the last evaluation, kept
+/// on the device (updated in place, so a captured CUDA graph keeps updating them).
+struct TrainSums {
+    loss: Tensor,
+    correct: Tensor,
+}
+
+/// One training step on the batch whose indices sit in `idx`: forward, backward, update, sums.
+/// Gradients must have been cleared; nothing here waits for the device. Returns the loss.
+fn step(net: &dyn ModuleT, opt: &mut Optim, cfg: &TrainConfig, train: &DeviceSplit, idx: &Tensor, sums: &mut TrainSums) -> Tensor {
+    let mut xs = train.images.index_select(0, idx);
+    if cfg.augment_shift > 0 {
+        xs = random_shift(&xs, cfg.augment_shift);
+    }
+    let ys = train.labels.index_select(0, idx);
+    let logits = net.forward_t(&xs, true);
+    let loss = logits.cross_entropy_for_logits(&ys);
+    loss.backward();
+    opt.step();
+    tch::no_grad(|| {
+        sums.loss += loss.detach();
+        sums.correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64);
+    });
+    loss
+}
+
+/// Eager steps before capture: cuDNN picks its algorithms and the allocator settles.
+const GRAPH_WARMUP: usize = 3;
+
+/// Whether this run's step can be a CUDA graph, and why not when it cannot (said once).
+/// A graph replays the captured kernels with the captured scalars, so only steps whose host-side
+/// values never change qualify: plain SGD at a constant learning rate.
+fn graph_for(cfg: &TrainConfig, device: Device, allow: bool, remaining: usize) -> (Option<StepGraph>, Option<String>) {
+    let Device::Cuda(index) = device else { return (None, None) };
+    let why_not = if !allow {
+        Some("--no-cuda-graph".to_string())
+    } else if cfg.optimizer != Optimizer::Sgd || cfg.schedule != Schedule::Constant {
+        Some("its learning rate or optimizer state changes on the host every step".into())
+    } else if remaining <= GRAPH_WARMUP {
+        Some("too few steps to be worth capturing".into())
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        return (None, Some(why));
+    }
+    match StepGraph::new(index) {
+        Ok(g) => (Some(g), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    }
+}
+
+/// The loop's position, everything a checkpoint holds besides parameters and optimizer.
+struct LoopState {
+    next: usize,
+    /// The batcher as it stood before the current chunk was drawn, and that chunk's start.
+    chunk_batcher: Batcher,
+    chunk_start: usize,
+    batcher: Batcher,
+    sums: TrainSums,
+    since_eval: usize,
+    points: Vec<EvalPoint>,
+    train_seconds: f64,
+    eval_seconds: f64,
+}
+
+fn plan_iters(cfg: &TrainConfig) -> usize {
+    (PLAN_CHUNK / cfg.batch_size).max(1)
+}
+
+impl LoopState {
+    fn fresh(cfg: &TrainConfig, train_len: usize, device: Device) -> LoopState {
+        let batcher = Batcher::new(train_len, cfg.seed);
+        LoopState {
+            next: 0,
+            chunk_batcher: batcher.clone(),
+            chunk_start: 0,
+            batcher,
+            sums: TrainSums { loss: Tensor::zeros([], (Kind::Float, device)), correct: Tensor::zeros([], (Kind::Int64, device)) },
+            since_eval: 0,
+            points: vec![],
+            train_seconds: 0.0,
+            eval_seconds: 0.0,
+        }
+    }
+
+    /// Puts parameters, optimizer, generator and position back as the checkpoint has them.
+    fn restore(ck: &Checkpoint, vs: &nn::VarStore, opt: &mut Optim, device: Device) -> Result<LoopState> {
+        let m = &ck.meta;
+        tch::no_grad(|| -> Result<()> {
+            for (name, mut var) in vs.variables() {
+                let src = ck.tensor(&format!("param.{name}"))?;
+                if src.size() != var.size() {
+                    bail!("checkpoint's {name} has shape {:?}, the model's {:?}", src.size(), var.size());
+                }
+                var.copy_(src);
+            }
+            Ok(())
+        })?;
+        let (adam, _) = opt.state();
+        let moments: HashMap<String, Tensor> = adam.iter().filter_map(|(k, _)| ck.tensors.get(k).map(|t| (k.clone(), t.to_device(device)))).collect();
+        opt.restore(&moments, m.adam_step)?;
+        let order: Vec<i64> = Vec::try_from(ck.tensor("batcher.order")?.to_kind(Kind::Int64))?;
+        let order: Vec<u32> = order.into_iter().map(u32::try_from).collect::<Result<_, _>>().map_err(|_| anyhow!("batcher.order holds a negative index"))?;
+        let chunk_batcher = Batcher::restore(order, &m.batcher).ok_or_else(|| anyhow!("batcher.order is not a permutation of the training set"))?;
+        let rng: Vec<u8> = Vec::try_from(ck.tensor("rng.cpu")?.to_kind(Kind::Uint8))?;
+        crate::torch_extras::set_cpu_rng_state(&rng)?;
+        if device.is_cuda() {
+            // The CUDA generator's state is not reachable through tch: re-seed it from the
+            // position, so a resumed CUDA run is reproducible, though not the uninterrupted one.
+            tch::Cuda::manual_seed(m.config.seed.wrapping_add(m.next_iteration as u64));
+        }
+        let scalar = |key: &str, kind: Kind| -> Result<Tensor> {
+            let t = ck.tensor(key)?;
+            anyhow::ensure!(t.numel() == 1, "{key} is not a scalar");
+            Ok(t.to_kind(kind).reshape([]).to_device(device))
+        };
+        Ok(LoopState {
+            next: m.next_iteration,
+            chunk_batcher: chunk_batcher.clone(),
+            chunk_start: m.chunk_start,
+            batcher: chunk_batcher,
+            sums: TrainSums { loss: scalar("sums.loss", Kind::Float)?, correct: scalar("sums.correct", Kind::Int64)? },
+            since_eval: m.since_eval,
+            points: m.points.clone(),
+            train_seconds: m.train_seconds,
+            eval_seconds: m.eval_seconds,
+        })
+    }
+
+    fn checkpoint(&self, ctx: &TrainContext, opt: &Optim, train_seconds: f64, device: Device) -> Checkpoint {
+        let mut tensors: HashMap<String, Tensor> = ctx.vs.variables().into_iter().map(|(n, t)| (format!("param.{n}"), t.detach().copy())).collect();
+        let (moments, adam_step) = opt.state();
+        tensors.extend(moments.into_iter().map(|(k, t)| (k, t.copy())));
+        // At a chunk boundary the batcher stands exactly where the next chunk starts.
+        let per_chunk = plan_iters(ctx.cfg);
+        let (chunk_batcher, chunk_start) =
+            if self.next % per_chunk == 0 { (&self.batcher, self.next) } else { (&self.chunk_batcher, self.chunk_start) };
+        let order: Vec<i64> = chunk_batcher.order().iter().map(|&i| i as i64).collect();
+        tensors.insert("batcher.order".into(), Tensor::from_slice(&order));
+        tensors.insert("rng.cpu".into(), Tensor::from_slice(&crate::torch_extras::cpu_rng_state()));
+        tensors.insert("sums.loss".into(), self.sums.loss.copy());
+        tensors.insert("sums.correct".into(), self.sums.correct.copy());
+        let meta = CheckpointMeta {
+            format: 1,
+            next_iteration: self.next,
+            config: ctx.cfg.clone(),
+            adam_step,
+            chunk_start,
+            batcher: chunk_batcher.position(),
+            since_eval: self.since_eval,
+            points: self.points.clone(),
+            train_seconds,
+            eval_seconds: self.eval_seconds,
+            device: crate::device::name(device),
+        };
+        Checkpoint { meta, tensors }
+    }
+}
+
+/// Trains from the start, or from `resume`, until the configured iterations are done, a stop is
+/// asked for, or the loss diverges.
+pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Observer) -> Result<TrainOutcome> {
+    let cfg = ctx.cfg;
+    let (train, test) = (&ctx.data.train, &ctx.data.test);
+    let device = train.images.device();
+    let mut opt = Optim::new(cfg, ctx.vs)?;
+    let mut st = match resume {
+        None => LoopState::fresh(cfg, train.len() as usize, device),
+        Some(ck) => LoopState::restore(ck, ctx.vs, &mut opt, device)?,
+    };
+    let (mut graph, no_graph) = graph_for(cfg, device, ctx.allow_graph, cfg.iterations - st.next);
+    if let Some(why) = no_graph {
+        eprintln!("note: training steps run one by one, not as a CUDA graph: {why}");
+    }
+    let capture_at = st.next + GRAPH_WARMUP;
+    let bs = cfg.batch_size as i64;
+    let per_chunk = plan_iters(cfg);
+    let mut plan: Option<Tensor> = None;
+    // The batch's indices live in one fixed buffer, which a captured graph reads.
+    let mut idx = Tensor::zeros([bs], (Kind::Int64, device));
+    let started = Instant::now();
+    let earlier_seconds = st.train_seconds;
+    let mut last_finite: Option<(usize, f64)> = None;
+    let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
+    let mut ending = Ending::Finished;
+    for i in st.next..cfg.iterations {
+        if let Some(signal) = obs.stop_requested() {
+            st.next = i;
+            obs.on_checkpoint(&st.checkpoint(ctx, &opt, seconds(&started), device))?;
+            ending = Ending::Interrupted { signal, next_iteration: i };
+            break;
+        }
+        if i % per_chunk == 0 || plan.is_none() {
+            // A fresh chunk starts at a multiple of per_chunk; a resumed run redraws its chunk
+            // from the batcher saved at that chunk's start.
+            st.chunk_start = i - i % per_chunk;
+            if i % per_chunk == 0 {
+                st.chunk_batcher = st.batcher.clone();
+            }
+            st.batcher = st.chunk_batcher.clone();
+            let n = per_chunk.min(cfg.iterations - st.chunk_start);
+            let indices: Vec<i64> = (0..n).flat_map(|_| st.batcher.next_batch(cfg.batch_size)).collect();
+            plan = Some(Tensor::from_slice(&indices).to_device(device));
+        }
+        let slot = (i - st.chunk_start) as i64;
+        if cfg.schedule != Schedule::Constant {
+            opt.set_lr(cfg.lr_at(i));
+        }
+        idx.copy_(&plan.as_ref().expect("planned above").narrow(0, slot * bs, bs));
+        let mut sums = TrainSums { loss: st.sums.loss.shallow_clone(), correct: st.sums.correct.shallow_clone() };
+        let loss = match graph.as_mut() {
+            Some(g) if g.is_captured() => {
+                g.replay()?;
+                None
+            }
+            Some(g) if i == capture_at => {
+                // Invariant for replay: zero_grad sets the gradients to None, so the captured
+                // backward allocates (from the graph's pool) and writes fresh gradients each
+                // replay instead of accumulating; the learning rate is a host constant.
+                opt.zero_grad();
+                g.capture(|| {
+                    let _ = step(ctx.net, &mut opt, cfg, train, &idx, &mut sums);
+                })?;
+                g.replay()?;
+                None
+            }
+            _ => {
+                opt.zero_grad();
+                Some(step(ctx.net, &mut opt, cfg, train, &idx, &mut sums))
+            }
+        };
+        // On the CPU every step's loss is checked (reading it costs nothing); on CUDA only at
+        // evaluation points, to keep the device busy.
+        if let (Some(loss), false) = (loss, device.is_cuda()) {
+            let value = loss.double_value(&[]);
+            if value.is_finite() {
+                last_finite = Some((i, value));
+            } else if !cfg.allow_nan {
+                ending = Ending::Diverged { iteration: i, exact: true, last_finite };
+                break;
+            }
+        }
+        st.since_eval += 1;
+        if cfg.is_eval_point(i) {
+            if let Device::Cuda(d) = device {
+                tch::Cuda::synchronize(d as i64);
+            }
+            let eval_start = Instant::now();
+            let (test_loss, test_accuracy) = evaluate(ctx.net, test, cfg.eval_chunk(device));
+            st.eval_seconds += eval_start.elapsed().as_secs_f64();
+            let point = EvalPoint {
+                iteration: i,
+                train_loss: st.sums.loss.double_value(&[]) / st.since_eval as f64,
+                train_accuracy: st.sums.correct.double_value(&[]) / (st.since_eval * cfg.batch_size) as f64,
+                test_loss,
+                test_accuracy,
+            };
+            if !point.train_loss.is_finite() && !cfg.allow_nan {
+                ending = Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite };
+                break;
+            }
+            obs.on_eval(&point)?;
+            st.points.push(point);
+            let _ = st.sums.loss.zero_();
+            let _ = st.sums.correct.zero_();
+            st.since_eval = 0;
+        }
+        obs.on_step(i + 1);
+        st.next = i + 1;
+        if st.next == cfg.iterations || obs.checkpoint_due(st.next) {
+            if let Device::Cuda(d) = device {
+                tch::Cuda::synchronize(d as i64);
+            }
+            obs.on_checkpoint(&st.checkpoint(ctx, &opt, seconds(&started), device))?;
+        }
+    }
+    let cuda_graph = graph.as_ref().is_some_and(StepGraph::is_captured);
+    drop(graph);
+    Ok(TrainOutcome { points: st.points, train_seconds: seconds(&started), eval_seconds: st.eval_seconds, cuda_graph, ending })
+}

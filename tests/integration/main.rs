@@ -1,0 +1,13 @@
+//! The integration tests, one binary (libtorch is linked once), a module per area.
+mod batcher;
+mod cli_errors;
+mod cnn_parts;
+mod defects;
+mod idx_parsing;
+mod reproduce;
+mod resume;
+mod robustness;
+mod scratch_is_pure;
+mod train_mnist;
+mod util;
+mod xor_bptt;

@@ -1,0 +1,177 @@
+//! Runs that survive: weights, checkpoints and exact resume, SIGINT, --force, eval.
+use crate::util::{json, metrics, mnist_dir, nndl, tempdir, train};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn start(args: &[&str], out: &Path) -> Child {
+    nndl().args(args).args(["--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(mnist_dir()).arg("--out").arg(out)
+        .stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Waits until `file` exists (the run reached that point), at most a minute.
+fn wait_for(file: &Path) {
+    let start = Instant::now();
+    while !file.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{} never appeared", file.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn same_files(a: &Path, b: &Path) {
+    for f in ["metrics.csv", "model.safetensors"] {
+        assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{f} differs between {} and {}", a.display(), b.display());
+    }
+}
+
+fn resume(dir: &Path) -> std::process::Output {
+    let out = nndl().arg("resume").arg(dir).args(["--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    assert!(out.status.success(), "resume failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn killed_modern_cnn_resumes_bit_for_bit() {
+    // Adam's moments, the CPU generator (dropout, random shifts) and the batch order all
+    // come back from the checkpoint.
+    let dir = tempdir("kill-cnn");
+    let args = ["cnn", "--preset", "modern", "--iterations", "30", "--eval-every", "10", "--checkpoint-every", "4"];
+    train(&[&args[..], &["--out", dir.join("whole").to_str().unwrap()]].concat());
+    let mut child = start(&args, &dir.join("cut"));
+    wait_for(&dir.join("cut/checkpoint.safetensors"));
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dir.join("cut/summary.json").exists(), "killed before the end");
+    resume(&dir.join("cut"));
+    same_files(&dir.join("whole"), &dir.join("cut"));
+}
+
+#[test]
+fn sigint_checkpoints_exits_130_and_resumes_identically() {
+    let dir = tempdir("sigint");
+    let args = ["mlp", "--iterations", "2500", "--eval-every", "100"];
+    train(&[&args[..], &["--out", dir.join("whole").to_str().unwrap()]].concat());
+    let child = start(&args, &dir.join("cut"));
+    wait_for(&dir.join("cut/metrics.csv"));
+    while metrics(&dir.join("cut")).len() < 4 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY-free: kill(1) from the shell, like a user's Ctrl-C.
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains(&format!("continue with `nndl resume {}`", dir.join("cut").display())), "{err}");
+    assert!(dir.join("cut/checkpoint.safetensors").is_file() && dir.join("cut/mlp-loss.png").is_file());
+    assert!(!dir.join("cut/summary.json").exists());
+    // A plain rerun is pointed at resume.
+    let again = start(&args, &dir.join("cut")).wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("holds an unfinished run; resume it with"));
+    resume(&dir.join("cut"));
+    same_files(&dir.join("whole"), &dir.join("cut"));
+}
+
+#[test]
+fn force_moves_the_old_run_aside_before_writing() {
+    let dir = tempdir("force");
+    let run = dir.join("run");
+    train(&["mlp", "--iterations", "20", "--eval-every", "10", "--out", run.to_str().unwrap()]);
+    std::fs::write(run.join("notes.txt"), "old").unwrap();
+    train(&["mlp", "--iterations", "30", "--eval-every", "10", "--seed", "5", "--force", "--out", run.to_str().unwrap()]);
+    assert!(!run.join("notes.txt").exists(), "nothing of the old run is mixed in");
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["seed"], 5);
+    assert_eq!(metrics(&run).last().unwrap().0, 29);
+    // Nothing is left beside it either.
+    let names: Vec<String> = std::fs::read_dir(&*dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec!["run".to_string()]);
+}
+
+#[test]
+fn config_json_holds_threads_and_device_and_reruns_identically() {
+    let dir = tempdir("cfg-threads");
+    let first = dir.join("a");
+    train(&["mlp", "--iterations", "40", "--eval-every", "20", "--out", first.to_str().unwrap()]);
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(first.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["threads"], 1);
+    assert_eq!(cfg["device"], "cpu");
+    // No --threads or --device: both come from the file.
+    let out = nndl().args(["mlp", "--quiet", "--config"]).arg(first.join("config.json")).arg("--data").arg(mnist_dir())
+        .arg("--out").arg(dir.join("b")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    same_files(&first, &dir.join("b"));
+}
+
+#[test]
+fn eval_reproduces_the_runs_own_final_evaluation() {
+    let dir = tempdir("eval");
+    for (model, iters) in [("mlp", "60"), ("cnn", "10")] {
+        let run = dir.join(model);
+        let s = json(&train(&[model, "--iterations", iters, "--eval-every", "30", "--json", "--out", run.to_str().unwrap()]));
+        let out = nndl().arg("eval").arg(&run).args(["--json", "--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let e = json(&out);
+        if model == "mlp" {
+            assert_eq!(e["test_accuracy"], s["final_test_accuracy"], "no dropout: exactly the run's figure");
+        } else {
+            // Through the faithful dropout: a fresh draw of masks, same distribution.
+            assert!((e["test_accuracy"].as_f64().unwrap() - s["final_test_accuracy"].as_f64().unwrap()).abs() < 0.05, "{e} vs {s}");
+        }
+        let confusion = e["confusion"].as_array().unwrap();
+        let total: u64 = confusion.iter().flat_map(|r| r.as_array().unwrap()).map(|c| c.as_u64().unwrap()).sum();
+        assert_eq!((confusion.len(), total), (10, 10_000));
+        assert!(run.join("confusion.png").is_file() && run.join("eval.json").is_file());
+    }
+    // Weights of another model: one line naming both shapes.
+    std::fs::copy(dir.join("mlp/model.safetensors"), dir.join("cnn/model.safetensors")).unwrap();
+    let out = nndl().arg("eval").arg(dir.join("cnn")).args(["--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    crate::util::assert_one_line_error(&out, "model.safetensors lacks conv1.bias [32] that the cnn needs (are these weights of another model?)");
+}
+
+#[test]
+fn diverging_run_stops_with_one_line_and_keeps_its_metrics() {
+    let dir = tempdir("nan");
+    let out = nndl().args(["mlp", "--lr", "1e10", "--iterations", "200", "--eval-every", "1", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
+        .arg(mnist_dir()).arg("--out").arg(dir.join("run")).output().unwrap();
+    crate::util::assert_one_line_error(&out, "training diverged: the loss became NaN or infinite at iteration ");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("try a lower --lr (now 10000000000), or --allow-nan to go on as TF would"), "{err}");
+    assert!(!metrics(&dir.join("run")).is_empty(), "the metrics written before are kept");
+    // --allow-nan goes on to the end, as TF would.
+    let out = nndl().args(["mlp", "--lr", "1e10", "--iterations", "30", "--eval-every", "10", "--allow-nan", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
+        .arg(mnist_dir()).arg("--out").arg(dir.join("nan")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn model_safetensors_holds_every_parameter() {
+    let dir = tempdir("weights");
+    train(&["cnn", "--iterations", "2", "--eval-every", "2", "--out", dir.to_str().unwrap()]);
+    let tensors = tch::Tensor::read_safetensors(dir.join("model.safetensors")).unwrap();
+    let mut names: Vec<(String, Vec<i64>)> = tensors.iter().map(|(n, t)| (n.clone(), t.size())).collect();
+    names.sort();
+    assert_eq!(names, vec![
+        ("conv1.bias".into(), vec![32]), ("conv1.weight".into(), vec![32, 1, 5, 5]),
+        ("conv2.bias".into(), vec![64]), ("conv2.weight".into(), vec![64, 32, 5, 5]),
+        ("fc1.bias".into(), vec![1024]), ("fc1.weight".into(), vec![1024, 3136]),
+        ("fc2.bias".into(), vec![10]), ("fc2.weight".into(), vec![10, 1024]),
+    ]);
+}
+
+#[test]
+fn reproduce_resumes_without_redoing_finished_parts() {
+    let dir = tempdir("repro-resume");
+    let root = dir.join("r");
+    json(&train(&["reproduce", "--only", "bptt,mlp", "--quick", "--json", "--out", root.to_str().unwrap()]));
+    // Make it look interrupted in the MLP stage: no report, no MLP result; BPTT's result stays.
+    for f in ["summary.json", "report.md"] {
+        std::fs::remove_file(root.join(f)).unwrap();
+    }
+    let bptt_before = std::fs::read(root.join("bptt.json")).unwrap();
+    std::fs::remove_file(root.join("mlp/summary.json")).unwrap();
+    let out = resume(&root);
+    assert!(root.join("report.md").is_file());
+    assert_eq!(std::fs::read(root.join("bptt.json")).unwrap(), bptt_before, "BPTT was not redone");
+    assert!(out.status.success());
+}

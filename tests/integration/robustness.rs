@@ -1,0 +1,242 @@
+//! Bad inputs and faults, as a table: each case sets up a folder, runs nndl, and asserts the
+//! exit status, the exact one line on stderr, and that what was there before is still there.
+use crate::util::{mnist_dir, nndl, tempdir, Scratch};
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+struct Case {
+    name: &'static str,
+    /// Prepares the folder, runs nndl, and returns its output with the expected status and line.
+    run: fn(&Scratch) -> (Output, i32, String),
+}
+
+fn mlp(args: &[&str], out: &Path) -> Output {
+    nndl().arg("mlp").args(args).args(["--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(mnist_dir())
+        .arg("--out").arg(out).output().unwrap()
+}
+
+/// A folder that looks like a run nndl started (marker and config), optionally finished.
+fn fake_run(dir: &Path, finished: bool) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(dir.join(".nndl-run"), "{}").unwrap();
+    fs::write(dir.join("config.json"), "kept").unwrap();
+    if finished {
+        fs::write(dir.join("summary.json"), "kept").unwrap();
+    }
+}
+
+fn kept(path: &Path) {
+    assert_eq!(fs::read_to_string(path).unwrap(), "kept", "{} was changed", path.display());
+}
+
+/// A copy of the MNIST directory whose train-images file is replaced by `make`.
+fn mnist_with(d: &Path, make: impl FnOnce(&Path)) -> std::path::PathBuf {
+    let data = d.join("mnist");
+    fs::create_dir_all(&data).unwrap();
+    for f in ["train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        fs::copy(mnist_dir().join(f), data.join(f)).unwrap();
+    }
+    make(&data.join("train-images-idx3-ubyte"));
+    data
+}
+
+fn mlp_on_data(data: &Path, out: &Path) -> Output {
+    nndl().args(["mlp", "--device", "cpu", "--quiet", "--data"]).arg(data).arg("--out").arg(out).output().unwrap()
+}
+
+fn err(line: impl std::fmt::Display) -> String {
+    format!("nndl: error: {line}")
+}
+
+const CASES: &[Case] = &[
+    Case { name: "an unfinished run is not overwritten", run: |d| {
+        let run = d.join("run");
+        fake_run(&run, false);
+        let out = mlp(&[], &run);
+        kept(&run.join("config.json"));
+        (out, 1, err(format!("{0} holds an unfinished run; resume it with `nndl resume {0}`, or pass --force to replace it", run.display())))
+    }},
+    Case { name: "a finished run is not overwritten", run: |d| {
+        let run = d.join("run");
+        fake_run(&run, true);
+        let out = mlp(&[], &run);
+        kept(&run.join("summary.json"));
+        (out, 1, err(format!("{} already holds a run; choose another --out or pass --force to replace it", run.display())))
+    }},
+    Case { name: "a user's own metrics.csv is not overwritten", run: |d| {
+        fs::write(d.join("metrics.csv"), "kept").unwrap();
+        let out = mlp(&[], d);
+        kept(&d.join("metrics.csv"));
+        (out, 1, err(format!("{} holds files nndl did not write; choose another --out or pass --force to replace them", d.display())))
+    }},
+    Case { name: "--out names a file", run: |d| {
+        let file = d.join("file");
+        fs::write(&file, "kept").unwrap();
+        let out = mlp(&[], &file);
+        kept(&file);
+        (out, 1, err(format!("cannot create output folder {}: a file of that name exists", file.display())))
+    }},
+    Case { name: "a folder another run is writing", run: |d| {
+        // Hold the lock as a live run would: flock plus owner in the file.
+        let lock = fs::File::create(d.join(".nndl.lock")).unwrap();
+        lock.try_lock().unwrap();
+        fs::write(d.join(".nndl.lock"), format!("{{\"pid\":{},\"host\":\"testhost\"}}", std::process::id())).unwrap();
+        fs::write(d.join(".nndl-run"), "{}").unwrap();
+        fs::write(d.join("config.json"), "kept").unwrap();
+        let out = mlp(&["--force"], d);
+        kept(&d.join("config.json"));
+        drop(lock);
+        (out, 1, err(format!("{} is in use by another nndl run (pid {} on testhost); wait for it to finish or choose another folder", d.display(), std::process::id())))
+    }},
+    Case { name: "--lr beyond float32", run: |d| {
+        (mlp(&["--lr", "1e39"], &d.join("run")), 1, err("invalid --lr 1e39: must be a finite number > 0 that float32 can hold (at most 3.4028235e38)"))
+    }},
+    Case { name: "--threads far beyond the cores", run: |d| {
+        let max = 4 * std::thread::available_parallelism().unwrap().get();
+        let out = nndl().args(["mlp", "--threads", "100000", "--quiet", "--out"]).arg(d.join("run")).output().unwrap();
+        assert!(!d.join("run").exists());
+        (out, 1, err(format!("invalid --threads 100000: must be between 1 and {max} (4 per core)")))
+    }},
+    Case { name: "xor --runs beyond what is kept", run: |_| {
+        (nndl().args(["xor", "--runs", "10000000000000", "--quiet"]).output().unwrap(), 1,
+            err("invalid --runs 10000000000000: must be between 1 and 10000000"))
+    }},
+    Case { name: "xor seeds past 2^64", run: |_| {
+        (nndl().args(["xor", "--runs", "2", "--seed", "18446744073709551615", "--quiet"]).output().unwrap(), 1,
+            err("invalid --seed 18446744073709551615 with --runs 2: the last seed would pass 18446744073709551615"))
+    }},
+    Case { name: "reproduce's 100 XOR seeds past 2^64", run: |d| {
+        let out = nndl().args(["reproduce", "--only", "xor", "--seed", "18446744073709551600", "--quiet", "--out"]).arg(d.join("r")).output().unwrap();
+        assert!(!d.join("r").exists());
+        (out, 1, err("invalid --seed 18446744073709551600 with --runs 100: the last seed would pass 18446744073709551615"))
+    }},
+    Case { name: "xor --force without --out", run: |_| {
+        (nndl().args(["xor", "--runs", "3", "--force", "--quiet"]).output().unwrap(), 1, err("--force replaces what --out holds; give --out too"))
+    }},
+    Case { name: "bptt --trials beyond the bound", run: |_| {
+        (nndl().args(["bptt", "--trials", "2000000", "--quiet"]).output().unwrap(), 1, err("invalid --trials 2000000: must be between 1 and 1000000"))
+    }},
+    Case { name: "a 10 GB file in place of an MNIST file", run: |d| {
+        let data = mnist_with(d, |p| fs::File::create(p).unwrap().set_len(10 << 30).unwrap());
+        let out = mlp_on_data(&data, &d.join("run"));
+        assert!(!d.join("run").exists());
+        let f = data.join("train-images-idx3-ubyte");
+        (out, 1, err(format!("MNIST file {} is 10240 MB, larger than any MNIST file (64 MB at most); run `nndl data fetch --data {}`", f.display(), data.display())))
+    }},
+    Case { name: "a directory in place of an MNIST file", run: |d| {
+        let data = mnist_with(d, |p| fs::create_dir(p).unwrap());
+        let f = data.join("train-images-idx3-ubyte");
+        (mlp_on_data(&data, &d.join("run")), 1,
+            err(format!("MNIST file {} is a directory, not a regular file; run `nndl data fetch --data {}`", f.display(), data.display())))
+    }},
+    Case { name: "a FIFO in place of an MNIST file", run: |d| {
+        let data = mnist_with(d, |p| assert!(std::process::Command::new("mkfifo").arg(p).status().unwrap().success()));
+        let f = data.join("train-images-idx3-ubyte");
+        (mlp_on_data(&data, &d.join("run")), 1,
+            err(format!("MNIST file {} is a FIFO, not a regular file; run `nndl data fetch --data {}`", f.display(), data.display())))
+    }},
+    Case { name: "a symlink loop in place of an MNIST file", run: |d| {
+        let data = mnist_with(d, |p| std::os::unix::fs::symlink(p, p).unwrap());
+        let f = data.join("train-images-idx3-ubyte");
+        (mlp_on_data(&data, &d.join("run")), 1,
+            err(format!("MNIST file {} is a symlink loop; run `nndl data fetch --data {}`", f.display(), data.display())))
+    }},
+    Case { name: "a bad value in config.json names the file", run: |d| {
+        let cfg = d.join("config.json");
+        let mut v = default_config();
+        v["lr"] = serde_json::json!(-1.0);
+        fs::write(&cfg, v.to_string()).unwrap();
+        (mlp(&["--config", cfg.to_str().unwrap()], &d.join("run")), 1, err("invalid config.json: lr -1: must be a finite number > 0 that float32 can hold (at most 3.4028235e38)"))
+    }},
+    Case { name: "a misspelt key in config.json", run: |d| {
+        let cfg = d.join("config.json");
+        let mut v = default_config();
+        v["learning_rate"] = serde_json::json!(0.1);
+        fs::write(&cfg, v.to_string()).unwrap();
+        let out = mlp(&["--config", cfg.to_str().unwrap()], &d.join("run"));
+        let line = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert!(line.starts_with(&err(format!("config {} is not a valid nndl config: unknown field `learning_rate`", cfg.display()))), "{line}");
+        (out, 1, line)
+    }},
+    Case { name: "--preset beside --config", run: |d| {
+        let cfg = d.join("config.json");
+        fs::write(&cfg, default_config().to_string()).unwrap();
+        (mlp(&["--config", cfg.to_str().unwrap(), "--preset", "modern"], &d.join("run")), 1,
+            err("--preset cannot be combined with --config: the file's preset and settings are used; drop --preset"))
+    }},
+    Case { name: "resume of a finished run", run: |d| {
+        fake_run(d, true);
+        (nndl().arg("resume").arg(&**d).output().unwrap(), 1, err(format!("{} is finished (it has summary.json); nothing to resume", d.display())))
+    }},
+    Case { name: "resume of a folder nndl did not write", run: |d| {
+        fs::write(d.join("notes.txt"), "kept").unwrap();
+        let out = nndl().arg("resume").arg(&**d).output().unwrap();
+        kept(&d.join("notes.txt"));
+        (out, 1, err(format!("{} is not an nndl run folder (no .nndl-run)", d.display())))
+    }},
+    Case { name: "resume of a missing folder", run: |d| {
+        (nndl().arg("resume").arg(d.join("nope")).output().unwrap(), 1, err(format!("{} does not exist", d.join("nope").display())))
+    }},
+    Case { name: "resume from a corrupt checkpoint", run: |d| {
+        fake_run(d, false);
+        fs::write(d.join("config.json"), default_config().to_string()).unwrap();
+        fs::write(d.join("checkpoint.safetensors"), b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage").unwrap();
+        let out = nndl().arg("resume").arg(&**d).output().unwrap();
+        let line = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert!(line.starts_with(&err(format!("{} is not a valid safetensors file", d.join("checkpoint.safetensors").display()))), "{line}");
+        (out, 1, line)
+    }},
+    Case { name: "eval of a run without weights", run: |d| {
+        fake_run(d, false);
+        fs::write(d.join("config.json"), default_config().to_string()).unwrap();
+        (nndl().arg("eval").arg(&**d).output().unwrap(), 1,
+            err(format!("{0} has no model.safetensors: the run has not finished (continue it with `nndl resume {0}`)", d.display())))
+    }},
+    Case { name: "free space below what the run writes", run: |d| {
+        let mnt = d.join("small");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt).status().unwrap().success(), "tests run as root and may mount a tmpfs");
+        let out = mlp(&[], &mnt.join("run"));
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        let line = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert!(line.starts_with(&err(format!("not enough free space for {}: about ", mnt.join("run").display()))) && line.ends_with("MB free"), "{line}");
+        (out, 1, line)
+    }},
+    Case { name: "a full disk while writing", run: |d| {
+        let mnt = d.join("full");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&mnt).status().unwrap().success());
+        let out = mlp(&["--iterations", "2", "--export-final", mnt.to_str().unwrap()], &d.join("run"));
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        // The run itself is whole; only the export failed.
+        assert!(d.join("run/summary.json").is_file() && d.join("run/model.safetensors").is_file());
+        (out, 1, err(format!("no space left on device writing {}", mnt.join("w1.npy").display())))
+    }},
+];
+
+/// The faithful MLP's config.json, as `nndl` writes it (through a short run's folder).
+fn default_config() -> serde_json::Value {
+    static CONFIG: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let d = tempdir("cfg-source");
+        let out = mlp(&["--iterations", "1"], &d.join("run"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&fs::read(d.join("run/config.json")).unwrap()).unwrap()
+    }).clone()
+}
+
+#[test]
+fn bad_inputs_and_faults() {
+    assert!(CASES.len() >= 25, "the table holds {} cases", CASES.len());
+    let mut failures = Vec::new();
+    for case in CASES {
+        let dir = tempdir("robust");
+        let (out, status, line) = (case.run)(&dir);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if out.status.code() != Some(status) || stderr.trim_end() != line {
+            failures.push(format!("{}: status {:?} (want {status})\n  got:  {}\n  want: {line}", case.name, out.status.code(), stderr.trim_end()));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+}
