@@ -3,6 +3,7 @@ mod batcher;
 mod cli_errors;
 mod cnn_parts;
 mod defects;
+mod fuzz_regressions;
 mod idx_parsing;
 mod reproduce;
 mod resume;
