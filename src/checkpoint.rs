@@ -37,6 +37,7 @@ pub struct CheckpointMeta {
     pub device: String,
 }
 
+#[derive(Debug)]
 pub struct Checkpoint {
     pub meta: CheckpointMeta,
     pub tensors: HashMap<String, Tensor>,

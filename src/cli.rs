@@ -26,6 +26,10 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Evaluate a run's saved weights on the test set: loss, accuracy, confusion matrix.
     Eval(EvalArgs),
+    /// Run every trial of a TOML spec (seeds x settings), resumably, locally or as a Slurm array.
+    Sweep(SweepArgs),
+    /// Aggregate finished runs (sweep folders or run folders) into report.md, report.csv and figures.
+    Report(ReportCmdArgs),
     /// The 2-2-2-1 sigmoid XOR network, from scratch.
     Xor(XorArgs),
     /// Check the BPTT gradient formula against finite differences and libtorch autograd.
@@ -45,6 +49,8 @@ impl Command {
             Command::Mlp(a) | Command::Cnn(a) => a.common.output.report,
             Command::Resume(a) => a.report,
             Command::Eval(a) => a.report,
+            Command::Sweep(a) => a.report,
+            Command::Report(a) => a.report,
             Command::Xor(a) => a.output.report,
             Command::Bptt(a) => a.report,
             Command::Data(_) => ReportArgs::default(),
@@ -192,6 +198,53 @@ pub struct EvalArgs {
     /// auto, cpu, cuda or cuda:N [default: the run's own device].
     #[arg(long)]
     pub device: Option<String>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// The sweep's spec (TOML): model, preset, and values, lists or ranges of settings.
+    pub spec: PathBuf,
+    /// The sweep's folder, one run folder per trial inside [default: runs/sweep-<spec name>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Trials run at once, each in its own process [default: 1].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// libtorch threads per trial [default: cores / jobs].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// auto, cpu, cuda or cuda:N; with cuda and several GPUs, trials are spread over them [default: auto].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// MNIST directory (default: $MNIST_DIR, else data/mnist).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Run only shard I of N (1-based, e.g. 2/3) [default: SLURM_ARRAY_TASK_ID of a Slurm array, else all].
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// List the trials and their folders, and what is done; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one command per trial on stdout, for other drivers (GNU parallel, xargs); run nothing.
+    #[arg(long)]
+    pub list: bool,
+    /// Run this one trial (by name, as --list prints it) in this process.
+    #[arg(long, value_name = "NAME")]
+    pub trial: Option<String>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportCmdArgs {
+    /// Sweep folders or run folders.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where report.md, report.csv and the figures go [default: the first folder].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     pub report: ReportArgs,
 }

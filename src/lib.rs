@@ -18,6 +18,8 @@ pub mod metrics;
 // A run and what it leaves on disk.
 pub mod checkpoint;
 pub mod run;
+pub mod report;
+pub mod sweep;
 pub mod run_dir;
 pub mod tensor_file;
 pub mod export;

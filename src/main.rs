@@ -1,5 +1,5 @@
 use clap::Parser;
-use nndl::cli::{Cli, Command};
+use nndl::cli::Cli;
 use nndl::commands::{self, Outcome};
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,13 +15,13 @@ fn print_stdout(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-fn report(command_is_info: bool, flags: nndl::cli::ReportArgs, outcome: &Outcome) {
+fn report(flags: nndl::cli::ReportArgs, outcome: &Outcome) {
     if flags.json {
         print_stdout(&format!("{}\n", outcome.json));
-    } else if command_is_info {
-        print_stdout(&outcome.human);
+    } else if let Some(text) = &outcome.stdout {
+        print_stdout(text);
     }
-    if !flags.quiet && !command_is_info && !outcome.human.is_empty() {
+    if !flags.quiet && !outcome.human.is_empty() {
         eprintln!("{}", outcome.human);
     }
 }
@@ -52,10 +52,9 @@ fn main() -> ExitCode {
         }
     };
     let flags = cli.command.report_flags();
-    let is_info = matches!(cli.command, Command::Info(_));
     match std::panic::catch_unwind(|| commands::run(cli.command)) {
         Ok(Ok(outcome)) => {
-            report(is_info, flags, &outcome);
+            report(flags, &outcome);
             match outcome.failure {
                 None => ExitCode::SUCCESS,
                 Some((line, status)) => {

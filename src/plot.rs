@@ -170,3 +170,104 @@ pub fn confusion_chart(path: &Path, title: &str, counts: &[Vec<u64>]) -> Result<
         Ok(())
     })
 }
+
+/// An axis tick with three significant digits, trailing zeros dropped.
+fn tick(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let decimals = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}
+
+/// One configuration's curve in a band chart: (x, mean, min, max) points.
+pub struct Band {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
+
+const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(255, 127, 14), RGBColor(23, 190, 207)];
+
+/// Mean curves with a shaded min-max band each (over seeds), written atomically to `path`.
+pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands: &[Band], scale: Scale) -> Result<()> {
+    register_font();
+    let finite = |y: f64| y.is_finite() && (scale == Scale::Linear || y > 0.0);
+    let all = bands.iter().flat_map(|b| b.points.iter());
+    let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max);
+    let ys: Vec<f64> = all.flat_map(|p| [p.2, p.3]).filter(|&y| finite(y)).collect();
+    let (mut lo, mut hi) = (ys.iter().copied().fold(f64::INFINITY, f64::min), ys.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+    if !lo.is_finite() {
+        (lo, hi) = (1e-3, 1.0);
+    }
+    write_atomic_with(path, |tmp| {
+        let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
+        let root = BitMapBackend::new(tmp, (960, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.caption(title, ("sans-serif", 24)).margin(16).margin_right(36).x_label_area_size(48).y_label_area_size(80);
+        macro_rules! body {
+            ($chart:expr) => {{
+                let mut chart = $chart.map_err(|e| fail(&e))?;
+                chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 16)).axis_desc_style(("sans-serif", 18))
+                    .x_label_formatter(&|x| format!("{x:.0}")).draw().map_err(|e| fail(&e))?;
+                for (b, color) in bands.iter().zip(PALETTE.iter().cycle()) {
+                    let pts: Vec<_> = b.points.iter().filter(|p| finite(p.1) && finite(p.2) && finite(p.3)).collect();
+                    let outline: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.3)).chain(pts.iter().rev().map(|p| (p.0, p.2))).collect();
+                    chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled()))).map_err(|e| fail(&e))?;
+                    let style = ShapeStyle::from(color).stroke_width(2);
+                    chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), style)).map_err(|e| fail(&e))?
+                        .label(b.label.clone())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+                }
+                chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 15))
+                    .position(if scale == Scale::Log { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::LowerRight })
+                    .draw().map_err(|e| fail(&e))?;
+            }};
+        }
+        match scale {
+            Scale::Linear => {
+                let pad = ((hi - lo) * 0.05).max(1e-6);
+                body!(builder.build_cartesian_2d(0f64..x_max, (lo - pad)..(hi + pad)))
+            }
+            Scale::Log => body!(builder.build_cartesian_2d(0f64..x_max, ((lo * 0.8)..(hi * 1.25)).log_scale())),
+        }
+        root.present().map_err(|e| fail(&e))?;
+        Ok(())
+    })
+}
+
+/// Final values against one setting: the mean with a bar from min to max at each x.
+pub fn error_bar_chart(path: &Path, title: &str, x_label: &str, y_label: &str, points: &[(f64, f64, f64, f64)]) -> Result<()> {
+    register_font();
+    let (x_min, x_max) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y_min, y_max) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.2), b.max(p.3)));
+    let pad = ((y_max - y_min) * 0.1).max(1e-4);
+    let log_x = x_min > 0.0 && x_max / x_min >= 10.0;
+    write_atomic_with(path, |tmp| {
+        let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
+        let root = BitMapBackend::new(tmp, (960, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.caption(title, ("sans-serif", 24)).margin(16).margin_right(36).x_label_area_size(48).y_label_area_size(80);
+        let color = PALETTE[0];
+        macro_rules! body {
+            ($chart:expr) => {{
+                let mut chart = $chart.map_err(|e| fail(&e))?;
+                chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 16)).axis_desc_style(("sans-serif", 18))
+                    .x_labels(8).x_label_formatter(&|x| tick(*x)).draw().map_err(|e| fail(&e))?;
+                chart.draw_series(points.iter().map(|&(x, mean, lo, hi)| ErrorBar::new_vertical(x, lo, mean, hi, color.filled(), 10)))
+                    .map_err(|e| fail(&e))?;
+                chart.draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), ShapeStyle::from(color).stroke_width(1))).map_err(|e| fail(&e))?;
+            }};
+        }
+        if log_x {
+            body!(builder.build_cartesian_2d(((x_min * 0.8)..(x_max * 1.25)).log_scale(), (y_min - pad)..(y_max + pad)))
+        } else {
+            let xpad = ((x_max - x_min) * 0.08).max(1e-6);
+            body!(builder.build_cartesian_2d((x_min - xpad)..(x_max + xpad), (y_min - pad)..(y_max + pad)))
+        }
+        root.present().map_err(|e| fail(&e))?;
+        Ok(())
+    })
+}

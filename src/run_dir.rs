@@ -100,6 +100,19 @@ pub fn remove_stale_partials(dir: &Path) {
     }
 }
 
+/// The error of a folder another live process holds: callers that can wait or skip (a sweep)
+/// tell it apart with `err.is::<Busy>()`.
+#[derive(Debug)]
+pub struct Busy(pub String);
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Busy {}
+
 /// An exclusive lock on a folder, released when dropped (and by the kernel if the process dies).
 pub struct DirLock {
     file: File,
@@ -124,7 +137,7 @@ impl DirLock {
                 Err(fs::TryLockError::WouldBlock) => {
                     let holder = fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<LockOwner>(&t).ok());
                     let who = holder.map(|h| format!("pid {} on {}", h.pid, h.host)).unwrap_or_else(|| "another process".into());
-                    bail!("{} is in use by another nndl run ({who}); wait for it to finish or choose another folder", dir.display());
+                    return Err(Busy(format!("{} is in use by another nndl run ({who}); wait for it to finish or choose another folder", dir.display())).into());
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(anyhow!("cannot lock {}: {e}", path.display())),
             }

@@ -4,5 +4,5 @@ use anyhow::Result;
 
 pub fn run() -> Result<Outcome> {
     let info = crate::system_info::gather();
-    Outcome::new(crate::system_info::describe(&info), &info)
+    Outcome::output(crate::system_info::describe(&info), &info)
 }

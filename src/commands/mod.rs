@@ -5,8 +5,10 @@ pub mod bptt;
 pub mod data;
 pub mod eval;
 pub mod info;
+pub mod report;
 pub mod reproduce;
 pub mod resume;
+pub mod sweep;
 pub mod train;
 pub mod xor;
 
@@ -17,8 +19,10 @@ use serde::Serialize;
 
 /// What a command has to say when it is done.
 pub struct Outcome {
-    /// For people: on stderr unless --quiet (on stdout for `info`, whose output it is).
+    /// For people: on stderr unless --quiet.
     pub human: String,
+    /// Text whose place is stdout (`info`'s description, `sweep --list`), printed without --json.
+    pub stdout: Option<String>,
     /// For scripts: on stdout with --json.
     pub json: serde_json::Value,
     /// Set when the command did its work but must still end non-zero (a failed check, an
@@ -28,7 +32,12 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn new(human: String, json: &impl Serialize) -> Result<Outcome> {
-        Ok(Outcome { human, json: serde_json::to_value(json)?, failure: None })
+        Ok(Outcome { human, stdout: None, json: serde_json::to_value(json)?, failure: None })
+    }
+
+    /// An outcome whose text is the command's output (stdout), with nothing said on stderr.
+    pub fn output(text: String, json: &impl Serialize) -> Result<Outcome> {
+        Ok(Outcome { stdout: Some(text), ..Outcome::new(String::new(), json)? })
     }
 
     pub fn failing(mut self, line: String, status: u8) -> Outcome {
@@ -43,6 +52,8 @@ pub fn run(command: Command) -> Result<Outcome> {
         Command::Cnn(args) => train::run(ModelKind::Cnn, &args),
         Command::Resume(args) => resume::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),
         Command::Xor(args) => xor::run(&args),
         Command::Bptt(args) => bptt::run(&args),

@@ -9,6 +9,7 @@ mod reproduce;
 mod resume;
 mod robustness;
 mod scratch_is_pure;
+mod sweep;
 mod train_mnist;
 mod util;
 mod xor_bptt;

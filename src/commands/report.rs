@@ -1,0 +1,66 @@
+//! `nndl report DIR...`: finished runs aggregated per configuration into report.md, report.csv
+//! and figures (test accuracy and loss against iteration with min-max bands over seeds; for a
+//! one-setting sweep, final accuracy against that setting with error bars).
+use super::Outcome;
+use crate::cli::ReportCmdArgs;
+use crate::plot::{band_chart, error_bar_chart, Band, Scale};
+use crate::report::{self, GroupReport, RunRecord};
+use crate::run_dir::write_atomic;
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+
+pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
+    let mut warnings = Vec::new();
+    for d in &args.dirs {
+        if !d.is_dir() {
+            bail!("{} is not a folder", d.display());
+        }
+    }
+    let records = report::collect(&args.dirs, &mut warnings);
+    if records.is_empty() {
+        bail!("no finished runs under {}", args.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    for w in &warnings {
+        if !args.report.quiet {
+            eprintln!("warning: {w}");
+        }
+    }
+    let groups = report::aggregate(&records);
+    let out = args.out.clone().unwrap_or_else(|| args.dirs[0].clone());
+    std::fs::create_dir_all(&out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+    write_atomic(&out.join("report.md"), report::markdown(&groups, records.len(), &warnings).as_bytes())?;
+    write_atomic(&out.join("report.csv"), report::csv(&groups).as_bytes())?;
+    let curves = |f: fn(&crate::metrics::EvalPoint) -> f64| bands(&groups, &records, f);
+    band_chart(&out.join("report-accuracy.png"), "Test accuracy (mean, min-max over seeds)", "Iteration", "Test accuracy", &curves(|p| p.test_accuracy), Scale::Linear)?;
+    band_chart(&out.join("report-loss.png"), "Test loss (mean, min-max over seeds)", "Iteration", "Test loss (log scale)", &curves(|p| p.test_loss), Scale::Log)?;
+    if let Some(axis) = report::single_numeric_axis(&groups) {
+        let mut pts: Vec<(f64, f64, f64, f64)> = groups.iter().map(|g| {
+            let a = &g.test_accuracy;
+            (g.settings[axis.as_str()].as_f64().unwrap_or(f64::NAN), a.mean, a.min, a.max)
+        }).collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        error_bar_chart(&out.join(format!("report-{axis}.png")), &format!("Final test accuracy against {axis} (mean, min-max over seeds)"), &axis, "Final test accuracy", &pts)?;
+    }
+    let best = &groups[0];
+    let human = format!("{} runs in {} configurations -> {}; best {}: {:.2}% ± {:.2} over {} seeds{}",
+        records.len(), groups.len(), out.join("report.md").display(), best.label, 100.0 * best.test_accuracy.mean, 100.0 * best.test_accuracy.std,
+        best.seeds.len(), if warnings.is_empty() { String::new() } else { format!(" ({} left out, see warnings)", warnings.len()) });
+    Outcome::new(human, &serde_json::json!({ "runs": records.len(), "configurations": groups, "warnings": warnings, "out_dir": out }))
+}
+
+/// Per configuration: at each evaluation iteration, the mean, min and max over its runs.
+fn bands(groups: &[GroupReport], records: &[RunRecord], f: fn(&crate::metrics::EvalPoint) -> f64) -> Vec<Band> {
+    groups.iter().map(|g| {
+        let mut at: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+        for &i in &g.runs {
+            for p in &records[i].points {
+                at.entry(p.iteration).or_default().push(f(p));
+            }
+        }
+        let points = at.into_iter().map(|(it, ys)| {
+            let s = report::Stats::of(&ys);
+            (it as f64, s.mean, s.min, s.max)
+        }).collect();
+        Band { label: format!("{} ({} seeds)", g.label, g.seeds.len()), points }
+    }).collect()
+}

@@ -1,0 +1,332 @@
+//! `nndl sweep SPEC.toml`: every trial of a spec, each an ordinary run folder inside the sweep's
+//! folder. Trials run in worker processes (`--jobs`), each `nndl sweep SPEC --trial NAME`, so a
+//! crash in one is recorded and the others go on. Rerunning the same command skips finished
+//! trials and resumes interrupted ones from their checkpoints; two sweeps on one folder never run
+//! a trial twice (each trial's folder is locked while it trains). `--shard I/N`, or a Slurm job
+//! array's variables, split the trials over machines that share the folder.
+use super::Outcome;
+use crate::cli::SweepArgs;
+use crate::data::DeviceData;
+use crate::progress::Progress;
+use crate::run::{self, RunEnd, RunSummary};
+use crate::run_dir::{write_atomic, Busy};
+use crate::runtime::Runtime;
+use crate::sweep::{Shard, SweepSpec, Trial};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A worker's exit status when its trial is being trained by another process.
+const EXIT_BUSY: u8 = 75;
+pub const MARKER: &str = ".nndl-sweep";
+
+#[derive(Serialize)]
+pub struct SweepSummary {
+    pub out_dir: PathBuf,
+    pub trials: usize,
+    /// This process's shard (1-based) and the number of shards.
+    pub shard: String,
+    pub done: usize,
+    pub skipped: usize,
+    pub busy_elsewhere: usize,
+    pub failed: usize,
+    pub failures: Vec<Failure>,
+    pub best: Option<Best>,
+    pub wall_seconds: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Failure {
+    pub trial: String,
+    pub error: String,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct Best {
+    pub trial: String,
+    pub final_test_accuracy: f64,
+}
+
+fn trial_dir(out: &Path, t: &Trial) -> PathBuf {
+    out.join(&t.name)
+}
+
+/// A trial is done when its summary.json reads as a run summary.
+fn finished(dir: &Path) -> Option<RunSummary> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()
+}
+
+fn default_out(spec: &Path) -> PathBuf {
+    let stem = spec.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into());
+    PathBuf::from("runs").join(format!("sweep-{stem}"))
+}
+
+pub fn run(args: &SweepArgs) -> Result<Outcome> {
+    let spec = SweepSpec::load(&args.spec)?;
+    let trials = spec.trials()?;
+    let out = args.out.clone().unwrap_or_else(|| default_out(&args.spec));
+    let shard = match &args.shard {
+        Some(s) => Shard::parse(s)?,
+        None => Shard::from_slurm(|k| std::env::var(k).ok())?.unwrap_or(Shard::ALL),
+    };
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let jobs = args.jobs.unwrap_or(1);
+    if jobs == 0 || jobs > crate::config::max_threads() {
+        bail!("invalid --jobs {jobs}: must be between 1 and {}", crate::config::max_threads());
+    }
+    let threads = args.threads.unwrap_or((cores / jobs).max(1));
+    let device = args.device.clone().unwrap_or_else(|| "auto".into());
+    let mine: Vec<&Trial> = trials.iter().enumerate().filter(|(k, _)| shard.owns(*k)).map(|(_, t)| t).collect();
+    if let Some(name) = &args.trial {
+        let trial = trials.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("{} has no trial named {name}", args.spec.display()))?;
+        return run_trial(trial, &out, &device, threads, args.data.as_deref(), args.report.quiet);
+    }
+    if args.list {
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "nndl".into());
+        let lines: String = mine.iter().map(|t| format!("{exe} sweep {} --out {} --trial {} --threads {threads} --quiet\n",
+            shell_word(&args.spec.display().to_string()), shell_word(&out.display().to_string()), shell_word(&t.name))).collect();
+        return Outcome::output(lines, &mine.iter().map(|t| &t.name).collect::<Vec<_>>());
+    }
+    if args.dry_run {
+        let rows: Vec<serde_json::Value> = mine.iter().map(|t| {
+            let dir = trial_dir(&out, t);
+            let state = if finished(&dir).is_some() { "done" } else if dir.exists() { "unfinished" } else { "new" };
+            serde_json::json!({ "trial": t.name, "dir": dir, "state": state })
+        }).collect();
+        let human = rows.iter().map(|r| format!("{:<10} {}", r["state"].as_str().unwrap_or(""), r["dir"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n");
+        return Outcome::new(format!("{human}\n{} trials (shard {}/{})", rows.len(), shard.index + 1, shard.count), &rows);
+    }
+    prepare_folder(&out, &trials)?;
+    let started = Instant::now();
+    let gpus = gpu_count(&device)?;
+    let summary = drive(&args.spec, &out, &mine, Workers { jobs, threads, device, gpus, data: args.data.clone() }, args.report.quiet, shard, trials.len(), started)?;
+    write_failures(&out, &trials)?;
+    let human = format!(
+        "sweep {}: {} trials in shard {}: {} done, {} already done, {} running elsewhere, {} failed in {:.1} s{}",
+        out.display(), mine.len(), summary.shard, summary.done, summary.skipped, summary.busy_elsewhere, summary.failed, summary.wall_seconds,
+        summary.best.as_ref().map(|b| format!("; best {} at {:.2}%", b.trial, 100.0 * b.final_test_accuracy)).unwrap_or_default()
+    );
+    let outcome = Outcome::new(human, &summary)?;
+    if let Some(signal) = crate::signals::requested() {
+        let line = format!("interrupted; rerun the same command to continue the sweep in {}", out.display());
+        return Ok(outcome.failing(line, crate::signals::exit_status(signal)));
+    }
+    if summary.failed > 0 {
+        let names: Vec<String> = summary.failures.iter().map(|f| format!("{} ({})", f.trial, f.error)).collect();
+        let line = format!("error: {} of {} trials failed: {}; see {}", summary.failed, mine.len(), names.join("; "), out.join("failures.json").display());
+        return Ok(outcome.failing(line, 1));
+    }
+    Ok(outcome)
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+fn shell_word(w: &str) -> String {
+    if w.chars().all(|c| c.is_ascii_alphanumeric() || "/._-=,+:".contains(c)) { w.to_string() } else { format!("'{}'", w.replace('\'', "'\\''")) }
+}
+
+/// The sweep's folder: its marker and the expanded spec (every trial's full config).
+fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
+    let state = crate::run_dir::folder_state(out).map_err(|e| anyhow!("cannot use sweep folder {}: {e:#}", out.display()))?;
+    if state == crate::run_dir::FolderState::ForeignFiles && !out.join(MARKER).exists() {
+        bail!("{} holds files nndl did not write; choose another --out", out.display());
+    }
+    std::fs::create_dir_all(out).map_err(|e| anyhow!("cannot create sweep folder {}: {e}", out.display()))?;
+    crate::run_dir::check_free_space(out, trials.iter().map(|t| run::disk_estimate(&t.config)).sum::<u64>().min(u64::MAX / 2))?;
+    write_atomic(&out.join(MARKER), b"{}\n")?;
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({ "trials": trials }))?;
+    text.push('\n');
+    write_atomic(&out.join("sweep.json"), text.as_bytes())
+}
+
+fn gpu_count(device: &str) -> Result<usize> {
+    Ok(match crate::device::DeviceSpec::parse(device)? {
+        crate::device::DeviceSpec::Cuda(_) | crate::device::DeviceSpec::Auto if crate::device::cuda_unavailable_reason().is_none() => tch::Cuda::device_count() as usize,
+        _ => 0,
+    })
+}
+
+struct Workers {
+    jobs: usize,
+    threads: usize,
+    device: String,
+    gpus: usize,
+    data: Option<PathBuf>,
+}
+
+impl Workers {
+    /// The device of worker slot `slot`: with `cuda` (or auto) and several GPUs, round-robin.
+    fn device_for(&self, slot: usize) -> String {
+        match self.device.as_str() {
+            "cuda" | "auto" if self.gpus > 1 => format!("cuda:{}", slot % self.gpus),
+            d => d.to_string(),
+        }
+    }
+
+    fn spawn(&self, spec: &Path, out: &Path, trial: &Trial, slot: usize) -> Result<Child> {
+        let exe = std::env::current_exe().context("cannot find the nndl executable")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("sweep").arg(spec).arg("--out").arg(out).args(["--trial", &trial.name, "--quiet", "--json"])
+            .args(["--threads", &self.threads.to_string(), "--device", &self.device_for(slot)])
+            .stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if let Some(d) = &self.data {
+            cmd.arg("--data").arg(d);
+        }
+        // A worker dies with the sweep (SIGKILL included), so a rerun finds no orphan holding a
+        // trial; its checkpoint is what the rerun resumes from.
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        cmd.spawn().context("cannot start a sweep worker")
+    }
+}
+
+enum Ended {
+    Done(Box<RunSummary>),
+    Busy,
+    Interrupted,
+    Failed(String),
+}
+
+fn wait_worker(child: Child) -> Ended {
+    let out = match child.wait_with_output() {
+        Ok(o) => o,
+        Err(e) => return Ended::Failed(format!("lost the worker: {e}")),
+    };
+    let last_line = String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").trim().to_string();
+    let line = last_line.strip_prefix("nndl: error: ").or_else(|| last_line.strip_prefix("nndl: ")).unwrap_or(&last_line).to_string();
+    match out.status.code() {
+        Some(0) => match serde_json::from_slice::<RunSummary>(&out.stdout) {
+            Ok(s) => Ended::Done(Box::new(s)),
+            Err(e) => Ended::Failed(format!("the worker's summary did not parse: {e}")),
+        },
+        Some(c) if c == EXIT_BUSY as i32 => Ended::Busy,
+        Some(130) | Some(143) => Ended::Interrupted,
+        Some(c) => Ended::Failed(if line.is_empty() { format!("exit status {c}") } else { line }),
+        None => Ended::Failed(format!("killed by a signal{}", if line.is_empty() { String::new() } else { format!(" ({line})") })),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drive(spec: &Path, out: &Path, mine: &[&Trial], workers: Workers, quiet: bool, shard: Shard, total: usize, started: Instant) -> Result<SweepSummary> {
+    crate::signals::install()?;
+    let mut summary = SweepSummary {
+        out_dir: out.to_path_buf(), trials: total, shard: format!("{}/{}", shard.index + 1, shard.count),
+        done: 0, skipped: 0, busy_elsewhere: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
+    };
+    let progress = Progress::new(mine.len() as u64, "sweep", quiet);
+    let note_best = |summary: &mut SweepSummary, name: &str, s: &RunSummary| {
+        if summary.best.as_ref().is_none_or(|b| s.final_test_accuracy > b.final_test_accuracy) {
+            summary.best = Some(Best { trial: name.to_string(), final_test_accuracy: s.final_test_accuracy });
+        }
+    };
+    let mut queue: VecDeque<&Trial> = VecDeque::new();
+    for t in mine {
+        match finished(&trial_dir(out, t)) {
+            Some(s) => {
+                summary.skipped += 1;
+                note_best(&mut summary, &t.name, &s);
+                progress.inc(1);
+            }
+            None => queue.push_back(t),
+        }
+    }
+    let mut running: Vec<Option<(&Trial, Child)>> = (0..workers.jobs).map(|_| None).collect();
+    loop {
+        let stopping = crate::signals::requested().is_some();
+        for slot in 0..running.len() {
+            if running[slot].is_none() && !stopping {
+                if let Some(t) = queue.pop_front() {
+                    running[slot] = Some((t, workers.spawn(spec, out, t, slot)?));
+                }
+            }
+            let exited = match running[slot].as_mut() {
+                Some((_, child)) => child.try_wait().ok().flatten().is_some(),
+                None => false,
+            };
+            if exited {
+                let (t, child) = running[slot].take().expect("checked above");
+                match wait_worker(child) {
+                    Ended::Done(s) => {
+                        summary.done += 1;
+                        note_best(&mut summary, &t.name, &s);
+                    }
+                    Ended::Busy => summary.busy_elsewhere += 1,
+                    Ended::Interrupted => {}
+                    Ended::Failed(error) => {
+                        summary.failed += 1;
+                        progress.log(quiet, &format!("trial {} failed: {error}", t.name));
+                        summary.failures.push(Failure { trial: t.name.clone(), error });
+                    }
+                }
+                progress.inc(1);
+                if let Some(b) = &summary.best {
+                    progress.set_message(format!("best {} {:.2}%", b.trial, 100.0 * b.final_test_accuracy));
+                }
+            }
+        }
+        if running.iter().all(Option::is_none) && (queue.is_empty() || stopping) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    progress.finish();
+    summary.wall_seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// failures.json: the failed trials of every process that ran on the folder, less those now done.
+fn write_failures(out: &Path, trials: &[Trial]) -> Result<()> {
+    let failures: Vec<Failure> = trials.iter().filter_map(|t| {
+        let dir = trial_dir(out, t);
+        if finished(&dir).is_some() {
+            return None;
+        }
+        let text = std::fs::read_to_string(dir.join(FAILED)).ok()?;
+        Some(Failure { trial: t.name.clone(), error: text.trim().to_string() })
+    }).collect();
+    let mut text = serde_json::to_string_pretty(&failures)?;
+    text.push('\n');
+    write_atomic(&out.join("failures.json"), text.as_bytes())
+}
+
+/// Written into a trial's folder when it fails: its error line.
+const FAILED: &str = "failed.txt";
+
+/// One trial in this process: fresh, resumed, or already done.
+fn run_trial(trial: &Trial, out: &Path, device: &str, threads: usize, data: Option<&Path>, quiet: bool) -> Result<Outcome> {
+    let mut cfg = trial.config.clone();
+    cfg.device = device.to_string();
+    cfg.threads = Some(threads);
+    let dir = trial_dir(out, trial);
+    let result = (|| -> Result<RunEnd> {
+        let rt = Runtime::new(&cfg, quiet, true)?;
+        let data = DeviceData::load(data, rt.device)?;
+        run::run_or_resume(&cfg, &dir, &data, &rt)
+    })();
+    match result {
+        Ok(RunEnd::Finished(s)) => {
+            let _ = std::fs::remove_file(dir.join(FAILED));
+            Outcome::new(run::describe(&s), &s)
+        }
+        Ok(RunEnd::Interrupted { signal, next_iteration, .. }) => {
+            let json = serde_json::json!({ "interrupted": true, "trial": trial.name, "next_iteration": next_iteration });
+            Ok(Outcome::new(String::new(), &json)?.failing(format!("trial {} interrupted before iteration {next_iteration}", trial.name), crate::signals::exit_status(signal)))
+        }
+        Err(e) if e.is::<Busy>() => Ok(Outcome::new(String::new(), &serde_json::json!({ "busy": true }))?.failing(format!("{e}"), EXIT_BUSY)),
+        Err(e) => {
+            let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
+            if dir.is_dir() {
+                let _ = write_atomic(&dir.join(FAILED), format!("{line}\n").as_bytes());
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Aggregating finished runs: per configuration (every setting but the seed), the number of
+//! seeds and the mean, sample standard deviation, min and max of the final test accuracy and
+//! loss, the best accuracy and the mean training time; sorted by mean accuracy.
+use crate::config::TrainConfig;
+use crate::metrics::{read_csv, EvalPoint};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One finished run as the report sees it.
+pub struct RunRecord {
+    pub dir: PathBuf,
+    pub config: TrainConfig,
+    pub final_test_accuracy: f64,
+    pub final_test_loss: f64,
+    pub best_test_accuracy: f64,
+    pub train_seconds: f64,
+    /// metrics.csv, when it reads.
+    pub points: Vec<EvalPoint>,
+}
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); 0 for a single run.
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    pub fn of(xs: &[f64]) -> Stats {
+        let n = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / n;
+        let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+        Stats { mean, std: var.sqrt(), min: xs.iter().copied().fold(f64::INFINITY, f64::min), max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max) }
+    }
+}
+
+#[derive(Serialize)]
+pub struct GroupReport {
+    /// The settings that tell this configuration from the others (`lr=0.01`), or the model and
+    /// preset when there is one configuration.
+    pub label: String,
+    /// Every setting of the configuration except the seed.
+    pub settings: serde_json::Value,
+    pub seeds: Vec<u64>,
+    pub test_accuracy: Stats,
+    pub test_loss: Stats,
+    pub best_test_accuracy: f64,
+    pub mean_train_seconds: f64,
+    #[serde(skip)]
+    pub runs: Vec<usize>,
+}
+
+/// Settings that do not change what a run computes, or that the grouping must ignore.
+const NOT_CONFIGURATION: [&str; 6] = ["seed", "device", "threads", "checkpoint_every", "notes", "allow_nan"];
+
+fn configuration(cfg: &TrainConfig) -> serde_json::Map<String, serde_json::Value> {
+    let mut v = match serde_json::to_value(cfg) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    for k in NOT_CONFIGURATION {
+        v.remove(k);
+    }
+    v
+}
+
+fn read_run(dir: &Path) -> Result<RunRecord, String> {
+    let config = TrainConfig::load(&dir.join("config.json")).map_err(|e| format!("{e:#}"))?;
+    let text = std::fs::read_to_string(dir.join("summary.json")).map_err(|_| "no summary.json (unfinished? `nndl resume` it)".to_string())?;
+    let s: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("corrupt summary.json: {e}"))?;
+    let num = |k: &str| s[k].as_f64().ok_or_else(|| format!("summary.json lacks {k}"));
+    Ok(RunRecord {
+        dir: dir.to_path_buf(),
+        config,
+        final_test_accuracy: num("final_test_accuracy")?,
+        final_test_loss: num("final_test_loss")?,
+        best_test_accuracy: num("best_test_accuracy")?,
+        train_seconds: num("train_seconds").unwrap_or(f64::NAN),
+        points: read_csv(&dir.join("metrics.csv")).unwrap_or_default(),
+    })
+}
+
+/// Finds the runs under `dirs`: each is a run folder, or a folder of run folders (a sweep, a
+/// reproduce). A folder that nndl started but that has no readable summary is a warning.
+pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Vec<RunRecord> {
+    let mut records = Vec::new();
+    let is_run = |d: &Path| d.join(crate::run_dir::MARKER).exists() && d.join("config.json").exists();
+    let mut consider = |d: &Path, records: &mut Vec<RunRecord>| match read_run(d) {
+        Ok(r) => records.push(r),
+        Err(e) => warnings.push(format!("{}: {e}; left out", d.display())),
+    };
+    for dir in dirs {
+        if is_run(dir) {
+            consider(dir, &mut records);
+            continue;
+        }
+        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+        subdirs.sort();
+        for d in subdirs.iter().filter(|d| d.join(crate::run_dir::MARKER).exists()) {
+            consider(d, &mut records);
+        }
+    }
+    records
+}
+
+/// Groups runs by configuration and sorts the groups by mean accuracy, best first.
+pub fn aggregate(records: &[RunRecord]) -> Vec<GroupReport> {
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        groups.entry(serde_json::Value::Object(configuration(&r.config)).to_string()).or_default().push(i);
+    }
+    let configs: Vec<serde_json::Map<String, serde_json::Value>> = groups.values().map(|ix| configuration(&records[ix[0]].config)).collect();
+    // The keys whose values differ between configurations label them.
+    let mut varying: Vec<String> = configs.iter().flat_map(|c| c.keys().cloned()).collect();
+    varying.sort();
+    varying.dedup();
+    varying.retain(|k| configs.iter().any(|c| c.get(k) != configs[0].get(k)));
+    let mut out: Vec<GroupReport> = groups.values().zip(&configs).map(|(ix, settings)| {
+        let runs: Vec<&RunRecord> = ix.iter().map(|&i| &records[i]).collect();
+        let label = if varying.is_empty() {
+            format!("{} {}", runs[0].config.model.name(), runs[0].config.preset.name())
+        } else {
+            varying.iter().map(|k| format!("{k}={}", short(&settings[k]))).collect::<Vec<_>>().join(",")
+        };
+        let acc: Vec<f64> = runs.iter().map(|r| r.final_test_accuracy).collect();
+        let loss: Vec<f64> = runs.iter().map(|r| r.final_test_loss).collect();
+        GroupReport {
+            label,
+            settings: serde_json::Value::Object(settings.clone()),
+            seeds: runs.iter().map(|r| r.config.seed).collect(),
+            test_accuracy: Stats::of(&acc),
+            test_loss: Stats::of(&loss),
+            best_test_accuracy: runs.iter().map(|r| r.best_test_accuracy).fold(f64::NEG_INFINITY, f64::max),
+            mean_train_seconds: runs.iter().map(|r| r.train_seconds).sum::<f64>() / runs.len() as f64,
+            runs: ix.clone(),
+        }
+    }).collect();
+    out.sort_by(|a, b| b.test_accuracy.mean.total_cmp(&a.test_accuracy.mean).then_with(|| a.label.cmp(&b.label)));
+    out
+}
+
+/// A setting's value as a label shows it (numbers compact, strings bare, objects by their kind).
+fn short(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64().map(crate::config::number).unwrap_or_else(|| n.to_string()),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(m) => m.get("kind").map(short).unwrap_or_else(|| v.to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// When exactly one numeric setting varies between configurations: its name.
+pub fn single_numeric_axis(groups: &[GroupReport]) -> Option<String> {
+    if groups.len() < 2 {
+        return None;
+    }
+    let first = groups[0].settings.as_object()?;
+    let varying: Vec<&String> = first.keys().filter(|k| groups.iter().any(|g| g.settings.get(*k) != first.get(*k))).collect();
+    match varying.as_slice() {
+        [k] if groups.iter().all(|g| g.settings[k.as_str()].is_number()) => Some((*k).clone()),
+        _ => None,
+    }
+}
+
+pub fn markdown(groups: &[GroupReport], runs: usize, warnings: &[String]) -> String {
+    use std::fmt::Write as _;
+    let mut md = format!("# nndl report\n\n{runs} runs in {} configurations, sorted by mean final test accuracy (std is the sample standard deviation over seeds).\n\n", groups.len());
+    md.push_str("| configuration | seeds | test accuracy, mean ± std | min | max | test loss, mean ± std | min | max | best accuracy | train s (mean) |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    for g in groups {
+        let (a, l) = (&g.test_accuracy, &g.test_loss);
+        let _ = writeln!(md, "| {} | {} | {:.2}% ± {:.2} | {:.2}% | {:.2}% | {:.4} ± {:.4} | {:.4} | {:.4} | {:.2}% | {:.1} |",
+            g.label, g.seeds.len(), 100.0 * a.mean, 100.0 * a.std, 100.0 * a.min, 100.0 * a.max, l.mean, l.std, l.min, l.max,
+            100.0 * g.best_test_accuracy, g.mean_train_seconds);
+    }
+    md.push_str("\n![test accuracy](report-accuracy.png)\n\n![test loss](report-loss.png)\n");
+    if let Some(axis) = single_numeric_axis(groups) {
+        let _ = writeln!(md, "\n![final accuracy against {axis}](report-{axis}.png)");
+    }
+    if !warnings.is_empty() {
+        md.push_str("\nLeft out:\n");
+        for w in warnings {
+            let _ = writeln!(md, "- {w}");
+        }
+    }
+    md
+}
+
+pub fn csv(groups: &[GroupReport]) -> String {
+    let mut out = String::from("configuration,seeds,accuracy_mean,accuracy_std,accuracy_min,accuracy_max,loss_mean,loss_std,loss_min,loss_max,best_accuracy,train_seconds_mean\n");
+    for g in groups {
+        let (a, l) = (&g.test_accuracy, &g.test_loss);
+        out.push_str(&format!("\"{}\",{},{},{},{},{},{},{},{},{},{},{}\n", g.label.replace('"', "'"), g.seeds.len(), a.mean, a.std, a.min, a.max,
+            l.mean, l.std, l.min, l.max, g.best_test_accuracy, g.mean_train_seconds));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_by_hand() {
+        let s = Stats::of(&[0.90, 0.92, 0.94]);
+        assert!((s.mean - 0.92).abs() < 1e-12);
+        assert!((s.std - 0.02).abs() < 1e-12, "sample std of 0.90, 0.92, 0.94 is 0.02: {}", s.std);
+        assert_eq!((s.min, s.max), (0.90, 0.94));
+        assert_eq!(Stats::of(&[0.5]).std, 0.0);
+    }
+}

@@ -1,0 +1,187 @@
+//! `nndl sweep` and `nndl report`: resumable, idempotent, sharded, failure-isolated sweeps, and
+//! the report's numbers against a hand computation.
+use crate::util::{json, mnist_dir, nndl, tempdir};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn spec(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("spec.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn sweep(spec: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = nndl();
+    cmd.arg("sweep").arg(spec).arg("--out").arg(out).args(["--device", "cpu", "--threads", "1", "--quiet", "--json", "--data"]).arg(mnist_dir()).args(extra);
+    cmd
+}
+
+fn ok(out: Output) -> serde_json::Value {
+    assert!(out.status.success(), "sweep failed: {}", String::from_utf8_lossy(&out.stderr));
+    json(&out)
+}
+
+/// Every trial folder holds exactly one finished run whose metrics cover the whole schedule once.
+fn all_done_once(out: &Path, trials: usize, last_iteration: usize) {
+    let dirs: Vec<_> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    assert_eq!(dirs.len(), trials);
+    for d in dirs {
+        assert!(d.join("summary.json").is_file(), "{} unfinished", d.display());
+        let rows = crate::util::metrics(&d);
+        let iterations: Vec<usize> = rows.iter().filter(|r| r.1 == "test").map(|r| r.0).collect();
+        let mut sorted = iterations.clone();
+        sorted.dedup();
+        assert_eq!(iterations, sorted, "{}: a row twice", d.display());
+        assert_eq!(*iterations.last().unwrap(), last_iteration);
+    }
+}
+
+const EIGHT: &str = "model = \"mlp\"\niterations = 120\neval_every = 40\ncheckpoint_every = 20\nseed = { from = 0, to = 3 }\nlr = [0.005, 0.01]\n";
+
+#[test]
+fn killed_sweep_reruns_to_every_trial_once() {
+    let dir = tempdir("sweep-kill");
+    let (spec, out) = (spec(&dir, EIGHT), dir.join("sweep"));
+    let mut child = sweep(&spec, &out, &["--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Half-way: once some trials are done.
+    let start = std::time::Instant::now();
+    while std::fs::read_dir(&out).map(|d| d.flatten().filter(|e| e.path().join("summary.json").exists()).count()).unwrap_or(0) < 3 {
+        assert!(start.elapsed().as_secs() < 120, "the sweep made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let s = ok(sweep(&spec, &out, &["--jobs", "2"]).output().unwrap());
+    assert_eq!(s["trials"], 8);
+    assert_eq!(s["done"].as_u64().unwrap() + s["skipped"].as_u64().unwrap(), 8, "{s}");
+    assert!(s["skipped"].as_u64().unwrap() >= 3, "finished trials are not run again: {s}");
+    all_done_once(&out, 8, 119);
+    // And once more: nothing left to do.
+    let again = ok(sweep(&spec, &out, &[]).output().unwrap());
+    assert_eq!((again["done"].as_u64(), again["skipped"].as_u64()), (Some(0), Some(8)));
+}
+
+#[test]
+fn two_sweeps_on_one_folder_run_each_trial_once() {
+    let dir = tempdir("sweep-two");
+    let (spec, out) = (spec(&dir, EIGHT), dir.join("sweep"));
+    let a = sweep(&spec, &out, &[]).stdout(Stdio::piped()).spawn().unwrap();
+    let b = sweep(&spec, &out, &[]).stdout(Stdio::piped()).spawn().unwrap();
+    let (a, b) = (ok(a.wait_with_output().unwrap()), ok(b.wait_with_output().unwrap()));
+    let done = a["done"].as_u64().unwrap() + b["done"].as_u64().unwrap();
+    assert_eq!(done, 8, "each trial trained by exactly one of the two: {a} {b}");
+    all_done_once(&out, 8, 119);
+}
+
+#[test]
+fn shards_together_run_every_trial_once() {
+    let dir = tempdir("sweep-shards");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 20\neval_every = 10\nseed = { from = 0, to = 6 }\n"), dir.join("sweep"));
+    let mut total = 0;
+    for i in 1..=3 {
+        let s = ok(sweep(&spec, &out, &["--shard", &format!("{i}/3")]).output().unwrap());
+        assert_eq!(s["skipped"], 0, "shard {i} found none of its trials done by another shard");
+        total += s["done"].as_u64().unwrap();
+    }
+    assert_eq!(total, 7);
+    all_done_once(&out, 7, 19);
+    // Slurm's variables pick the same partition.
+    let listed: Vec<String> = (0..3).map(|id| {
+        let out = nndl().arg("sweep").arg(&spec).arg("--out").arg(&out).arg("--list")
+            .env("SLURM_ARRAY_TASK_ID", id.to_string()).env("SLURM_ARRAY_TASK_COUNT", "3").output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }).collect();
+    let lines: Vec<&str> = listed.iter().flat_map(|l| l.lines()).collect();
+    assert_eq!(lines.len(), 7);
+    assert!(lines.iter().all(|l| l.contains(" --trial seed=")));
+}
+
+#[test]
+fn a_failed_trial_is_recorded_and_the_others_go_on() {
+    let dir = tempdir("sweep-fail");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 60\neval_every = 20\nlr = [0.005, 1e10]\n"), dir.join("sweep"));
+    let run = sweep(&spec, &out, &[]).output().unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("1 of 2 trials failed: lr=1e10 (training diverged"), "{err}");
+    let failures: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("failures.json")).unwrap()).unwrap();
+    assert_eq!(failures[0]["trial"], "lr=1e10");
+    assert!(out.join("lr=0.005/summary.json").is_file());
+}
+
+#[test]
+fn bad_spec_is_one_line_before_anything_runs() {
+    let dir = tempdir("sweep-bad");
+    let spec = spec(&dir, "model = \"mlp\"\nseed = [0, 1]\nlr = [0.01, 0]\n");
+    let out = sweep(&spec, &dir.join("sweep"), &[]).output().unwrap();
+    crate::util::assert_one_line_error(&out, "trial lr=0,seed=0: invalid spec.toml: lr 0: must be a finite number > 0");
+    assert!(!dir.join("sweep").exists());
+}
+
+#[test]
+fn dry_run_and_list_run_nothing() {
+    let dir = tempdir("sweep-dry");
+    let (spec, out) = (spec(&dir, EIGHT), dir.join("sweep"));
+    let d = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap());
+    assert_eq!(d.as_array().unwrap().len(), 8);
+    assert_eq!(d[0]["state"], "new");
+    assert!(!out.exists());
+}
+
+/// A finished run folder as `report` reads it, with the numbers the test chooses.
+fn fake_run(dir: &Path, lr: f64, seed: u64, acc: f64, loss: f64) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(".nndl-run"), "{}").unwrap();
+    let mut cfg = fake_config();
+    cfg["lr"] = lr.into();
+    cfg["seed"] = seed.into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let summary = serde_json::json!({ "final_test_accuracy": acc, "final_test_loss": loss, "best_test_accuracy": acc + 0.001, "train_seconds": 2.0 });
+    std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+    std::fs::write(dir.join("metrics.csv"), format!("iteration,split,loss,accuracy\n0,train,1,0.5\n0,test,{loss},{acc}\n")).unwrap();
+}
+
+fn fake_config() -> serde_json::Value {
+    let d = tempdir("cfg");
+    let out = nndl().args(["mlp", "--iterations", "1", "--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(mnist_dir()).arg("--out").arg(d.join("r")).output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&std::fs::read(d.join("r/config.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn report_numbers_match_a_hand_computation() {
+    let dir = tempdir("report");
+    for (seed, acc, loss) in [(0, 0.90, 0.30), (1, 0.92, 0.20), (2, 0.94, 0.10)] {
+        fake_run(&dir.join(format!("lr=0.01,seed={seed}")), 0.01, seed, acc, loss);
+    }
+    fake_run(&dir.join("lr=0.1,seed=0"), 0.1, 0, 0.50, 2.0);
+    // A trial that never finished: named in a warning, the report goes on.
+    std::fs::create_dir_all(dir.join("lr=0.1,seed=1")).unwrap();
+    std::fs::write(dir.join("lr=0.1,seed=1/.nndl-run"), "{}").unwrap();
+    std::fs::write(dir.join("lr=0.1,seed=1/config.json"), fake_config().to_string()).unwrap();
+    let out = nndl().arg("report").arg(&*dir).args(["--json"]).output().unwrap();
+    let r = ok(out.clone());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning:") && err.contains("lr=0.1,seed=1: no summary.json"), "{err}");
+    let best = &r["configurations"][0];
+    assert_eq!(best["label"], "lr=0.01");
+    assert_eq!(best["seeds"], serde_json::json!([0, 1, 2]));
+    let a = &best["test_accuracy"];
+    assert!((a["mean"].as_f64().unwrap() - 0.92).abs() < 1e-12);
+    // Sample std of 0.90, 0.92, 0.94: sqrt((0.02² + 0 + 0.02²) / 2) = 0.02.
+    assert!((a["std"].as_f64().unwrap() - 0.02).abs() < 1e-12);
+    assert_eq!((a["min"].as_f64().unwrap(), a["max"].as_f64().unwrap()), (0.90, 0.94));
+    let l = &best["test_loss"];
+    assert!((l["mean"].as_f64().unwrap() - 0.2).abs() < 1e-12 && (l["std"].as_f64().unwrap() - 0.1).abs() < 1e-12);
+    assert!((best["best_test_accuracy"].as_f64().unwrap() - 0.941).abs() < 1e-12);
+    assert_eq!(r["configurations"][1]["label"], "lr=0.1");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| lr=0.01 | 3 | 92.00% ± 2.00 | 90.00% | 94.00% | 0.2000 ± 0.1000 | 0.1000 | 0.3000 | 94.10% | 2.0 |"), "{md}");
+    let csv = std::fs::read_to_string(dir.join("report.csv")).unwrap();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(&row[..2], ["\"lr=0.01\"", "3"]);
+    assert!((row[2].parse::<f64>().unwrap() - 0.92).abs() < 1e-12 && (row[3].parse::<f64>().unwrap() - 0.02).abs() < 1e-12, "{csv}");
+    for f in ["report-accuracy.png", "report-loss.png", "report-lr.png"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+}
