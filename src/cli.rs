@@ -170,6 +170,10 @@ pub struct TrainArgs {
     /// for scripts/tf_compare.py.
     #[arg(long, value_name = "DIR")]
     pub export_init: Option<PathBuf>,
+    /// With --export-init, also write what the first N steps did (CPU): each step's loss, the
+    /// parameters after step 1 and step N (step-1/, step-N/), and the CNN's dropout masks.
+    #[arg(long, value_name = "N", requires = "export_init")]
+    pub export_steps: Option<usize>,
     /// Also write the final parameters in TF's layout as .npy files into DIR.
     #[arg(long, value_name = "DIR")]
     pub export_final: Option<PathBuf>,

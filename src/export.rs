@@ -47,3 +47,35 @@ pub fn export_init(dir: &Path, vs: &nn::VarStore, cfg: &TrainConfig, train_len: 
     let batches = Tensor::from_slice(&order).view([cfg.iterations as i64, cfg.batch_size as i64]);
     write_npy(dir, "batches", &batches)
 }
+
+/// Packs the last axis of a 0/1 tensor into bytes, first element in the highest bit (as
+/// numpy's `packbits`; `unpackbits` restores it).
+fn pack_bits(mask: &Tensor) -> Tensor {
+    let mut shape = mask.size();
+    let last = shape.pop().expect("a mask has an axis");
+    let weights = Tensor::from_slice(&[128u8, 64, 32, 16, 8, 4, 2, 1]).to_kind(Kind::Int);
+    let mut grouped = shape.clone();
+    grouped.extend([last / 8, 8]);
+    let packed = (mask.to_kind(Kind::Int).view(grouped.as_slice()) * weights).sum_dim_intlist(-1, false, Kind::Int);
+    packed.to_kind(Kind::Uint8)
+}
+
+/// After the first N steps: `losses.npy` (each step's training loss, float32 [N]) and, for the
+/// CNN, the dropout masks those steps and their evaluations drew, bit-packed along the 1024
+/// units: `masks_train.npy` [N, batch, 128] and `masks_eval.npy` [evaluations, 10000, 128].
+pub fn export_steps(dir: &Path, losses: &[f32], masks: Vec<(bool, Tensor)>) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_npy(dir, "losses", &Tensor::from_slice(losses))?;
+    if masks.is_empty() {
+        return Ok(());
+    }
+    let (train, eval): (Vec<_>, Vec<_>) = masks.into_iter().partition(|m| m.0);
+    let train: Vec<Tensor> = train.into_iter().map(|m| m.1).collect();
+    write_npy(dir, "masks_train", &pack_bits(&Tensor::stack(&train, 0)))?;
+    if !eval.is_empty() {
+        let rows = Tensor::cat(&eval.into_iter().map(|m| m.1).collect::<Vec<_>>(), 0);
+        let evals = rows.size()[0] / 10_000;
+        write_npy(dir, "masks_eval", &pack_bits(&rows.narrow(0, 0, evals * 10_000).view([evals, 10_000, -1])))?;
+    }
+    Ok(())
+}

@@ -84,8 +84,16 @@ pub fn disk_estimate(cfg: &TrainConfig) -> u64 {
     params + 2 * per_checkpoint + (4 << 20) + (cfg.iterations / cfg.eval_every + 2) as u64 * 128
 }
 
+/// `--export-steps N`: what the first N steps did, for the step-by-step TF comparison.
+pub struct StepExport {
+    pub dir: PathBuf,
+    pub steps: usize,
+}
+
 struct RunObserver<'a> {
     run: &'a RunDir,
+    vs: &'a nn::VarStore,
+    export: Option<(&'a StepExport, Vec<f32>)>,
     cfg: &'a TrainConfig,
     log: MetricsLog,
     points: Vec<EvalPoint>,
@@ -125,6 +133,35 @@ impl Observer for RunObserver<'_> {
 
     fn on_step(&mut self, done: usize) {
         self.pb.set_position(done as u64);
+        let Some((plan, losses)) = &self.export else { return };
+        let plan: &StepExport = plan;
+        let mut result = Ok(());
+        if done == 1 || done == plan.steps {
+            result = crate::export::export_params(&plan.dir.join(format!("step-{done}")), self.vs, self.cfg.model);
+        }
+        if done == plan.steps && result.is_ok() {
+            let masks = if self.cfg.model == crate::config::ModelKind::Cnn { crate::models::cnn::take_masks() } else { vec![] };
+            result = crate::export::export_steps(&plan.dir, losses, masks);
+        }
+        self.failed_export(result);
+    }
+
+    fn on_loss(&mut self, iteration: usize, loss: f64) {
+        if let Some((plan, losses)) = &mut self.export {
+            if iteration < plan.steps {
+                losses.push(loss as f32);
+            }
+        }
+    }
+}
+
+impl RunObserver<'_> {
+    /// An export is a side product: a failure is said once and the run goes on.
+    fn failed_export(&mut self, result: Result<()>) {
+        if let Err(e) = result {
+            eprintln!("warning: --export-steps: {e:#}");
+            self.export = None;
+        }
     }
 }
 
@@ -137,6 +174,12 @@ pub enum RunEnd {
 /// Trains `cfg` into `run` (from `resume` when given), writing every file as it goes.
 /// A divergence is an error, after what was written is kept.
 pub fn train_into(cfg: &TrainConfig, network: &Network, data: &DeviceData, run: &RunDir, rt: &Runtime, resume: Option<&Checkpoint>, started: Instant) -> Result<RunEnd> {
+    train_exporting(cfg, network, data, run, rt, resume, started, None)
+}
+
+/// `train_into`, also writing what `export` asks for.
+#[allow(clippy::too_many_arguments)]
+pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, run: &RunDir, rt: &Runtime, resume: Option<&Checkpoint>, started: Instant, export: Option<&StepExport>) -> Result<RunEnd> {
     let started_utc = crate::system_info::utc_now();
     if resume.is_none() {
         run.write_json("config.json", cfg)?;
@@ -146,8 +189,13 @@ pub fn train_into(cfg: &TrainConfig, network: &Network, data: &DeviceData, run: 
     let earlier: Vec<EvalPoint> = resume.map(|c| c.meta.points.clone()).unwrap_or_default();
     let pb = Progress::new(cfg.iterations as u64, name, rt.quiet);
     pb.set_position(resume.map_or(0, |c| c.meta.next_iteration) as u64);
+    if export.is_some() && cfg.model == crate::config::ModelKind::Cnn {
+        crate::models::cnn::record_masks();
+    }
     let mut obs = RunObserver {
         run,
+        vs: &network.vs,
+        export: export.map(|e| (e, Vec::new())),
         cfg,
         log: MetricsLog::start(&run.file("metrics.csv"), &earlier)?,
         points: earlier,

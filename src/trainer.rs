@@ -79,6 +79,8 @@ pub trait Observer {
     /// The signal number when a stop was asked for.
     fn stop_requested(&self) -> Option<i32>;
     fn on_step(&mut self, _done: usize) {}
+    /// On the CPU, each step's training loss as it happens (on CUDA it stays on the device).
+    fn on_loss(&mut self, _iteration: usize, _loss: f64) {}
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -339,6 +341,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
         // evaluation points, to keep the device busy.
         if let (Some(loss), false) = (loss, device.is_cuda()) {
             let value = loss.double_value(&[]);
+            obs.on_loss(i, value);
             if value.is_finite() {
                 last_finite = Some((i, value));
             } else if !cfg.allow_nan {

@@ -16,8 +16,11 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
         return super::reproduce::resume(&args.run_dir, args.data.as_deref(), args.report);
     }
     let started = Instant::now();
-    let run_dir = RunDir::open(&args.run_dir)?;
     let shown = args.run_dir.display();
+    if crate::run_dir::folder_state(&args.run_dir)? == crate::run_dir::FolderState::Empty {
+        bail!("{shown} holds no run yet (it was stopped before it wrote its config); run the training command again");
+    }
+    let run_dir = RunDir::open(&args.run_dir)?;
     if run_dir.file("summary.json").exists() {
         bail!("{shown} is finished (it has summary.json); nothing to resume");
     }

@@ -85,7 +85,7 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         return run_trial(trial, &out, &device, threads, args.data.as_deref(), args.report.quiet);
     }
     if args.list {
-        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "nndl".into());
+        let exe = nndl_executable().map(|p| p.display().to_string()).unwrap_or_else(|_| "nndl".into());
         let lines: String = mine.iter().map(|t| format!("{exe} sweep {} --out {} --trial {} --threads {threads} --quiet\n",
             shell_word(&args.spec.display().to_string()), shell_word(&out.display().to_string()), shell_word(&t.name))).collect();
         return Outcome::output(lines, &mine.iter().map(|t| &t.name).collect::<Vec<_>>());
@@ -166,7 +166,7 @@ impl Workers {
     }
 
     fn spawn(&self, spec: &Path, out: &Path, trial: &Trial, slot: usize) -> Result<Child> {
-        let exe = std::env::current_exe().context("cannot find the nndl executable")?;
+        let exe = nndl_executable()?;
         let mut cmd = Command::new(exe);
         cmd.arg("sweep").arg(spec).arg("--out").arg(out).args(["--trial", &trial.name, "--quiet", "--json"])
             .args(["--threads", &self.threads.to_string(), "--device", &self.device_for(slot)])
@@ -186,6 +186,17 @@ impl Workers {
         }
         cmd.spawn().context("cannot start a sweep worker")
     }
+}
+
+/// This program's path, for workers. A binary rebuilt while the sweep runs shows as
+/// "PATH (deleted)": the new one at PATH is what the workers start.
+fn nndl_executable() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the nndl executable")?;
+    if exe.exists() {
+        return Ok(exe);
+    }
+    let text = exe.to_string_lossy();
+    Ok(PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text)))
 }
 
 enum Ended {

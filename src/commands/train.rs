@@ -11,6 +11,9 @@ use anyhow::{bail, Result};
 use std::path::Path;
 use std::time::Instant;
 
+/// --export-steps keeps the CNN's masks in memory: 1000 steps are about 100 MB.
+const MAX_EXPORTED_STEPS: usize = 1000;
+
 /// --export-init's batches.npy is 8 bytes an index: 400 MB at most.
 const MAX_EXPORTED_INDICES: usize = 50_000_000;
 
@@ -52,6 +55,14 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     if args.export_init.is_some() && cfg.iterations.saturating_mul(cfg.batch_size) > MAX_EXPORTED_INDICES {
         bail!("--export-init writes every batch's indices: at most {MAX_EXPORTED_INDICES} (iterations x batch size), here {}", cfg.iterations.saturating_mul(cfg.batch_size));
     }
+    if let Some(n) = args.export_steps {
+        if n == 0 || n > MAX_EXPORTED_STEPS || n > cfg.iterations {
+            bail!("invalid --export-steps {n}: must be between 1 and {} (and the iterations)", MAX_EXPORTED_STEPS);
+        }
+        if rt.device != tch::Device::Cpu {
+            bail!("--export-steps records on the CPU only; add --device cpu");
+        }
+    }
     let data = DeviceData::load(common.data.as_deref(), rt.device)?;
     crate::run_dir::check_free_space(&out, run::disk_estimate(&cfg))?;
     let run_dir = RunDir::create(&out, common.output.force)?;
@@ -60,7 +71,11 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     if let Some(dir) = &args.export_init {
         crate::export::export_init(dir, &network.vs, &cfg, data.train.len() as usize)?;
     }
-    let end = run::train_into(&cfg, &network, &data, &run_dir, &rt, None, started)?;
+    let export = match (args.export_steps, &args.export_init) {
+        (Some(steps), Some(dir)) => Some(run::StepExport { dir: dir.clone(), steps }),
+        _ => None,
+    };
+    let end = run::train_exporting(&cfg, &network, &data, &run_dir, &rt, None, started, export.as_ref())?;
     finish(end, &network, &cfg, args.export_final.as_deref())
 }
 

@@ -20,9 +20,45 @@ fn conv5x5(vs: nn::Path, inputs: i64, outputs: i64, init: Init) -> nn::Conv2D {
 /// 1/keep_prob: torch's dropout with p = 1 - keep_prob. `in_eval` applies it at test time too.
 pub fn dropout(x: &Tensor, train: bool, mode: Dropout) -> Tensor {
     match mode {
-        Dropout::KeepProb { keep_prob, in_eval } if train || in_eval => x.dropout(1.0 - keep_prob, true),
+        Dropout::KeepProb { keep_prob, in_eval } if train || in_eval => {
+            if MASKS.with(|m| m.borrow().is_some()) {
+                recorded_dropout(x, keep_prob, train)
+            } else {
+                x.dropout(1.0 - keep_prob, true)
+            }
+        }
         _ => x.shallow_clone(),
     }
+}
+
+thread_local! {
+    /// While recording: each dropout's keep mask (1 = kept), in the order drawn, and whether it
+    /// was a training step's.
+    static MASKS: std::cell::RefCell<Option<Vec<(bool, Tensor)>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// libtorch's CPU dropout spelt out (`noise = bernoulli(keep) / keep; x * noise`), the same draws
+/// and the same arithmetic, keeping the mask for `--export-steps`.
+fn recorded_dropout(x: &Tensor, keep_prob: f64, train: bool) -> Tensor {
+    let mut noise = x.empty_like();
+    let _ = noise.bernoulli_float_(keep_prob);
+    MASKS.with(|m| {
+        if let Some(masks) = m.borrow_mut().as_mut() {
+            masks.push((train, noise.to_kind(tch::Kind::Uint8)));
+        }
+    });
+    let _ = noise.g_div_scalar_(keep_prob);
+    x * noise
+}
+
+/// Starts keeping every dropout mask this thread draws.
+pub fn record_masks() {
+    MASKS.with(|m| *m.borrow_mut() = Some(Vec::new()));
+}
+
+/// The masks kept since `record_masks` (and stops keeping them).
+pub fn take_masks() -> Vec<(bool, Tensor)> {
+    MASKS.with(|m| m.borrow_mut().take().unwrap_or_default())
 }
 
 /// NCHW -> NHWC -> [N, 7*7*64], the order of TF's reshape.

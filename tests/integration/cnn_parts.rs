@@ -86,3 +86,20 @@ fn faithful_mlp_init_is_standard_normal() {
     assert!((w.std(true).double_value(&[]) - 1.0).abs() < 0.01);
     assert!((vars["fc1.bias"].std(true).double_value(&[]) - 1.0).abs() < 0.2);
 }
+
+#[test]
+fn recorded_dropout_draws_what_libtorch_draws() {
+    // The explicit dropout behind --export-steps must be libtorch's, draw for draw.
+    one_thread();
+    let x = Tensor::randn([64, 1024], (Kind::Float, Device::Cpu));
+    let mode = Dropout::KeepProb { keep_prob: 0.25, in_eval: true };
+    tch::manual_seed(9);
+    let plain = cnn::dropout(&x, true, mode);
+    tch::manual_seed(9);
+    cnn::record_masks();
+    let recorded = cnn::dropout(&x, true, mode);
+    let masks = cnn::take_masks();
+    assert!(plain.equal(&recorded), "same draws, same values");
+    assert_eq!(masks.len(), 1);
+    assert!(masks[0].1.ne(0).equal(&plain.ne(0.0).logical_or(&x.eq(0.0))));
+}

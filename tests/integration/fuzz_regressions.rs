@@ -21,7 +21,7 @@ fn idx_target(raw: &[u8]) -> Result<(), String> {
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
 }
@@ -151,7 +151,7 @@ fn malformed_config_text_is_an_error() {
         &config_json(|v| v["iterations"] = json!(-1)),
         &config_json(|v| v["lr"] = json!("NaN")),
         &config_json(|v| v["schedule"] = json!({"kind": "warmup_cosine"})),
-        &config_json(|v| v["dropout"] = json!({"kind": "none", "keep_prob": 0.5})),
+        &config_json(|v| v["dropout"] = json!({"kind": "keep_prob", "keep_prob": 0.5, "in_eval": false, "x": 1})),
         &config_json(|v| v.as_object_mut().unwrap().remove("model").map(drop).unwrap()),
     ] {
         assert!(config_target(text).is_err(), "{text}");
@@ -163,8 +163,8 @@ fn malformed_config_text_is_an_error() {
 
 #[test]
 fn edge_schedules_stay_in_range() {
-    // Warm-up longer than the run, one iteration, the largest lr float32 holds.
-    for (iterations, warmup, lr) in [(1, 1, 1.0), (3, 1000, 1e-3), (2, 1, f32::MAX as f64), (1_000_000_000, 999_999_999, 1e-45)] {
+    // Warm-up longer than the run, one iteration, a huge lr, the smallest float32 holds.
+    for (iterations, warmup, lr) in [(1, 1, 1.0), (3, 1000, 1e-3), (2, 1, 3e38), (1_000_000_000, 999_999_999, 1e-45)] {
         let text = config_json(|v| {
             v["iterations"] = json!(iterations);
             v["schedule"] = json!({"kind": "warmup_cosine", "warmup": warmup});
