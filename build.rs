@@ -11,7 +11,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    for f in ["csrc/cuda_graph.cpp", "csrc/cuda_graph.h", "csrc/torch_extras.cpp", "csrc/torch_extras.h"] {
+    for f in ["csrc/cuda_graph.cpp", "csrc/cuda_graph.h", "csrc/torch_extras.cpp", "csrc/torch_extras.h", "csrc/guarded.h"] {
         println!("cargo:rerun-if-changed={f}");
     }
     watch_git_head();

@@ -11,22 +11,7 @@
 #include <mutex>
 #include <string>
 
-namespace {
-thread_local std::string last_error;
-
-template <typename F>
-int guarded(F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    last_error = e.what();
-  } catch (...) {
-    last_error = "unknown C++ exception";
-  }
-  return 1;
-}
-}  // namespace
+#include "guarded.h"
 
 extern "C" {
 

@@ -1,3 +1,5 @@
+//! The `nndl` binary: parses the command line, runs the command, prints its outcome once, and
+//! turns every error into one line on stderr with a non-zero exit status.
 use clap::Parser;
 use nndl::cli::Cli;
 use nndl::commands::{self, Outcome};

@@ -191,7 +191,6 @@ const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), R
 
 /// Mean curves with a shaded min-max band each (over seeds), written atomically to `path`.
 pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands: &[Band], scale: Scale) -> Result<()> {
-    register_font();
     let finite = |y: f64| y.is_finite() && (scale == Scale::Linear || y > 0.0);
     let all = bands.iter().flat_map(|b| b.points.iter());
     let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max);
@@ -200,12 +199,8 @@ pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands:
     if !lo.is_finite() {
         (lo, hi) = (1e-3, 1.0);
     }
-    write_atomic_with(path, |tmp| {
-        let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
-        let root = BitMapBackend::new(tmp, (960, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let mut builder = ChartBuilder::on(&root);
-        builder.caption(title, ("sans-serif", 24)).margin(16).margin_right(36).x_label_area_size(48).y_label_area_size(80);
+    canvas(path, title, |builder| {
+        let fail = |e: &dyn std::fmt::Display| draw_error(path, e);
         macro_rules! body {
             ($chart:expr) => {{
                 let mut chart = $chart.map_err(|e| fail(&e))?;
@@ -232,24 +227,35 @@ pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands:
             }
             Scale::Log => body!(builder.build_cartesian_2d(0f64..x_max, ((lo * 0.8)..(hi * 1.25)).log_scale())),
         }
-        root.present().map_err(|e| fail(&e))?;
         Ok(())
+    })
+}
+
+fn draw_error(path: &Path, e: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow!("cannot draw {}: {e}", path.display())
+}
+
+/// A 960x600 PNG with a caption, written atomically; `draw` builds its chart.
+fn canvas(path: &Path, title: &str, draw: impl FnOnce(&mut ChartBuilder<'_, '_, BitMapBackend<'_>>) -> Result<()>) -> Result<()> {
+    register_font();
+    write_atomic_with(path, |tmp| {
+        let root = BitMapBackend::new(tmp, (960, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_error(path, &e))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.caption(title, ("sans-serif", 24)).margin(16).margin_right(36).x_label_area_size(48).y_label_area_size(80);
+        draw(&mut builder)?;
+        root.present().map_err(|e| draw_error(path, &e))
     })
 }
 
 /// Final values against one setting: the mean with a bar from min to max at each x.
 pub fn error_bar_chart(path: &Path, title: &str, x_label: &str, y_label: &str, points: &[(f64, f64, f64, f64)]) -> Result<()> {
-    register_font();
     let (x_min, x_max) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let (y_min, y_max) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.2), b.max(p.3)));
     let pad = ((y_max - y_min) * 0.1).max(1e-4);
     let log_x = x_min > 0.0 && x_max / x_min >= 10.0;
-    write_atomic_with(path, |tmp| {
-        let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
-        let root = BitMapBackend::new(tmp, (960, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let mut builder = ChartBuilder::on(&root);
-        builder.caption(title, ("sans-serif", 24)).margin(16).margin_right(36).x_label_area_size(48).y_label_area_size(80);
+    canvas(path, title, |builder| {
+        let fail = |e: &dyn std::fmt::Display| draw_error(path, e);
         let color = PALETTE[0];
         macro_rules! body {
             ($chart:expr) => {{
@@ -267,7 +273,6 @@ pub fn error_bar_chart(path: &Path, title: &str, x_label: &str, y_label: &str, p
             let xpad = ((x_max - x_min) * 0.08).max(1e-6);
             body!(builder.build_cartesian_2d((x_min - xpad)..(x_max + xpad), (y_min - pad)..(y_max + pad)))
         }
-        root.present().map_err(|e| fail(&e))?;
         Ok(())
     })
 }

@@ -50,7 +50,10 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// Parses safetensors bytes into CPU tensors and the metadata map.
-pub fn decode(bytes: &[u8]) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+/// Tensors by name, and the file's metadata map.
+pub type Contents = (Vec<(String, Tensor)>, HashMap<String, String>);
+
+pub fn decode(bytes: &[u8]) -> Result<Contents> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{e:?}"))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e:?}"))?;
@@ -66,7 +69,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<(String, Tensor)>, HashMap<String, St
 }
 
 /// Reads a file written by `write` (or by anyone writing safetensors).
-pub fn read(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn read(path: &Path) -> Result<Contents> {
     let size = std::fs::metadata(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?.len();
     if size > MAX_FILE_BYTES {
         bail!("{} is {} MB, larger than any nndl file ({} MB)", path.display(), size >> 20, MAX_FILE_BYTES >> 20);

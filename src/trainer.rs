@@ -242,7 +242,7 @@ impl LoopState {
         // At a chunk boundary the batcher stands exactly where the next chunk starts.
         let per_chunk = plan_iters(ctx.cfg);
         let (chunk_batcher, chunk_start) =
-            if self.next % per_chunk == 0 { (&self.batcher, self.next) } else { (&self.chunk_batcher, self.chunk_start) };
+            if self.next.is_multiple_of(per_chunk) { (&self.batcher, self.next) } else { (&self.chunk_batcher, self.chunk_start) };
         let order: Vec<i64> = chunk_batcher.order().iter().map(|&i| i as i64).collect();
         tensors.insert("batcher.order".into(), Tensor::from_slice(&order));
         tensors.insert("rng.cpu".into(), Tensor::from_slice(&crate::torch_extras::cpu_rng_state()));

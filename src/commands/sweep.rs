@@ -211,7 +211,7 @@ fn wait_worker(child: Child) -> Ended {
         Ok(o) => o,
         Err(e) => return Ended::Failed(format!("lost the worker: {e}")),
     };
-    let last_line = String::from_utf8_lossy(&out.stderr).lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").trim().to_string();
+    let last_line = String::from_utf8_lossy(&out.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
     let line = last_line.strip_prefix("nndl: error: ").or_else(|| last_line.strip_prefix("nndl: ")).unwrap_or(&last_line).to_string();
     match out.status.code() {
         Some(0) => match serde_json::from_slice::<RunSummary>(&out.stdout) {
@@ -252,18 +252,18 @@ fn drive(spec: &Path, out: &Path, mine: &[&Trial], workers: Workers, quiet: bool
     let mut running: Vec<Option<(&Trial, Child)>> = (0..workers.jobs).map(|_| None).collect();
     loop {
         let stopping = crate::signals::requested().is_some();
-        for slot in 0..running.len() {
-            if running[slot].is_none() && !stopping {
+        for (slot, worker) in running.iter_mut().enumerate() {
+            if worker.is_none() && !stopping {
                 if let Some(t) = queue.pop_front() {
-                    running[slot] = Some((t, workers.spawn(spec, out, t, slot)?));
+                    *worker = Some((t, workers.spawn(spec, out, t, slot)?));
                 }
             }
-            let exited = match running[slot].as_mut() {
+            let exited = match worker.as_mut() {
                 Some((_, child)) => child.try_wait().ok().flatten().is_some(),
                 None => false,
             };
             if exited {
-                let (t, child) = running[slot].take().expect("checked above");
+                let (t, child) = worker.take().expect("checked above");
                 match wait_worker(child) {
                     Ended::Done(s) => {
                         summary.done += 1;

@@ -1,4 +1,4 @@
-//! Initialisers the seed used that tch lacks, and how each preset initialises a layer.
+//! Initialisers the homework used that tch lacks, and how each preset initialises a layer.
 use crate::config::Init;
 use tch::{nn, Device, Kind, Tensor};
 
