@@ -203,7 +203,7 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
         quiet: rt.quiet,
         last_checkpoint: Instant::now(),
     };
-    let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: rt.allow_graph };
+    let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: rt.allow_graph, quiet: rt.quiet };
     let outcome = trainer::train(&ctx, resume, &mut obs);
     pb.finish();
     let outcome = outcome?;

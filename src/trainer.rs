@@ -68,6 +68,8 @@ pub struct TrainContext<'a> {
     pub data: &'a DeviceData,
     /// On CUDA, capture the step once and replay it where the run allows.
     pub allow_graph: bool,
+    /// No notes on stderr.
+    pub quiet: bool,
 }
 
 /// Who watches the loop: logs, metrics.csv, checkpoints, signals.
@@ -277,7 +279,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
         Some(ck) => LoopState::restore(ck, ctx.vs, &mut opt, device)?,
     };
     let (mut graph, no_graph) = graph_for(cfg, device, ctx.allow_graph, cfg.iterations - st.next);
-    if let Some(why) = no_graph {
+    if let (Some(why), false) = (no_graph, ctx.quiet) {
         eprintln!("note: training steps run one by one, not as a CUDA graph: {why}");
     }
     let capture_at = st.next + GRAPH_WARMUP;
@@ -386,4 +388,37 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let cuda_graph = graph.as_ref().is_some_and(StepGraph::is_captured);
     drop(graph);
     Ok(TrainOutcome { points: st.points, train_seconds: seconds(&started), eval_seconds: st.eval_seconds, cuda_graph, ending })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_shift;
+    use tch::{Device, Kind, Tensor};
+
+    #[test]
+    fn shift_zero_is_the_identity() {
+        let images = Tensor::rand([5, 784], (Kind::Float, Device::Cpu));
+        assert!(random_shift(&images, 0).equal(&images));
+    }
+
+    #[test]
+    fn a_single_lit_pixel_moves_by_the_drawn_offset() {
+        tch::set_num_threads(1);
+        // One lit pixel in the middle of each image; after a shift of up to 2 it sits within
+        // 2 rows and 2 columns of (14, 14), still alone and still 1.0, and the offsets vary.
+        let n = 64;
+        let images = Tensor::zeros([n, 28, 28], (Kind::Float, Device::Cpu));
+        let _ = images.narrow(1, 14, 1).narrow(2, 14, 1).fill_(1.0);
+        let shifted = random_shift(&images.view([n, 784]), 2).view([n, 28, 28]);
+        let mut offsets = std::collections::HashSet::new();
+        for i in 0..n {
+            let img = shifted.get(i);
+            assert_eq!(img.sum(Kind::Float).double_value(&[]), 1.0, "image {i} keeps exactly one lit pixel");
+            let at = img.flatten(0, -1).argmax(0, false).int64_value(&[]);
+            let (r, c) = (at / 28, at % 28);
+            assert!((12..=16).contains(&r) && (12..=16).contains(&c), "image {i}: pixel moved to ({r}, {c})");
+            offsets.insert((r - 14, c - 14));
+        }
+        assert!(offsets.len() > 10, "offsets are drawn per image: {offsets:?}");
+    }
 }

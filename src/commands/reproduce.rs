@@ -219,18 +219,44 @@ fn reproduce_xor(root: &RunDir, seed: u64, quiet: bool) -> Result<XorResult> {
     if !quiet {
         eprintln!("{}", xor_stats::describe_many(&stats));
     }
-    // The figure shows the first two runs that converge and the first two that stick, since
-    // the homework's network does both.
+    let (result, shown) = xor_result(runs, &stats)?;
+    super::xor::write_figure(root, &shown)?;
+    Ok(result)
+}
+
+/// The first run that converges (none when none does) and the runs the figure shows: the first
+/// two that converge and the first two that stick, since the homework's network does both.
+fn xor_result(runs: Vec<xor::XorRun>, stats: &ManySummary) -> Result<(XorResult, Vec<xor::XorRun>)> {
     let (converged, stuck): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| r.converged());
     let shown: Vec<_> = converged.iter().take(2).chain(stuck.iter().take(2)).cloned().collect();
-    super::xor::write_figure(root, &shown)?;
     let first = converged.first();
-    Ok(XorResult {
+    let result = XorResult {
         figure_seeds: shown.iter().map(|r| r.seed).collect(),
         first_converged_seed: first.map(|r| r.seed),
         final_loss: first.map(|r| r.final_loss()),
-        seeds: serde_json::to_value(&stats)?,
-    })
+        seeds: serde_json::to_value(stats)?,
+    };
+    Ok((result, shown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seed: u64, final_loss: f64) -> xor::XorRun {
+        xor::XorRun { seed, config: XorConfig::preset(XorPreset::Homework), initial: vec![], orders: vec![], losses: vec![(3000, final_loss)] }
+    }
+
+    #[test]
+    fn no_converged_seed_is_none_not_a_stuck_one() {
+        let runs = vec![run(0, 0.17), run(1, 0.25)];
+        let stats = xor_stats::summarize(&XorConfig::preset(XorPreset::Homework), 0, vec![0.17, 0.25], 0.0);
+        let (r, shown) = xor_result(runs, &stats).unwrap();
+        assert_eq!((r.first_converged_seed, r.final_loss), (None, None));
+        assert_eq!(shown.len(), 2);
+        let (r, _) = xor_result(vec![run(4, 0.2), run(5, 1e-5), run(6, 1e-6)], &stats).unwrap();
+        assert_eq!((r.first_converged_seed, r.final_loss), (Some(5), Some(1e-5)));
+    }
 }
 
 fn report(s: &ReproduceSummary) -> String {

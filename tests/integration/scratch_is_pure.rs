@@ -31,3 +31,31 @@ fn scratch_never_imports_tch() {
     assert!(!rng.lines().any(imports_tch));
     assert!(imports_tch("use tch::Tensor;") && !imports_tch("// the batch order"));
 }
+
+/// Every `unsafe` block or function in src/ has a `SAFETY:` comment on one of the three lines above
+/// (or on its own line), saying why it is sound.
+#[test]
+fn every_unsafe_block_says_why() {
+    let mut missing = Vec::new();
+    let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (n, line) in lines.iter().enumerate() {
+                let code = line.split("//").next().unwrap();
+                let is_block = code.contains("unsafe {") || code.contains("unsafe fn");
+                let justified = lines[n.saturating_sub(3)..=n].iter().any(|l| l.contains("SAFETY"));
+                if is_block && !justified {
+                    missing.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "unsafe without a SAFETY comment:\n{}", missing.join("\n"));
+}
