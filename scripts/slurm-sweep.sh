@@ -6,17 +6,26 @@
 # Each array task runs `nndl sweep SPEC --out OUT_DIR`; nndl reads SLURM_ARRAY_TASK_ID and
 # SLURM_ARRAY_TASK_COUNT (or _MIN/_MAX) and runs only its shard: trial k belongs to task k mod N,
 # so the tasks partition the trials. An array of N tasks runs about trials/N trials a task; more
-# tasks than trials leaves the extra tasks with nothing to do (they exit 0 at once).
+# tasks than trials leaves the extra tasks with nothing to do (they exit 0 at once). Use a plain
+# range (0-15, and a throttle such as 0-15%4 is fine): nndl ignores SLURM_ARRAY_TASK_STEP and
+# assumes contiguous ids, so a step (0-30:2) or a list (1,5,7) leaves trials unrun and makes
+# the tasks past the count fail with "SLURM_ARRAY_TASK_ID=... is outside the array".
+# (`nndl sweep SPEC --out OUT_DIR --dry-run --shard 1/1` lists the trials and what is done.)
 #
 # - OUT_DIR must be on a file system that every node shares (home, NFS, Lustre, BeeGFS...),
 #   never node-local /tmp: all tasks write their trial folders into it, and `nndl report OUT_DIR`
 #   reads them all afterwards.
 # - Rerunning the same array (same SPEC, same OUT_DIR, any array size) resumes: finished trials
 #   are skipped, interrupted ones resume from their checkpoints, and a trial another task is
-#   still training is left to it (each trial folder is locked while it trains).
-# - libtorch gets --threads $SLURM_CPUS_PER_TASK (1 when unset); pass --threads yourself to
-#   override it. Extra flags go to nndl as they are: --device cuda (with --gres=gpu:1), --data
-#   DIR (or export MNIST_DIR), --json, --quiet, --jobs N...
+#   still training is left to it (each trial folder is locked while it trains). At the --time
+#   limit Slurm sends SIGTERM to every process of the task: nndl checkpoints and exits 143
+#   (state TIMEOUT); resubmit to continue. Do not add --signal=B:...: it signals only the main
+#   nndl process, whose trials then run on, and the time limit's TERM then kills them unsaved.
+# - Each trial gets --threads $SLURM_CPUS_PER_TASK (1 when unset), divided by --jobs N when you
+#   pass it (N trials at once in one task); pass --threads yourself to override it.
+# - Extra flags go to nndl as they are: --device cuda (with --gres=gpu:1), --data DIR (or
+#   export MNIST_DIR), --json (the task's summary as the last line starting with "{" in its
+#   slurm-%A_%a.out), --quiet, --jobs N.
 # - The binary is $NNDL if set, else `nndl` on PATH, else target/release/nndl under the folder
 #   sbatch was called from. sbatch passes the submitting shell's environment on (NNDL,
 #   MNIST_DIR) unless --export says otherwise.
@@ -51,8 +60,19 @@ if [ -z "$nndl" ]; then
     fi
 fi
 
-# --threads once only (nndl refuses it twice): ours unless the caller passed one.
-threads=(--threads "${SLURM_CPUS_PER_TASK:-1}")
+# libtorch threads per trial: the task's CPUs shared among its --jobs trials at once. Given once
+# only (nndl refuses --threads twice), so not at all when the caller passed --threads.
+cpus=${SLURM_CPUS_PER_TASK:-1}
+jobs=1
+prev=""
+for arg in "$@"; do
+    case $prev in --jobs) jobs=$arg ;; esac
+    case $arg in --jobs=*) jobs=${arg#--jobs=} ;; esac
+    prev=$arg
+done
+case $jobs in '' | *[!0-9]* | 0) jobs=1 ;; esac # nndl itself reports a bad --jobs
+per_trial=$((cpus / jobs))
+threads=(--threads "$((per_trial > 0 ? per_trial : 1))")
 for arg in "$@"; do
     case $arg in --threads | --threads=*) threads=() ;; esac
 done

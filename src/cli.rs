@@ -226,8 +226,12 @@ pub struct SweepArgs {
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Run only shard I of N (1-based, e.g. 2/3) [default: SLURM_ARRAY_TASK_ID of a Slurm array, else all].
-    #[arg(long, value_name = "I/N")]
+    #[arg(long, value_name = "I/N", conflicts_with = "shards")]
     pub shard: Option<String>,
+    /// In a Slurm array: N shards, SLURM_ARRAY_TASK_ID (0..N-1) picks this task's, whatever ids
+    /// the array was submitted with (for rerunning a few: --array=1,3 --shards 4).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
     /// List the trials and their folders, and what is done; run nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -368,24 +368,40 @@ impl Shard {
         Ok(Shard { index: i - 1, count: n })
     }
 
-    /// A Slurm job array's task: SLURM_ARRAY_TASK_ID with SLURM_ARRAY_TASK_COUNT, or with
-    /// SLURM_ARRAY_TASK_MIN/MAX when the count is not set. None outside an array.
-    pub fn from_slurm(env: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>> {
-        let Some(id) = env("SLURM_ARRAY_TASK_ID") else { return Ok(None) };
+    /// A Slurm job array's task. With `shards` (--shards N) the task id is the 0-based shard
+    /// of N, whatever the array's shape: what a rerun of a few ids (`--array=1,3`) needs. Without
+    /// it, the array is a range (`--array=MIN-MAX[:STEP]`) and its k-th id runs shard k of
+    /// SLURM_ARRAY_TASK_COUNT. None outside an array.
+    pub fn from_slurm(env: impl Fn(&str) -> Option<String>, shards: Option<usize>) -> Result<Option<Shard>> {
+        let Some(id) = env("SLURM_ARRAY_TASK_ID") else {
+            return match shards {
+                Some(_) => bail!("--shards takes the shard from SLURM_ARRAY_TASK_ID, which is not set (use --shard I/N by hand)"),
+                None => Ok(None),
+            };
+        };
         let num = |name: &str| -> Result<Option<usize>> {
             env(name).map(|v| v.trim().parse::<usize>().map_err(|_| anyhow!("{name}={v} is not a number"))).transpose()
         };
         let id: usize = id.trim().parse().map_err(|_| anyhow!("SLURM_ARRAY_TASK_ID={id} is not a number"))?;
+        if let Some(n) = shards {
+            if n == 0 || id >= n {
+                bail!("SLURM_ARRAY_TASK_ID={id} is not a shard of --shards {n}: submit ids 0 to {}", n.max(1) - 1);
+            }
+            return Ok(Some(Shard { index: id, count: n }));
+        }
         let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
         let count = match (num("SLURM_ARRAY_TASK_COUNT")?, num("SLURM_ARRAY_TASK_MAX")?) {
             (Some(c), _) => c,
-            (None, Some(max)) if max >= min => max - min + 1,
+            (None, Some(max)) if max >= min => (max - min) / step + 1,
             _ => bail!("SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX is"),
         };
-        if id < min || id - min >= count {
-            bail!("SLURM_ARRAY_TASK_ID={id} is outside the array ({min}..{})", min + count);
+        let offset = id.checked_sub(min).filter(|o| o % step == 0).map(|o| o / step).filter(|&k| k < count);
+        match offset {
+            Some(index) => Ok(Some(Shard { index, count })),
+            None => bail!("SLURM_ARRAY_TASK_ID={id} is not on the array's range ({min}, step {step}, {count} tasks): \
+                for a list of ids (--array=1,3) pass --shards N, N the size of the full array"),
         }
-        Ok(Some(Shard { index: id - min, count }))
     }
 
     /// Trial k belongs to shard k mod N: shards partition the trials exactly.
@@ -479,10 +495,25 @@ mod tests {
 
     #[test]
     fn slurm_array_variables_pick_the_shard() {
-        let env = |vars: &'static [(&'static str, &'static str)]| move |k: &str| vars.iter().find(|v| v.0 == k).map(|v| v.1.to_string());
-        assert_eq!(Shard::from_slurm(env(&[])).unwrap(), None);
-        assert_eq!(Shard::from_slurm(env(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")])).unwrap(), Some(Shard { index: 2, count: 4 }));
-        assert_eq!(Shard::from_slurm(env(&[("SLURM_ARRAY_TASK_ID", "7"), ("SLURM_ARRAY_TASK_MIN", "5"), ("SLURM_ARRAY_TASK_MAX", "8")])).unwrap(), Some(Shard { index: 2, count: 4 }));
-        assert!(Shard::from_slurm(env(&[("SLURM_ARRAY_TASK_ID", "9"), ("SLURM_ARRAY_TASK_COUNT", "4")])).is_err());
+        let env = |vars: &[(&'static str, &str)]| {
+            let vars: Vec<(&'static str, String)> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            move |k: &str| vars.iter().find(|v| v.0 == k).map(|v| v.1.clone())
+        };
+        let id = "SLURM_ARRAY_TASK_ID";
+        assert_eq!(Shard::from_slurm(env(&[]), None).unwrap(), None);
+        assert_eq!(Shard::from_slurm(env(&[(id, "2"), ("SLURM_ARRAY_TASK_COUNT", "4")]), None).unwrap(), Some(Shard { index: 2, count: 4 }));
+        assert_eq!(Shard::from_slurm(env(&[(id, "7"), ("SLURM_ARRAY_TASK_MIN", "5"), ("SLURM_ARRAY_TASK_MAX", "8")]), None).unwrap(), Some(Shard { index: 2, count: 4 }));
+        assert!(Shard::from_slurm(env(&[(id, "9"), ("SLURM_ARRAY_TASK_COUNT", "4")]), None).is_err());
+        // --array=0-6:2: ids 0, 2, 4, 6 are shards 0..3 of 4.
+        let got: Vec<usize> = ["0", "2", "4", "6"].iter().map(|task| {
+            let vars = env(&[(id, task), ("SLURM_ARRAY_TASK_MIN", "0"), ("SLURM_ARRAY_TASK_MAX", "6"), ("SLURM_ARRAY_TASK_STEP", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")]);
+            Shard::from_slurm(vars, None).unwrap().unwrap().index
+        }).collect();
+        assert_eq!(got, [0, 1, 2, 3]);
+        // --array=1,3 redoing two tasks of a 4-task array: --shards 4 keeps the original shards.
+        let listed = env(&[(id, "3"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_MAX", "3"), ("SLURM_ARRAY_TASK_COUNT", "2")]);
+        assert!(Shard::from_slurm(&listed, None).unwrap_err().to_string().contains("pass --shards N"));
+        assert_eq!(Shard::from_slurm(&listed, Some(4)).unwrap(), Some(Shard { index: 3, count: 4 }));
     }
+
 }

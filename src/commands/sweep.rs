@@ -70,7 +70,7 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     let out = args.out.clone().unwrap_or_else(|| default_out(&args.spec));
     let shard = match &args.shard {
         Some(s) => Shard::parse(s)?,
-        None => Shard::from_slurm(|k| std::env::var(k).ok())?.unwrap_or(Shard::ALL),
+        None => Shard::from_slurm(|k| std::env::var(k).ok(), args.shards)?.unwrap_or(Shard::ALL),
     };
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let jobs = args.jobs.unwrap_or(1);
@@ -250,8 +250,18 @@ fn drive(spec: &Path, out: &Path, mine: &[&Trial], workers: Workers, quiet: bool
         }
     }
     let mut running: Vec<Option<(&Trial, Child)>> = (0..workers.jobs).map(|_| None).collect();
+    let mut forwarded = false;
     loop {
         let stopping = crate::signals::requested().is_some();
+        if let (Some(signal), false) = (crate::signals::requested(), forwarded) {
+            // A signal meant for the sweep (Slurm's `--signal=B:...`, a plain `kill`) reaches
+            // only this process: pass it on, so each worker checkpoints and stops now.
+            for (_, child) in running.iter().flatten() {
+                // SAFETY: kill(2) on our own live child's pid; at worst it has just exited.
+                unsafe { libc::kill(child.id() as i32, signal) };
+            }
+            forwarded = true;
+        }
         for (slot, worker) in running.iter_mut().enumerate() {
             if worker.is_none() && !stopping {
                 if let Some(t) = queue.pop_front() {
