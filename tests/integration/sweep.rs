@@ -185,3 +185,25 @@ fn report_numbers_match_a_hand_computation() {
         assert!(dir.join(f).is_file(), "{f}");
     }
 }
+
+#[test]
+fn sigterm_to_the_sweep_stops_its_trials_at_a_checkpoint() {
+    // As Slurm's `--signal=B:TERM` does: only the sweep's own process is signalled.
+    let dir = tempdir("sweep-term");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 100000\ncheckpoint_every = 50\nseed = [0, 1]\n"), dir.join("sweep"));
+    let child = sweep(&spec, &out, &["--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !(out.join("seed=0/checkpoint.safetensors").exists() && out.join("seed=1/checkpoint.safetensors").exists()) {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoints");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let stopped = std::time::Instant::now();
+    let end = child.wait_with_output().unwrap();
+    assert_eq!(end.status.code(), Some(143), "{}", String::from_utf8_lossy(&end.stderr));
+    assert!(stopped.elapsed().as_secs() < 30, "the trials stopped at once instead of running on");
+    // Nothing left running, and the rerun's dry run finds both trials resumable.
+    let d = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap());
+    assert_eq!(d[0]["state"], "unfinished");
+    assert_eq!(d[1]["state"], "unfinished");
+}
