@@ -59,7 +59,8 @@ pub enum Init {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum Dropout {
-    None,
+    /// (Empty braces, not a unit variant: serde refuses unknown keys only in struct variants.)
+    None {},
     /// TF1's tf.nn.dropout(x, keep_prob): keep with probability keep_prob, scale by 1/keep_prob.
     /// `in_eval`: the homework's evaluation runs through the same dropout layer.
     KeepProb { keep_prob: f64, in_eval: bool },
@@ -68,7 +69,8 @@ pub enum Dropout {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum Schedule {
-    Constant,
+    /// (Empty braces, as `Dropout::None`.)
+    Constant {},
     /// Linear warm-up to `lr`, then cosine decay to zero at the last iteration.
     WarmupCosine { warmup: usize },
 }
@@ -159,9 +161,9 @@ impl TrainConfig {
             iterations: 4001,
             eval_every: 50,
             optimizer: Optimizer::Sgd,
-            schedule: Schedule::Constant,
+            schedule: Schedule::Constant {},
             init: Init::RandomNormal,
-            dropout: Dropout::None,
+            dropout: Dropout::None {},
             augment_shift: 0,
             notes: vec![],
             device: default_device(),
@@ -265,7 +267,7 @@ impl TrainConfig {
     /// Learning rate at iteration `i` (0-based).
     pub fn lr_at(&self, i: usize) -> f64 {
         match self.schedule {
-            Schedule::Constant => self.lr,
+            Schedule::Constant {} => self.lr,
             Schedule::WarmupCosine { warmup } => {
                 if i < warmup {
                     self.lr * (i + 1) as f64 / warmup as f64
@@ -334,6 +336,29 @@ mod tests {
         assert!(flag.starts_with("invalid --lr 1e39"), "{flag}");
         let file = cfg.validate(&Origin::File("runs/x/config.json".into())).unwrap_err().to_string();
         assert!(file.starts_with("invalid config.json: lr 1e39"), "{file}");
+    }
+
+    #[test]
+    fn unknown_keys_inside_tagged_settings_are_refused() {
+        // Found by the config fuzzer: unit variants let these through.
+        for (key, value) in [("schedule", serde_json::json!({"kind": "constant", "warmup": 200})),
+            ("dropout", serde_json::json!({"kind": "none", "keep_prob": 0.5}))] {
+            let mut v = serde_json::to_value(TrainConfig::preset(ModelKind::Mlp, Preset::Faithful)).unwrap();
+            v[key] = value;
+            let err = serde_json::from_value::<TrainConfig>(v).unwrap_err().to_string();
+            assert!(err.contains("unknown field"), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_float_reads_back_as_written() {
+        // Found by the config fuzzer: f32::MAX as an lr did not survive config.json.
+        let mut cfg = TrainConfig::preset(ModelKind::Mlp, Preset::Faithful);
+        cfg.lr = f32::MAX as f64;
+        cfg.validate(&Origin::Flags).unwrap();
+        let back: TrainConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(back.lr.to_bits(), cfg.lr.to_bits());
+        back.validate(&Origin::Flags).unwrap();
     }
 
     #[test]

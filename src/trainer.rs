@@ -143,7 +143,7 @@ fn graph_for(cfg: &TrainConfig, device: Device, allow: bool, remaining: usize) -
     let Device::Cuda(index) = device else { return (None, None) };
     let why_not = if !allow {
         Some("--no-cuda-graph".to_string())
-    } else if cfg.optimizer != Optimizer::Sgd || cfg.schedule != Schedule::Constant {
+    } else if cfg.optimizer != Optimizer::Sgd || !matches!(cfg.schedule, Schedule::Constant {}) {
         Some("its learning rate or optimizer state changes on the host every step".into())
     } else if remaining <= GRAPH_WARMUP {
         Some("too few steps to be worth capturing".into())
@@ -313,7 +313,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             plan = Some(Tensor::from_slice(&indices).to_device(device));
         }
         let slot = (i - st.chunk_start) as i64;
-        if cfg.schedule != Schedule::Constant {
+        if !matches!(cfg.schedule, Schedule::Constant {}) {
             opt.set_lr(cfg.lr_at(i));
         }
         idx.copy_(&plan.as_ref().expect("planned above").narrow(0, slot * bs, bs));

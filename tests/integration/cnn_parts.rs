@@ -15,7 +15,7 @@ fn same_padding_gives_3136_features() {
     let features = cnn::features(&vs.root(), Init::TruncatedNormal);
     let out = features.forward_t(&Tensor::zeros([3, 784], (Kind::Float, Device::Cpu)), false);
     assert_eq!(out.size(), vec![3, 7 * 7 * 64]);
-    let net = cnn::cnn(&vs.root(), Init::TruncatedNormal, Dropout::None);
+    let net = cnn::cnn(&vs.root(), Init::TruncatedNormal, Dropout::None {});
     assert_eq!(net.forward_t(&Tensor::zeros([2, 784], (Kind::Float, Device::Cpu)), false).size(), vec![2, 10]);
 }
 

@@ -4,7 +4,7 @@
 //! hostile ones are made by hand here, so the tests need no files and no MNIST.
 use nndl::checkpoint::Checkpoint;
 use nndl::config::{ModelKind, Origin, Preset, TrainConfig};
-use nndl::data::idx::{self, encode_images, encode_labels, parse_images, parse_labels, unpack, MAX_UNPACKED};
+use nndl::data::idx::{encode_images, encode_labels, parse_images, parse_labels, unpack, MAX_UNPACKED};
 use serde_json::{json, Value};
 use std::io::Write;
 
@@ -292,4 +292,16 @@ fn a_checkpoint_missing_a_required_tensor_is_an_error() {
     });
     let err = checkpoint_target(&safetensors(&header, &[0])).unwrap_err();
     assert!(err.contains("missing tensor"), "{err}");
+}
+
+/// The two config defects the fuzzing found, from the inputs kept in fuzz/regressions/config/.
+#[test]
+fn config_regressions_stay_fixed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/config");
+    let text = std::fs::read_to_string(dir.join("lr-f32-max-not-reread.json")).unwrap();
+    let cfg: nndl::config::TrainConfig = serde_json::from_str(&text).unwrap();
+    cfg.validate(&nndl::config::Origin::Flags).expect("f32::MAX as an lr reads back as written");
+    let text = std::fs::read_to_string(dir.join("unit-variant-ignores-unknown-fields.json")).unwrap();
+    let err = serde_json::from_str::<nndl::config::TrainConfig>(&text).unwrap_err().to_string();
+    assert!(err.contains("unknown field"), "{err}");
 }
