@@ -268,7 +268,8 @@ def seeds_mode(a):
     rows = []
     for seed in a.seeds:
         run = os.path.join(a.work, f"nndl-{a.model}-{seed}")
-        subprocess.run([a.nndl, a.model, "--seed", str(seed), "--iterations", str(a.iterations), "--device", "cpu", "--quiet",
+        # One libtorch thread: two OpenMP threads on a busy 2-core machine run many times slower.
+        subprocess.run([a.nndl, a.model, "--seed", str(seed), "--iterations", str(a.iterations), "--device", "cpu", "--threads", "1", "--quiet",
                         "--data", a.data, "--out", run, "--force"], check=True)
         s = json.load(open(os.path.join(run, "summary.json")))
         tl, ta = original_run(a.model, seed, a.iterations, a.iterations, data, lr)
@@ -285,6 +286,7 @@ def seeds_mode(a):
     print(f"difference of mean accuracy: {100 * (n_acc.mean() - t_acc.mean()):+.2f} percentage points; "
           f"Welch's t p = {welch.pvalue:.3f}, Mann-Whitney U p = {mw.pvalue:.3f}; loss: Welch's t p = {welch_loss.pvalue:.3f}")
     if a.out:
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
         with open(a.out, "w") as f:
             f.write("seed,nndl_accuracy,nndl_loss,tf_accuracy,tf_loss\n")
             f.writelines(",".join(str(x) for x in r) + "\n" for r in rows)
