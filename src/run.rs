@@ -272,19 +272,22 @@ pub fn write_figures(run: &RunDir, name: &str, points: &[EvalPoint]) -> Result<(
         &pair(|p| p.train_accuracy, |p| p.test_accuracy), Scale::Linear)
 }
 
-/// Trains `cfg` into `dir` whatever the folder holds: a finished run is returned as it is, an
-/// unfinished one (same config) is resumed from its checkpoint, and a missing or empty folder
-/// gets a fresh run. What `sweep` does for each trial.
-pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData, rt: &Runtime) -> Result<RunEnd> {
-    use crate::run_dir::{folder_state, FolderState};
+/// Trains `cfg` into `dir` whatever the folder holds: an unfinished run (same config) is resumed
+/// from its checkpoint, a missing or empty folder gets a fresh run, and a finished run is
+/// returned as it is (`false`: nothing was trained here). The folder is locked before it is
+/// judged, so of several processes given the same folder exactly one trains it. What `sweep`
+/// does for each trial.
+pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData, rt: &Runtime) -> Result<(RunEnd, bool)> {
+    use crate::run_dir::FolderState;
     let started = Instant::now();
-    let (run_dir, ck) = match folder_state(dir)? {
+    let (run_dir, state) = RunDir::claim(dir)?;
+    let ck = match state {
         FolderState::FinishedRun => {
             let text = std::fs::read_to_string(dir.join("summary.json"))?;
-            return Ok(RunEnd::Finished(Box::new(serde_json::from_str(&text).with_context(|| format!("{}/summary.json", dir.display()))?)));
+            let summary = serde_json::from_str(&text).with_context(|| format!("{}/summary.json", dir.display()))?;
+            return Ok((RunEnd::Finished(Box::new(summary)), false));
         }
         FolderState::UnfinishedRun => {
-            let run_dir = RunDir::open(dir)?;
             if let Ok(mut saved) = TrainConfig::load(&run_dir.file("config.json")) {
                 // Where and on how many threads it runs may change between sessions.
                 (saved.device, saved.threads) = (cfg.device.clone(), cfg.threads);
@@ -293,13 +296,12 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
                 }
             }
             let ck_path = run_dir.file(checkpoint::FILE);
-            let ck = if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None };
-            (run_dir, ck)
+            if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None }
         }
-        _ => (RunDir::create(dir, false)?, None),
+        _ => None,
     };
     let network = build_network(cfg, rt.device);
-    train_into(cfg, &network, data, &run_dir, rt, ck.as_ref(), started)
+    Ok((train_into(cfg, &network, data, &run_dir, rt, ck.as_ref(), started)?, true))
 }
 
 /// One human line for stderr at the end of a run.

@@ -254,6 +254,24 @@ impl RunDir {
         Ok(run)
     }
 
+    /// The folder at `path` for whatever it holds, locked first and judged after: a missing or
+    /// empty folder becomes a new run's (marker written); a finished or unfinished run is
+    /// returned with its state; files nndl did not write are refused.
+    pub fn claim(path: &Path) -> Result<(RunDir, FolderState)> {
+        fs::create_dir_all(path).map_err(|e| anyhow!("cannot create output folder {}: {e}", path.display()))?;
+        let lock = DirLock::acquire(path)?;
+        let state = folder_state(path)?;
+        if state == FolderState::ForeignFiles {
+            bail!("{} holds files nndl did not write; choose another folder", path.display());
+        }
+        remove_stale_partials(path);
+        let run = RunDir { path: path.to_path_buf(), _lock: lock };
+        if matches!(state, FolderState::Missing | FolderState::Empty) {
+            run.write_json(MARKER, &serde_json::json!({ "nndl": env!("CARGO_PKG_VERSION"), "pid": std::process::id() }))?;
+        }
+        Ok((run, state))
+    }
+
     /// An existing run folder, to resume or evaluate: locked, stale leftovers removed.
     pub fn open(path: &Path) -> Result<RunDir> {
         match folder_state(path)? {

@@ -201,6 +201,8 @@ fn nndl_executable() -> Result<PathBuf> {
 
 enum Ended {
     Done(Box<RunSummary>),
+    /// Another process finished it after this one queued it.
+    AlreadyDone(Box<RunSummary>),
     Busy,
     Interrupted,
     Failed(String),
@@ -214,10 +216,20 @@ fn wait_worker(child: Child) -> Ended {
     let last_line = String::from_utf8_lossy(&out.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
     let line = last_line.strip_prefix("nndl: error: ").or_else(|| last_line.strip_prefix("nndl: ")).unwrap_or(&last_line).to_string();
     match out.status.code() {
-        Some(0) => match serde_json::from_slice::<RunSummary>(&out.stdout) {
-            Ok(s) => Ended::Done(Box::new(s)),
-            Err(e) => Ended::Failed(format!("the worker's summary did not parse: {e}")),
-        },
+        Some(0) => {
+            #[derive(Deserialize)]
+            struct Earlier {
+                already_done: bool,
+                summary: Box<RunSummary>,
+            }
+            if let Ok(e) = serde_json::from_slice::<Earlier>(&out.stdout) {
+                return if e.already_done { Ended::AlreadyDone(e.summary) } else { Ended::Done(e.summary) };
+            }
+            match serde_json::from_slice::<RunSummary>(&out.stdout) {
+                Ok(s) => Ended::Done(Box::new(s)),
+                Err(e) => Ended::Failed(format!("the worker's summary did not parse: {e}")),
+            }
+        }
         Some(c) if c == EXIT_BUSY as i32 => Ended::Busy,
         Some(130) | Some(143) => Ended::Interrupted,
         Some(c) => Ended::Failed(if line.is_empty() { format!("exit status {c}") } else { line }),
@@ -279,6 +291,10 @@ fn drive(spec: &Path, out: &Path, mine: &[&Trial], workers: Workers, quiet: bool
                         summary.done += 1;
                         note_best(&mut summary, &t.name, &s);
                     }
+                    Ended::AlreadyDone(s) => {
+                        summary.skipped += 1;
+                        note_best(&mut summary, &t.name, &s);
+                    }
                     Ended::Busy => summary.busy_elsewhere += 1,
                     Ended::Interrupted => {}
                     Ended::Failed(error) => {
@@ -327,17 +343,21 @@ fn run_trial(trial: &Trial, out: &Path, device: &str, threads: usize, data: Opti
     cfg.device = device.to_string();
     cfg.threads = Some(threads);
     let dir = trial_dir(out, trial);
-    let result = (|| -> Result<RunEnd> {
+    let result = (|| -> Result<(RunEnd, bool)> {
         let rt = Runtime::new(&cfg, quiet, true)?;
         let data = DeviceData::load(data, rt.device)?;
         run::run_or_resume(&cfg, &dir, &data, &rt)
     })();
     match result {
-        Ok(RunEnd::Finished(s)) => {
+        Ok((RunEnd::Finished(s), true)) => {
             let _ = std::fs::remove_file(dir.join(FAILED));
             Outcome::new(run::describe(&s), &s)
         }
-        Ok(RunEnd::Interrupted { signal, next_iteration, .. }) => {
+        Ok((RunEnd::Finished(s), false)) => {
+            let json = serde_json::json!({ "already_done": true, "summary": s });
+            Outcome::new(format!("trial {} was already done", trial.name), &json)
+        }
+        Ok((RunEnd::Interrupted { signal, next_iteration, .. }, _)) => {
             let json = serde_json::json!({ "interrupted": true, "trial": trial.name, "next_iteration": next_iteration });
             Ok(Outcome::new(String::new(), &json)?.failing(format!("trial {} interrupted before iteration {next_iteration}", trial.name), crate::signals::exit_status(signal)))
         }
