@@ -136,7 +136,8 @@ pub fn confusion_chart(path: &Path, title: &str, counts: &[Vec<u64>]) -> Result<
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(56)
-            .build_cartesian_2d(0..n, 0..n)
+            // Cell p spans [p - 0.5, p + 0.5], so the integer ticks sit at the cells' middles.
+            .build_cartesian_2d(-0.5..(n as f64 - 0.5), -0.5..(n as f64 - 0.5))
             .map_err(|e| fail(&e))?;
         chart
             .configure_mesh()
@@ -145,8 +146,8 @@ pub fn confusion_chart(path: &Path, title: &str, counts: &[Vec<u64>]) -> Result<
             .y_desc("True digit")
             .x_labels(n as usize)
             .y_labels(n as usize)
-            .x_label_formatter(&|x| format!("{x}"))
-            .y_label_formatter(&|y| format!("{}", n - 1 - y))
+            .x_label_formatter(&|x| format!("{}", x.round() as i32))
+            .y_label_formatter(&|y| format!("{}", n - 1 - y.round() as i32))
             .label_style(("sans-serif", 16))
             .axis_desc_style(("sans-serif", 18))
             .draw()
@@ -157,12 +158,12 @@ pub fn confusion_chart(path: &Path, title: &str, counts: &[Vec<u64>]) -> Result<
                 // Log shading so the small off-diagonal counts stay visible.
                 let shade = ((c as f64 + 1.0).ln() / (max + 1.0).ln()).clamp(0.0, 1.0);
                 let color = RGBColor((255.0 * (1.0 - 0.85 * shade)) as u8, (255.0 * (1.0 - 0.55 * shade)) as u8, 255);
-                let y = n - 1 - t as i32;
-                chart.draw_series(std::iter::once(Rectangle::new([(p as i32, y), (p as i32 + 1, y + 1)], color.filled())))
+                let (x, y) = (p as f64, (n - 1 - t as i32) as f64);
+                chart.draw_series(std::iter::once(Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], color.filled())))
                     .map_err(|e| fail(&e))?;
                 let text_color = if shade > 0.6 { WHITE } else { BLACK };
                 // Anchored at the cell's top-left corner, offset in pixels towards its middle.
-                let label = EmptyElement::at((p as i32, y + 1)) + Text::new(format!("{c}"), (18, 22), ("sans-serif", 15).into_font().color(&text_color));
+                let label = EmptyElement::at((x - 0.5, y + 0.5)) + Text::new(format!("{c}"), (18, 22), ("sans-serif", 15).into_font().color(&text_color));
                 chart.draw_series(std::iter::once(label)).map_err(|e| fail(&e))?;
             }
         }
