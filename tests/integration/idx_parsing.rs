@@ -115,3 +115,16 @@ fn real_mnist_loads() {
     assert_eq!((m.train.len(), m.validation.len(), m.test.len()), (55_000, 5_000, 10_000));
     assert_eq!(m.train.images.len(), 55_000 * 784);
 }
+
+#[test]
+fn a_corrupt_gz_beside_a_good_file_falls_back_to_it() {
+    let dir = crate::util::tempdir("fallback");
+    let f = &FILES[1];
+    let good = f.read_verified(&crate::util::mnist_dir()).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), b"\x1f\x8bnot really gzip").unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), &good).unwrap();
+    assert_eq!(f.read_verified(&dir).unwrap(), good, "the plain file is used when the .gz fails");
+    std::fs::remove_file(dir.join("train-labels-idx1-ubyte")).unwrap();
+    let err = f.read_verified(&dir).unwrap_err().to_string();
+    assert!(err.contains("train-labels-idx1-ubyte.gz"), "with only the bad .gz, its error is the one reported: {err}");
+}

@@ -175,3 +175,35 @@ fn reproduce_resumes_without_redoing_finished_parts() {
     assert_eq!(std::fs::read(root.join("bptt.json")).unwrap(), bptt_before, "BPTT was not redone");
     assert!(out.status.success());
 }
+
+#[test]
+fn an_inherited_ignored_sigint_stays_ignored() {
+    // A background job of a non-interactive shell starts with SIGINT ignored: nndl keeps it so.
+    let dir = tempdir("sigign");
+    let cmd = format!("trap '' INT; exec '{}' mlp --iterations 1500 --eval-every 500 --device cpu --threads 1 --quiet --data '{}' --out '{}'",
+        env!("CARGO_BIN_EXE_nndl"), mnist_dir().display(), dir.join("run").display());
+    let child = Command::new("sh").arg("-c").arg(&cmd).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for(&dir.join("run/metrics.csv"));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ignored SIGINT stopped the run: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("run/summary.json").is_file());
+}
+
+#[test]
+fn a_second_sigint_exits_at_once() {
+    let dir = tempdir("sigint2");
+    let child = start(&["cnn", "--iterations", "4001", "--eval-every", "4001"], &dir.join("run"));
+    wait_for(&dir.join("run/config.json"));
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..2 {
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    }
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // At once: not through the orderly stop, which would have said how to resume.
+    assert!(!err.contains("continue with"), "{err}");
+}
