@@ -174,12 +174,20 @@ pub enum RunEnd {
 /// Trains `cfg` into `run` (from `resume` when given), writing every file as it goes.
 /// A divergence is an error, after what was written is kept.
 pub fn train_into(cfg: &TrainConfig, network: &Network, data: &DeviceData, run: &RunDir, rt: &Runtime, resume: Option<&Checkpoint>, started: Instant) -> Result<RunEnd> {
-    train_exporting(cfg, network, data, run, rt, resume, started, None)
+    train_exporting(cfg, network, data, run, rt, Start { resume, export: None, at: started })
 }
 
-/// `train_into`, also writing what `export` asks for.
-#[allow(clippy::too_many_arguments)]
-pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, run: &RunDir, rt: &Runtime, resume: Option<&Checkpoint>, started: Instant, export: Option<&StepExport>) -> Result<RunEnd> {
+/// Where a session of a run starts: from scratch or a checkpoint, what it also exports, and
+/// when the command started (for its wall time).
+pub struct Start<'a> {
+    pub resume: Option<&'a Checkpoint>,
+    pub export: Option<&'a StepExport>,
+    pub at: Instant,
+}
+
+/// `train_into`, also writing what `start.export` asks for.
+pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, run: &RunDir, rt: &Runtime, start: Start) -> Result<RunEnd> {
+    let Start { resume, export, at: started } = start;
     let started_utc = crate::system_info::utc_now();
     if resume.is_none() {
         run.write_json("config.json", cfg)?;

@@ -239,25 +239,6 @@ fn xor_result(runs: Vec<xor::XorRun>, stats: &ManySummary) -> Result<(XorResult,
     Ok((result, shown))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(seed: u64, final_loss: f64) -> xor::XorRun {
-        xor::XorRun { seed, config: XorConfig::preset(XorPreset::Homework), initial: vec![], orders: vec![], losses: vec![(3000, final_loss)] }
-    }
-
-    #[test]
-    fn no_converged_seed_is_none_not_a_stuck_one() {
-        let runs = vec![run(0, 0.17), run(1, 0.25)];
-        let stats = xor_stats::summarize(&XorConfig::preset(XorPreset::Homework), 0, vec![0.17, 0.25], 0.0);
-        let (r, shown) = xor_result(runs, &stats).unwrap();
-        assert_eq!((r.first_converged_seed, r.final_loss), (None, None));
-        assert_eq!(shown.len(), 2);
-        let (r, _) = xor_result(vec![run(4, 0.2), run(5, 1e-5), run(6, 1e-6)], &stats).unwrap();
-        assert_eq!((r.first_converged_seed, r.final_loss), (Some(5), Some(1e-5)));
-    }
-}
 
 fn report(s: &ReproduceSummary) -> String {
     let info = crate::system_info::gather();
@@ -296,4 +277,24 @@ fn report(s: &ReproduceSummary) -> String {
         md.push_str("As in the homework's code, the CNN's test evaluation runs through the same dropout layer (keep probability 0.25), so its test figures are noisy.\n");
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seed: u64, final_loss: f64) -> xor::XorRun {
+        xor::XorRun { seed, config: XorConfig::preset(XorPreset::Homework), initial: vec![], orders: vec![], losses: vec![(3000, final_loss)] }
+    }
+
+    #[test]
+    fn no_converged_seed_is_none_not_a_stuck_one() {
+        let runs = vec![run(0, 0.17), run(1, 0.25)];
+        let stats = xor_stats::summarize(&XorConfig::preset(XorPreset::Homework), 0, vec![0.17, 0.25], 0.0);
+        let (r, shown) = xor_result(runs, &stats).unwrap();
+        assert_eq!((r.first_converged_seed, r.final_loss), (None, None));
+        assert_eq!(shown.len(), 2);
+        let (r, _) = xor_result(vec![run(4, 0.2), run(5, 1e-5), run(6, 1e-6)], &stats).unwrap();
+        assert_eq!((r.first_converged_seed, r.final_loss), (Some(5), Some(1e-5)));
+    }
 }

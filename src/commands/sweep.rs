@@ -102,7 +102,11 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     prepare_folder(&out, &trials)?;
     let started = Instant::now();
     let gpus = gpu_count(&device)?;
-    let summary = drive(&args.spec, &out, &mine, Workers { jobs, threads, device, gpus, data: args.data.clone() }, args.report.quiet, shard, trials.len(), started)?;
+    let summary = SweepSummary {
+        out_dir: out.clone(), trials: trials.len(), shard: format!("{}/{}", shard.index + 1, shard.count),
+        done: 0, skipped: 0, busy_elsewhere: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
+    };
+    let summary = drive(&args.spec, &mine, Workers { jobs, threads, device, gpus, data: args.data.clone() }, args.report.quiet, summary, started)?;
     write_failures(&out, &trials)?;
     let human = format!(
         "sweep {}: {} trials in shard {}: {} done, {} already done, {} running elsewhere, {} failed in {:.1} s{}",
@@ -237,13 +241,11 @@ fn wait_worker(child: Child) -> Ended {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn drive(spec: &Path, out: &Path, mine: &[&Trial], workers: Workers, quiet: bool, shard: Shard, total: usize, started: Instant) -> Result<SweepSummary> {
+/// Runs `mine` in worker processes, counting into `summary` (which names the sweep's folder).
+fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut summary: SweepSummary, started: Instant) -> Result<SweepSummary> {
     crate::signals::install()?;
-    let mut summary = SweepSummary {
-        out_dir: out.to_path_buf(), trials: total, shard: format!("{}/{}", shard.index + 1, shard.count),
-        done: 0, skipped: 0, busy_elsewhere: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
-    };
+    let out = summary.out_dir.clone();
+    let out = out.as_path();
     let progress = Progress::new(mine.len() as u64, "sweep", quiet);
     let note_best = |summary: &mut SweepSummary, name: &str, s: &RunSummary| {
         if summary.best.as_ref().is_none_or(|b| s.final_test_accuracy > b.final_test_accuracy) {

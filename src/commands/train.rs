@@ -75,7 +75,7 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
         (Some(steps), Some(dir)) => Some(run::StepExport { dir: dir.clone(), steps }),
         _ => None,
     };
-    let end = run::train_exporting(&cfg, &network, &data, &run_dir, &rt, None, started, export.as_ref())?;
+    let end = run::train_exporting(&cfg, &network, &data, &run_dir, &rt, run::Start { resume: None, export: export.as_ref(), at: started })?;
     finish(end, &network, &cfg, args.export_final.as_deref())
 }
 
