@@ -238,9 +238,10 @@ impl LoopState {
     }
 
     fn checkpoint(&self, ctx: &TrainContext, opt: &Optim, train_seconds: f64, device: Device) -> Checkpoint {
-        let mut tensors: HashMap<String, Tensor> = ctx.vs.variables().into_iter().map(|(n, t)| (format!("param.{n}"), t.detach().copy())).collect();
+        // Views, not copies: the checkpoint is written out before the next step changes them.
+        let mut tensors: HashMap<String, Tensor> = ctx.vs.variables().into_iter().map(|(n, t)| (format!("param.{n}"), t.detach())).collect();
         let (moments, adam_step) = opt.state();
-        tensors.extend(moments.into_iter().map(|(k, t)| (k, t.copy())));
+        tensors.extend(moments);
         // At a chunk boundary the batcher stands exactly where the next chunk starts.
         let per_chunk = plan_iters(ctx.cfg);
         let (chunk_batcher, chunk_start) =
@@ -248,8 +249,8 @@ impl LoopState {
         let order: Vec<i64> = chunk_batcher.order().iter().map(|&i| i as i64).collect();
         tensors.insert("batcher.order".into(), Tensor::from_slice(&order));
         tensors.insert("rng.cpu".into(), Tensor::from_slice(&crate::torch_extras::cpu_rng_state()));
-        tensors.insert("sums.loss".into(), self.sums.loss.copy());
-        tensors.insert("sums.correct".into(), self.sums.correct.copy());
+        tensors.insert("sums.loss".into(), self.sums.loss.shallow_clone());
+        tensors.insert("sums.correct".into(), self.sums.correct.shallow_clone());
         let meta = CheckpointMeta {
             format: 1,
             next_iteration: self.next,
@@ -317,7 +318,6 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             opt.set_lr(cfg.lr_at(i));
         }
         idx.copy_(&plan.as_ref().expect("planned above").narrow(0, slot * bs, bs));
-        let mut sums = TrainSums { loss: st.sums.loss.shallow_clone(), correct: st.sums.correct.shallow_clone() };
         let loss = match graph.as_mut() {
             Some(g) if g.is_captured() => {
                 g.replay()?;
@@ -329,14 +329,14 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
                 // replay instead of accumulating; the learning rate is a host constant.
                 opt.zero_grad();
                 g.capture(|| {
-                    let _ = step(ctx.net, &mut opt, cfg, train, &idx, &mut sums);
+                    let _ = step(ctx.net, &mut opt, cfg, train, &idx, &mut st.sums);
                 })?;
                 g.replay()?;
                 None
             }
             _ => {
                 opt.zero_grad();
-                Some(step(ctx.net, &mut opt, cfg, train, &idx, &mut sums))
+                Some(step(ctx.net, &mut opt, cfg, train, &idx, &mut st.sums))
             }
         };
         // On the CPU every step's loss is checked (reading it costs nothing); on CUDA only at

@@ -4,7 +4,6 @@
 //! interruption left unfinished (an MLP or CNN stage continues from its checkpoint).
 use super::Outcome;
 use crate::bptt_autograd::{self, BpttReport};
-use crate::checkpoint::{self, Checkpoint};
 use crate::cli::{ReportArgs, ReproduceArgs, Stage};
 use crate::config::{ModelKind, Preset, TrainConfig};
 use crate::data::DeviceData;
@@ -179,27 +178,15 @@ fn done_or<T: Serialize + for<'de> Deserialize<'de>>(root: &RunDir, file: &str, 
 /// One MNIST stage in its subfolder: reused when finished, resumed when started, else new.
 fn mnist_stage(root: &RunDir, model: ModelKind, settings: &ReproduceSettings, data: &DeviceData, rt: &Runtime) -> Result<RunEnd> {
     let name = model.name();
+    let mut cfg = TrainConfig::preset(model, Preset::Faithful);
+    cfg.seed = settings.seed;
+    cfg.device = settings.device.clone();
+    cfg.threads = Some(settings.threads);
+    if settings.quick {
+        cfg.iterations = if model == ModelKind::Mlp { 300 } else { 100 };
+    }
     let dir = root.file(name);
-    let started = Instant::now();
-    let end = if dir.join("summary.json").is_file() {
-        let text = std::fs::read_to_string(dir.join("summary.json"))?;
-        RunEnd::Finished(Box::new(serde_json::from_str(&text).map_err(|e| anyhow!("{}/summary.json: {e}", dir.display()))?))
-    } else if dir.join(checkpoint::FILE).is_file() {
-        let run_dir = RunDir::open(&dir)?;
-        let cfg = TrainConfig::load(&run_dir.file("config.json"))?;
-        let ck = Checkpoint::load(&run_dir.file(checkpoint::FILE))?;
-        run::train_into(&cfg, &run::build_network(&cfg, rt.device), data, &run_dir, rt, Some(&ck), started)?
-    } else {
-        let mut cfg = TrainConfig::preset(model, Preset::Faithful);
-        cfg.seed = settings.seed;
-        cfg.device = settings.device.clone();
-        cfg.threads = Some(settings.threads);
-        if settings.quick {
-            cfg.iterations = if model == ModelKind::Mlp { 300 } else { 100 };
-        }
-        let run_dir = RunDir::create(&dir, true)?;
-        run::train_into(&cfg, &run::build_network(&cfg, rt.device), data, &run_dir, rt, None, started)?
-    };
+    let (end, _) = run::run_or_resume(&cfg, &dir, data, rt)?;
     if let RunEnd::Finished(_) = &end {
         for fig in ["loss", "accuracy"] {
             let file = format!("{name}-{fig}.png");
