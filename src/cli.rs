@@ -154,6 +154,14 @@ pub struct TrainArgs {
     /// Random seed of the initialisation, batch order and dropout [default: 0].
     #[arg(long, allow_hyphen_values = true)]
     pub seed: Option<u64>,
+    /// Train several seeds at once, one run folder each (--out/seed-N): `0..9` (ten seeds, both
+    /// ends included, as the shell's {0..9}) or a list `1,4,7`.
+    #[arg(long, value_name = "SEEDS", conflicts_with_all = ["seed", "export_init", "export_final"])]
+    pub seeds: Option<String>,
+    /// With --seeds: train at most M of them together as one batched model; 1 trains them one
+    /// after another [default: all of them on CUDA; on the CPU all for the MLP, 1 for the CNN].
+    #[arg(long, value_name = "M", requires = "seeds", allow_hyphen_values = true)]
+    pub pack: Option<usize>,
     /// Checkpoint every N steps [default: about every 60 s, and at the end].
     #[arg(long, allow_hyphen_values = true)]
     pub checkpoint_every: Option<usize>,

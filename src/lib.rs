@@ -12,6 +12,7 @@ pub mod homework;
 pub mod data;
 pub mod models;
 pub mod optim;
+pub mod packed;
 pub mod trainer;
 pub mod metrics;
 

@@ -9,7 +9,7 @@ use crate::plot::{line_chart, Scale, Series};
 use crate::run_dir::RunDir;
 use crate::runtime::Runtime;
 use crate::system_info::Environment;
-use crate::trainer::{self, Ending, Observer, TrainContext};
+use crate::trainer::{self, Ending, Observer, TrainContext, TrainOutcome};
 use anyhow::{bail, Context, Result};
 use crate::progress::Progress;
 use serde::{Deserialize, Serialize};
@@ -90,10 +90,10 @@ pub struct StepExport {
     pub steps: usize,
 }
 
-struct RunObserver<'a> {
+pub(crate) struct RunObserver<'a> {
     run: &'a RunDir,
-    vs: &'a nn::VarStore,
-    export: Option<(&'a StepExport, Vec<f32>)>,
+    /// What --export-steps asks for, the variables it reads, and the losses so far.
+    export: Option<(&'a StepExport, &'a nn::VarStore, Vec<f32>)>,
     cfg: &'a TrainConfig,
     log: MetricsLog,
     points: Vec<EvalPoint>,
@@ -133,11 +133,11 @@ impl Observer for RunObserver<'_> {
 
     fn on_step(&mut self, done: usize) {
         self.pb.set_position(done as u64);
-        let Some((plan, losses)) = &self.export else { return };
+        let Some((plan, vs, losses)) = &self.export else { return };
         let plan: &StepExport = plan;
         let mut result = Ok(());
         if done == 1 || done == plan.steps {
-            result = crate::export::export_params(&plan.dir.join(format!("step-{done}")), self.vs, self.cfg.model);
+            result = crate::export::export_params(&plan.dir.join(format!("step-{done}")), vs, self.cfg.model);
         }
         if done == plan.steps && result.is_ok() {
             let masks = if self.cfg.model == crate::config::ModelKind::Cnn { crate::models::cnn::take_masks() } else { vec![] };
@@ -147,7 +147,7 @@ impl Observer for RunObserver<'_> {
     }
 
     fn on_loss(&mut self, iteration: usize, loss: f64) {
-        if let Some((plan, losses)) = &mut self.export {
+        if let Some((plan, _, losses)) = &mut self.export {
             if iteration < plan.steps {
                 losses.push(loss as f32);
             }
@@ -155,7 +155,26 @@ impl Observer for RunObserver<'_> {
     }
 }
 
-impl RunObserver<'_> {
+impl<'a> RunObserver<'a> {
+    /// Watches a run in `run` that continues after `earlier` evaluations.
+    pub(crate) fn new(run: &'a RunDir, cfg: &'a TrainConfig, earlier: Vec<EvalPoint>, pb: &'a Progress, quiet: bool) -> Result<RunObserver<'a>> {
+        Ok(RunObserver {
+            run,
+            export: None,
+            cfg,
+            log: MetricsLog::start(&run.file("metrics.csv"), &earlier)?,
+            points: earlier,
+            pb,
+            quiet,
+            last_checkpoint: Instant::now(),
+        })
+    }
+
+    /// The evaluations so far, earlier sessions' included.
+    pub(crate) fn points(&self) -> &[EvalPoint] {
+        &self.points
+    }
+
     /// An export is a side product: a failure is said once and the run goes on.
     fn failed_export(&mut self, result: Result<()>) {
         if let Err(e) = result {
@@ -200,39 +219,45 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
     if export.is_some() && cfg.model == crate::config::ModelKind::Cnn {
         crate::models::cnn::record_masks();
     }
-    let mut obs = RunObserver {
-        run,
-        vs: &network.vs,
-        export: export.map(|e| (e, Vec::new())),
-        cfg,
-        log: MetricsLog::start(&run.file("metrics.csv"), &earlier)?,
-        points: earlier,
-        pb: &pb,
-        quiet: rt.quiet,
-        last_checkpoint: Instant::now(),
-    };
+    let mut obs = RunObserver::new(run, cfg, earlier, &pb, rt.quiet)?;
+    obs.export = export.map(|e| (e, &network.vs, Vec::new()));
     let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: rt.allow_graph, quiet: rt.quiet };
     let outcome = trainer::train(&ctx, resume, &mut obs);
     pb.finish();
     let outcome = outcome?;
+    let session = Session { started, started_utc, resumed: resume.is_some() };
+    finish_run(cfg, run, rt, &parameters(&network.vs), outcome, obs.points(), session)
+}
+
+/// When and how a session of a run started, for its summary.
+pub(crate) struct Session {
+    pub started: Instant,
+    pub started_utc: String,
+    pub resumed: bool,
+}
+
+/// What a session leaves when its loop has ended: on finishing, the weights, figures and
+/// summary.json (last: it marks the run finished); on a divergence, the figures and an error.
+pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(String, Tensor)], outcome: TrainOutcome, seen: &[EvalPoint], session: Session) -> Result<RunEnd> {
+    let name = cfg.model.name();
     match outcome.ending {
         Ending::Finished => {}
         Ending::Interrupted { signal, next_iteration } => {
             return Ok(RunEnd::Interrupted { signal, next_iteration, out_dir: run.path.clone() });
         }
         Ending::Diverged { iteration, exact, last_finite } => {
-            write_figures(run, name, &obs.points)?;
+            write_figures(run, name, seen)?;
             let when = if exact { format!("at iteration {iteration}") } else { format!("by iteration {iteration}") };
             let last = last_finite.map(|(i, l)| format!(" (last finite loss {l:.4e} at iteration {i})")).unwrap_or_default();
             bail!("training diverged: the loss became NaN or infinite {when}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", cfg.lr);
         }
     }
-    crate::tensor_file::write(&run.file(MODEL_FILE), &parameters(&network.vs), None)?;
+    crate::tensor_file::write(&run.file(MODEL_FILE), params, None)?;
     let points = outcome.points;
     write_figures(run, name, &points)?;
     let last = points.last().context("training produced no evaluation")?;
     let (homework_test_loss, homework_test_accuracy) = crate::homework::reported(cfg.model);
-    let mut environment = Environment::capture(rt.device, started_utc);
+    let mut environment = Environment::capture(rt.device, session.started_utc);
     environment.finished_utc = crate::system_info::utc_now();
     let summary = RunSummary {
         model: name.into(),
@@ -255,12 +280,11 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
         cuda_graph: outcome.cuda_graph,
         deterministic: cfg.deterministic,
         tf32: cfg.tf32,
-        resumed: resume.is_some(),
-        wall_seconds: started.elapsed().as_secs_f64(),
+        resumed: session.resumed,
+        wall_seconds: session.started.elapsed().as_secs_f64(),
         out_dir: run.path.clone(),
         environment,
     };
-    // Last: summary.json marks the run finished.
     run.write_json("summary.json", &summary)?;
     Ok(RunEnd::Finished(Box::new(summary)))
 }
@@ -290,26 +314,32 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
     let started = Instant::now();
     let (run_dir, state) = RunDir::claim(dir)?;
     let ck = match state {
-        FolderState::FinishedRun => {
-            let text = std::fs::read_to_string(dir.join("summary.json"))?;
-            let summary = serde_json::from_str(&text).with_context(|| format!("{}/summary.json", dir.display()))?;
-            return Ok((RunEnd::Finished(Box::new(summary)), false));
-        }
-        FolderState::UnfinishedRun => {
-            if let Ok(mut saved) = TrainConfig::load(&run_dir.file("config.json")) {
-                // Where and on how many threads it runs may change between sessions.
-                (saved.device, saved.threads) = (cfg.device.clone(), cfg.threads);
-                if saved != *cfg {
-                    bail!("{} holds another configuration's run; remove it or choose another sweep folder", dir.display());
-                }
-            }
-            let ck_path = run_dir.file(checkpoint::FILE);
-            if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None }
-        }
+        FolderState::FinishedRun => return Ok((RunEnd::Finished(Box::new(read_summary(dir)?)), false)),
+        FolderState::UnfinishedRun => saved_checkpoint(cfg, &run_dir)?,
         _ => None,
     };
     let network = build_network(cfg, rt.device);
     Ok((train_into(cfg, &network, data, &run_dir, rt, ck.as_ref(), started)?, true))
+}
+
+/// The checkpoint of an unfinished run of `cfg` in `run` (None when it has none yet); a run
+/// of another configuration is refused.
+pub(crate) fn saved_checkpoint(cfg: &TrainConfig, run: &RunDir) -> Result<Option<Checkpoint>> {
+    if let Ok(mut saved) = TrainConfig::load(&run.file("config.json")) {
+        // Where and on how many threads it runs may change between sessions.
+        (saved.device, saved.threads) = (cfg.device.clone(), cfg.threads);
+        if saved != *cfg {
+            bail!("{} holds another configuration's run; remove it or choose another folder", run.path.display());
+        }
+    }
+    let ck_path = run.file(checkpoint::FILE);
+    Ok(if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None })
+}
+
+/// A finished run's summary.json.
+pub(crate) fn read_summary(dir: &std::path::Path) -> Result<RunSummary> {
+    let text = std::fs::read_to_string(dir.join("summary.json"))?;
+    serde_json::from_str(&text).with_context(|| format!("{}/summary.json", dir.display()))
 }
 
 /// One human line for stderr at the end of a run.

@@ -109,9 +109,9 @@ pub struct TrainOutcome {
 
 /// Running sums of the training loss and correct predictions since the last evaluation, kept
 /// on the device (updated in place, so a captured CUDA graph keeps updating them).
-struct TrainSums {
-    loss: Tensor,
-    correct: Tensor,
+pub(crate) struct TrainSums {
+    pub(crate) loss: Tensor,
+    pub(crate) correct: Tensor,
 }
 
 /// One training step on the batch whose indices sit in `idx`: forward, backward, update, sums.
@@ -134,12 +134,12 @@ fn step(net: &dyn ModuleT, opt: &mut Optim, cfg: &TrainConfig, train: &DeviceSpl
 }
 
 /// Eager steps before capture: cuDNN picks its algorithms and the allocator settles.
-const GRAPH_WARMUP: usize = 3;
+pub(crate) const GRAPH_WARMUP: usize = 3;
 
 /// Whether this run's step can be a CUDA graph, and why not when it cannot (said once).
 /// A graph replays the captured kernels with the captured scalars, so only steps whose host-side
 /// values never change qualify: plain SGD at a constant learning rate.
-fn graph_for(cfg: &TrainConfig, device: Device, allow: bool, remaining: usize) -> (Option<StepGraph>, Option<String>) {
+pub(crate) fn graph_for(cfg: &TrainConfig, device: Device, allow: bool, remaining: usize) -> (Option<StepGraph>, Option<String>) {
     let Device::Cuda(index) = device else { return (None, None) };
     let why_not = if !allow {
         Some("--no-cuda-graph".to_string())
@@ -160,25 +160,25 @@ fn graph_for(cfg: &TrainConfig, device: Device, allow: bool, remaining: usize) -
 }
 
 /// The loop's position, everything a checkpoint holds besides parameters and optimizer.
-struct LoopState {
-    next: usize,
+pub(crate) struct LoopState {
+    pub(crate) next: usize,
     /// The batcher as it stood before the current chunk was drawn, and that chunk's start.
-    chunk_batcher: Batcher,
-    chunk_start: usize,
-    batcher: Batcher,
-    sums: TrainSums,
-    since_eval: usize,
-    points: Vec<EvalPoint>,
-    train_seconds: f64,
-    eval_seconds: f64,
+    pub(crate) chunk_batcher: Batcher,
+    pub(crate) chunk_start: usize,
+    pub(crate) batcher: Batcher,
+    pub(crate) sums: TrainSums,
+    pub(crate) since_eval: usize,
+    pub(crate) points: Vec<EvalPoint>,
+    pub(crate) train_seconds: f64,
+    pub(crate) eval_seconds: f64,
 }
 
-fn plan_iters(cfg: &TrainConfig) -> usize {
+pub(crate) fn plan_iters(cfg: &TrainConfig) -> usize {
     (PLAN_CHUNK / cfg.batch_size).max(1)
 }
 
 impl LoopState {
-    fn fresh(cfg: &TrainConfig, train_len: usize, device: Device) -> LoopState {
+    pub(crate) fn fresh(cfg: &TrainConfig, train_len: usize, device: Device) -> LoopState {
         let batcher = Batcher::new(train_len, cfg.seed);
         LoopState {
             next: 0,
@@ -209,16 +209,21 @@ impl LoopState {
         let (adam, _) = opt.state();
         let moments: HashMap<String, Tensor> = adam.iter().filter_map(|(k, _)| ck.tensors.get(k).map(|t| (k.clone(), t.to_device(device)))).collect();
         opt.restore(&moments, m.adam_step)?;
-        let order: Vec<i64> = Vec::try_from(ck.tensor("batcher.order")?.to_kind(Kind::Int64))?;
-        let order: Vec<u32> = order.into_iter().map(u32::try_from).collect::<Result<_, _>>().map_err(|_| anyhow!("batcher.order holds a negative index"))?;
-        let chunk_batcher = Batcher::restore(order, &m.batcher).ok_or_else(|| anyhow!("batcher.order is not a permutation of the training set"))?;
-        let rng: Vec<u8> = Vec::try_from(ck.tensor("rng.cpu")?.to_kind(Kind::Uint8))?;
-        crate::torch_extras::set_cpu_rng_state(&rng)?;
+        crate::torch_extras::set_cpu_rng_state(&checkpoint_rng(ck)?)?;
         if device.is_cuda() {
             // The CUDA generator's state is not reachable through tch: re-seed it from the
             // position, so a resumed CUDA run is reproducible, though not the uninterrupted one.
             tch::Cuda::manual_seed(m.config.seed.wrapping_add(m.next_iteration as u64));
         }
+        LoopState::position_from(ck, device)
+    }
+
+    /// The loop's position as a checkpoint has it: step, batch order, running sums, history.
+    pub(crate) fn position_from(ck: &Checkpoint, device: Device) -> Result<LoopState> {
+        let m = &ck.meta;
+        let order: Vec<i64> = Vec::try_from(ck.tensor("batcher.order")?.to_kind(Kind::Int64))?;
+        let order: Vec<u32> = order.into_iter().map(u32::try_from).collect::<Result<_, _>>().map_err(|_| anyhow!("batcher.order holds a negative index"))?;
+        let chunk_batcher = Batcher::restore(order, &m.batcher).ok_or_else(|| anyhow!("batcher.order is not a permutation of the training set"))?;
         let scalar = |key: &str, kind: Kind| -> Result<Tensor> {
             let t = ck.tensor(key)?;
             anyhow::ensure!(t.numel() == 1, "{key} is not a scalar");
@@ -237,24 +242,45 @@ impl LoopState {
         })
     }
 
+    /// The batch indices of the chunk that step `i` falls in (`i` a chunk start, or the first
+    /// step of a resumed session): a resumed run redraws its chunk from the batcher saved at
+    /// that chunk's start.
+    pub(crate) fn draw_chunk(&mut self, i: usize, cfg: &TrainConfig) -> Vec<i64> {
+        let per_chunk = plan_iters(cfg);
+        self.chunk_start = i - i % per_chunk;
+        if i.is_multiple_of(per_chunk) {
+            self.chunk_batcher = self.batcher.clone();
+        }
+        self.batcher = self.chunk_batcher.clone();
+        let n = per_chunk.min(cfg.iterations - self.chunk_start);
+        (0..n).flat_map(|_| self.batcher.next_batch(cfg.batch_size)).collect()
+    }
+
     fn checkpoint(&self, ctx: &TrainContext, opt: &Optim, train_seconds: f64, device: Device) -> Checkpoint {
         // Views, not copies: the checkpoint is written out before the next step changes them.
-        let mut tensors: HashMap<String, Tensor> = ctx.vs.variables().into_iter().map(|(n, t)| (format!("param.{n}"), t.detach())).collect();
-        let (moments, adam_step) = opt.state();
+        let params = ctx.vs.variables().into_iter().map(|(n, t)| (n, t.detach())).collect();
+        self.checkpoint_of(ctx.cfg, params, opt.state(), crate::torch_extras::cpu_rng_state(), train_seconds, device)
+    }
+
+    /// A checkpoint of this position with the given parameters, optimizer state (moments by key,
+    /// Adam's step) and CPU generator state.
+    pub(crate) fn checkpoint_of(&self, cfg: &TrainConfig, params: Vec<(String, Tensor)>, optimizer: (Vec<(String, Tensor)>, Option<i64>), rng: Vec<u8>, train_seconds: f64, device: Device) -> Checkpoint {
+        let mut tensors: HashMap<String, Tensor> = params.into_iter().map(|(n, t)| (format!("param.{n}"), t)).collect();
+        let (moments, adam_step) = optimizer;
         tensors.extend(moments);
         // At a chunk boundary the batcher stands exactly where the next chunk starts.
-        let per_chunk = plan_iters(ctx.cfg);
+        let per_chunk = plan_iters(cfg);
         let (chunk_batcher, chunk_start) =
             if self.next.is_multiple_of(per_chunk) { (&self.batcher, self.next) } else { (&self.chunk_batcher, self.chunk_start) };
         let order: Vec<i64> = chunk_batcher.order().iter().map(|&i| i as i64).collect();
         tensors.insert("batcher.order".into(), Tensor::from_slice(&order));
-        tensors.insert("rng.cpu".into(), Tensor::from_slice(&crate::torch_extras::cpu_rng_state()));
+        tensors.insert("rng.cpu".into(), Tensor::from_slice(&rng));
         tensors.insert("sums.loss".into(), self.sums.loss.shallow_clone());
         tensors.insert("sums.correct".into(), self.sums.correct.shallow_clone());
         let meta = CheckpointMeta {
             format: 1,
             next_iteration: self.next,
-            config: ctx.cfg.clone(),
+            config: cfg.clone(),
             adam_step,
             chunk_start,
             batcher: chunk_batcher.position(),
@@ -266,6 +292,11 @@ impl LoopState {
         };
         Checkpoint { meta, tensors }
     }
+}
+
+/// The CPU generator's state a checkpoint holds.
+pub(crate) fn checkpoint_rng(ck: &Checkpoint) -> Result<Vec<u8>> {
+    Ok(Vec::try_from(ck.tensor("rng.cpu")?.to_kind(Kind::Uint8))?)
 }
 
 /// Trains from the start, or from `resume`, until the configured iterations are done, a stop is
@@ -302,16 +333,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             break;
         }
         if i % per_chunk == 0 || plan.is_none() {
-            // A fresh chunk starts at a multiple of per_chunk; a resumed run redraws its chunk
-            // from the batcher saved at that chunk's start.
-            st.chunk_start = i - i % per_chunk;
-            if i % per_chunk == 0 {
-                st.chunk_batcher = st.batcher.clone();
-            }
-            st.batcher = st.chunk_batcher.clone();
-            let n = per_chunk.min(cfg.iterations - st.chunk_start);
-            let indices: Vec<i64> = (0..n).flat_map(|_| st.batcher.next_batch(cfg.batch_size)).collect();
-            plan = Some(Tensor::from_slice(&indices).to_device(device));
+            plan = Some(Tensor::from_slice(&st.draw_chunk(i, cfg)).to_device(device));
         }
         let slot = (i - st.chunk_start) as i64;
         if !matches!(cfg.schedule, Schedule::Constant {}) {

@@ -8,6 +8,7 @@ pub mod info;
 pub mod report;
 pub mod reproduce;
 pub mod resume;
+pub mod seeds;
 pub mod sweep;
 pub mod train;
 pub mod xor;

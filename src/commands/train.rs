@@ -45,6 +45,9 @@ pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfi
 
 /// `nndl mlp|cnn`: validate everything, then train and write the run folder.
 pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
+    if let Some(seeds) = &args.seeds {
+        return super::seeds::run(model, args, seeds);
+    }
     let started = Instant::now();
     let mut cfg = config_from_args(model, args)?;
     let common = &args.common;

@@ -36,6 +36,7 @@ fn flatten_uses_tf_nhwc_order() {
 
 #[test]
 fn truncated_normal_stays_within_two_sigma() {
+    let _rng = crate::util::rng_lock();
     one_thread();
     tch::manual_seed(1);
     let t = init::truncated_normal(&[200_000], 0.1, Device::Cpu);
@@ -49,6 +50,7 @@ fn truncated_normal_stays_within_two_sigma() {
 
 #[test]
 fn faithful_dropout_keeps_a_quarter_scaled_by_four_in_training_and_evaluation() {
+    let _rng = crate::util::rng_lock();
     one_thread();
     tch::manual_seed(2);
     let x = Tensor::ones([100_000], (Kind::Float, Device::Cpu));
@@ -76,6 +78,7 @@ fn modern_dropout_is_off_in_evaluation() {
 
 #[test]
 fn faithful_mlp_init_is_standard_normal() {
+    let _rng = crate::util::rng_lock();
     one_thread();
     tch::manual_seed(3);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -89,6 +92,7 @@ fn faithful_mlp_init_is_standard_normal() {
 
 #[test]
 fn recorded_dropout_draws_what_libtorch_draws() {
+    let _rng = crate::util::rng_lock();
     // The explicit dropout behind --export-steps must be libtorch's, draw for draw.
     one_thread();
     let x = Tensor::randn([64, 1024], (Kind::Float, Device::Cpu));

@@ -4,6 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Held by every test that draws from libtorch's global generator in this process (the tests
+/// run on parallel threads and would otherwise draw from each other's sequences).
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub fn nndl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nndl"))
 }

@@ -1,0 +1,136 @@
+//! `nndl mlp|cnn --seeds 0..9`: one run folder per seed (`--out/seed-N`), the seeds trained
+//! together as packs (`crate::packed`). Rerunning the same command keeps finished seeds and
+//! resumes interrupted ones, as a sweep does.
+use super::Outcome;
+use crate::cli::TrainArgs;
+use crate::config::{ModelKind, TrainConfig};
+use crate::data::DeviceData;
+use crate::packed::runs::{run_members, MemberEnd};
+use crate::run::{self, RunEnd};
+use crate::run_dir::{default_out, RunDir};
+use crate::runtime::Runtime;
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// The most seeds one command takes.
+const MAX_SEEDS: usize = 10_000;
+
+/// `A..B` (both ends), `a,b,c`, or one seed.
+pub fn parse_seeds(text: &str) -> Result<Vec<u64>> {
+    let bad = || anyhow::anyhow!("invalid --seeds {text:?}: expected a range such as 0..9 (both ends included) or a list such as 1,4,7");
+    let seeds: Vec<u64> = match text.split_once("..") {
+        Some((a, b)) => {
+            let (a, b): (u64, u64) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            if b < a {
+                bail!("invalid --seeds {text:?}: the range is empty (its end is below its start)");
+            }
+            if b - a >= MAX_SEEDS as u64 {
+                bail!("invalid --seeds {text:?}: at most {MAX_SEEDS} seeds");
+            }
+            (a..=b).collect()
+        }
+        None => text.split(',').map(|s| s.trim().parse().map_err(|_| bad())).collect::<Result<_>>()?,
+    };
+    let mut unique = seeds.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != seeds.len() {
+        bail!("invalid --seeds {text:?}: a seed is named twice");
+    }
+    if seeds.len() > MAX_SEEDS {
+        bail!("invalid --seeds {text:?}: at most {MAX_SEEDS} seeds");
+    }
+    Ok(seeds)
+}
+
+/// How many members train together when --pack is not given: on CUDA every seed (one run
+/// leaves the GPU mostly idle); on the CPU the MLP packs (small products gain from batching,
+/// measured) and the CNN does not (already compute-bound).
+pub fn default_pack(model: ModelKind, device: tch::Device, members: usize) -> usize {
+    match (device.is_cuda(), model) {
+        (true, _) | (false, ModelKind::Mlp) => members.clamp(1, 64),
+        (false, ModelKind::Cnn) => 1,
+    }
+}
+
+pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
+    let seeds = parse_seeds(text)?;
+    let mut base = super::train::config_from_args(model, args)?;
+    let common = &args.common;
+    if args.export_steps.is_some() {
+        bail!("--export-steps records one run: drop --seeds");
+    }
+    let out = common.output.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}-seeds", model.name(), base.preset.name())));
+    let mut rt = Runtime::new(&base, common.output.report.quiet, !common.no_cuda_graph)?;
+    base.threads = Some(tch::get_num_threads() as usize);
+    let pack = match args.pack {
+        Some(0) => bail!("invalid --pack 0: must be at least 1"),
+        Some(p) => p,
+        None => default_pack(model, rt.device, seeds.len()),
+    };
+    let data = DeviceData::load(common.data.as_deref(), rt.device)?;
+    let cfgs: Vec<TrainConfig> = seeds.iter().map(|&seed| TrainConfig { seed, ..base.clone() }).collect();
+    let dirs: Vec<PathBuf> = seeds.iter().map(|s| out.join(format!("seed-{s}"))).collect();
+    crate::run_dir::check_free_space(&out, cfgs.iter().map(run::disk_estimate).sum())?;
+    if common.output.force {
+        for dir in dirs.iter().filter(|d| d.exists()) {
+            drop(RunDir::create(dir, true)?);
+        }
+    }
+    rt.say_note();
+    let ends = run_members(&cfgs, &dirs, pack, &data, &rt);
+    report(&out, &seeds, ends)
+}
+
+/// One line per seed, the JSON of every run, and a failing status when any seed did not finish.
+fn report(out: &std::path::Path, seeds: &[u64], ends: Vec<MemberEnd>) -> Result<Outcome> {
+    let (mut lines, mut rows, mut failed, mut signal) = (vec![], vec![], vec![], None);
+    for (seed, end) in seeds.iter().zip(ends) {
+        let (line, row) = match end {
+            MemberEnd::Ended { end: RunEnd::Finished(s), trained } => {
+                let line = if trained { run::describe(&s) } else { format!("seed {seed} was already done: {:.2}% -> {}", 100.0 * s.final_test_accuracy, s.out_dir.display()) };
+                (line, serde_json::json!({ "seed": seed, "state": if trained { "done" } else { "already_done" }, "summary": s }))
+            }
+            MemberEnd::Ended { end: RunEnd::Interrupted { signal: sig, next_iteration, out_dir }, .. } => {
+                signal = Some(sig);
+                (format!("seed {seed}: {}", run::resume_hint(&out_dir, next_iteration)), serde_json::json!({ "seed": seed, "state": "interrupted", "next_iteration": next_iteration }))
+            }
+            MemberEnd::Busy(e) => {
+                failed.push(format!("seed {seed}: {e}"));
+                (format!("seed {seed}: {e}"), serde_json::json!({ "seed": seed, "state": "busy", "error": e }))
+            }
+            MemberEnd::Failed(e) => {
+                let e = format!("{e:#}").lines().next().unwrap_or("").to_string();
+                failed.push(format!("seed {seed}: {e}"));
+                (format!("seed {seed} failed: {e}"), serde_json::json!({ "seed": seed, "state": "failed", "error": e }))
+            }
+        };
+        lines.push(line);
+        rows.push(row);
+    }
+    let json = serde_json::json!({ "out_dir": out, "runs": rows });
+    let outcome = Outcome::new(lines.join("\n"), &json)?;
+    if let Some(sig) = signal {
+        let line = format!("interrupted; rerun the same command to continue the seeds in {}", out.display());
+        return Ok(outcome.failing(line, crate::signals::exit_status(sig)));
+    }
+    if !failed.is_empty() {
+        return Ok(outcome.failing(format!("error: {} of {} seeds did not finish: {}", failed.len(), seeds.len(), failed.join("; ")), 1));
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seeds;
+
+    #[test]
+    fn seeds_parse_as_ranges_and_lists() {
+        assert_eq!(parse_seeds("0..9").unwrap(), (0..10).collect::<Vec<u64>>());
+        assert_eq!(parse_seeds("3..3").unwrap(), vec![3]);
+        assert_eq!(parse_seeds("1, 4,7").unwrap(), vec![1, 4, 7]);
+        for bad in ["", "9..0", "a..b", "1,,2", "1,1", "-1..3", "0..20000"] {
+            assert!(parse_seeds(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! M networks of one architecture as one: each parameter is its members' parameters stacked on a
+//! new first axis. The MLP's layers are batched matrix products (on the CPU bit for bit the single
+//! run's products, measured). The CNN on CUDA uses grouped convolutions (member m's channels are
+//! group m: one launch for all members) and batched products; on the CPU it runs member by
+//! member with the single network's own ops: there it is compute-bound, so batching gains
+//! nothing, and the batched kernels round differently, which the faithful CNN's large early
+//! gradients amplify (a 1-ulp difference at step 2 is 5e-5 at step 3 and 3e-3 by step 5,
+//! measured). Inputs either differ per member ([M, B, 784], training) or are shared ([B, 784],
+//! evaluation: the first linear layer is then one wide product).
+use crate::config::ModelKind;
+use crate::run::Network;
+use anyhow::{ensure, Result};
+use tch::{Kind, Tensor};
+
+pub enum Input<'a> {
+    /// [M, B, 784]: each member's own batch.
+    PerMember(&'a Tensor),
+    /// [B, 784]: the same images for every member.
+    Shared(&'a Tensor),
+}
+
+pub struct PackedNet {
+    pub model: ModelKind,
+    pub members: i64,
+    /// The CNN as grouped convolutions and batched products (else member by member).
+    pub grouped: bool,
+    /// (name, [M, ...]) in name order, leaves that require gradients.
+    pub params: Vec<(String, Tensor)>,
+}
+
+impl PackedNet {
+    /// Stacks the members' parameters (each network as a single run with its seed built it).
+    pub fn stack(model: ModelKind, networks: &[Network], grouped: bool) -> Result<PackedNet> {
+        ensure!(!networks.is_empty(), "a pack needs at least one member");
+        let each: Vec<Vec<(String, Tensor)>> = networks.iter().map(|n| crate::run::parameters(&n.vs)).collect();
+        let params = each[0].iter().enumerate().map(|(k, (name, _))| {
+            let parts: Vec<Tensor> = each.iter().map(|p| p[k].1.detach()).collect();
+            (name.clone(), Tensor::stack(&parts, 0).set_requires_grad(true))
+        }).collect();
+        Ok(PackedNet { model, members: networks.len() as i64, grouped, params })
+    }
+
+    fn p(&self, name: &str) -> &Tensor {
+        &self.params.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("packed net has no {name}")).1
+    }
+
+    /// Member `m`'s parameters as views, under the names a single run's VarStore uses.
+    pub fn member(&self, m: i64) -> Vec<(String, Tensor)> {
+        self.params.iter().map(|(n, t)| (n.clone(), t.detach().get(m))).collect()
+    }
+
+    /// Logits [M, B, 10]. `noise` [M, B, 1024] is the CNN's dropout multiplier (already
+    /// scaled by 1/keep_prob), drawn by the caller per member; None: no dropout.
+    pub fn forward(&self, x: Input, noise: Option<&Tensor>) -> Tensor {
+        match self.model {
+            ModelKind::Mlp => {
+                let h = self.first_linear(x, "fc1").relu();
+                let h = self.linear(&h, "fc2").relu();
+                self.linear(&h, "fc3")
+            }
+            ModelKind::Cnn if !self.grouped => Tensor::stack(&(0..self.members).map(|k| self.cnn_member(k, &x, noise)).collect::<Vec<_>>(), 0),
+            ModelKind::Cnn => {
+                let h = self.linear(&self.features(x), "fc1").relu();
+                let h = match noise {
+                    Some(n) => h * n,
+                    None => h,
+                };
+                self.linear(&h, "fc2")
+            }
+        }
+    }
+
+    /// [M, B, in] -> [M, B, out]: each member's batch through its own layer.
+    fn linear(&self, h: &Tensor, layer: &str) -> Tensor {
+        let (w, b) = (self.p(&format!("{layer}.weight")), self.p(&format!("{layer}.bias")));
+        b.unsqueeze(1).baddbmm(h, &w.transpose(1, 2), 1.0, 1.0)
+    }
+
+    /// The first linear layer; shared inputs go through all members' weights in one product.
+    fn first_linear(&self, x: Input, layer: &str) -> Tensor {
+        match x {
+            Input::PerMember(h) => self.linear(h, layer),
+            Input::Shared(h) => {
+                let (w, b) = (self.p(&format!("{layer}.weight")), self.p(&format!("{layer}.bias")));
+                let (m, out) = (self.members, w.size()[1]);
+                h.linear(&w.view([m * out, -1]), Some(b.view([m * out]))).view([-1, m, out]).transpose(0, 1)
+            }
+        }
+    }
+
+    /// Member k's logits [B, 10], op for op as `models::cnn` computes them.
+    fn cnn_member(&self, k: i64, x: &Input, noise: Option<&Tensor>) -> Tensor {
+        let images = match x {
+            Input::PerMember(x) => x.get(k),
+            Input::Shared(x) => x.shallow_clone(),
+        };
+        let w = |layer: &str| self.p(&format!("{layer}.weight")).get(k);
+        let b = |layer: &str| self.p(&format!("{layer}.bias")).get(k);
+        let conv = |h: &Tensor, layer: &str| h.conv2d(&w(layer), Some(b(layer)), [1, 1], [2, 2], [1, 1], 1);
+        let h = conv(&images.view([-1, 28, 28, 1]).permute([0, 3, 1, 2]), "conv1").relu().max_pool2d_default(2);
+        let h = crate::models::cnn::flatten_nhwc(&conv(&h, "conv2").relu().max_pool2d_default(2));
+        let h = h.linear(&w("fc1"), Some(b("fc1"))).relu();
+        let h = match noise {
+            Some(n) => h * n.get(k),
+            None => h,
+        };
+        h.linear(&w("fc2"), Some(b("fc2")))
+    }
+
+    /// The CNN's grouped convolutions: [M, B, 784] or [B, 784] -> [M, B, 7*7*64] in TF's NHWC order.
+    fn features(&self, x: Input) -> Tensor {
+        let m = self.members;
+        let conv = |h: &Tensor, layer: &str, groups: i64| {
+            let (w, b) = (self.p(&format!("{layer}.weight")), self.p(&format!("{layer}.bias")));
+            let s = w.size();
+            h.conv2d(&w.view([m * s[1], s[2], s[3], s[4]]), Some(b.view([-1])), [1, 1], [2, 2], [1, 1], groups)
+        };
+        // NCHW shapes with NHWC strides (channels-last), as the single CNN runs.
+        let h = match x {
+            Input::Shared(x) => conv(&x.view([-1, 28, 28, 1]).permute([0, 3, 1, 2]), "conv1", 1),
+            Input::PerMember(x) => {
+                let b = x.size()[1];
+                let nhwc = x.view([m, b, 28, 28]).permute([1, 2, 3, 0]).contiguous();
+                conv(&nhwc.permute([0, 3, 1, 2]), "conv1", m)
+            }
+        };
+        let h = h.relu().max_pool2d_default(2);
+        let h = conv(&h, "conv2", m).relu().max_pool2d_default(2);
+        let b = h.size()[0];
+        // [B, M*64, 7, 7] -> [M, B, 7, 7, 64] -> [M, B, 3136].
+        h.view([b, m, 64, 7, 7]).permute([1, 0, 3, 4, 2]).reshape([m, b, 7 * 7 * 64])
+    }
+}
+
+/// Per-member summed cross-entropy [M] of logits [M, B, C] against labels [M, B] (or [B], shared),
+/// and per-member correct predictions [M].
+pub fn nll_and_correct(logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor) {
+    let labels = labels.expand([logits.size()[0], logits.size()[1]], false);
+    let picked = logits.log_softmax(-1, Kind::Float).gather(2, &labels.unsqueeze(2), false).squeeze_dim(2);
+    let correct = logits.argmax(-1, false).eq_tensor(&labels).sum_dim_intlist(1, false, Kind::Int64);
+    (-picked.sum_dim_intlist(1, false, Kind::Float), correct)
+}

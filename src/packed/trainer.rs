@@ -1,0 +1,319 @@
+//! The training loop of a pack: the single loop (`crate::trainer`) for M members at once. Each
+//! member keeps its own position (batch order, running sums, evaluations) as a `LoopState`, so
+//! its checkpoints are a single run's and `nndl resume` continues any member alone. A member
+//! whose loss goes NaN or infinite is stopped (its learning rate set to 0) and the rest go on.
+use super::net::{nll_and_correct, Input, PackedNet};
+use super::optim::PackedOptim;
+use super::rngs::MemberRngs;
+use crate::checkpoint::Checkpoint;
+use crate::config::{Dropout, Schedule, TrainConfig};
+use crate::data::{DeviceData, DeviceSplit};
+use crate::metrics::EvalPoint;
+use crate::trainer::{checkpoint_rng, graph_for, plan_iters, random_shift, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
+use anyhow::{bail, Result};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Width of the CNN's dropout layer (fc1's outputs).
+const DROPOUT_WIDTH: i64 = 1024;
+
+pub struct PackContext<'a> {
+    pub net: &'a PackedNet,
+    /// One config per member: equal but for seed and learning rate.
+    pub cfgs: &'a [TrainConfig],
+    pub data: &'a DeviceData,
+    pub allow_graph: bool,
+    pub quiet: bool,
+}
+
+/// Where a member starts: its generator state after its initialisation, or its checkpoint.
+pub enum MemberStart<'a> {
+    Fresh { rng: Vec<u8> },
+    Resume(&'a Checkpoint),
+}
+
+struct Member {
+    st: LoopState,
+    diverged: Option<Ending>,
+    last_finite: Option<(usize, f64)>,
+}
+
+impl Member {
+    fn active(&self) -> bool {
+        self.diverged.is_none()
+    }
+}
+
+/// Trains every member until the iterations are done or a stop is asked for; `obs[m]` watches
+/// member m (member 0's observer also decides stops and checkpoint times for all).
+pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut dyn Observer]) -> Result<Vec<TrainOutcome>> {
+    let cfg = &ctx.cfgs[0];
+    let net = ctx.net;
+    let m_count = net.members;
+    let (train, test) = (&ctx.data.train, &ctx.data.test);
+    let device = train.images.device();
+    let mut opt = PackedOptim::new(cfg.optimizer, &net.params, m_count, device);
+    let sums = TrainSums { loss: Tensor::zeros([m_count], (Kind::Float, device)), correct: Tensor::zeros([m_count], (Kind::Int64, device)) };
+    let mut rng_states = Vec::new();
+    let mut members = Vec::new();
+    for (m, start) in starts.iter().enumerate() {
+        let mut st = match start {
+            MemberStart::Fresh { rng } => {
+                rng_states.push(rng.clone());
+                LoopState::fresh(&ctx.cfgs[m], train.len() as usize, device)
+            }
+            MemberStart::Resume(ck) => {
+                restore_member(ctx, &mut opt, m as i64, ck)?;
+                rng_states.push(checkpoint_rng(ck)?);
+                LoopState::position_from(ck, device)?
+            }
+        };
+        // The member's running sums become views of the pack's.
+        tch::no_grad(|| {
+            sums.loss.get(m as i64).copy_(&st.sums.loss);
+            sums.correct.get(m as i64).copy_(&st.sums.correct);
+        });
+        st.sums = TrainSums { loss: sums.loss.get(m as i64), correct: sums.correct.get(m as i64) };
+        members.push(Member { st, diverged: None, last_finite: None });
+    }
+    let first = members[0].st.next;
+    if members.iter().any(|mb| mb.st.next != first || mb.st.since_eval != members[0].st.since_eval) {
+        bail!("a pack's members must stand at the same iteration");
+    }
+    let mut rngs = MemberRngs::new(device, rng_states);
+    let (mut graph, no_graph) = graph_for(cfg, device, ctx.allow_graph, cfg.iterations - first);
+    if let (Some(why), false) = (no_graph, ctx.quiet) {
+        eprintln!("note: training steps run one by one, not as a CUDA graph: {why}");
+    }
+    let capture_at = first + GRAPH_WARMUP;
+    let (bs, per_chunk) = (cfg.batch_size as i64, plan_iters(cfg));
+    let mut plan: Option<Tensor> = None;
+    let mut idx = Tensor::zeros([m_count, bs], (Kind::Int64, device));
+    let lrs_at = |i: usize, members: &[Member]| -> Vec<f64> {
+        ctx.cfgs.iter().zip(members).map(|(c, mb)| if mb.active() { c.lr_at(i) } else { 0.0 }).collect()
+    };
+    opt.set_lrs(&lrs_at(first, &members));
+    let started = Instant::now();
+    let earlier_seconds = members[0].st.train_seconds;
+    let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
+    let mut interrupted = None;
+    let mut step_ctx = StepParts { net, cfg, train, rngs: &mut rngs, sums: &sums };
+    for i in first..cfg.iterations {
+        if let Some(signal) = obs[0].stop_requested() {
+            checkpoint_all(ctx, &members, &opt, &step_ctx, seconds(&started), obs, device)?;
+            interrupted = Some((signal, i));
+            break;
+        }
+        if i % per_chunk == 0 || plan.is_none() {
+            let chunks: Vec<i64> = members.iter_mut().flat_map(|mb| mb.st.draw_chunk(i, &ctx.cfgs[0])).collect();
+            let n = chunks.len() as i64 / (m_count * bs);
+            plan = Some(Tensor::from_slice(&chunks).view([m_count, n, bs]).transpose(0, 1).contiguous().to_device(device));
+        }
+        let slot = (i - members[0].st.chunk_start) as i64;
+        if !matches!(cfg.schedule, Schedule::Constant {}) {
+            opt.set_lrs(&lrs_at(i, &members));
+        }
+        idx.copy_(&plan.as_ref().expect("planned above").get(slot));
+        let losses = match graph.as_mut() {
+            Some(g) if g.is_captured() => {
+                g.replay()?;
+                None
+            }
+            Some(g) if i == capture_at => {
+                let mut failed = None;
+                g.capture(|| {
+                    if let Err(e) = step_ctx.step(&mut opt, &idx) {
+                        failed = Some(e);
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                g.replay()?;
+                None
+            }
+            _ => Some(step_ctx.step(&mut opt, &idx)?),
+        };
+        // On the CPU every step's losses are checked; on CUDA only at evaluation points.
+        let mut newly_stopped = false;
+        if let (Some(losses), false) = (losses, device.is_cuda()) {
+            let values: Vec<f64> = Vec::try_from(losses.to_kind(Kind::Double))?;
+            for (m, mb) in members.iter_mut().enumerate().filter(|(_, mb)| mb.active()) {
+                obs[m].on_loss(i, values[m]);
+                if values[m].is_finite() {
+                    mb.last_finite = Some((i, values[m]));
+                } else if !ctx.cfgs[m].allow_nan {
+                    mb.diverged = Some(Ending::Diverged { iteration: i, exact: true, last_finite: mb.last_finite });
+                    newly_stopped = true;
+                }
+            }
+        }
+        for mb in members.iter_mut() {
+            mb.st.since_eval += 1;
+        }
+        if cfg.is_eval_point(i) {
+            if let Device::Cuda(d) = device {
+                tch::Cuda::synchronize(d as i64);
+            }
+            let eval_start = Instant::now();
+            let results = evaluate_packed(net, test, cfg.eval_chunk(device), cfg.dropout, step_ctx.rngs)?;
+            let eval_seconds = eval_start.elapsed().as_secs_f64();
+            let train_loss: Vec<f64> = Vec::try_from(sums.loss.to_kind(Kind::Double))?;
+            let train_correct: Vec<f64> = Vec::try_from(sums.correct.to_kind(Kind::Double))?;
+            for (m, mb) in members.iter_mut().enumerate() {
+                mb.st.eval_seconds += eval_seconds;
+                if !mb.active() {
+                    continue;
+                }
+                let since = mb.st.since_eval as f64;
+                let point = EvalPoint {
+                    iteration: i,
+                    train_loss: train_loss[m] / since,
+                    train_accuracy: train_correct[m] / (since * bs as f64),
+                    test_loss: results[m].0,
+                    test_accuracy: results[m].1,
+                };
+                if !point.train_loss.is_finite() && !ctx.cfgs[m].allow_nan {
+                    mb.diverged = Some(Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: mb.last_finite });
+                    newly_stopped = true;
+                    continue;
+                }
+                obs[m].on_eval(&point)?;
+                mb.st.points.push(point);
+            }
+            let _ = sums.loss.shallow_clone().zero_();
+            let _ = sums.correct.shallow_clone().zero_();
+            members.iter_mut().for_each(|mb| mb.st.since_eval = 0);
+        }
+        if newly_stopped {
+            // A stopped member's parameters stay as they are; the others' steps do not see it.
+            opt.set_lrs(&lrs_at(i + 1, &members));
+        }
+        for (m, mb) in members.iter_mut().enumerate() {
+            mb.st.next = i + 1;
+            if mb.active() {
+                obs[m].on_step(i + 1);
+            }
+        }
+        if members.iter().all(|mb| !mb.active()) {
+            break;
+        }
+        if i + 1 == cfg.iterations || obs[0].checkpoint_due(i + 1) {
+            if let Device::Cuda(d) = device {
+                tch::Cuda::synchronize(d as i64);
+            }
+            checkpoint_all(ctx, &members, &opt, &step_ctx, seconds(&started), obs, device)?;
+        }
+    }
+    let cuda_graph = graph.as_ref().is_some_and(|g| g.is_captured());
+    drop(graph);
+    let train_seconds = seconds(&started);
+    Ok(members.into_iter().map(|mb| {
+        let ending = match (mb.diverged, interrupted) {
+            (Some(d), _) => d,
+            (None, Some((signal, next_iteration))) => Ending::Interrupted { signal, next_iteration },
+            (None, None) => Ending::Finished,
+        };
+        TrainOutcome { points: mb.st.points, train_seconds, eval_seconds: mb.st.eval_seconds, cuda_graph, ending }
+    }).collect())
+}
+
+/// Puts member m's parameters and moments back as its checkpoint has them.
+fn restore_member(ctx: &PackContext, opt: &mut PackedOptim, m: i64, ck: &Checkpoint) -> Result<()> {
+    let device = ctx.data.train.images.device();
+    tch::no_grad(|| -> Result<()> {
+        for (name, p) in &ctx.net.params {
+            let src = ck.tensor(&format!("param.{name}"))?;
+            if src.size()[..] != p.size()[1..] {
+                bail!("checkpoint's {name} has shape {:?}, the model's {:?}", src.size(), &p.size()[1..]);
+            }
+            p.get(m).copy_(src);
+        }
+        Ok(())
+    })?;
+    opt.restore_member(&ctx.net.params, m, |key| Ok(ck.tensor(key)?.to_device(device)), ck.meta.adam_step)
+}
+
+/// Every active member's checkpoint, handed to its observer.
+fn checkpoint_all(ctx: &PackContext, members: &[Member], opt: &PackedOptim, parts: &StepParts, seconds: f64, obs: &mut [&mut dyn Observer], device: Device) -> Result<()> {
+    for (m, mb) in members.iter().enumerate().filter(|(_, mb)| mb.active()) {
+        let mi = m as i64;
+        let ck = mb.st.checkpoint_of(&ctx.cfgs[m], ctx.net.member(mi), opt.member_state(&ctx.net.params, mi), parts.rngs.state(m), seconds, device);
+        obs[m].on_checkpoint(&ck)?;
+    }
+    Ok(())
+}
+
+/// What one packed step reads and updates besides the optimizer.
+struct StepParts<'a> {
+    net: &'a PackedNet,
+    cfg: &'a TrainConfig,
+    train: &'a DeviceSplit,
+    rngs: &'a mut MemberRngs,
+    sums: &'a TrainSums,
+}
+
+impl StepParts<'_> {
+    /// One step of every member on its batch (`idx` [M, B]); returns the losses [M].
+    fn step(&mut self, opt: &mut PackedOptim, idx: &Tensor) -> Result<Tensor> {
+        let (m, b) = (self.net.members, idx.size()[1]);
+        let flat = idx.view([-1]);
+        let mut xs = self.train.images.index_select(0, &flat).view([m, b, 784]);
+        if self.cfg.augment_shift > 0 {
+            let shifted: Vec<Tensor> = (0..m).map(|k| self.rngs.with(k as usize, || random_shift(&xs.get(k), self.cfg.augment_shift))).collect::<Result<_>>()?;
+            xs = Tensor::stack(&shifted, 0);
+        }
+        let ys = self.train.labels.index_select(0, &flat).view([m, b]);
+        let noise = match self.cfg.dropout {
+            Dropout::KeepProb { keep_prob, .. } => Some(self.rngs.dropout_noise(m, b, DROPOUT_WIDTH, keep_prob, xs.device())?),
+            Dropout::None {} => None,
+        };
+        let logits = self.net.forward(Input::PerMember(&xs), noise.as_ref());
+        let (nll, correct) = nll_and_correct(&logits, &ys);
+        let losses = nll / b as f64;
+        let params: Vec<&Tensor> = self.net.params.iter().map(|(_, p)| p).collect();
+        let grads = Tensor::run_backward(&[losses.sum(Kind::Float)], &params, false, false);
+        opt.step(&self.net.params, &grads);
+        tch::no_grad(|| {
+            let _ = self.sums.loss.shallow_clone().g_add_(&losses.detach());
+            let _ = self.sums.correct.shallow_clone().g_add_(&correct);
+        });
+        Ok(losses.detach())
+    }
+}
+
+/// Every member's mean test loss and accuracy. The images are shared, so the first layer runs
+/// once for all members. Dropout at evaluation (the faithful CNN) draws each member's masks in
+/// the single run's chunks; grouped convolutions go in sub-chunks so memory stays a single run's.
+fn evaluate_packed(net: &PackedNet, split: &DeviceSplit, chunk: i64, dropout: Dropout, rngs: &mut MemberRngs) -> Result<Vec<(f64, f64)>> {
+    tch::no_grad(|| {
+        let m = net.members;
+        let device = split.images.device();
+        let mut loss = Tensor::zeros([m], (Kind::Float, device));
+        let mut correct = Tensor::zeros([m], (Kind::Int64, device));
+        let n = split.len();
+        let sub = if net.grouped { (chunk / m).max(1) } else { chunk };
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let noise = match dropout {
+                Dropout::KeepProb { keep_prob, in_eval: true } => Some(rngs.dropout_noise(m, len, DROPOUT_WIDTH, keep_prob, device)?),
+                _ => None,
+            };
+            let mut at = 0;
+            while at < len {
+                let l = sub.min(len - at);
+                let images = split.images.narrow(0, start + at, l);
+                let logits = net.forward(Input::Shared(&images), noise.as_ref().map(|t| t.narrow(1, at, l)).as_ref());
+                let (nll, right) = nll_and_correct(&logits, &split.labels.narrow(0, start + at, l));
+                loss += nll;
+                correct += right;
+                at += l;
+            }
+            start += len;
+        }
+        let loss: Vec<f64> = Vec::try_from(loss.to_kind(Kind::Double))?;
+        let correct: Vec<f64> = Vec::try_from(correct.to_kind(Kind::Double))?;
+        Ok(loss.iter().zip(&correct).map(|(l, c)| (l / n as f64, c / n as f64)).collect())
+    })
+}
