@@ -80,9 +80,16 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     let threads = args.threads.unwrap_or((cores / jobs).max(1));
     let device = args.device.clone().unwrap_or_else(|| "auto".into());
     let mine: Vec<&Trial> = trials.iter().enumerate().filter(|(k, _)| shard.owns(*k)).map(|(_, t)| t).collect();
-    if let Some(name) = &args.trial {
-        let trial = trials.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("{} has no trial named {name}", args.spec.display()))?;
-        return run_trial(trial, &out, &device, threads, args.data.as_deref(), args.report.quiet);
+    if !args.trial.is_empty() {
+        let named = args.trial.iter().map(|name| trials.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("{} has no trial named {name}", args.spec.display())))
+            .collect::<Result<Vec<&Trial>>>()?;
+        return match named[..] {
+            [trial] => run_trial(trial, &out, &device, threads, args.data.as_deref(), args.report.quiet),
+            _ => run_pack(&named, &out, &device, threads, args.data.as_deref(), args.report.quiet),
+        };
+    }
+    if args.pack == Some(0) {
+        bail!("invalid --pack 0: must be at least 1");
     }
     if args.list {
         let exe = nndl_executable().map(|p| p.display().to_string()).unwrap_or_else(|_| "nndl".into());
@@ -106,7 +113,8 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         out_dir: out.clone(), trials: trials.len(), shard: format!("{}/{}", shard.index + 1, shard.count),
         done: 0, skipped: 0, busy_elsewhere: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
     };
-    let summary = drive(&args.spec, &mine, Workers { jobs, threads, device, gpus, data: args.data.clone() }, args.report.quiet, summary, started)?;
+    let workers = Workers { jobs, threads, device, gpus, data: args.data.clone(), pack: args.pack };
+    let summary = drive(&args.spec, &mine, workers, args.report.quiet, summary, started)?;
     write_failures(&out, &trials)?;
     let human = format!(
         "sweep {}: {} trials in shard {}: {} done, {} already done, {} running elsewhere, {} failed in {:.1} s{}",
@@ -158,6 +166,8 @@ struct Workers {
     device: String,
     gpus: usize,
     data: Option<PathBuf>,
+    /// --pack as given.
+    pack: Option<usize>,
 }
 
 impl Workers {
@@ -169,10 +179,21 @@ impl Workers {
         }
     }
 
-    fn spawn(&self, spec: &Path, out: &Path, trial: &Trial, slot: usize) -> Result<Child> {
+    /// How many of `queued` trials of `model` one worker trains at once.
+    fn pack_size(&self, model: crate::config::ModelKind, queued: usize) -> usize {
+        let default = if self.gpus > 0 { 16 } else { super::seeds::default_pack(model, tch::Device::Cpu, 10) };
+        let spread = queued.div_ceil(self.jobs).max(1);
+        self.pack.unwrap_or(default.min(spread))
+    }
+
+    fn spawn(&self, spec: &Path, out: &Path, pack: &[&Trial], slot: usize) -> Result<Child> {
         let exe = nndl_executable()?;
         let mut cmd = Command::new(exe);
-        cmd.arg("sweep").arg(spec).arg("--out").arg(out).args(["--trial", &trial.name, "--quiet", "--json"])
+        cmd.arg("sweep").arg(spec).arg("--out").arg(out).args(["--quiet", "--json"]);
+        for trial in pack {
+            cmd.args(["--trial", &trial.name]);
+        }
+        cmd
             .args(["--threads", &self.threads.to_string(), "--device", &self.device_for(slot)])
             .stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         if let Some(d) = &self.data {
@@ -241,18 +262,88 @@ fn wait_worker(child: Child) -> Ended {
     }
 }
 
+/// How each trial of a pack's worker ended: from its JSON rows, or all alike when it gave none.
+fn wait_pack(child: Child, pack: &[&Trial]) -> Vec<Ended> {
+    let out = match child.wait_with_output() {
+        Ok(o) => o,
+        Err(e) => return pack.iter().map(|_| Ended::Failed(format!("lost the worker: {e}"))).collect(),
+    };
+    #[derive(Deserialize)]
+    struct Row {
+        trial: String,
+        state: String,
+        summary: Option<Box<RunSummary>>,
+        error: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Rows {
+        pack: Vec<Row>,
+    }
+    let Ok(rows) = serde_json::from_slice::<Rows>(&out.stdout) else {
+        let last_line = String::from_utf8_lossy(&out.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        return pack.iter().map(|_| match out.status.code() {
+            Some(130) | Some(143) => Ended::Interrupted,
+            c => Ended::Failed(if last_line.is_empty() { format!("the pack's worker ended with {c:?}") } else { last_line.clone() }),
+        }).collect();
+    };
+    pack.iter().map(|t| match rows.pack.iter().find(|r| r.trial == t.name) {
+        Some(Row { state, summary: Some(s), .. }) if state == "done" => Ended::Done(s.clone()),
+        Some(Row { state, summary: Some(s), .. }) if state == "already_done" => Ended::AlreadyDone(s.clone()),
+        Some(Row { state, .. }) if state == "busy" => Ended::Busy,
+        Some(Row { state, .. }) if state == "interrupted" => Ended::Interrupted,
+        Some(Row { error, .. }) => Ended::Failed(error.clone().unwrap_or_else(|| "failed".into())),
+        None => Ended::Failed("the pack's worker did not report this trial".into()),
+    }).collect()
+}
+
+/// Groups queued trials into packs: in queue order, each joins the first open pack whose
+/// trials it may train with (`packable`), at most `size` to a pack.
+fn into_packs<'a>(queue: Vec<&'a Trial>, size: usize) -> VecDeque<Vec<&'a Trial>> {
+    let mut packs: Vec<Vec<&Trial>> = Vec::new();
+    for t in queue {
+        match packs.iter_mut().find(|p| p.len() < size && crate::packed::runs::packable(&p[0].config, &t.config)) {
+            Some(p) => p.push(t),
+            None => packs.push(vec![t]),
+        }
+    }
+    packs.into()
+}
+
+fn note_best(summary: &mut SweepSummary, name: &str, s: &RunSummary) {
+    if summary.best.as_ref().is_none_or(|b| s.final_test_accuracy > b.final_test_accuracy) {
+        summary.best = Some(Best { trial: name.to_string(), final_test_accuracy: s.final_test_accuracy });
+    }
+}
+
+/// Counts how one trial ended.
+fn tally(summary: &mut SweepSummary, name: &str, ended: Ended, progress: &Progress, quiet: bool) {
+    match ended {
+        Ended::Done(s) => {
+            summary.done += 1;
+            note_best(summary, name, &s);
+        }
+        Ended::AlreadyDone(s) => {
+            summary.skipped += 1;
+            note_best(summary, name, &s);
+        }
+        Ended::Busy => summary.busy_elsewhere += 1,
+        Ended::Interrupted => {}
+        Ended::Failed(error) => {
+            summary.failed += 1;
+            progress.log(quiet, &format!("trial {name} failed: {error}"));
+            summary.failures.push(Failure { trial: name.to_string(), error });
+        }
+    }
+    progress.inc(1);
+}
+
 /// Runs `mine` in worker processes, counting into `summary` (which names the sweep's folder).
 fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut summary: SweepSummary, started: Instant) -> Result<SweepSummary> {
     crate::signals::install()?;
     let out = summary.out_dir.clone();
     let out = out.as_path();
     let progress = Progress::new(mine.len() as u64, "sweep", quiet);
-    let note_best = |summary: &mut SweepSummary, name: &str, s: &RunSummary| {
-        if summary.best.as_ref().is_none_or(|b| s.final_test_accuracy > b.final_test_accuracy) {
-            summary.best = Some(Best { trial: name.to_string(), final_test_accuracy: s.final_test_accuracy });
-        }
-    };
-    let mut queue: VecDeque<&Trial> = VecDeque::new();
+    let mut queue: Vec<&Trial> = Vec::new();
     for t in mine {
         match finished(&trial_dir(out, t)) {
             Some(s) => {
@@ -260,10 +351,12 @@ fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut summar
                 note_best(&mut summary, &t.name, &s);
                 progress.inc(1);
             }
-            None => queue.push_back(t),
+            None => queue.push(t),
         }
     }
-    let mut running: Vec<Option<(&Trial, Child)>> = (0..workers.jobs).map(|_| None).collect();
+    let size = queue.first().map_or(1, |t| workers.pack_size(t.config.model, queue.len()));
+    let mut queue = into_packs(queue, size);
+    let mut running: Vec<Option<(Vec<&Trial>, Child)>> = (0..workers.jobs).map(|_| None).collect();
     let mut forwarded = false;
     loop {
         let stopping = crate::signals::requested().is_some();
@@ -278,8 +371,9 @@ fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut summar
         }
         for (slot, worker) in running.iter_mut().enumerate() {
             if worker.is_none() && !stopping {
-                if let Some(t) = queue.pop_front() {
-                    *worker = Some((t, workers.spawn(spec, out, t, slot)?));
+                if let Some(pack) = queue.pop_front() {
+                    let child = workers.spawn(spec, out, &pack, slot)?;
+                    *worker = Some((pack, child));
                 }
             }
             let exited = match worker.as_mut() {
@@ -287,25 +381,11 @@ fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut summar
                 None => false,
             };
             if exited {
-                let (t, child) = worker.take().expect("checked above");
-                match wait_worker(child) {
-                    Ended::Done(s) => {
-                        summary.done += 1;
-                        note_best(&mut summary, &t.name, &s);
-                    }
-                    Ended::AlreadyDone(s) => {
-                        summary.skipped += 1;
-                        note_best(&mut summary, &t.name, &s);
-                    }
-                    Ended::Busy => summary.busy_elsewhere += 1,
-                    Ended::Interrupted => {}
-                    Ended::Failed(error) => {
-                        summary.failed += 1;
-                        progress.log(quiet, &format!("trial {} failed: {error}", t.name));
-                        summary.failures.push(Failure { trial: t.name.clone(), error });
-                    }
+                let (pack, child) = worker.take().expect("checked above");
+                let ends = if pack.len() == 1 { vec![wait_worker(child)] } else { wait_pack(child, &pack) };
+                for (t, ended) in pack.iter().zip(ends) {
+                    tally(&mut summary, &t.name, ended, &progress, quiet);
                 }
-                progress.inc(1);
                 if let Some(b) = &summary.best {
                     progress.set_message(format!("best {} {:.2}%", b.trial, 100.0 * b.final_test_accuracy));
                 }
@@ -338,6 +418,43 @@ fn write_failures(out: &Path, trials: &[Trial]) -> Result<()> {
 
 /// Written into a trial's folder when it fails: its error line.
 const FAILED: &str = "failed.txt";
+
+/// Several trials in this process as one pack; one JSON row per trial on stdout.
+fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Option<&Path>, quiet: bool) -> Result<Outcome> {
+    use crate::packed::runs::{packable, run_members, MemberEnd};
+    let cfgs: Vec<crate::config::TrainConfig> = pack.iter().map(|t| crate::config::TrainConfig { device: device.to_string(), threads: Some(threads), ..t.config.clone() }).collect();
+    if let Some(t) = pack.iter().zip(&cfgs).find(|(_, c)| !packable(&cfgs[0], c)) {
+        bail!("trial {} differs from {} in more than seed and learning rate: they cannot share a pack", t.0.name, pack[0].name);
+    }
+    let rt = Runtime::new(&cfgs[0], quiet, true)?;
+    let data = DeviceData::load(data, rt.device)?;
+    let dirs: Vec<PathBuf> = pack.iter().map(|t| trial_dir(out, t)).collect();
+    let ends = run_members(&cfgs, &dirs, pack.len(), &data, &rt);
+    let mut signal = None;
+    let rows: Vec<serde_json::Value> = pack.iter().zip(&dirs).zip(ends).map(|((t, dir), end)| match end {
+        MemberEnd::Ended { end: RunEnd::Finished(s), trained } => {
+            let _ = std::fs::remove_file(dir.join(FAILED));
+            serde_json::json!({ "trial": t.name, "state": if trained { "done" } else { "already_done" }, "summary": s })
+        }
+        MemberEnd::Ended { end: RunEnd::Interrupted { signal: sig, next_iteration, .. }, .. } => {
+            signal = Some(sig);
+            serde_json::json!({ "trial": t.name, "state": "interrupted", "next_iteration": next_iteration })
+        }
+        MemberEnd::Busy(e) => serde_json::json!({ "trial": t.name, "state": "busy", "error": e }),
+        MemberEnd::Failed(e) => {
+            let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
+            if dir.is_dir() {
+                let _ = write_atomic(&dir.join(FAILED), format!("{line}\n").as_bytes());
+            }
+            serde_json::json!({ "trial": t.name, "state": "failed", "error": line })
+        }
+    }).collect();
+    let outcome = Outcome::new(format!("pack of {} trials ended", pack.len()), &serde_json::json!({ "pack": rows }))?;
+    Ok(match signal {
+        Some(sig) => outcome.failing(format!("pack of {} trials interrupted", pack.len()), crate::signals::exit_status(sig)),
+        None => outcome,
+    })
+}
 
 /// One trial in this process: fresh, resumed, or already done.
 fn run_trial(trial: &Trial, out: &Path, device: &str, threads: usize, data: Option<&Path>, quiet: bool) -> Result<Outcome> {

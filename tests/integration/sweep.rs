@@ -207,3 +207,22 @@ fn sigterm_to_the_sweep_stops_its_trials_at_a_checkpoint() {
     assert_eq!(d[0]["state"], "unfinished");
     assert_eq!(d[1]["state"], "unfinished");
 }
+
+#[test]
+fn packed_trials_match_unpacked_ones() {
+    // The default packs these four MLP trials (seeds and learning rates) into one worker;
+    // --pack 1 trains each alone.
+    let dir = tempdir("sweep-pack");
+    let spec = spec(&dir, "model = \"mlp\"\niterations = 30\neval_every = 10\nseed = [0, 1]\nlr = [0.005, 0.01]\n");
+    let (packed, alone) = (dir.join("packed"), dir.join("alone"));
+    ok(sweep(&spec, &packed, &[]).output().unwrap());
+    ok(sweep(&spec, &alone, &["--pack", "1"]).output().unwrap());
+    for trial in ["lr=0.005,seed=0", "lr=0.005,seed=1", "lr=0.01,seed=0", "lr=0.01,seed=1"] {
+        let summary = |d: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(d.join(trial).join("summary.json")).unwrap()).unwrap() };
+        let (a, b) = (summary(&packed), summary(&alone));
+        assert_eq!((&a["seed"], &a["lr"]), (&b["seed"], &b["lr"]));
+        let (la, lb) = (a["final_train_loss"].as_f64().unwrap(), b["final_train_loss"].as_f64().unwrap());
+        assert!(((la - lb) / lb).abs() < 1e-4, "{trial}: packed {la} vs alone {lb}");
+        assert!((a["final_test_accuracy"].as_f64().unwrap() - b["final_test_accuracy"].as_f64().unwrap()).abs() <= 2e-4, "{trial}: {a} vs {b}");
+    }
+}
