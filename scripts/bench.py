@@ -5,6 +5,11 @@ alternating the two programs so that machine noise hits both alike).
 
   MLP and CNN: nndl vs PyTorch eager (scripts/bench_torch.py) on the same schedule.
   XOR: nndl vs the seed's own Python (one 3001-epoch run), and nndl's 1000 seeds.
+  packed: M seeds in one `nndl mlp|cnn --seeds` vs M single runs one after another, vs one
+          single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M).
+  floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
+          nndl's single-run loop time, and a per-op profile of one MLP step.
+  On CUDA, the MLP and CNN rows also have the CUDA-graph PyTorch peer (bench_torch.py --cuda-graph).
 
     scripts/bench                                   # CPU, full MLP, CNN shortened to 300 iterations
     scripts/bench.py --device cuda --cnn-iterations 4001 --nndl PATH --python python3
@@ -47,12 +52,16 @@ def bench_model(a, model, iterations, tmp):
     threads = ["--threads", str(a.threads)] if a.threads else []
     nndl_cmd = [a.nndl, model, *common, *threads, "--data", a.data, "--json", "--quiet", "--force", "--out", os.path.join(tmp, model)]
     torch_cmd = [a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, *common, *threads, "--data", a.data]
-    ours, theirs = [], []
+    ours, theirs, graphed = [], [], []
     for _ in range(a.repeats):
         ours.append(run_json(nndl_cmd))
         theirs.append(run_json(torch_cmd))
+        if a.device.startswith("cuda"):
+            graphed.append(run_json(torch_cmd + ["--cuda-graph"]))
     rows = []
-    for name, runs in (("nndl", ours), ("pytorch-eager", theirs)):
+    for name, runs in (("nndl", ours), ("pytorch-eager", theirs), ("pytorch-cuda-graph", graphed)):
+        if not runs:
+            continue
         loop, ev, n_ev = median(runs, "train_seconds"), median(runs, "eval_seconds"), runs[0]["evaluations"]
         per_iter, per_eval = (loop - ev) / iterations, ev / n_ev
         rows.append({
@@ -63,6 +72,56 @@ def bench_model(a, model, iterations, tmp):
             "final_test_accuracy": runs[0]["final_test_accuracy"], "cuda_graph": runs[0].get("cuda_graph", False), "loop_runs": [round(r["train_seconds"], 3) for r in runs],
         })
     return rows
+
+
+def bench_packed(a, model, members, iterations, tmp):
+    """M seeds packed vs the same M seeds one after another, one single run, and the vmap peer."""
+    common = ["--iterations", str(iterations), "--device", a.device] + (["--threads", str(a.threads)] if a.threads else [])
+    nndl = [a.nndl, model, *common, "--data", a.data, "--json", "--quiet", "--force"]
+    packed = run_json(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed")])
+    packed_loop = max(r["summary"]["train_seconds"] for r in packed["runs"])
+    singles = [run_json(nndl + ["--seed", str(k), "--out", os.path.join(tmp, f"{model}-single-{k}")]) for k in range(members)]
+    vmap = run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, "--members", str(members), *common, "--data", a.data])
+    row = {
+        "model": model, "members": members, "iterations": iterations,
+        "packed_process_seconds": packed["process_seconds"], "packed_loop_seconds": packed_loop,
+        "singles_process_seconds": sum(r["process_seconds"] for r in singles), "singles_loop_seconds": sum(r["train_seconds"] for r in singles),
+        "one_single_process_seconds": singles[0]["process_seconds"], "one_single_loop_seconds": singles[0]["train_seconds"],
+        "vmap_process_seconds": vmap["process_seconds"], "vmap_loop_seconds": vmap["train_seconds"],
+        "packed_accuracies": [r["summary"]["final_test_accuracy"] for r in packed["runs"]],
+        "single_accuracies": [r["final_test_accuracy"] for r in singles],
+    }
+    print(f"{model.upper()} x{members} on {a.device}, {a.threads or 'default'} threads, {iterations} iterations:")
+    print(f"  packed (--seeds): loop {packed_loop:.2f} s, process {packed['process_seconds']:.2f} s")
+    print(f"  {members} single runs: loop {row['singles_loop_seconds']:.2f} s, process {row['singles_process_seconds']:.2f} s; one: loop {row['one_single_loop_seconds']:.2f} s")
+    print(f"  pytorch vmap ensemble: loop {vmap['train_seconds']:.2f} s, process {vmap['process_seconds']:.2f} s")
+    print(f"  ratios: packed/{members} singles loop {packed_loop / row['singles_loop_seconds']:.3f} process {packed['process_seconds'] / row['singles_process_seconds']:.3f}; "
+          f"packed/one single loop {packed_loop / row['one_single_loop_seconds']:.2f} process {packed['process_seconds'] / row['one_single_process_seconds']:.2f}; "
+          f"packed/vmap loop {packed_loop / vmap['train_seconds']:.3f}")
+    same = [abs(p - q) for p, q in zip(row["packed_accuracies"], row["single_accuracies"])]
+    print(f"  final accuracies packed vs single: largest difference {max(same):.4f}")
+    return row
+
+
+def bench_floor(a, tmp):
+    floor = json.loads(subprocess.run([a.python, os.path.join(HERE, "cpu_floor.py"), "--threads", str(a.threads or 2), "--json"],
+                                      capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    print(f"sgemm {floor['sgemm_gflops']:.0f} GFLOP/s at {floor['threads']} threads; MLP product shapes: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in floor["shape_gflops"].items()))
+    threads = ["--threads", str(a.threads)] if a.threads else []
+    rows = {}
+    for model, its in (("mlp", a.mlp_iterations), ("cnn", a.cnn_iterations)):
+        runs = [run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", *threads, "--data", a.data, "--json", "--quiet", "--force",
+                          "--out", os.path.join(tmp, f"{model}-floor")]) for _ in range(a.repeats)]
+        loop, evals = median(runs, "train_seconds"), runs[0]["evaluations"]
+        parts = floor["floor_parts"][model]
+        f = its * parts["step_seconds"] + evals * parts["evaluation_seconds"]
+        rows[model] = {"iterations": its, "evaluations": evals, "loop_seconds": loop, "floor_seconds": f, "ratio": loop / f}
+        print(f"{model.upper()} ({its} iterations, {evals} evaluations): nndl loop {loop:.2f} s (median of {a.repeats}), floor {f:.2f} s: {loop / f:.2f}x the floor")
+    print(f"one faithful MLP step in libtorch (the ops nndl issues): {floor['mlp_step_ms']:.3f} ms; self time per op (us):")
+    for k, t in floor["mlp_step_ops_us"].items():
+        print(f"  {k:<40} {t:8.1f}")
+    return {"floor": floor, "runs": rows}
 
 
 def seed_python_xor_seconds(repeats):
@@ -111,7 +170,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mlp-iterations", type=int, default=FULL_ITERATIONS)
     ap.add_argument("--cnn-iterations", type=int, default=300)
-    ap.add_argument("--only", default="mlp,cnn,xor")
+    ap.add_argument("--only", default="mlp,cnn,xor", help="any of mlp,cnn,xor,packed,floor")
+    ap.add_argument("--members", type=int, default=10, help="seeds in the packed benchmark")
+    ap.add_argument("--packed-models", default="mlp", help="models of the packed benchmark (mlp,cnn)")
     ap.add_argument("--json", action="store_true", help="one JSON object at the end")
     a = ap.parse_args()
     parts = a.only.split(",")
@@ -122,15 +183,21 @@ def main():
                 its = a.mlp_iterations if model == "mlp" else a.cnn_iterations
                 rows = bench_model(a, model, its, tmp)
                 results["models"] += rows
-                ours, theirs = rows
+                ours, theirs = rows[0], rows[1]
                 print(f"{model.upper()} on {a.device}, {a.threads or 'default'} threads, {its} iterations + {ours['evaluations']} evaluations, median of {a.repeats}:")
                 for r in rows:
                     print(f"  {r['impl']:>14}: loop {r['loop_seconds']:7.2f} s (runs {r['loop_runs']}), process {r['process_seconds']:7.2f} s, "
                           f"{r['ms_per_iteration']:7.3f} ms/iteration, {r['ms_per_evaluation']:7.2f} ms/evaluation, test acc {r['final_test_accuracy']:.4f}")
                 print(f"  ratio nndl/pytorch: loop {ours['loop_seconds'] / theirs['loop_seconds']:.3f}, process {ours['process_seconds'] / theirs['process_seconds']:.3f}")
+                if len(rows) > 2:
+                    print(f"  ratio nndl/pytorch-cuda-graph: loop {ours['loop_seconds'] / rows[2]['loop_seconds']:.3f}")
                 if its != FULL_ITERATIONS:
                     print(f"  extrapolated to {FULL_ITERATIONS} iterations + {FULL_EVALS} evaluations: nndl {ours['full_schedule_seconds']:.1f} s, "
                           f"pytorch {theirs['full_schedule_seconds']:.1f} s, ratio {ours['full_schedule_seconds'] / theirs['full_schedule_seconds']:.3f}")
+        if "packed" in parts:
+            results["packed"] = [bench_packed(a, m, a.members, a.mlp_iterations if m == "mlp" else a.cnn_iterations, tmp) for m in a.packed_models.split(",")]
+        if "floor" in parts:
+            results["floor"] = bench_floor(a, tmp)
         if "xor" in parts:
             x = bench_xor(a, tmp)
             results["xor"] = x

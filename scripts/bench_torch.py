@@ -4,6 +4,12 @@ the device, TF1-style batch order computed on the host, loss/accuracy read only 
 points. Used by scripts/bench as the peer; prints one JSON line.
 
     bench_torch.py --model mlp|cnn --data DIR [--iterations N] [--eval-every N] [--threads N] [--device cpu|cuda]
+                   [--cuda-graph] [--members M]
+
+--cuda-graph: each training step is captured once in a CUDA graph and replayed, the batch
+indices copied into a static buffer from a plan already on the device (the best a PyTorch user
+gets without writing kernels). --members M: M seeds at once, PyTorch's model-ensembling recipe
+(torch.func.stack_module_state + functional_call + vmap), each member on its own batches.
 """
 import argparse
 import gzip
@@ -12,9 +18,12 @@ import os
 import random
 import time
 
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
 
 
 def read_idx(data, stem, kind):
@@ -109,6 +118,51 @@ def evaluate(net, x, y, chunk=500):
     return loss.item() / x.shape[0], correct.item() / x.shape[0]
 
 
+def train_members(a, device, x, y, tx, ty):
+    """--members M: the vmap ensemble. Returns (train_seconds, eval_seconds, evaluations, last)."""
+    models = []
+    for k in range(a.members):
+        torch.manual_seed(a.seed + k)
+        models.append((mlp() if a.model == "mlp" else Cnn()).to(device))
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    lr = 0.005 if a.model == "mlp" else 0.01
+
+    def fmodel(p, b, xs):
+        return functional_call(base, (p, b), (xs,))
+
+    ensemble = vmap(fmodel, randomness="different")
+    shared = vmap(fmodel, in_dims=(0, 0, None), randomness="different")
+    batchers = [TfBatcher(x.shape[0], a.seed + k) for k in range(a.members)]
+    bs, m = a.batch_size, a.members
+    eval_seconds, evaluations, last = 0.0, 0, None
+    train_start = time.perf_counter()
+    for i in range(a.iterations):
+        idx = torch.tensor([b.next_batch(bs) for b in batchers], dtype=torch.long).to(device)
+        xs, ys = x[idx], y[idx]
+        logits = ensemble(params, buffers, xs)
+        loss = F.cross_entropy(logits.reshape(m * bs, 10), ys.reshape(-1), reduction="sum") / bs
+        grads = torch.autograd.grad(loss, list(params.values()))
+        with torch.no_grad():
+            for p, g in zip(params.values(), grads):
+                p.add_(g, alpha=-lr)
+        if i % a.eval_every == 0 or i + 1 == a.iterations:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            eval_start = time.perf_counter()
+            with torch.no_grad():
+                correct = torch.zeros(m, dtype=torch.long, device=device)
+                for s in range(0, tx.shape[0], 500):
+                    out = shared(params, buffers, tx[s : s + 500])
+                    correct += (out.argmax(-1) == ty[s : s + 500]).sum(-1)
+            eval_seconds += time.perf_counter() - eval_start
+            evaluations += 1
+            last = (correct.float() / tx.shape[0]).tolist()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - train_start, eval_seconds, evaluations, last
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", choices=["mlp", "cnn"], required=True)
@@ -119,6 +173,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cuda-graph", action="store_true")
+    ap.add_argument("--members", type=int, default=0)
     a = ap.parse_args()
     started = time.perf_counter()
     if a.threads:
@@ -128,6 +184,18 @@ def main():
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(a.seed)
     x, y, tx, ty = load(a.data, device)
+    if a.members:
+        train_seconds, eval_seconds, evaluations, accs = train_members(a, device, x, y, tx, ty)
+        print(json.dumps({
+            "impl": "pytorch-vmap", "model": a.model, "device": a.device, "torch": torch.__version__, "members": a.members,
+            "threads": torch.get_num_threads(), "iterations": a.iterations, "final_test_accuracies": accs,
+            "train_seconds": train_seconds, "eval_seconds": eval_seconds, "evaluations": evaluations,
+            "wall_seconds": time.perf_counter() - started,
+        }))
+        return
+    graph = None
+    if a.cuda_graph:
+        assert device.type == "cuda", "--cuda-graph needs --device cuda"
     net = (mlp() if a.model == "mlp" else Cnn()).to(device)
     lr = 0.005 if a.model == "mlp" else 0.01
     opt = torch.optim.SGD(net.parameters(), lr=lr)
@@ -139,6 +207,18 @@ def main():
     since = 0
     eval_seconds = 0.0
     evaluations = 0
+    static_idx = torch.zeros(bs, dtype=torch.long, device=device)
+
+    def step():
+        xs, ys = x.index_select(0, static_idx), y.index_select(0, static_idx)
+        logits = net(xs)
+        loss = F.cross_entropy(logits, ys)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            loss_sum.add_(loss.detach())
+            correct.add_((logits.argmax(1) == ys).sum())
+
     train_start = time.perf_counter()
     last = None
     for i in range(a.iterations):
@@ -146,16 +226,27 @@ def main():
         if slot == 0:
             n = min(chunk_iters, a.iterations - i)
             plan = torch.tensor([j for _ in range(n) for j in batcher.next_batch(bs)], dtype=torch.long).to(device)
-        idx = plan[slot * bs : (slot + 1) * bs]
-        xs, ys = x.index_select(0, idx), y.index_select(0, idx)
-        logits = net(xs)
-        loss = F.cross_entropy(logits, ys)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            loss_sum += loss.detach()
-            correct += (logits.argmax(1) == ys).sum()
+        static_idx.copy_(plan[slot * bs : (slot + 1) * bs])
+        if a.cuda_graph and i >= 3:
+            if graph is None:
+                # As PyTorch's docs capture a whole step: warmed up (3 eager steps, on a side
+                # stream for the first), grads set to None so the captured backward allocates
+                # them from the graph's pool.
+                opt.zero_grad(set_to_none=True)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    step()
+            graph.replay()
+        elif a.cuda_graph and i == 0:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                opt.zero_grad(set_to_none=True)
+                step()
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            opt.zero_grad(set_to_none=True)
+            step()
         since += 1
         if i % a.eval_every == 0 or i + 1 == a.iterations:
             if device.type == "cuda":
@@ -172,7 +263,7 @@ def main():
         torch.cuda.synchronize()
     end = time.perf_counter()
     print(json.dumps({
-        "impl": "pytorch-eager", "model": a.model, "device": a.device, "torch": torch.__version__,
+        "impl": "pytorch-cuda-graph" if a.cuda_graph else "pytorch-eager", "model": a.model, "device": a.device, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "iterations": a.iterations,
         "final_test_loss": last[2], "final_test_accuracy": last[3],
         "train_seconds": end - train_start, "eval_seconds": eval_seconds, "evaluations": evaluations, "wall_seconds": end - started,

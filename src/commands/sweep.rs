@@ -298,7 +298,7 @@ fn wait_pack(child: Child, pack: &[&Trial]) -> Vec<Ended> {
 
 /// Groups queued trials into packs: in queue order, each joins the first open pack whose
 /// trials it may train with (`packable`), at most `size` to a pack.
-fn into_packs<'a>(queue: Vec<&'a Trial>, size: usize) -> VecDeque<Vec<&'a Trial>> {
+fn into_packs(queue: Vec<&Trial>, size: usize) -> VecDeque<Vec<&Trial>> {
     let mut packs: Vec<Vec<&Trial>> = Vec::new();
     for t in queue {
         match packs.iter_mut().find(|p| p.len() < size && crate::packed::runs::packable(&p[0].config, &t.config)) {

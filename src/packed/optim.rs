@@ -41,7 +41,7 @@ impl PackedOptim {
             Optimizer::Adam => 1.0 - BETA1.powi(self.adam_step as i32 + 1),
         };
         let values: Vec<f32> = lrs.iter().map(|lr| (-(lr / divisor)) as f32).collect();
-        let _ = self.neg_rate.copy_(&Tensor::from_slice(&values));
+        self.neg_rate.copy_(&Tensor::from_slice(&values));
     }
 
     /// p -= lr g (SGD) or Adam's step, for every member at once. `grads` match `params`.

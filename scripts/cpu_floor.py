@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""This machine's sgemm rate, the FLOP floor of nndl's MLP and CNN schedules, and where one
+training step's time goes (the libtorch ops nndl issues, in the same order, timed by
+torch.profiler: nndl calls the same kernels through tch, which has no profiler of its own).
+
+    scripts/cpu_floor.py [--threads 2] [--json]
+
+The floor counts the multiply-adds of the products and convolutions (2 FLOPs each): forward,
+weight gradients, and the input gradients of every layer but the first, for each training step;
+the forward pass over the 10,000 test images at each evaluation. At the sgemm rate measured on
+large matrices, that is the least time any implementation of the schedule can take here.
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+ITERATIONS, EVALS, BATCH, TEST = 4001, 81, 100, 10_000
+
+
+def sgemm_rate(n, reps):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def shape_rate(m, k, n, reps=2000):
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(20):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * m * k * n * reps / (time.perf_counter() - start)
+
+
+def mlp_flops():
+    """(one training step, one evaluation) of the MLP."""
+    layers = [(784, 256), (256, 256), (256, 10)]
+    fwd = sum(2 * BATCH * i * o for i, o in layers)
+    dx = sum(2 * BATCH * i * o for i, o in layers[1:])  # no input gradient for the first layer
+    return 2 * fwd + dx, sum(2 * TEST * i * o for i, o in layers)
+
+
+def cnn_flops():
+    """(one training step, one evaluation) of the CNN."""
+    conv1 = 2 * 28 * 28 * 32 * 5 * 5 * 1
+    conv2 = 2 * 14 * 14 * 64 * 5 * 5 * 32
+    fc = 2 * 3136 * 1024 + 2 * 1024 * 10
+    fwd = conv1 + conv2 + fc
+    dx = conv2 + fc  # no input gradient for the first convolution
+    return BATCH * (2 * fwd + dx), TEST * fwd
+
+
+def floor(parts, rate, iterations=ITERATIONS, evals=EVALS):
+    step, evaluation = parts
+    return (iterations * step + evals * evaluation) / rate
+
+
+def profile_mlp_step(steps=200):
+    torch.manual_seed(0)
+    x = torch.rand(55_000, 784)
+    y = torch.randint(10, (55_000,))
+    ws = [torch.randn(o, i, requires_grad=True) for i, o in [(784, 256), (256, 256), (256, 10)]]
+    bs = [torch.randn(o, requires_grad=True) for o in (256, 256, 10)]
+    idx = torch.randint(55_000, (steps + 20, BATCH))
+    loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+
+    def step(i):
+        xs, ys = x.index_select(0, idx[i]), y.index_select(0, idx[i])
+        h = F.relu(F.linear(xs, ws[0], bs[0]))
+        h = F.relu(F.linear(h, ws[1], bs[1]))
+        logits = F.linear(h, ws[2], bs[2])
+        loss = F.cross_entropy(logits, ys)
+        for p in ws + bs:
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for p in ws + bs:
+                p.add_(p.grad, alpha=-0.005)
+            loss_sum.add_(loss.detach())
+            correct.add_((logits.argmax(-1) == ys).sum())
+
+    for i in range(20):
+        step(i)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for i in range(steps):
+            step(20 + i)
+        wall = (time.perf_counter() - start) / steps
+    rows = [(e.key, e.self_cpu_time_total / steps, e.count // steps) for e in prof.key_averages()]
+    rows = [r for r in rows if r[1] > 0]
+    rows.sort(key=lambda r: -r[1])
+    return wall, rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    rate = max(sgemm_rate(2048, 10) for _ in range(3))
+    shapes = {f"{m}x{k}x{n}": shape_rate(m, k, n) for m, k, n in [(100, 784, 256), (784, 100, 256), (100, 256, 256), (500, 784, 256)]}
+    floors = {"mlp": floor(mlp_flops(), rate), "cnn": floor(cnn_flops(), rate)}
+    per = {m: {"step_seconds": f()[0] / rate, "evaluation_seconds": f()[1] / rate} for m, f in (("mlp", mlp_flops), ("cnn", cnn_flops))}
+    wall, rows = profile_mlp_step()
+    out = {"threads": a.threads, "sgemm_gflops": rate / 1e9, "shape_gflops": {k: v / 1e9 for k, v in shapes.items()},
+           "mlp_tflop": floor(mlp_flops(), 1e12), "cnn_tflop": floor(cnn_flops(), 1e12), "floor_seconds": floors, "floor_parts": per,
+           "mlp_step_ms": wall * 1e3, "mlp_step_ops_us": {k: round(t, 1) for k, t, _ in rows[:15]}}
+    print(f"sgemm 2048^3 at {a.threads} threads: {rate / 1e9:.0f} GFLOP/s; the MLP's product shapes (MxKxN): "
+          + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in shapes.items()))
+    print(f"floor: MLP schedule {floor(mlp_flops(), 1e12):.3f} TFLOP -> {floors['mlp']:.2f} s; CNN {floor(cnn_flops(), 1e12):.2f} TFLOP -> {floors['cnn']:.1f} s")
+    print(f"one faithful MLP step: {wall * 1e3:.3f} ms; per-op self time (us per step, calls):")
+    for k, t, n in rows[:15]:
+        print(f"  {k:<40} {t:8.1f}  x{n}")
+    if a.json:
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
