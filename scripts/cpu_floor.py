@@ -20,19 +20,10 @@ import torch.nn.functional as F
 ITERATIONS, EVALS, BATCH, TEST = 4001, 81, 100, 10_000
 
 
-def sgemm_rate(n, reps):
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - start)
-
-
 def shape_rate(m, k, n, reps=2000):
+    """FLOP/s of an [m, k] x [k, n] float32 product, warm."""
     a, b = torch.randn(m, k), torch.randn(k, n)
-    for _ in range(20):
+    for _ in range(3):
         a @ b
     start = time.perf_counter()
     for _ in range(reps):
@@ -63,16 +54,21 @@ def floor(parts, rate, iterations=ITERATIONS, evals=EVALS):
     return (iterations * step + evals * evaluation) / rate
 
 
-def profile_mlp_step(steps=200):
+def profile_mlp_step(members=0, steps=200):
+    """One faithful MLP step as nndl issues it: a single run's ops (members 0), or a pack's
+    (stacked parameters, baddbmm, per-member losses, autograd.grad, one addcmul per tensor)."""
     torch.manual_seed(0)
     x = torch.rand(55_000, 784)
     y = torch.randint(10, (55_000,))
-    ws = [torch.randn(o, i, requires_grad=True) for i, o in [(784, 256), (256, 256), (256, 10)]]
-    bs = [torch.randn(o, requires_grad=True) for o in (256, 256, 10)]
-    idx = torch.randint(55_000, (steps + 20, BATCH))
-    loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+    m = max(members, 1)
+    shape = (lambda o, i: (m, o, i)) if members else (lambda o, i: (o, i))
+    ws = [torch.randn(*shape(o, i), requires_grad=True) for i, o in [(784, 256), (256, 256), (256, 10)]]
+    bs = [torch.randn(*((m, o) if members else (o,)), requires_grad=True) for o in (256, 256, 10)]
+    idx = torch.randint(55_000, (steps + 20, m * BATCH))
+    loss_sum, correct = torch.zeros(m), torch.zeros(m, dtype=torch.long)
+    neg_lr = torch.full((m,), -0.005)
 
-    def step(i):
+    def single(i):
         xs, ys = x.index_select(0, idx[i]), y.index_select(0, idx[i])
         h = F.relu(F.linear(xs, ws[0], bs[0]))
         h = F.relu(F.linear(h, ws[1], bs[1]))
@@ -87,13 +83,31 @@ def profile_mlp_step(steps=200):
             loss_sum.add_(loss.detach())
             correct.add_((logits.argmax(-1) == ys).sum())
 
+    def packed(i):
+        xs = x.index_select(0, idx[i]).view(m, BATCH, 784)
+        ys = y.index_select(0, idx[i]).view(m, BATCH)
+        h = torch.baddbmm(bs[0].unsqueeze(1), xs, ws[0].transpose(1, 2)).relu()
+        h = torch.baddbmm(bs[1].unsqueeze(1), h, ws[1].transpose(1, 2)).relu()
+        logits = torch.baddbmm(bs[2].unsqueeze(1), h, ws[2].transpose(1, 2))
+        nll = -logits.log_softmax(-1).gather(2, ys.unsqueeze(2)).squeeze(2).sum(1)
+        losses = nll / BATCH
+        grads = torch.autograd.grad(losses.sum(), ws + bs)
+        with torch.no_grad():
+            for p, g in zip(ws + bs, grads):
+                p.addcmul_(g, neg_lr.view(-1, *([1] * (p.dim() - 1))))
+            loss_sum.add_(losses)
+            correct.add_((logits.argmax(-1) == ys).sum(1))
+
+    step = packed if members else single
     for i in range(20):
         step(i)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(20 + i)
+    wall = (time.perf_counter() - start) / steps
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        start = time.perf_counter()
         for i in range(steps):
             step(20 + i)
-        wall = (time.perf_counter() - start) / steps
     rows = [(e.key, e.self_cpu_time_total / steps, e.count // steps) for e in prof.key_averages()]
     rows = [r for r in rows if r[1] > 0]
     rows.sort(key=lambda r: -r[1])
@@ -104,22 +118,30 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--members", type=int, default=0, help="also profile a pack of M members' step")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    rate = max(sgemm_rate(2048, 10) for _ in range(3))
+    rate = max(shape_rate(2048, 2048, 2048, 10) for _ in range(3))
     shapes = {f"{m}x{k}x{n}": shape_rate(m, k, n) for m, k, n in [(100, 784, 256), (784, 100, 256), (100, 256, 256), (500, 784, 256)]}
     floors = {"mlp": floor(mlp_flops(), rate), "cnn": floor(cnn_flops(), rate)}
     per = {m: {"step_seconds": f()[0] / rate, "evaluation_seconds": f()[1] / rate} for m, f in (("mlp", mlp_flops), ("cnn", cnn_flops))}
     wall, rows = profile_mlp_step()
+    packed = profile_mlp_step(a.members) if a.members else None
     out = {"threads": a.threads, "sgemm_gflops": rate / 1e9, "shape_gflops": {k: v / 1e9 for k, v in shapes.items()},
            "mlp_tflop": floor(mlp_flops(), 1e12), "cnn_tflop": floor(cnn_flops(), 1e12), "floor_seconds": floors, "floor_parts": per,
            "mlp_step_ms": wall * 1e3, "mlp_step_ops_us": {k: round(t, 1) for k, t, _ in rows[:15]}}
     print(f"sgemm 2048^3 at {a.threads} threads: {rate / 1e9:.0f} GFLOP/s; the MLP's product shapes (MxKxN): "
           + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in shapes.items()))
     print(f"floor: MLP schedule {floor(mlp_flops(), 1e12):.3f} TFLOP -> {floors['mlp']:.2f} s; CNN {floor(cnn_flops(), 1e12):.2f} TFLOP -> {floors['cnn']:.1f} s")
-    print(f"one faithful MLP step: {wall * 1e3:.3f} ms; per-op self time (us per step, calls):")
+    print(f"one faithful MLP step: {wall * 1e3:.3f} ms (unprofiled); per-op self time (us per step, calls):")
     for k, t, n in rows[:15]:
         print(f"  {k:<40} {t:8.1f}  x{n}")
+    if packed:
+        print(f"one packed step of {a.members} members: {packed[0] * 1e3:.3f} ms ({packed[0] * 1e3 / a.members:.3f} ms a member); per-op self time (us per step, calls):")
+        for k, t, n in packed[1][:15]:
+            print(f"  {k:<40} {t:8.1f}  x{n}")
+        out["packed_step_ms"] = packed[0] * 1e3
+        out["packed_step_ops_us"] = {k: round(t, 1) for k, t, _ in packed[1][:15]}
     if a.json:
         print(json.dumps(out))
 

@@ -34,6 +34,12 @@ pub struct DeviceData {
 }
 
 impl DeviceData {
+    /// Another handle on the same tensors (for a thread of its own; nothing is copied).
+    pub fn shallow_clone(&self) -> DeviceData {
+        let split = |s: &DeviceSplit| DeviceSplit { images: s.images.shallow_clone(), labels: s.labels.shallow_clone() };
+        DeviceData { train: split(&self.train), test: split(&self.test) }
+    }
+
     /// Loads and verifies MNIST from `--data` / $MNIST_DIR / data/mnist and uploads it.
     pub fn load(flag: Option<&Path>, device: Device) -> Result<DeviceData> {
         let dir = super::mnist::resolve_dir(flag);

@@ -1,12 +1,19 @@
-//! M networks of one architecture as one: each parameter is its members' parameters stacked on a
-//! new first axis. The MLP's layers are batched matrix products (on the CPU bit for bit the single
-//! run's products, measured). The CNN on CUDA uses grouped convolutions (member m's channels are
-//! group m: one launch for all members) and batched products; on the CPU it runs member by
-//! member with the single network's own ops: there it is compute-bound, so batching gains
-//! nothing, and the batched kernels round differently, which the faithful CNN's large early
-//! gradients amplify (a 1-ulp difference at step 2 is 5e-5 at step 3 and 3e-3 by step 5,
-//! measured). Inputs either differ per member ([M, B, 784], training) or are shared ([B, 784],
-//! evaluation: the first linear layer is then one wide product).
+//! M networks of one architecture as one model with one autograd graph.
+//!
+//! Stacked (CUDA): each parameter is one leaf, its members' values stacked on a new first axis;
+//! linear layers are batched matrix products and the CNN's convolutions grouped convolutions
+//! (member m's channels are group m), so a step launches one kernel per layer for all members.
+//!
+//! Member by member (CPU): each member keeps its own leaves and runs the single network's own
+//! ops. Measured on this 2-core CPU, libtorch's batched products run their members one after
+//! another and slower than plain products (the backward's transposed operands: a packed step of 5
+//! MLP members took 1.82 ms a member against 1.65 ms for a single step, one thread), and for the
+//! CNN the batched kernels' different rounding is amplified by its large early gradients (a
+//! 1-ulp difference at step 2 is 5e-5 at step 3 and 3e-3 by step 5). Member by member, each
+//! member's arithmetic is its single run's.
+//!
+//! Inputs either differ per member ([M, B, 784], training) or are shared ([B, 784], evaluation:
+//! stacked, the first linear layer is then one wide product).
 use crate::config::ModelKind;
 use crate::run::Network;
 use anyhow::{ensure, Result};
@@ -19,46 +26,73 @@ pub enum Input<'a> {
     Shared(&'a Tensor),
 }
 
+/// A trainable tensor: all members' values of one parameter (stacked, `member` None) or one
+/// member's.
+pub struct Leaf {
+    pub name: String,
+    pub member: Option<i64>,
+    pub tensor: Tensor,
+}
+
 pub struct PackedNet {
     pub model: ModelKind,
     pub members: i64,
-    /// The CNN as grouped convolutions and batched products (else member by member).
-    pub grouped: bool,
-    /// (name, [M, ...]) in name order, leaves that require gradients.
-    pub params: Vec<(String, Tensor)>,
+    /// Stacked leaves and batched kernels (else member by member).
+    pub stacked: bool,
+    /// Name order; member by member, each name's members in order.
+    pub leaves: Vec<Leaf>,
 }
 
 impl PackedNet {
     /// Stacks the members' parameters (each network as a single run with its seed built it).
-    pub fn stack(model: ModelKind, networks: &[Network], grouped: bool) -> Result<PackedNet> {
-        ensure!(!networks.is_empty(), "a pack needs at least one member");
-        let each: Vec<Vec<(String, Tensor)>> = networks.iter().map(|n| crate::run::parameters(&n.vs)).collect();
-        let params = each[0].iter().enumerate().map(|(k, (name, _))| {
+    pub fn stack(model: ModelKind, networks: &[Network], stacked: bool) -> Result<PackedNet> {
+        PackedNet::from_members(model, networks.iter().map(|n| crate::run::parameters(&n.vs)).collect(), stacked)
+    }
+
+    /// Packs the members' parameter lists (`run::parameters`: by name, sorted), copied.
+    pub fn from_members(model: ModelKind, each: Vec<Vec<(String, Tensor)>>, stacked: bool) -> Result<PackedNet> {
+        ensure!(!each.is_empty(), "a pack needs at least one member");
+        let mut leaves = Vec::new();
+        for (k, (name, _)) in each[0].iter().enumerate() {
             let parts: Vec<Tensor> = each.iter().map(|p| p[k].1.detach()).collect();
-            (name.clone(), Tensor::stack(&parts, 0).set_requires_grad(true))
-        }).collect();
-        Ok(PackedNet { model, members: networks.len() as i64, grouped, params })
+            if stacked {
+                leaves.push(Leaf { name: name.clone(), member: None, tensor: Tensor::stack(&parts, 0).set_requires_grad(true) });
+            } else {
+                leaves.extend(parts.iter().enumerate().map(|(m, t)| Leaf { name: name.clone(), member: Some(m as i64), tensor: t.copy().set_requires_grad(true) }));
+            }
+        }
+        Ok(PackedNet { model, members: each.len() as i64, stacked, leaves })
     }
 
+    /// The stacked leaf of `name`.
     fn p(&self, name: &str) -> &Tensor {
-        &self.params.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("packed net has no {name}")).1
+        &self.leaves.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("packed net has no {name}")).tensor
     }
 
-    /// Member `m`'s parameters as views, under the names a single run's VarStore uses.
+    /// Member `m`'s value of parameter `name` (a view into a stacked leaf, or its own leaf).
+    pub fn param(&self, name: &str, m: i64) -> Tensor {
+        let leaf = self.leaves.iter().find(|l| l.name == name && l.member.is_none_or(|k| k == m)).unwrap_or_else(|| panic!("packed net has no {name}"));
+        if leaf.member.is_some() { leaf.tensor.shallow_clone() } else { leaf.tensor.get(m) }
+    }
+
+    /// Member `m`'s parameters (detached views), under the names a single run's VarStore uses.
     pub fn member(&self, m: i64) -> Vec<(String, Tensor)> {
-        self.params.iter().map(|(n, t)| (n.clone(), t.detach().get(m))).collect()
+        let mut names: Vec<&str> = self.leaves.iter().map(|l| l.name.as_str()).collect();
+        names.dedup();
+        names.into_iter().map(|n| (n.to_string(), self.param(n, m).detach())).collect()
     }
 
     /// Logits [M, B, 10]. `noise` [M, B, 1024] is the CNN's dropout multiplier (already
     /// scaled by 1/keep_prob), drawn by the caller per member; None: no dropout.
     pub fn forward(&self, x: Input, noise: Option<&Tensor>) -> Tensor {
         match self.model {
+            ModelKind::Mlp if !self.stacked => Tensor::stack(&(0..self.members).map(|k| self.mlp_member(k, &x)).collect::<Vec<_>>(), 0),
             ModelKind::Mlp => {
                 let h = self.first_linear(x, "fc1").relu();
                 let h = self.linear(&h, "fc2").relu();
                 self.linear(&h, "fc3")
             }
-            ModelKind::Cnn if !self.grouped => Tensor::stack(&(0..self.members).map(|k| self.cnn_member(k, &x, noise)).collect::<Vec<_>>(), 0),
+            ModelKind::Cnn if !self.stacked => Tensor::stack(&(0..self.members).map(|k| self.cnn_member(k, &x, noise)).collect::<Vec<_>>(), 0),
             ModelKind::Cnn => {
                 let h = self.linear(&self.features(x), "fc1").relu();
                 let h = match noise {
@@ -88,14 +122,19 @@ impl PackedNet {
         }
     }
 
+    /// Member k's logits [B, 10], op for op as `models::mlp` computes them.
+    fn mlp_member(&self, k: i64, x: &Input) -> Tensor {
+        let linear = |h: &Tensor, layer: &str| h.linear(&self.param(&format!("{layer}.weight"), k), Some(self.param(&format!("{layer}.bias"), k)));
+        let h = linear(&member_input(x, k), "fc1").relu();
+        let h = linear(&h, "fc2").relu();
+        linear(&h, "fc3")
+    }
+
     /// Member k's logits [B, 10], op for op as `models::cnn` computes them.
     fn cnn_member(&self, k: i64, x: &Input, noise: Option<&Tensor>) -> Tensor {
-        let images = match x {
-            Input::PerMember(x) => x.get(k),
-            Input::Shared(x) => x.shallow_clone(),
-        };
-        let w = |layer: &str| self.p(&format!("{layer}.weight")).get(k);
-        let b = |layer: &str| self.p(&format!("{layer}.bias")).get(k);
+        let images = member_input(x, k);
+        let w = |layer: &str| self.param(&format!("{layer}.weight"), k);
+        let b = |layer: &str| self.param(&format!("{layer}.bias"), k);
         let conv = |h: &Tensor, layer: &str| h.conv2d(&w(layer), Some(b(layer)), [1, 1], [2, 2], [1, 1], 1);
         let h = conv(&images.view([-1, 28, 28, 1]).permute([0, 3, 1, 2]), "conv1").relu().max_pool2d_default(2);
         let h = crate::models::cnn::flatten_nhwc(&conv(&h, "conv2").relu().max_pool2d_default(2));
@@ -129,6 +168,14 @@ impl PackedNet {
         let b = h.size()[0];
         // [B, M*64, 7, 7] -> [M, B, 7, 7, 64] -> [M, B, 3136].
         h.view([b, m, 64, 7, 7]).permute([1, 0, 3, 4, 2]).reshape([m, b, 7 * 7 * 64])
+    }
+}
+
+/// Member k's images.
+fn member_input(x: &Input, k: i64) -> Tensor {
+    match x {
+        Input::PerMember(x) => x.get(k),
+        Input::Shared(x) => x.shallow_clone(),
     }
 }
 

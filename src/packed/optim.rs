@@ -1,6 +1,7 @@
-//! SGD and Adam over packed parameters, each member at its own learning rate (a [M] tensor on
-//! the device, so a captured CUDA graph reads the current values). The arithmetic is the single
+//! SGD and Adam over a pack's leaves, each member at its own learning rate (a [M] tensor on the
+//! device, so a captured CUDA graph reads the current values). The arithmetic is the single
 //! run's (`crate::optim`), member by member.
+use super::net::Leaf;
 use crate::config::Optimizer;
 use anyhow::{ensure, Result};
 use tch::{Device, Kind, Tensor};
@@ -13,23 +14,38 @@ pub struct PackedOptim {
     kind: Optimizer,
     /// Per member: the learning rate (SGD) or Adam's step size lr / (1 - beta1^t), negated.
     neg_rate: Tensor,
-    /// Adam's (first, second) moments per parameter, [M, ...] like the parameters.
+    /// Adam's (first, second) moments, one pair per leaf and shaped like it.
     moments: Vec<(Tensor, Tensor)>,
     pub adam_step: i64,
 }
 
-/// `rate` [M] viewed to broadcast over a [M, ...] parameter.
-fn per_member(rate: &Tensor, like: &Tensor) -> Tensor {
-    let mut shape = vec![1i64; like.dim()];
-    shape[0] = -1;
-    rate.view(shape.as_slice())
+/// The rates that apply to `leaf`: its member's (a 0-dim view), or all of them viewed to
+/// broadcast over a stacked [M, ...] leaf.
+fn rate_for(rate: &Tensor, leaf: &Leaf) -> Tensor {
+    match leaf.member {
+        Some(m) => rate.get(m),
+        None => {
+            let mut shape = vec![1i64; leaf.tensor.dim()];
+            shape[0] = -1;
+            rate.view(shape.as_slice())
+        }
+    }
+}
+
+/// Leaf `leaf`'s share of member m: the leaf itself, a slice of a stacked one, or none.
+fn member_part(leaf: &Leaf, t: &Tensor, m: i64) -> Option<Tensor> {
+    match leaf.member {
+        None => Some(t.get(m)),
+        Some(k) if k == m => Some(t.shallow_clone()),
+        Some(_) => None,
+    }
 }
 
 impl PackedOptim {
-    pub fn new(kind: Optimizer, params: &[(String, Tensor)], members: i64, device: Device) -> PackedOptim {
+    pub fn new(kind: Optimizer, leaves: &[Leaf], members: i64, device: Device) -> PackedOptim {
         let moments = match kind {
             Optimizer::Sgd => vec![],
-            Optimizer::Adam => params.iter().map(|(_, p)| (p.zeros_like().detach(), p.zeros_like().detach())).collect(),
+            Optimizer::Adam => leaves.iter().map(|l| (l.tensor.zeros_like().detach(), l.tensor.zeros_like().detach())).collect(),
         };
         PackedOptim { kind, neg_rate: Tensor::zeros([members], (Kind::Float, device)), moments, adam_step: 0 }
     }
@@ -44,16 +60,16 @@ impl PackedOptim {
         self.neg_rate.copy_(&Tensor::from_slice(&values));
     }
 
-    /// p -= lr g (SGD) or Adam's step, for every member at once. `grads` match `params`.
-    pub fn step(&mut self, params: &[(String, Tensor)], grads: &[Tensor]) {
+    /// p -= lr g (SGD) or Adam's step, for every member at once. `grads` match `leaves`.
+    pub fn step(&mut self, leaves: &[Leaf], grads: &[Tensor]) {
         if self.kind == Optimizer::Adam {
             self.adam_step += 1;
         }
         let bc2 = (1.0 - BETA2.powi(self.adam_step as i32)).sqrt();
         tch::no_grad(|| {
-            for (k, ((_, p), g)) in params.iter().zip(grads).enumerate() {
-                let mut p = p.shallow_clone();
-                let rate = per_member(&self.neg_rate, &p);
+            for (k, (leaf, g)) in leaves.iter().zip(grads).enumerate() {
+                let mut p = leaf.tensor.shallow_clone();
+                let rate = rate_for(&self.neg_rate, leaf);
                 match self.kind {
                     Optimizer::Sgd => {
                         let _ = p.addcmul_(g, &rate);
@@ -71,30 +87,32 @@ impl PackedOptim {
     }
 
     /// Member `m`'s optimizer state under a single run's checkpoint keys.
-    pub fn member_state(&self, params: &[(String, Tensor)], m: i64) -> (Vec<(String, Tensor)>, Option<i64>) {
+    pub fn member_state(&self, leaves: &[Leaf], m: i64) -> (Vec<(String, Tensor)>, Option<i64>) {
         match self.kind {
             Optimizer::Sgd => (vec![], None),
             Optimizer::Adam => {
-                let tensors = params.iter().zip(&self.moments).flat_map(|((n, _), (mo, v))| {
-                    [(format!("adam.m.{n}"), mo.get(m)), (format!("adam.v.{n}"), v.get(m))]
-                }).collect();
+                let tensors = leaves.iter().zip(&self.moments).flat_map(|(l, (mo, v))| {
+                    let (mo, v) = (member_part(l, mo, m), member_part(l, v, m));
+                    [mo.map(|t| (format!("adam.m.{}", l.name), t)), v.map(|t| (format!("adam.v.{}", l.name), t))]
+                }).flatten().collect();
                 (tensors, Some(self.adam_step))
             }
         }
     }
 
     /// Puts a member's moments (from its checkpoint's tensors) into slot `m`.
-    pub fn restore_member(&mut self, params: &[(String, Tensor)], m: i64, find: impl Fn(&str) -> Result<Tensor>, step: Option<i64>) -> Result<()> {
+    pub fn restore_member(&mut self, leaves: &[Leaf], m: i64, find: impl Fn(&str) -> Result<Tensor>, step: Option<i64>) -> Result<()> {
         if self.kind == Optimizer::Sgd {
             return Ok(());
         }
         self.adam_step = step.ok_or_else(|| anyhow::anyhow!("checkpoint lacks Adam's step"))?;
         tch::no_grad(|| -> Result<()> {
-            for ((n, p), (mo, v)) in params.iter().zip(&self.moments) {
-                for (key, dst) in [(format!("adam.m.{n}"), mo), (format!("adam.v.{n}"), v)] {
+            for (l, (mo, v)) in leaves.iter().zip(&self.moments) {
+                for (key, dst) in [(format!("adam.m.{}", l.name), mo), (format!("adam.v.{}", l.name), v)] {
+                    let Some(mut dst) = member_part(l, dst, m) else { continue };
                     let src = find(&key)?;
-                    ensure!(src.size()[..] == p.size()[1..], "checkpoint's {key} has shape {:?}, the model's {n} {:?}", src.size(), &p.size()[1..]);
-                    dst.get(m).copy_(&src);
+                    ensure!(src.size() == dst.size(), "checkpoint's {key} has shape {:?}, the model's {} {:?}", src.size(), l.name, dst.size());
+                    dst.copy_(&src);
                 }
             }
             Ok(())

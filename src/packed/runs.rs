@@ -5,7 +5,7 @@
 use super::net::PackedNet;
 use super::trainer::{train_packed, MemberStart, PackContext};
 use crate::checkpoint::Checkpoint;
-use crate::config::TrainConfig;
+use crate::config::{Dropout, TrainConfig};
 use crate::data::DeviceData;
 use crate::progress::Progress;
 use crate::run::{self, RunEnd, RunObserver, Session};
@@ -36,6 +36,14 @@ struct Claimed {
     run: RunDir,
     cfg: TrainConfig,
     checkpoint: Option<Checkpoint>,
+}
+
+/// A claimed member built as its single run builds it: its initial parameters (by name) and the
+/// CPU generator's state after its initialisation.
+struct Built {
+    claimed: Claimed,
+    params: Vec<(String, tch::Tensor)>,
+    rng: Vec<u8>,
 }
 
 /// Trains `cfgs[k]` into `dirs[k]`, at most `pack` members at a time in one batched model.
@@ -73,7 +81,7 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
         }
         let stop_asked = crate::signals::requested().is_some();
         let indices: Vec<usize> = group.iter().map(|c| c.index).collect();
-        let results = if stop_asked { Err(anyhow::anyhow!("stopped before it started")) } else { train_group(group, data, rt) };
+        let results = if stop_asked { Err(anyhow::anyhow!("stopped before it started")) } else { train_split(group, data, rt) };
         match results {
             Ok(results) => indices.iter().zip(results).for_each(|(&k, r)| ends[k] = Some(r)),
             Err(e) => {
@@ -85,42 +93,87 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
     ends.into_iter().map(|e| e.expect("every member ended")).collect()
 }
 
-/// One pack: build each member as its single run would, stack, train, finish each folder.
-fn train_group(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<Vec<MemberEnd>> {
+/// One pack on the CPU's threads. libtorch's products gain little from more threads at these
+/// sizes, so on the CPU a pack whose members draw nothing at random (the MLP) is split into one
+/// sub-pack per thread, each single-threaded, side by side (measured faster; the members with
+/// random draws swap libtorch's one CPU generator, so they stay in one thread).
+fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<Vec<MemberEnd>> {
+    crate::signals::install()?;
+    let cfg = group[0].cfg.clone();
+    let start_at = group[0].checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration);
+    let label = if group.len() > 1 { format!("{} x{}", cfg.model.name(), group.len()) } else { cfg.model.name().to_string() };
+    let pb = Progress::new(cfg.iterations as u64, &label, rt.quiet);
+    pb.set_position(start_at as u64);
+    // Built here, one after another: initialisation seeds and draws from the global generator.
+    let group: Vec<Built> = group.into_iter().map(|claimed| {
+        let network = run::build_network(&claimed.cfg, rt.device);
+        Built { params: run::parameters(&network.vs), rng: crate::torch_extras::cpu_rng_state(), claimed }
+    }).collect();
+    let threads = tch::get_num_threads().max(1) as usize;
+    let draws = !matches!(cfg.dropout, Dropout::None {}) || cfg.augment_shift > 0;
+    let parts = threads.min(group.len());
+    if rt.device.is_cuda() || draws || parts < 2 {
+        let ends = train_group(group, data, rt, &pb);
+        pb.finish();
+        return ends;
+    }
+    let mut rest = group.into_iter();
+    let sizes: Vec<usize> = (0..parts).map(|k| rest.len() / parts + usize::from(k < rest.len() % parts)).collect();
+    let subgroups: Vec<Vec<Built>> = sizes.iter().map(|&n| rest.by_ref().take(n).collect()).collect();
+    let ends = std::thread::scope(|scope| {
+        let handles: Vec<_> = subgroups.into_iter().map(|sub| {
+            let (data, pb) = (data.shallow_clone(), &pb);
+            scope.spawn(move || {
+                // This thread's own libtorch and MKL thread counts (the global one is restored below).
+                tch::set_num_threads((threads / parts).max(1) as i32);
+                train_group(sub, &data, rt, pb)
+            })
+        }).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))).collect::<Vec<_>>()
+    });
+    tch::set_num_threads(threads as i32);
+    pb.finish();
+    // A sub-pack that failed as a whole fails its own members only.
+    Ok(ends.into_iter().zip(sizes).flat_map(|(part, n)| match part {
+        Ok(members) => members,
+        Err(e) => {
+            let line = format!("{e:#}");
+            (0..n).map(|_| MemberEnd::Failed(anyhow::anyhow!("{line}"))).collect()
+        }
+    }).collect())
+}
+
+/// One pack of built members: stack, train, finish each folder.
+fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, pb: &Progress) -> Result<Vec<MemberEnd>> {
     let started = Instant::now();
     let started_utc = crate::system_info::utc_now();
-    crate::signals::install()?;
-    let cfg0 = &group[0].cfg;
-    let mut networks = Vec::new();
+    let mut group = Vec::new();
+    let mut params = Vec::new();
     let mut rngs = Vec::new();
-    for c in &group {
-        networks.push(run::build_network(&c.cfg, rt.device));
-        rngs.push(crate::torch_extras::cpu_rng_state());
-        if c.checkpoint.is_none() {
-            c.run.write_json("config.json", &c.cfg)?;
+    for b in built {
+        if b.claimed.checkpoint.is_none() {
+            b.claimed.run.write_json("config.json", &b.claimed.cfg)?;
         }
+        group.push(b.claimed);
+        params.push(b.params);
+        rngs.push(b.rng);
     }
-    let net = PackedNet::stack(cfg0.model, &networks, rt.device.is_cuda())?;
-    drop(networks);
+    let cfg0 = &group[0].cfg;
+    let net = PackedNet::from_members(cfg0.model, params, rt.device.is_cuda())?;
     let cfgs: Vec<TrainConfig> = group.iter().map(|c| c.cfg.clone()).collect();
     let starts: Vec<MemberStart> = group.iter().zip(rngs).map(|(c, rng)| match &c.checkpoint {
         Some(ck) => MemberStart::Resume(ck),
         None => MemberStart::Fresh { rng },
     }).collect();
-    let label = if group.len() > 1 { format!("{} x{}", cfg0.model.name(), group.len()) } else { cfg0.model.name().to_string() };
-    let pb = Progress::new(cfg0.iterations as u64, &label, rt.quiet);
-    pb.set_position(group[0].checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration) as u64);
     // One log line per evaluation for a lone member; a pack shows its progress only.
     let quiet = rt.quiet || group.len() > 1;
     let mut observers = group.iter().map(|c| {
         let earlier = c.checkpoint.as_ref().map(|ck| ck.meta.points.clone()).unwrap_or_default();
-        RunObserver::new(&c.run, &c.cfg, earlier, &pb, quiet)
+        RunObserver::new(&c.run, &c.cfg, earlier, pb, quiet)
     }).collect::<Result<Vec<_>>>()?;
     let mut obs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| o as &mut dyn Observer).collect();
     let ctx = PackContext { net: &net, cfgs: &cfgs, data, allow_graph: rt.allow_graph, quiet: rt.quiet };
-    let outcomes = train_packed(&ctx, &starts, &mut obs);
-    pb.finish();
-    let outcomes = outcomes?;
+    let outcomes = train_packed(&ctx, &starts, &mut obs)?;
     Ok(group.iter().zip(outcomes).zip(&observers).enumerate().map(|(m, ((c, outcome), o))| {
         let session = Session { started, started_utc: started_utc.clone(), resumed: c.checkpoint.is_some() };
         match run::finish_run(&c.cfg, &c.run, rt, &net.member(m as i64), outcome, o.points(), session) {

@@ -52,7 +52,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let m_count = net.members;
     let (train, test) = (&ctx.data.train, &ctx.data.test);
     let device = train.images.device();
-    let mut opt = PackedOptim::new(cfg.optimizer, &net.params, m_count, device);
+    let mut opt = PackedOptim::new(cfg.optimizer, &net.leaves, m_count, device);
     let sums = TrainSums { loss: Tensor::zeros([m_count], (Kind::Float, device)), correct: Tensor::zeros([m_count], (Kind::Int64, device)) };
     let mut rng_states = Vec::new();
     let mut members = Vec::new();
@@ -198,7 +198,9 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
         if members.iter().all(|mb| !mb.active()) {
             break;
         }
-        if i + 1 == cfg.iterations || obs[0].checkpoint_due(i + 1) {
+        // The first member still training keeps the checkpoint clock (a stopped one's stands still).
+        let lead = members.iter().position(Member::active).unwrap_or(0);
+        if i + 1 == cfg.iterations || obs[lead].checkpoint_due(i + 1) {
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
             }
@@ -222,23 +224,23 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
 fn restore_member(ctx: &PackContext, opt: &mut PackedOptim, m: i64, ck: &Checkpoint) -> Result<()> {
     let device = ctx.data.train.images.device();
     tch::no_grad(|| -> Result<()> {
-        for (name, p) in &ctx.net.params {
+        for (name, mut p) in ctx.net.member(m) {
             let src = ck.tensor(&format!("param.{name}"))?;
-            if src.size()[..] != p.size()[1..] {
-                bail!("checkpoint's {name} has shape {:?}, the model's {:?}", src.size(), &p.size()[1..]);
+            if src.size() != p.size() {
+                bail!("checkpoint's {name} has shape {:?}, the model's {:?}", src.size(), p.size());
             }
-            p.get(m).copy_(src);
+            p.copy_(src);
         }
         Ok(())
     })?;
-    opt.restore_member(&ctx.net.params, m, |key| Ok(ck.tensor(key)?.to_device(device)), ck.meta.adam_step)
+    opt.restore_member(&ctx.net.leaves, m, |key| Ok(ck.tensor(key)?.to_device(device)), ck.meta.adam_step)
 }
 
 /// Every active member's checkpoint, handed to its observer.
 fn checkpoint_all(ctx: &PackContext, members: &[Member], opt: &PackedOptim, parts: &StepParts, seconds: f64, obs: &mut [&mut dyn Observer], device: Device) -> Result<()> {
     for (m, mb) in members.iter().enumerate().filter(|(_, mb)| mb.active()) {
         let mi = m as i64;
-        let ck = mb.st.checkpoint_of(&ctx.cfgs[m], ctx.net.member(mi), opt.member_state(&ctx.net.params, mi), parts.rngs.state(m), seconds, device);
+        let ck = mb.st.checkpoint_of(&ctx.cfgs[m], ctx.net.member(mi), opt.member_state(&ctx.net.leaves, mi), parts.rngs.state(m), seconds, device);
         obs[m].on_checkpoint(&ck)?;
     }
     Ok(())
@@ -271,9 +273,9 @@ impl StepParts<'_> {
         let logits = self.net.forward(Input::PerMember(&xs), noise.as_ref());
         let (nll, correct) = nll_and_correct(&logits, &ys);
         let losses = nll / b as f64;
-        let params: Vec<&Tensor> = self.net.params.iter().map(|(_, p)| p).collect();
-        let grads = Tensor::run_backward(&[losses.sum(Kind::Float)], &params, false, false);
-        opt.step(&self.net.params, &grads);
+        let leaves: Vec<&Tensor> = self.net.leaves.iter().map(|l| &l.tensor).collect();
+        let grads = Tensor::run_backward(&[losses.sum(Kind::Float)], &leaves, false, false);
+        opt.step(&self.net.leaves, &grads);
         tch::no_grad(|| {
             let _ = self.sums.loss.shallow_clone().g_add_(&losses.detach());
             let _ = self.sums.correct.shallow_clone().g_add_(&correct);
@@ -284,7 +286,7 @@ impl StepParts<'_> {
 
 /// Every member's mean test loss and accuracy. The images are shared, so the first layer runs
 /// once for all members. Dropout at evaluation (the faithful CNN) draws each member's masks in
-/// the single run's chunks; grouped convolutions go in sub-chunks so memory stays a single run's.
+/// the single run's chunks; a stacked net goes in sub-chunks so memory stays a single run's.
 fn evaluate_packed(net: &PackedNet, split: &DeviceSplit, chunk: i64, dropout: Dropout, rngs: &mut MemberRngs) -> Result<Vec<(f64, f64)>> {
     tch::no_grad(|| {
         let m = net.members;
@@ -292,7 +294,7 @@ fn evaluate_packed(net: &PackedNet, split: &DeviceSplit, chunk: i64, dropout: Dr
         let mut loss = Tensor::zeros([m], (Kind::Float, device));
         let mut correct = Tensor::zeros([m], (Kind::Int64, device));
         let n = split.len();
-        let sub = if net.grouped { (chunk / m).max(1) } else { chunk };
+        let sub = if net.stacked { (chunk / m).max(1) } else { chunk };
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
