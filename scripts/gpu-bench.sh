@@ -6,13 +6,7 @@
 # eager.jsonl (faithful runs without CUDA graphs), modern.jsonl (modern presets, 3 seeds each;
 # MODERN=0 skips them), reproduce.json and results.tar.gz (all run folders).
 set -uo pipefail
-nndl=$(realpath "$1") data=$(realpath "$2") out=$(realpath "$3")
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-work=$(mktemp -d)
-torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export PYTHONUNBUFFERED=1
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; "$nndl" info; } 2>&1 | tee "$out/gpu.txt"
+. "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
 python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 --repeats 3 \
   --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn --json 2>&1 | grep -v UserWarning | tee "$out/bench.txt"
 # The same faithful runs with the steps launched one by one (no CUDA graph), for the A/B.

@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
-# The speed issue's GPU measurements in one go (about 8 minutes on an H100), for a CUDA machine
+# The speed issue's GPU measurements in one go (not yet run on a GPU; meant to fit one 10-minute
+# device call), for a CUDA machine
 # with PyTorch 2.11 (python3) but no Rust: build nndl elsewhere, carry the binary and MNIST, then
 #   scripts/gpu-speed.sh NNDL_BINARY MNIST_DIR OUT_DIR
 # bench.txt: single faithful runs, nndl vs PyTorch eager vs the CUDA-graph PyTorch peer (median
 # of 3); packed.txt: 10 seeds packed vs 10 single runs vs one run vs PyTorch's vmap ensemble, for
-# the MLP and the CNN; packed-check.jsonl: a packed CNN pack's accuracies beside its single runs'.
+# the MLP and the CNN; packed-check.jsonl: four CNN seeds in one pack (grouped convolutions).
 set -uo pipefail
-nndl=$(realpath "$1") data=$(realpath "$2") out=$(realpath "$3")
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-work=$(mktemp -d)
-torch_lib=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export PYTHONUNBUFFERED=1
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; "$nndl" info; } 2>&1 | tee "$out/gpu.txt"
+. "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
 python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 --repeats 3 \
   --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn --json 2>&1 | grep -v UserWarning | tee "$out/bench.txt"
 python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 --repeats 1 \

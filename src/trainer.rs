@@ -196,16 +196,7 @@ impl LoopState {
     /// Puts parameters, optimizer, generator and position back as the checkpoint has them.
     fn restore(ck: &Checkpoint, vs: &nn::VarStore, opt: &mut Optim, device: Device) -> Result<LoopState> {
         let m = &ck.meta;
-        tch::no_grad(|| -> Result<()> {
-            for (name, mut var) in vs.variables() {
-                let src = ck.tensor(&format!("param.{name}"))?;
-                if src.size() != var.size() {
-                    bail!("checkpoint's {name} has shape {:?}, the model's {:?}", src.size(), var.size());
-                }
-                var.copy_(src);
-            }
-            Ok(())
-        })?;
+        restore_params(ck, vs.variables())?;
         let (adam, _) = opt.state();
         let moments: HashMap<String, Tensor> = adam.iter().filter_map(|(k, _)| ck.tensors.get(k).map(|t| (k.clone(), t.to_device(device)))).collect();
         opt.restore(&moments, m.adam_step)?;
@@ -292,6 +283,20 @@ impl LoopState {
         };
         Checkpoint { meta, tensors }
     }
+}
+
+/// Copies the checkpoint's parameters into `params` (name, tensor or view), shapes checked.
+pub(crate) fn restore_params(ck: &Checkpoint, params: impl IntoIterator<Item = (String, Tensor)>) -> Result<()> {
+    tch::no_grad(|| {
+        for (name, mut var) in params {
+            let src = ck.tensor(&format!("param.{name}"))?;
+            if src.size() != var.size() {
+                bail!("checkpoint's {name} has shape {:?}, the model's {:?}", src.size(), var.size());
+            }
+            var.copy_(src);
+        }
+        Ok(())
+    })
 }
 
 /// The CPU generator's state a checkpoint holds.

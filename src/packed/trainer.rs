@@ -9,7 +9,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{Dropout, Schedule, TrainConfig};
 use crate::data::{DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
-use crate::trainer::{checkpoint_rng, graph_for, plan_iters, random_shift, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
+use crate::trainer::{checkpoint_rng, graph_for, restore_params, plan_iters, random_shift, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
 use anyhow::{bail, Result};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -223,16 +223,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
 /// Puts member m's parameters and moments back as its checkpoint has them.
 fn restore_member(ctx: &PackContext, opt: &mut PackedOptim, m: i64, ck: &Checkpoint) -> Result<()> {
     let device = ctx.data.train.images.device();
-    tch::no_grad(|| -> Result<()> {
-        for (name, mut p) in ctx.net.member(m) {
-            let src = ck.tensor(&format!("param.{name}"))?;
-            if src.size() != p.size() {
-                bail!("checkpoint's {name} has shape {:?}, the model's {:?}", src.size(), p.size());
-            }
-            p.copy_(src);
-        }
-        Ok(())
-    })?;
+    restore_params(ck, ctx.net.member(m))?;
     opt.restore_member(&ctx.net.leaves, m, |key| Ok(ck.tensor(key)?.to_device(device)), ck.meta.adam_step)
 }
 
