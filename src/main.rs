@@ -11,6 +11,12 @@ fn one_line(text: &str) -> String {
     text.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown error").trim().to_string()
 }
 
+/// clap's message (the lines before its usage block, which name the arguments) as one line.
+fn clap_line(text: &str) -> String {
+    let message: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    if message.is_empty() { one_line(text) } else { message.join(" ") }
+}
+
 /// Prints to stdout, ignoring a reader that went away (`nndl ... --json | head -c 10`).
 fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
@@ -49,7 +55,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("nndl: {}", one_line(&e.render().to_string()));
+            eprintln!("nndl: {}", clap_line(&e.render().to_string()));
             return ExitCode::from(2);
         }
     };

@@ -86,13 +86,12 @@ impl PackedNet {
     /// scaled by 1/keep_prob), drawn by the caller per member; None: no dropout.
     pub fn forward(&self, x: Input, noise: Option<&Tensor>) -> Tensor {
         match self.model {
-            ModelKind::Mlp if !self.stacked => Tensor::stack(&(0..self.members).map(|k| self.mlp_member(k, &x)).collect::<Vec<_>>(), 0),
+            _ if !self.stacked => Tensor::stack(&(0..self.members).map(|k| self.member_logits(k, &x, noise)).collect::<Vec<_>>(), 0),
             ModelKind::Mlp => {
                 let h = self.first_linear(x, "fc1").relu();
                 let h = self.linear(&h, "fc2").relu();
                 self.linear(&h, "fc3")
             }
-            ModelKind::Cnn if !self.stacked => Tensor::stack(&(0..self.members).map(|k| self.cnn_member(k, &x, noise)).collect::<Vec<_>>(), 0),
             ModelKind::Cnn => {
                 let h = self.linear(&self.features(x), "fc1").relu();
                 let h = match noise {
@@ -120,6 +119,19 @@ impl PackedNet {
                 h.linear(&w.view([m * out, -1]), Some(b.view([m * out]))).view([-1, m, out]).transpose(0, 1)
             }
         }
+    }
+
+    /// Member k's logits [B, 10] from its own leaves (member by member only).
+    pub fn member_logits(&self, k: i64, x: &Input, noise: Option<&Tensor>) -> Tensor {
+        match self.model {
+            ModelKind::Mlp => self.mlp_member(k, x),
+            ModelKind::Cnn => self.cnn_member(k, x, noise),
+        }
+    }
+
+    /// The indices in `leaves` of member k's own leaves (member by member only).
+    pub fn member_leaves(&self, k: i64) -> Vec<usize> {
+        self.leaves.iter().enumerate().filter(|(_, l)| l.member == Some(k)).map(|(i, _)| i).collect()
     }
 
     /// Member k's logits [B, 10], op for op as `models::mlp` computes them.

@@ -60,14 +60,20 @@ impl PackedOptim {
         self.neg_rate.copy_(&Tensor::from_slice(&values));
     }
 
-    /// p -= lr g (SGD) or Adam's step, for every member at once. `grads` match `leaves`.
-    pub fn step(&mut self, leaves: &[Leaf], grads: &[Tensor]) {
+    /// Starts a step: Adam counts it (before `update`, after `set_lrs`).
+    pub fn begin_step(&mut self) {
         if self.kind == Optimizer::Adam {
             self.adam_step += 1;
         }
+    }
+
+    /// p -= lr g (SGD) or Adam's update for the leaves `which` (indices into `leaves`), whose
+    /// gradients `grads` are, in that order.
+    pub fn update(&mut self, leaves: &[Leaf], which: &[usize], grads: &[Tensor]) {
         let bc2 = (1.0 - BETA2.powi(self.adam_step as i32)).sqrt();
         tch::no_grad(|| {
-            for (k, (leaf, g)) in leaves.iter().zip(grads).enumerate() {
+            for (&k, g) in which.iter().zip(grads) {
+                let leaf = &leaves[k];
                 let mut p = leaf.tensor.shallow_clone();
                 let rate = rate_for(&self.neg_rate, leaf);
                 match self.kind {

@@ -6,7 +6,7 @@ use super::net::{nll_and_correct, Input, PackedNet};
 use super::optim::PackedOptim;
 use super::rngs::MemberRngs;
 use crate::checkpoint::Checkpoint;
-use crate::config::{Dropout, Schedule, TrainConfig};
+use crate::config::{Dropout, Optimizer, Schedule, TrainConfig};
 use crate::data::{DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::trainer::{checkpoint_rng, graph_for, restore_params, plan_iters, random_shift, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
@@ -110,7 +110,8 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             plan = Some(Tensor::from_slice(&chunks).view([m_count, n, bs]).transpose(0, 1).contiguous().to_device(device));
         }
         let slot = (i - members[0].st.chunk_start) as i64;
-        if !matches!(cfg.schedule, Schedule::Constant {}) {
+        // Adam's bias correction changes every step, a schedule's rate too.
+        if cfg.optimizer == Optimizer::Adam || !matches!(cfg.schedule, Schedule::Constant {}) {
             opt.set_lrs(&lrs_at(i, &members));
         }
         idx.copy_(&plan.as_ref().expect("planned above").get(slot));
@@ -261,17 +262,40 @@ impl StepParts<'_> {
             Dropout::KeepProb { keep_prob, .. } => Some(self.rngs.dropout_noise(m, b, DROPOUT_WIDTH, keep_prob, xs.device())?),
             Dropout::None {} => None,
         };
-        let logits = self.net.forward(Input::PerMember(&xs), noise.as_ref());
-        let (nll, correct) = nll_and_correct(&logits, &ys);
-        let losses = nll / b as f64;
-        let leaves: Vec<&Tensor> = self.net.leaves.iter().map(|l| &l.tensor).collect();
-        let grads = Tensor::run_backward(&[losses.sum(Kind::Float)], &leaves, false, false);
-        opt.step(&self.net.leaves, &grads);
+        opt.begin_step();
+        let (losses, correct) = if self.net.stacked {
+            let logits = self.net.forward(Input::PerMember(&xs), noise.as_ref());
+            let (nll, correct) = nll_and_correct(&logits, &ys);
+            let losses = nll / b as f64;
+            let all: Vec<usize> = (0..self.net.leaves.len()).collect();
+            self.backward_and_update(opt, &losses, &all);
+            (losses, correct)
+        } else {
+            // Member by member: forward, backward and update of one member at a time, so its
+            // parameters and gradients stay in cache (as in its single run).
+            let mut parts = Vec::new();
+            for k in 0..m {
+                let logits = self.net.member_logits(k, &Input::PerMember(&xs), noise.as_ref()).unsqueeze(0);
+                let (nll, correct) = nll_and_correct(&logits, &ys.get(k).unsqueeze(0));
+                let loss = nll / b as f64;
+                self.backward_and_update(opt, &loss, &self.net.member_leaves(k));
+                parts.push((loss.detach(), correct));
+            }
+            let (losses, correct): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
+            (Tensor::cat(&losses, 0), Tensor::cat(&correct, 0))
+        };
         tch::no_grad(|| {
             let _ = self.sums.loss.shallow_clone().g_add_(&losses.detach());
             let _ = self.sums.correct.shallow_clone().g_add_(&correct);
         });
         Ok(losses.detach())
+    }
+
+    /// Gradients of the summed `losses` for the leaves `which`, and their update.
+    fn backward_and_update(&self, opt: &mut PackedOptim, losses: &Tensor, which: &[usize]) {
+        let leaves: Vec<&Tensor> = which.iter().map(|&i| &self.net.leaves[i].tensor).collect();
+        let grads = Tensor::run_backward(&[losses.sum(Kind::Float)], &leaves, false, false);
+        opt.update(&self.net.leaves, which, &grads);
     }
 }
 

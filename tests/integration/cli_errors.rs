@@ -87,3 +87,15 @@ fn bad_subcommand_values() {
     assert_one_line_error(&nndl().args(["cnn", "--preset", "ancient"]).output().unwrap(), "invalid value 'ancient'");
     assert_one_line_error(&nndl().args(["cnn", "--config", "/nonexistent.json"]).output().unwrap(), "cannot read config");
 }
+
+#[test]
+fn bad_seeds_and_packs() {
+    assert_one_line_error(&mlp_with(&["--seeds", "9..0"]), "invalid --seeds \"9..0\": the range is empty");
+    assert_one_line_error(&mlp_with(&["--seeds", "1,1"]), "a seed is named twice");
+    assert_one_line_error(&mlp_with(&["--seeds", "a..b"]), "expected a range such as 0..9");
+    assert_one_line_error(&mlp_with(&["--seeds", "0..99999"]), "at most 10000 seeds");
+    assert_one_line_error(&mlp_with(&["--seeds", "0..3", "--pack", "0"]), "invalid --pack 0");
+    assert_one_line_error(&mlp_with(&["--seeds", "0..3", "--seed", "2"]), "--seed");
+    assert_one_line_error(&mlp_with(&["--pack", "2"]), "--seeds");
+    assert_one_line_error(&mlp_with(&["--seeds", "0..1", "--export-init", "x", "--export-steps", "2"]), "--export-init");
+}
