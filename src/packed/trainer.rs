@@ -45,7 +45,7 @@ impl Member {
 }
 
 /// Trains every member until the iterations are done or a stop is asked for; `obs[m]` watches
-/// member m (member 0's observer also decides stops and checkpoint times for all).
+/// member m (the first member still training keeps the checkpoint clock for all).
 pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut dyn Observer]) -> Result<Vec<TrainOutcome>> {
     let cfg = &ctx.cfgs[0];
     let net = ctx.net;
