@@ -96,6 +96,10 @@ fn report(out: &std::path::Path, seeds: &[u64], ends: Vec<MemberEnd>) -> Result<
                 signal = Some(sig);
                 (format!("seed {seed}: {}", run::resume_hint(&out_dir, next_iteration)), serde_json::json!({ "seed": seed, "state": "interrupted", "next_iteration": next_iteration }))
             }
+            MemberEnd::NotStarted { signal: sig } => {
+                signal = Some(sig);
+                (format!("seed {seed}: not started (interrupted)"), serde_json::json!({ "seed": seed, "state": "interrupted", "started": false }))
+            }
             MemberEnd::Busy(e) => {
                 failed.push(format!("seed {seed}: {e}"));
                 (format!("seed {seed}: {e}"), serde_json::json!({ "seed": seed, "state": "busy", "error": e }))

@@ -440,6 +440,10 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
             signal = Some(sig);
             serde_json::json!({ "trial": t.name, "state": "interrupted", "next_iteration": next_iteration })
         }
+        MemberEnd::NotStarted { signal: sig } => {
+            signal = Some(sig);
+            serde_json::json!({ "trial": t.name, "state": "interrupted", "started": false })
+        }
         MemberEnd::Busy(e) => serde_json::json!({ "trial": t.name, "state": "busy", "error": e }),
         MemberEnd::Failed(e) => {
             let line = format!("{e:#}").lines().next().unwrap_or("").to_string();

@@ -22,6 +22,8 @@ pub enum MemberEnd {
     Ended { end: RunEnd, trained: bool },
     /// Another process holds its folder.
     Busy(String),
+    /// A stop was asked for (`signal`) before its pack started; its folder is as it was.
+    NotStarted { signal: i32 },
     Failed(anyhow::Error),
 }
 
@@ -79,10 +81,12 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
         while group.len() < pack.max(1) && rest.peek().is_some_and(|c| c.checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration) == at) {
             group.push(rest.next().expect("peeked"));
         }
-        let stop_asked = crate::signals::requested().is_some();
         let indices: Vec<usize> = group.iter().map(|c| c.index).collect();
-        let results = if stop_asked { Err(anyhow::anyhow!("stopped before it started")) } else { train_split(group, data, rt) };
-        match results {
+        if let Some(signal) = crate::signals::requested() {
+            indices.iter().for_each(|&k| ends[k] = Some(MemberEnd::NotStarted { signal }));
+            continue;
+        }
+        match train_split(group, data, rt) {
             Ok(results) => indices.iter().zip(results).for_each(|(&k, r)| ends[k] = Some(r)),
             Err(e) => {
                 let line = format!("{e:#}");

@@ -211,3 +211,26 @@ fn killed_packed_modern_cnn_resumes_bit_for_bit() {
         }
     }
 }
+
+#[test]
+fn sigint_stops_the_pack_and_leaves_the_later_seeds_unstarted() {
+    let dir = tempdir("seeds-int");
+    let out = dir.join("seeds");
+    let child = nndl().args(["mlp", "--seeds", "0..2", "--pack", "1", "--iterations", "100000", "--checkpoint-every", "50", "--json"])
+        .args(["--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(mnist_dir()).arg("--out").arg(&out)
+        .stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while !out.join("seed-0/checkpoint.safetensors").exists() {
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let end = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&end.stderr);
+    assert_eq!(end.status.code(), Some(130), "{err}");
+    assert!(err.contains("rerun the same command to continue the seeds"), "{err}");
+    let runs = json(&end)["runs"].as_array().unwrap().clone();
+    assert_eq!(runs[0]["state"], "interrupted");
+    assert_eq!((&runs[1]["started"], &runs[2]["started"]), (&serde_json::json!(false), &serde_json::json!(false)));
+    assert!(!out.join("seed-1/metrics.csv").exists() && !out.join("seed-2/metrics.csv").exists());
+}
