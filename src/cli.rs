@@ -159,7 +159,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "SEEDS", conflicts_with_all = ["seed", "export_init", "export_final"])]
     pub seeds: Option<String>,
     /// With --seeds: train at most M of them together as one batched model; 1 trains them one
-    /// after another [default: all of them on CUDA; on the CPU all for the MLP, 1 for the CNN].
+    /// after another [default: 16 on CUDA; on the CPU 10 for the MLP, 1 for the CNN].
     #[arg(long, value_name = "M", requires = "seeds", allow_hyphen_values = true)]
     pub pack: Option<usize>,
     /// Checkpoint every N steps [default: about every 60 s, and at the end].

@@ -43,17 +43,6 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>> {
     Ok(seeds)
 }
 
-/// How many members train together when --pack is not given: on CUDA every seed (one run
-/// leaves the GPU mostly idle); on the CPU the MLP packs (its members then run side by side on
-/// single-threaded sub-packs, measured 0.6-0.8 of the time of single runs) and the CNN does not
-/// (compute-bound already).
-pub fn default_pack(model: ModelKind, device: tch::Device, members: usize) -> usize {
-    match (device.is_cuda(), model) {
-        (true, _) | (false, ModelKind::Mlp) => members.clamp(1, 64),
-        (false, ModelKind::Cnn) => 1,
-    }
-}
-
 pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     let seeds = parse_seeds(text)?;
     let mut base = super::train::config_from_args(model, args)?;
@@ -67,7 +56,7 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     let pack = match args.pack {
         Some(0) => bail!("invalid --pack 0: must be at least 1"),
         Some(p) => p,
-        None => default_pack(model, rt.device, seeds.len()),
+        None => crate::packed::default_pack(model, rt.device.is_cuda()),
     };
     let data = DeviceData::load(common.data.as_deref(), rt.device)?;
     let cfgs: Vec<TrainConfig> = seeds.iter().map(|&seed| TrainConfig { seed, ..base.clone() }).collect();

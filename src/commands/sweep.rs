@@ -181,9 +181,8 @@ impl Workers {
 
     /// How many of `queued` trials of `model` one worker trains at once.
     fn pack_size(&self, model: crate::config::ModelKind, queued: usize) -> usize {
-        let default = if self.gpus > 0 { 16 } else { super::seeds::default_pack(model, tch::Device::Cpu, 10) };
         let spread = queued.div_ceil(self.jobs).max(1);
-        self.pack.unwrap_or(default.min(spread))
+        self.pack.unwrap_or(crate::packed::default_pack(model, self.gpus > 0).min(spread))
     }
 
     fn spawn(&self, spec: &Path, out: &Path, pack: &[&Trial], slot: usize) -> Result<Child> {

@@ -7,3 +7,17 @@ mod optim;
 pub mod rngs;
 pub mod runs;
 pub mod trainer;
+
+use crate::config::ModelKind;
+
+/// How many members train together when --pack is not given: 16 on CUDA (one run leaves the
+/// GPU mostly idle); on the CPU 10 for the MLP (its members then run side by side on
+/// single-threaded sub-packs, measured 0.7-0.8 of the time of single runs) and 1 for the CNN
+/// (compute-bound already).
+pub fn default_pack(model: ModelKind, cuda: bool) -> usize {
+    match (cuda, model) {
+        (true, _) => 16,
+        (false, ModelKind::Mlp) => 10,
+        (false, ModelKind::Cnn) => 1,
+    }
+}

@@ -53,6 +53,8 @@ impl MemberRngs {
                 }
             }
         }
-        Ok(noise / keep_prob)
+        // In place, as libtorch's dropout scales its noise.
+        let _ = noise.g_div_scalar_(keep_prob);
+        Ok(noise)
     }
 }

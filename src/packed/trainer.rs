@@ -100,7 +100,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let mut step_ctx = StepParts { net, cfg, train, rngs: &mut rngs, sums: &sums };
     for i in first..cfg.iterations {
         if let Some(signal) = obs[0].stop_requested() {
-            checkpoint_all(ctx, &members, &opt, &step_ctx, seconds(&started), obs, device)?;
+            checkpoint_all(ctx, &members, &opt, step_ctx.rngs, seconds(&started), obs, device)?;
             interrupted = Some((signal, i));
             break;
         }
@@ -205,7 +205,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
             }
-            checkpoint_all(ctx, &members, &opt, &step_ctx, seconds(&started), obs, device)?;
+            checkpoint_all(ctx, &members, &opt, step_ctx.rngs, seconds(&started), obs, device)?;
         }
     }
     let cuda_graph = graph.as_ref().is_some_and(|g| g.is_captured());
@@ -229,10 +229,10 @@ fn restore_member(ctx: &PackContext, opt: &mut PackedOptim, m: i64, ck: &Checkpo
 }
 
 /// Every active member's checkpoint, handed to its observer.
-fn checkpoint_all(ctx: &PackContext, members: &[Member], opt: &PackedOptim, parts: &StepParts, seconds: f64, obs: &mut [&mut dyn Observer], device: Device) -> Result<()> {
+fn checkpoint_all(ctx: &PackContext, members: &[Member], opt: &PackedOptim, rngs: &MemberRngs, seconds: f64, obs: &mut [&mut dyn Observer], device: Device) -> Result<()> {
     for (m, mb) in members.iter().enumerate().filter(|(_, mb)| mb.active()) {
         let mi = m as i64;
-        let ck = mb.st.checkpoint_of(&ctx.cfgs[m], ctx.net.member(mi), opt.member_state(&ctx.net.leaves, mi), parts.rngs.state(m), seconds, device);
+        let ck = mb.st.checkpoint_of(&ctx.cfgs[m], ctx.net.member(mi), opt.member_state(&ctx.net.leaves, mi), rngs.state(m), seconds, device);
         obs[m].on_checkpoint(&ck)?;
     }
     Ok(())
