@@ -4,12 +4,18 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
 #include <ATen/core/Generator.h>
 
 #include <cstring>
 #include <exception>
 #include <mutex>
 #include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "guarded.h"
 
@@ -64,5 +70,34 @@ int nndl_tf32_enabled(void) {
   int on = 0;
   guarded([&] { on = at::globalContext().allowTF32CuBLAS() ? 1 : 0; });
   return on;
+}
+
+int nndl_set_flush_denormal(int on, int* supported) {
+  return guarded([&] {
+    auto& ctx = at::globalContext();
+    *supported = ctx.setFlushDenormal(on != 0) ? 1 : 0;
+    if (*supported == 0) return;
+    // The mode lives in each thread's floating-point control register, so every intra-op
+    // thread must set it itself. This file is built without OpenMP, where at::parallel_for
+    // runs serially; TensorIterator::for_each is compiled into libtorch with it. Over as many
+    // elements as threads, with a grain of one, each thread of the team gets one element (the
+    // input gives the iterator its shape: a lone output would be resized to a scalar).
+    int64_t threads = at::get_num_threads();
+    auto slots = at::empty({threads}, at::TensorOptions().dtype(at::kByte));
+    auto iter = at::TensorIteratorConfig().add_output(slots).add_const_input(slots).build();
+    iter.for_each([&](char**, const int64_t*, int64_t, int64_t) { ctx.setFlushDenormal(on != 0); }, 1);
+  });
+}
+
+int nndl_flush_denormal_enabled(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  return (_mm_getcsr() & 0x8040) == 0x8040 ? 1 : 0;  // FTZ (bit 15) and DAZ (bit 6), as libtorch sets them
+#elif defined(__aarch64__)
+  uint64_t fpcr;
+  __asm__ __volatile__("mrs %0, fpcr" : "=r"(fpcr));
+  return (fpcr >> 24) & 1;  // FZ
+#else
+  return 0;
+#endif
 }
 }

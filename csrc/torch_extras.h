@@ -20,6 +20,13 @@ int nndl_set_tf32(int on);
 // 1 when the current settings allow TF32 in cuBLAS matmuls, 0 otherwise.
 int nndl_tf32_enabled(void);
 
+// Flush-to-zero and denormals-are-zero for float math on the calling thread and on libtorch's
+// intra-op threads (which also run MKL's products): `on` 1 flushes, 0 keeps denormals. Sets
+// `*supported` to 0 where the CPU has no such mode (nothing changes then).
+int nndl_set_flush_denormal(int on, int* supported);
+// 1 when the calling thread flushes denormals, 0 when it keeps them.
+int nndl_flush_denormal_enabled(void);
+
 const char* nndl_extras_last_error(void);
 
 #ifdef __cplusplus

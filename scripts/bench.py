@@ -7,6 +7,8 @@ alternating the two programs so that machine noise hits both alike).
   XOR: nndl vs the seed's own Python (one 3001-epoch run), and nndl's 1000 seeds.
   packed: M seeds in one `nndl mlp|cnn --seeds` vs M single runs one after another, vs one
           single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M).
+  denormals: the MLP with denormals flushed (as TF, nndl's default) and kept (PyTorch's default),
+          nndl and PyTorch eager alike.
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
           nndl's single-run loop time, and a per-op profile of one MLP step.
   On CUDA, the MLP and CNN rows also have the CUDA-graph PyTorch peer (bench_torch.py --cuda-graph).
@@ -48,7 +50,7 @@ def median(runs, key):
 
 
 def bench_model(a, model, iterations, tmp):
-    common = ["--iterations", str(iterations), "--eval-every", "50", "--device", a.device]
+    common = ["--iterations", str(iterations), "--eval-every", "50", "--device", a.device, "--flush-denormals", a.flush_denormals]
     threads = ["--threads", str(a.threads)] if a.threads else []
     nndl_cmd = [a.nndl, model, *common, *threads, "--data", a.data, "--json", "--quiet", "--force", "--out", os.path.join(tmp, model)]
     torch_cmd = [a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, *common, *threads, "--data", a.data]
@@ -76,7 +78,7 @@ def bench_model(a, model, iterations, tmp):
 
 def bench_packed(a, model, members, iterations, tmp):
     """M seeds packed vs the same M seeds one after another, one single run, and the vmap peer."""
-    common = ["--iterations", str(iterations), "--device", a.device] + (["--threads", str(a.threads)] if a.threads else [])
+    common = ["--iterations", str(iterations), "--device", a.device, "--flush-denormals", a.flush_denormals] + (["--threads", str(a.threads)] if a.threads else [])
     nndl = [a.nndl, model, *common, "--data", a.data, "--json", "--quiet", "--force"]
     packed = run_json(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed")])
     packed_loop = max(r["summary"]["train_seconds"] for r in packed["runs"])
@@ -103,15 +105,36 @@ def bench_packed(a, model, members, iterations, tmp):
     return row
 
 
+def bench_denormals(a, tmp):
+    """The faithful MLP, denormals flushed and kept, nndl and PyTorch eager, alternating."""
+    threads = ["--threads", str(a.threads)] if a.threads else []
+    common = ["--iterations", str(a.mlp_iterations), "--device", a.device, *threads, "--data", a.data]
+    runs = {}
+    for _ in range(a.repeats):
+        for mode in ("on", "off"):
+            runs.setdefault(("nndl", mode), []).append(run_json([a.nndl, "mlp", *common, "--flush-denormals", mode, "--json", "--quiet", "--force", "--out", os.path.join(tmp, "mlp-denormals")]))
+            runs.setdefault(("pytorch-eager", mode), []).append(run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", "mlp", *common, "--flush-denormals", mode]))
+    rows = []
+    print(f"MLP on {a.device}, {a.threads or 'default'} threads, {a.mlp_iterations} iterations, median of {a.repeats}: denormals flushed vs kept")
+    for impl in ("nndl", "pytorch-eager"):
+        on, off = (median(runs[(impl, m)], "train_seconds") for m in ("on", "off"))
+        ev_on, ev_off = (median(runs[(impl, m)], "eval_seconds") for m in ("on", "off"))
+        rows.append({"impl": impl, "flushed_loop_seconds": on, "kept_loop_seconds": off, "flushed_eval_seconds": ev_on, "kept_eval_seconds": ev_off,
+                     "flushed_accuracy": runs[(impl, "on")][0]["final_test_accuracy"], "kept_accuracy": runs[(impl, "off")][0]["final_test_accuracy"]})
+        print(f"  {impl:>14}: flushed loop {on:6.2f} s (evaluations {ev_on:.2f}), kept {off:6.2f} s (evaluations {ev_off:.2f}): ratio {on / off:.3f}; "
+              f"test acc {rows[-1]['flushed_accuracy']:.4f} / {rows[-1]['kept_accuracy']:.4f}")
+    return rows
+
+
 def bench_floor(a, tmp):
-    floor = json.loads(subprocess.run([a.python, os.path.join(HERE, "cpu_floor.py"), "--threads", str(a.threads or 2), "--json"],
+    floor = json.loads(subprocess.run([a.python, os.path.join(HERE, "cpu_floor.py"), "--threads", str(a.threads or 2), "--flush-denormals", a.flush_denormals, "--data", a.data, "--json"],
                                       capture_output=True, text=True, check=True).stdout.splitlines()[-1])
     print(f"sgemm {floor['sgemm_gflops']:.0f} GFLOP/s at {floor['threads']} threads; MLP product shapes: "
           + ", ".join(f"{k} {v:.0f}" for k, v in floor["shape_gflops"].items()))
     threads = ["--threads", str(a.threads)] if a.threads else []
     rows = {}
     for model, its in (("mlp", a.mlp_iterations), ("cnn", a.cnn_iterations)):
-        runs = [run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", *threads, "--data", a.data, "--json", "--quiet", "--force",
+        runs = [run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, *threads, "--data", a.data, "--json", "--quiet", "--force",
                           "--out", os.path.join(tmp, f"{model}-floor")]) for _ in range(a.repeats)]
         loop, evals = median(runs, "train_seconds"), runs[0]["evaluations"]
         parts = floor["floor_parts"][model]
@@ -170,7 +193,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mlp-iterations", type=int, default=FULL_ITERATIONS)
     ap.add_argument("--cnn-iterations", type=int, default=300)
-    ap.add_argument("--only", default="mlp,cnn,xor", help="any of mlp,cnn,xor,packed,floor")
+    ap.add_argument("--only", default="mlp,cnn,xor", help="any of mlp,cnn,xor,packed,denormals,floor")
+    ap.add_argument("--flush-denormals", choices=["on", "off"], default="on", help="for every run but the denormals part (default on, nndl's default)")
     ap.add_argument("--members", type=int, default=10, help="seeds in the packed benchmark")
     ap.add_argument("--packed-models", default="mlp", help="models of the packed benchmark (mlp,cnn)")
     ap.add_argument("--json", action="store_true", help="one JSON object at the end")
@@ -196,6 +220,8 @@ def main():
                           f"pytorch {theirs['full_schedule_seconds']:.1f} s, ratio {ours['full_schedule_seconds'] / theirs['full_schedule_seconds']:.3f}")
         if "packed" in parts:
             results["packed"] = [bench_packed(a, m, a.members, a.mlp_iterations if m == "mlp" else a.cnn_iterations, tmp) for m in a.packed_models.split(",")]
+        if "denormals" in parts:
+            results["denormals"] = bench_denormals(a, tmp)
         if "floor" in parts:
             results["floor"] = bench_floor(a, tmp)
         if "xor" in parts:

@@ -175,8 +175,11 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cuda-graph", action="store_true")
     ap.add_argument("--members", type=int, default=0)
+    ap.add_argument("--flush-denormals", choices=["on", "off"], default="on", help="CPU: as nndl's switch (default on, as TF)")
     a = ap.parse_args()
     started = time.perf_counter()
+    # Per thread: set before any parallel op, so that the intra-op threads inherit it.
+    torch.set_flush_denormal(a.flush_denormals == "on")
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)

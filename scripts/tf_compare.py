@@ -6,7 +6,8 @@ Three modes (scripts/tf-compare wraps them, with the venv and the nndl runs they
   step   From the initial weights, batch order and (CNN) dropout masks nndl exported
          (--export-init DIR --export-steps N), run the homework's graph step by step and compare:
          every step's training loss, every test evaluation, and every parameter tensor after
-         step 1 and step N. --check exits 1 past the tolerances below.
+         step 1 and step N; and whether both flush denormal floats to zero (TF's kernels do).
+         --check exits 1 past the tolerances below, or when the two treat denormals differently.
   seeds  The homework's original code (its own tf.random_normal / truncated_normal start, its own
          next_batch shuffle) over several seeds, against nndl's runs of the same seeds: mean,
          std, min-max of the final test accuracy and loss, Welch's t-test and Mann-Whitney U.
@@ -140,6 +141,16 @@ def compare_tensors(ours, theirs, rtol, atol):
     return rows
 
 
+def tf_flushes_denormals():
+    """Whether TF's kernels flush denormal floats to zero: an elementwise product and a matmul
+    whose exact results are denormal (1e-40) or built from denormal products (2.56e-38)."""
+    with v1.Graph().as_default(), v1.Session() as sess:
+        tiny = tf.constant(np.full([100, 256], 1e-20, np.float32))
+        square = sess.run(tiny * tiny)
+        product = sess.run(tf.matmul(tiny, tf.constant(np.full([256, 256], 1e-20, np.float32))))
+    return bool(np.all(square == 0) and np.all(product == 0))
+
+
 def step_mode(a):
     cfg = json.load(open(os.path.join(a.run, "config.json")))
     if cfg["optimizer"] != "sgd" or cfg["schedule"]["kind"] != "constant":
@@ -211,6 +222,12 @@ def step_mode(a):
             print(f"{name:>6} {str(tuple(shape)):>16} {mx:>13.3e} {rel:>13.3e} {'yes' if ok else 'NO':>7}")
             if not ok:
                 failures.append(f"{name} after step {done}: max abs {mx:.2e}, max rel {rel:.2e}")
+    flushes = tf_flushes_denormals()
+    ours_flush = cfg.get("flush_denormals", False)
+    print(f"\ndenormal floats: TF {'flushes them to zero' if flushes else 'keeps them'}; this nndl run "
+          f"{'flushed' if ours_flush else 'kept'} them (flush_denormals: {str(ours_flush).lower()})")
+    if flushes != ours_flush:
+        failures.append("denormal floats: nndl's run and TF's kernels treat them differently (--flush-denormals)")
     if a.check:
         print(f"\ncheck: {'PASS' if not failures else 'FAIL'}" + "".join(f"\n  {f}" for f in failures))
         sys.exit(1 if failures else 0)

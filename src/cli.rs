@@ -174,6 +174,9 @@ pub struct TrainArgs {
     /// CUDA: TF32 for float32 matmuls and convolutions [default: off for faithful, on for modern].
     #[arg(long, value_enum)]
     pub tf32: Option<OnOff>,
+    /// CPU: flush denormal floats to zero, as TF does (much faster for the faithful MLP) [default: on].
+    #[arg(long, value_enum)]
+    pub flush_denormals: Option<OnOff>,
     /// Also write the initial parameters (TF layout) and the batch order as .npy files into DIR,
     /// for scripts/tf_compare.py.
     #[arg(long, value_name = "DIR")]

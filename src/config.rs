@@ -107,6 +107,11 @@ pub struct TrainConfig {
     /// CUDA on Ampere and later: TF32 in float32 matmuls and convolutions.
     #[serde(default)]
     pub tf32: bool,
+    /// CPU: flush denormal floats to zero, as TF's kernels do (PyTorch keeps them, at a cost:
+    /// the faithful MLP's saturated softmax makes denormal gradients). Absent in configs
+    /// written before the switch existed, whose runs kept them.
+    #[serde(default)]
+    pub flush_denormals: bool,
     /// Checkpoint every this many iterations; None: about every 60 s of training.
     #[serde(default)]
     pub checkpoint_every: Option<usize>,
@@ -170,6 +175,7 @@ impl TrainConfig {
             threads: None,
             deterministic: false,
             tf32: false,
+            flush_denormals: true,
             checkpoint_every: None,
             allow_nan: false,
         };

@@ -46,6 +46,8 @@ pub struct RunSummary {
     pub cuda_graph: bool,
     pub deterministic: bool,
     pub tf32: bool,
+    #[serde(default)]
+    pub flush_denormals: bool,
     /// Whether this run was continued from a checkpoint.
     pub resumed: bool,
     /// This session's whole command, start-up included.
@@ -280,6 +282,7 @@ pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: 
         cuda_graph: outcome.cuda_graph,
         deterministic: cfg.deterministic,
         tf32: cfg.tf32,
+        flush_denormals: cfg.flush_denormals,
         resumed: session.resumed,
         wall_seconds: session.started.elapsed().as_secs_f64(),
         out_dir: run.path.clone(),

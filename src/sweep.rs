@@ -34,10 +34,10 @@ enum Kind {
 }
 
 /// The settings a spec may set, with their kinds.
-const SETTINGS: [(&str, Kind); 10] = [
+const SETTINGS: [(&str, Kind); 11] = [
     ("seed", Kind::Int), ("lr", Kind::Float), ("batch_size", Kind::Int), ("iterations", Kind::Int),
     ("eval_every", Kind::Int), ("checkpoint_every", Kind::Int), ("preset", Kind::Preset), ("tf32", Kind::Bool),
-    ("deterministic", Kind::Bool), ("allow_nan", Kind::Bool),
+    ("deterministic", Kind::Bool), ("allow_nan", Kind::Bool), ("flush_denormals", Kind::Bool),
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -338,6 +338,7 @@ impl SweepSpec {
                 ("tf32", Value::Bool(b)) => cfg.tf32 = *b,
                 ("deterministic", Value::Bool(b)) => cfg.deterministic = *b,
                 ("allow_nan", Value::Bool(b)) => cfg.allow_nan = *b,
+                ("flush_denormals", Value::Bool(b)) => cfg.flush_denormals = *b,
                 ("preset", _) => {}
                 (key, v) => bail!("`{key}` cannot take {v:?}"),
             }
@@ -441,6 +442,15 @@ mod tests {
         let t = trials("model = \"cnn\"\npreset = [\"faithful\", \"modern\"]\n").unwrap();
         assert_eq!((t[0].config.lr, t[1].config.lr), (0.01, 2e-3));
         assert_eq!(t[1].name, "preset=modern");
+    }
+
+    #[test]
+    fn switches_take_booleans() {
+        let t = trials("model = \"mlp\"\nflush_denormals = [true, false]\ntf32 = true\n").unwrap();
+        assert_eq!((t[0].config.flush_denormals, t[1].config.flush_denormals), (true, false));
+        assert_eq!(t[1].name, "flush_denormals=false");
+        assert!(t.iter().all(|t| t.config.tf32));
+        assert!(trials("model = \"mlp\"\nflush_denormals = 1\n").is_err());
     }
 
     #[test]

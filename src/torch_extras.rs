@@ -1,6 +1,6 @@
 //! libtorch state and switches that tch does not expose, through csrc/torch_extras.cpp (linked
 //! statically by build.rs; its C API is csrc/torch_extras.h): the CPU generator's state, for
-//! exact resume, and the global numerics switches (deterministic algorithms, TF32).
+//! exact resume, and the numerics switches (deterministic algorithms, TF32, denormals).
 use anyhow::{bail, Result};
 use std::ffi::{c_char, c_int, CStr};
 
@@ -12,6 +12,8 @@ extern "C" {
     fn nndl_set_cudnn_benchmark(on: c_int) -> c_int;
     fn nndl_set_tf32(on: c_int) -> c_int;
     fn nndl_tf32_enabled() -> c_int;
+    fn nndl_set_flush_denormal(on: c_int, supported: *mut c_int) -> c_int;
+    fn nndl_flush_denormal_enabled() -> c_int;
     fn nndl_extras_last_error() -> *const c_char;
 }
 
@@ -66,6 +68,51 @@ pub fn tf32_enabled() -> bool {
     unsafe { nndl_tf32_enabled() != 0 }
 }
 
+/// Whether float math on this thread flushes denormals to zero.
+pub fn flush_denormal_enabled() -> bool {
+    // SAFETY: a plain query of this thread's floating-point control register.
+    unsafe { nndl_flush_denormal_enabled() != 0 }
+}
+
+/// Flushes denormal floats to zero (or keeps them) on this thread and its libtorch threads.
+/// Returns false, changing nothing, where the CPU has no such mode.
+pub fn set_flush_denormal(on: bool) -> Result<bool> {
+    let mut supported: c_int = 0;
+    // SAFETY: `supported` is a live int the shim writes once.
+    check(unsafe { nndl_set_flush_denormal(on as c_int, &mut supported) }, "switch denormal flushing")?;
+    Ok(supported != 0)
+}
+
+/// The denormal mode of a job, undone when dropped: the thread and its libtorch threads get
+/// back the mode they had, so code that follows (the pure-Rust XOR, numpy's way) is untouched.
+/// Threads spawned meanwhile inherit the mode (POSIX threads copy the floating-point
+/// environment of the thread that creates them).
+#[must_use = "the mode lasts while the guard lives"]
+pub struct DenormalMode {
+    previous: bool,
+}
+
+impl DenormalMode {
+    /// TF flushes denormals in its kernels; PyTorch keeps them, and pays for it: the faithful
+    /// MLP's saturated softmax sends denormal gradients through every backward product.
+    pub fn enter(flush: bool) -> Result<DenormalMode> {
+        let previous = flush_denormal_enabled();
+        if !set_flush_denormal(flush)? && flush {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("note: this CPU cannot flush denormal floats to zero; they are kept"));
+        }
+        Ok(DenormalMode { previous })
+    }
+}
+
+impl Drop for DenormalMode {
+    fn drop(&mut self) {
+        // Setting a mode the thread had before cannot fail but for a broken libtorch; a drop
+        // has nowhere to report it.
+        let _ = set_flush_denormal(self.previous);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +127,38 @@ mod tests {
         let b = tch::Tensor::randn([8], (tch::Kind::Float, tch::Device::Cpu));
         assert!(a.equal(&b), "same state, same draws");
         assert!(set_cpu_rng_state(&state[..10]).is_err(), "a truncated state is refused");
+    }
+
+    /// Values that are denormal when computed exactly: 1e-20 squared is 1e-40, and the product
+    /// of two 512-square matrices of 1e-21 holds 512e-42 in every entry.
+    fn denormal_results() -> (tch::Tensor, tch::Tensor) {
+        let opts = (tch::Kind::Float, tch::Device::Cpu);
+        let x = tch::Tensor::full([1 << 18], 1e-20, opts);
+        let a = tch::Tensor::full([512, 512], 1e-21, opts);
+        (&x * &x, a.mm(&a))
+    }
+
+    #[test]
+    fn denormal_mode_reaches_libtorch_threads_and_is_undone() {
+        let threads = tch::get_num_threads();
+        tch::set_num_threads(2);
+        // LLVM assumes one floating-point mode, so each product must be opaque to it.
+        let square = || std::hint::black_box(1e-20f32) * std::hint::black_box(1e-20f32);
+        assert!(!flush_denormal_enabled(), "a fresh thread keeps denormals");
+        {
+            let _mode = DenormalMode::enter(true).unwrap();
+            assert!(flush_denormal_enabled());
+            assert_eq!(square(), 0.0, "Rust's own float math on this thread flushes too");
+            let (square, product) = denormal_results();
+            // Over 2^18 elements, libtorch splits the product over both threads.
+            assert_eq!(f64::try_from(square.abs().max()).unwrap(), 0.0);
+            assert_eq!(f64::try_from(product.abs().max()).unwrap(), 0.0);
+        }
+        assert!(!flush_denormal_enabled(), "the guard restores the mode");
+        assert!(square() > 0.0);
+        let (square, product) = denormal_results();
+        assert!(f64::try_from(square.min()).unwrap() > 0.0, "every thread keeps denormals again");
+        assert!(f64::try_from(product.min()).unwrap() > 0.0);
+        tch::set_num_threads(threads);
     }
 }

@@ -9,6 +9,7 @@ use crate::cuda_graph::StepGraph;
 use crate::data::{Batcher, DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::optim::Optim;
+use crate::torch_extras::DenormalMode;
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -308,6 +309,7 @@ pub(crate) fn checkpoint_rng(ck: &Checkpoint) -> Result<Vec<u8>> {
 /// asked for, or the loss diverges.
 pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Observer) -> Result<TrainOutcome> {
     let cfg = ctx.cfg;
+    let _denormals = DenormalMode::enter(cfg.flush_denormals)?;
     let (train, test) = (&ctx.data.train, &ctx.data.test);
     let device = train.images.device();
     let mut opt = Optim::new(cfg, ctx.vs)?;

@@ -70,6 +70,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
     let network = run::build_network(&cfg, rt.device);
     let (saved, _) = crate::tensor_file::read(&model_path)?;
     load_weights(&network.vs, saved, MODEL_FILE, cfg.model.name())?;
+    let _denormals = crate::torch_extras::DenormalMode::enter(cfg.flush_denormals)?;
     // The faithful CNN evaluates through dropout: seeded, so `eval` gives the same figures twice.
     tch::manual_seed(cfg.seed as i64);
     let counts = Tensor::zeros([100], (Kind::Int64, rt.device));

@@ -37,6 +37,7 @@ pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfi
     cfg.allow_nan |= args.allow_nan;
     cfg.deterministic |= args.deterministic;
     cfg.tf32 = args.tf32.map_or(cfg.tf32, |t| t == OnOff::On);
+    cfg.flush_denormals = args.flush_denormals.map_or(cfg.flush_denormals, |f| f == OnOff::On);
     cfg.device = common.device.clone().unwrap_or(cfg.device);
     cfg.threads = common.threads.or(cfg.threads);
     cfg.validate(&Origin::Flags)?;

@@ -9,6 +9,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{Dropout, Optimizer, Schedule, TrainConfig};
 use crate::data::{DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
+use crate::torch_extras::DenormalMode;
 use crate::trainer::{checkpoint_rng, graph_for, restore_params, plan_iters, random_shift, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
 use anyhow::{bail, Result};
 use std::time::Instant;
@@ -48,6 +49,8 @@ impl Member {
 /// member m (the first member still training keeps the checkpoint clock for all).
 pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut dyn Observer]) -> Result<Vec<TrainOutcome>> {
     let cfg = &ctx.cfgs[0];
+    // Per thread: a sub-pack's thread sets its own.
+    let _denormals = DenormalMode::enter(cfg.flush_denormals)?;
     let net = ctx.net;
     let m_count = net.members;
     let (train, test) = (&ctx.data.train, &ctx.data.test);

@@ -5,6 +5,7 @@ mod cnn_parts;
 mod defects;
 mod fuzz_regressions;
 mod idx_parsing;
+mod numerics;
 mod packed;
 mod reproduce;
 mod resume;

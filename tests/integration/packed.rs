@@ -1,9 +1,9 @@
 //! Packed runs (`--seeds`, `sweep --pack`) against single runs: each member's per-step training
 //! loss, its folder, its resume, and a diverging member that stops alone.
-use crate::util::{json, metrics, mnist_dir, nndl, rng_lock, tempdir, train};
+use crate::util::{json, metrics, mnist_dir, nndl, rng_lock, small_mnist, tempdir, train};
 use nndl::checkpoint::Checkpoint;
 use nndl::config::{ModelKind, Preset, TrainConfig};
-use nndl::data::{DeviceData, DeviceSplit};
+use nndl::data::DeviceData;
 use nndl::metrics::EvalPoint;
 use nndl::packed::net::PackedNet;
 use nndl::packed::trainer::{train_packed, MemberStart, PackContext};
@@ -32,13 +32,6 @@ impl Observer for Losses {
     fn on_loss(&mut self, _: usize, loss: f64) {
         self.0.push(loss);
     }
-}
-
-/// MNIST with a 200-image test set (evaluations are not what is compared here).
-fn small_data() -> DeviceData {
-    let d = DeviceData::load(Some(&mnist_dir()), Device::Cpu).unwrap();
-    let test = DeviceSplit { images: d.test.images.narrow(0, 0, 200), labels: d.test.labels.narrow(0, 0, 200) };
-    DeviceData { train: d.train, test }
 }
 
 fn config(model: ModelKind, preset: Preset, seed: u64, lr: f64, iterations: usize) -> TrainConfig {
@@ -91,7 +84,7 @@ fn compare_as(cfgs: &[TrainConfig], data: &DeviceData, stacked: bool) -> Vec<Vec
 fn cnn_members_follow_their_single_runs_for_20_steps() {
     let _rng = rng_lock();
     tch::set_num_threads(1);
-    let data = small_data();
+    let data = small_mnist();
     // Faithful (dropout in training and evaluation) and modern (Adam, schedule, shifts), each
     // member with its own seed and learning rate.
     for (preset, lrs) in [(Preset::Faithful, [0.01, 0.02, 0.005]), (Preset::Modern, [2e-3, 1e-3, 3e-3])] {
@@ -107,7 +100,7 @@ fn cnn_members_follow_their_single_runs_for_20_steps() {
 fn mlp_members_follow_their_single_runs_for_5_steps() {
     let _rng = rng_lock();
     tch::set_num_threads(1);
-    let data = small_data();
+    let data = small_mnist();
     for preset in [Preset::Faithful, Preset::Modern] {
         let cfgs: Vec<TrainConfig> = [0.005, 0.01, 0.002, 0.02].iter().enumerate().map(|(k, &lr)| {
             let lr = if preset == Preset::Modern { lr / 2.5 } else { lr };
@@ -129,7 +122,7 @@ fn the_stacked_layout_computes_the_same_steps() {
     // batched kernels round differently from the plain ones, and its early steps amplify that).
     let _rng = rng_lock();
     tch::set_num_threads(1);
-    let data = small_data();
+    let data = small_mnist();
     for (model, preset, steps) in [(ModelKind::Mlp, Preset::Faithful, 5), (ModelKind::Mlp, Preset::Modern, 5), (ModelKind::Cnn, Preset::Faithful, 3), (ModelKind::Cnn, Preset::Modern, 3)] {
         let lr = TrainConfig::preset(model, preset).lr;
         let cfgs: Vec<TrainConfig> = (0..3).map(|k| config(model, preset, k, lr * (1.0 + k as f64), steps)).collect();
@@ -143,7 +136,7 @@ fn the_stacked_layout_computes_the_same_steps() {
 fn a_diverging_member_stops_alone() {
     let _rng = rng_lock();
     tch::set_num_threads(1);
-    let data = small_data();
+    let data = small_mnist();
     let cfgs = [config(ModelKind::Mlp, Preset::Faithful, 0, 0.005, 40), config(ModelKind::Mlp, Preset::Faithful, 1, 1e6, 40)];
     let members = packed(&cfgs, &data);
     assert!(matches!(members[1].1, Ending::Diverged { exact: true, .. }), "{:?}", members[1].1);

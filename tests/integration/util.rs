@@ -11,6 +11,14 @@ pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// MNIST on the CPU with a 200-image test set, for in-process runs whose evaluations are not
+/// what they check.
+pub fn small_mnist() -> nndl::data::DeviceData {
+    let d = nndl::data::DeviceData::load(Some(&mnist_dir()), tch::Device::Cpu).unwrap();
+    let test = nndl::data::DeviceSplit { images: d.test.images.narrow(0, 0, 200), labels: d.test.labels.narrow(0, 0, 200) };
+    nndl::data::DeviceData { train: d.train, test }
+}
+
 pub fn nndl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nndl"))
 }
