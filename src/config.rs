@@ -217,6 +217,17 @@ impl TrainConfig {
         }
     }
 
+    /// The settings in which `self` (a saved run's) and `other` differ, as `key X there, Y here`
+    /// (keys in alphabetical order), for an error that says what differs.
+    pub fn differences(&self, other: &TrainConfig) -> Vec<String> {
+        let (a, b) = (serde_json::to_value(self), serde_json::to_value(other));
+        let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) else { return vec![] };
+        a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| {
+            let here = b.get(k).map_or("absent".to_string(), |w| w.to_string());
+            format!("{k} {v} there, {here} here")
+        }).collect()
+    }
+
     /// Reads a config.json and checks its values, naming the file in any error.
     pub fn load(path: &Path) -> Result<TrainConfig> {
         let name = path.display();

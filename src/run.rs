@@ -332,7 +332,9 @@ pub(crate) fn saved_checkpoint(cfg: &TrainConfig, run: &RunDir) -> Result<Option
         // Where and on how many threads it runs may change between sessions.
         (saved.device, saved.threads) = (cfg.device.clone(), cfg.threads);
         if saved != *cfg {
-            bail!("{} holds another configuration's run; remove it or choose another folder", run.path.display());
+            let dir = run.path.display();
+            bail!("{dir} holds another configuration's run ({}); continue it as it is with `nndl resume {dir}`, or remove it or choose another folder",
+                saved.differences(cfg).join("; "));
         }
     }
     let ck_path = run.file(checkpoint::FILE);

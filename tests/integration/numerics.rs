@@ -84,3 +84,20 @@ fn the_denormal_switch_is_recorded_and_old_configs_keep_denormals() {
     let s = json(&train(&["mlp", "--config", old_path.to_str().unwrap(), "--json", "--out", rerun.to_str().unwrap()]));
     assert_eq!(s["flush_denormals"], false);
 }
+
+#[test]
+fn a_rerun_in_another_denormal_mode_names_the_difference_instead_of_mixing_modes() {
+    let out = tempdir("flush-rerun");
+    let dir = out.to_str().unwrap();
+    train(&["mlp", "--seeds", "0..1", "--iterations", "2", "--out", dir]);
+    // Seed 0 unfinished, as a stop would leave it; seed 1 finished.
+    std::fs::remove_file(out.join("seed-0/summary.json")).unwrap();
+    let rerun = crate::util::nndl()
+        .args(["mlp", "--seeds", "0..1", "--iterations", "2", "--flush-denormals", "off", "--out", dir])
+        .args(["--threads", "1", "--device", "cpu", "--quiet", "--data"]).arg(crate::util::mnist_dir())
+        .output().unwrap();
+    crate::util::assert_one_line_error(&rerun, "seed 0: ");
+    let err = String::from_utf8_lossy(&rerun.stderr);
+    assert!(err.contains("(flush_denormals true there, false here)") && err.contains("nndl resume"), "{err}");
+    assert!(!out.join("seed-0/summary.json").exists(), "the unfinished run is left as it was");
+}
