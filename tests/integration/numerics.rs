@@ -1,36 +1,12 @@
 //! Numerics switches that change how a run computes: denormal floats flushed to zero (as TF
 //! does) or kept, recorded in config.json, and in force exactly while a run trains.
-use crate::util::{json, rng_lock, small_mnist, tempdir, train};
-use nndl::checkpoint::Checkpoint;
+use crate::util::{json, rng_lock, small_mnist, tempdir, train, PerStep};
 use nndl::config::{ModelKind, Preset, TrainConfig};
-use nndl::metrics::EvalPoint;
 use nndl::packed::net::PackedNet;
 use nndl::packed::trainer::{train_packed, MemberStart, PackContext};
 use nndl::torch_extras::flush_denormal_enabled;
 use nndl::trainer::{self, Observer, TrainContext};
 use tch::Device;
-
-/// Records, at every step, whether the training thread flushes denormals.
-#[derive(Default)]
-struct Mode(Vec<bool>);
-
-impl Observer for Mode {
-    fn on_eval(&mut self, _: &EvalPoint) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn checkpoint_due(&mut self, _: usize) -> bool {
-        false
-    }
-    fn on_checkpoint(&mut self, _: &Checkpoint) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn stop_requested(&self) -> Option<i32> {
-        None
-    }
-    fn on_loss(&mut self, _: usize, _: f64) {
-        self.0.push(flush_denormal_enabled());
-    }
-}
 
 fn mlp(flush: bool) -> TrainConfig {
     TrainConfig { iterations: 3, flush_denormals: flush, ..TrainConfig::preset(ModelKind::Mlp, Preset::Faithful) }
@@ -44,9 +20,9 @@ fn a_run_trains_in_its_denormal_mode_and_leaves_the_thread_as_it_was() {
         let cfg = mlp(flush);
         let network = nndl::run::build_network(&cfg, Device::Cpu);
         let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg: &cfg, data: &data, allow_graph: false, quiet: true };
-        let mut seen = Mode::default();
+        let mut seen = PerStep::new(|_| flush_denormal_enabled());
         trainer::train(&ctx, None, &mut seen).unwrap();
-        assert_eq!(seen.0, vec![flush; 3], "single run, flush_denormals {flush}");
+        assert_eq!(seen.seen, vec![flush; 3], "single run, flush_denormals {flush}");
         assert!(!flush_denormal_enabled(), "the thread keeps denormals again after the run");
     }
     // A pack, likewise.
@@ -55,10 +31,10 @@ fn a_run_trains_in_its_denormal_mode_and_leaves_the_thread_as_it_was() {
     let starts: Vec<_> = cfgs.iter().map(|_| MemberStart::Fresh { rng: nndl::torch_extras::cpu_rng_state() }).collect();
     let net = PackedNet::stack(ModelKind::Mlp, &networks, false).unwrap();
     let ctx = PackContext { net: &net, cfgs: &cfgs, data: &data, allow_graph: false, quiet: true };
-    let mut seen: Vec<Mode> = cfgs.iter().map(|_| Mode::default()).collect();
+    let mut seen: Vec<PerStep<bool>> = cfgs.iter().map(|_| PerStep::new(|_| flush_denormal_enabled())).collect();
     let mut obs: Vec<&mut dyn Observer> = seen.iter_mut().map(|o| o as &mut dyn Observer).collect();
     train_packed(&ctx, &starts, &mut obs).unwrap();
-    assert!(seen.iter().all(|m| m.0 == vec![true; 3]), "packed members: {:?}", seen.iter().map(|m| &m.0).collect::<Vec<_>>());
+    assert!(seen.iter().all(|m| m.seen == vec![true; 3]), "packed members: {:?}", seen.iter().map(|m| &m.seen).collect::<Vec<_>>());
     assert!(!flush_denormal_enabled());
 }
 

@@ -1,38 +1,14 @@
 //! Packed runs (`--seeds`, `sweep --pack`) against single runs: each member's per-step training
 //! loss, its folder, its resume, and a diverging member that stops alone.
-use crate::util::{json, metrics, mnist_dir, nndl, rng_lock, small_mnist, tempdir, train};
-use nndl::checkpoint::Checkpoint;
+use crate::util::{json, metrics, mnist_dir, nndl, rng_lock, small_mnist, tempdir, train, PerStep};
 use nndl::config::{ModelKind, Preset, TrainConfig};
 use nndl::data::DeviceData;
-use nndl::metrics::EvalPoint;
 use nndl::packed::net::PackedNet;
 use nndl::packed::trainer::{train_packed, MemberStart, PackContext};
 use nndl::trainer::{self, Ending, Observer, TrainContext};
 use std::process::Stdio;
 use std::time::Duration;
 use tch::Device;
-
-/// Records every step's training loss.
-#[derive(Default)]
-struct Losses(Vec<f64>);
-
-impl Observer for Losses {
-    fn on_eval(&mut self, _: &EvalPoint) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn checkpoint_due(&mut self, _: usize) -> bool {
-        false
-    }
-    fn on_checkpoint(&mut self, _: &Checkpoint) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn stop_requested(&self) -> Option<i32> {
-        None
-    }
-    fn on_loss(&mut self, _: usize, loss: f64) {
-        self.0.push(loss);
-    }
-}
 
 fn config(model: ModelKind, preset: Preset, seed: u64, lr: f64, iterations: usize) -> TrainConfig {
     TrainConfig { seed, lr, iterations, ..TrainConfig::preset(model, preset) }
@@ -41,9 +17,9 @@ fn config(model: ModelKind, preset: Preset, seed: u64, lr: f64, iterations: usiz
 fn single(cfg: &TrainConfig, data: &DeviceData) -> (Vec<f64>, Ending) {
     let network = nndl::run::build_network(cfg, Device::Cpu);
     let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: false, quiet: true };
-    let mut obs = Losses::default();
+    let mut obs = PerStep::new(|loss| loss);
     let outcome = trainer::train(&ctx, None, &mut obs).unwrap();
-    (obs.0, outcome.ending)
+    (obs.seen, outcome.ending)
 }
 
 fn packed(cfgs: &[TrainConfig], data: &DeviceData) -> Vec<(Vec<f64>, Ending)> {
@@ -60,10 +36,10 @@ fn packed_as(cfgs: &[TrainConfig], data: &DeviceData, stacked: bool) -> Vec<(Vec
     }
     let net = PackedNet::stack(cfgs[0].model, &networks, stacked).unwrap();
     let ctx = PackContext { net: &net, cfgs, data, allow_graph: false, quiet: true };
-    let mut observers: Vec<Losses> = cfgs.iter().map(|_| Losses::default()).collect();
+    let mut observers: Vec<PerStep<f64>> = cfgs.iter().map(|_| PerStep::new(|loss| loss)).collect();
     let mut obs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| o as &mut dyn Observer).collect();
     let outcomes = train_packed(&ctx, &starts, &mut obs).unwrap();
-    observers.into_iter().zip(outcomes).map(|(o, out)| (o.0, out.ending)).collect()
+    observers.into_iter().zip(outcomes).map(|(o, out)| (o.seen, out.ending)).collect()
 }
 
 /// Each member's per-step relative loss differences from its single run.

@@ -19,6 +19,36 @@ pub fn small_mnist() -> nndl::data::DeviceData {
     nndl::data::DeviceData { train: d.train, test }
 }
 
+/// An in-process run's observer that records `probe(loss)` at every step and ignores the rest.
+pub struct PerStep<T> {
+    pub seen: Vec<T>,
+    probe: fn(f64) -> T,
+}
+
+impl<T> PerStep<T> {
+    pub fn new(probe: fn(f64) -> T) -> PerStep<T> {
+        PerStep { seen: vec![], probe }
+    }
+}
+
+impl<T> nndl::trainer::Observer for PerStep<T> {
+    fn on_eval(&mut self, _: &nndl::metrics::EvalPoint) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn checkpoint_due(&mut self, _: usize) -> bool {
+        false
+    }
+    fn on_checkpoint(&mut self, _: &nndl::checkpoint::Checkpoint) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn stop_requested(&self) -> Option<i32> {
+        None
+    }
+    fn on_loss(&mut self, _: usize, loss: f64) {
+        self.seen.push((self.probe)(loss));
+    }
+}
+
 pub fn nndl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nndl"))
 }
