@@ -246,7 +246,8 @@ pub struct SweepArgs {
     /// List the trials and their folders, and what is done; run nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print one command per trial on stdout, for other drivers (GNU parallel, xargs); run nothing.
+    /// Print one command per trial on stdout, for other drivers (GNU parallel, xargs), or one
+    /// per pack of up to M trials with --pack M; run nothing.
     #[arg(long)]
     pub list: bool,
     /// Run this trial (by name, as --list prints it) in this process; given several times, the

@@ -83,6 +83,8 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     if !args.trial.is_empty() {
         let named = args.trial.iter().map(|name| trials.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("{} has no trial named {name}", args.spec.display())))
             .collect::<Result<Vec<&Trial>>>()?;
+        // A worker started by another driver (from --list) may be the first to write here.
+        prepare_folder(&out, &trials)?;
         return match named[..] {
             [trial] => run_trial(trial, &out, &device, threads, args.data.as_deref(), args.report.quiet),
             _ => run_pack(&named, &out, &device, threads, args.data.as_deref(), args.report.quiet),
@@ -92,10 +94,9 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         bail!("invalid --pack 0: must be at least 1");
     }
     if args.list {
-        let exe = nndl_executable().map(|p| p.display().to_string()).unwrap_or_else(|_| "nndl".into());
-        let lines: String = mine.iter().map(|t| format!("{exe} sweep {} --out {} --trial {} --threads {threads} --quiet\n",
-            shell_word(&args.spec.display().to_string()), shell_word(&out.display().to_string()), shell_word(&t.name))).collect();
-        return Outcome::output(lines, &mine.iter().map(|t| &t.name).collect::<Vec<_>>());
+        // The listed workers write into the sweep's folder, which `nndl report` and a rerun read.
+        prepare_folder(&out, &trials)?;
+        return list(args, &mine, &out, threads);
     }
     if args.dry_run {
         let rows: Vec<serde_json::Value> = mine.iter().map(|t| {
@@ -132,6 +133,30 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         return Ok(outcome.failing(line, 1));
     }
     Ok(outcome)
+}
+
+/// `--list`: one worker command per trial, or per pack with `--pack M` (the machines that run
+/// the commands may not be this one, so the pack size is the user's to choose, not a default
+/// for this machine's device). A worker given several --trial trains them as one pack.
+fn list(args: &SweepArgs, mine: &[&Trial], out: &Path, threads: usize) -> Result<Outcome> {
+    let exe = nndl_executable().map(|p| p.display().to_string()).unwrap_or_else(|_| "nndl".into());
+    let mut common = format!("--threads {threads} --quiet");
+    if let Some(device) = &args.device {
+        common += &format!(" --device {}", shell_word(device));
+    }
+    if let Some(data) = &args.data {
+        common += &format!(" --data {}", shell_word(&data.display().to_string()));
+    }
+    let packs = into_packs(mine.to_vec(), args.pack.unwrap_or(1));
+    let lines: String = packs.iter().map(|pack| {
+        let trials: String = pack.iter().map(|t| format!(" --trial {}", shell_word(&t.name))).collect();
+        format!("{exe} sweep {} --out {}{trials} {common}\n", shell_word(&args.spec.display().to_string()), shell_word(&out.display().to_string()))
+    }).collect();
+    let names = |pack: &Vec<&Trial>| pack.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    if args.pack.is_some() {
+        return Outcome::output(lines, &packs.iter().map(names).collect::<Vec<_>>());
+    }
+    Outcome::output(lines, &packs.iter().flat_map(names).collect::<Vec<_>>())
 }
 
 /// Quotes a word for a POSIX shell when it needs it.

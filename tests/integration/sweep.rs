@@ -226,3 +226,31 @@ fn packed_trials_match_unpacked_ones() {
         assert!((a["final_test_accuracy"].as_f64().unwrap() - b["final_test_accuracy"].as_f64().unwrap()).abs() <= 2e-4, "{trial}: {a} vs {b}");
     }
 }
+
+#[test]
+fn listed_packs_cover_every_trial_once_and_run_as_workers() {
+    let dir = tempdir("sweep-list-packs");
+    let spec = spec(&dir, "model = \"mlp\"\niterations = 20\neval_every = 10\nbatch_size = [50, 100]\nseed = [0, 1]\nlr = [0.005, 0.01]\n");
+    let out = dir.join("sweep");
+    let listed = nndl().arg("sweep").arg(&spec).arg("--out").arg(&out).args(["--list", "--pack", "3", "--device", "cpu", "--threads", "1", "--data"])
+        .arg(mnist_dir()).output().unwrap();
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let text = String::from_utf8(listed.stdout).unwrap();
+    let packs: Vec<Vec<&str>> = text.lines().map(|l| l.split(" --trial ").skip(1).map(|w| w.split(' ').next().unwrap()).collect()).collect();
+    // Four trials of each batch size, packs of at most three that never mix batch sizes.
+    assert_eq!(packs.iter().map(Vec::len).collect::<Vec<_>>(), [3, 1, 3, 1], "{text}");
+    for pack in &packs {
+        assert!(pack.iter().all(|t| t.starts_with(&pack[0][..pack[0].find(',').unwrap()])), "{pack:?}");
+    }
+    let mut names: Vec<&str> = packs.concat();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 8);
+    assert!(text.lines().all(|l| l.contains(" --device cpu") && l.contains(" --data ")), "{text}");
+    // Another driver runs the listed workers; the sweep then finds every trial done.
+    for line in text.lines() {
+        assert!(Command::new("sh").arg("-c").arg(line).status().unwrap().success(), "{line}");
+    }
+    let summary = ok(sweep(&spec, &out, &[]).output().unwrap());
+    assert_eq!((summary["skipped"].as_u64(), summary["done"].as_u64()), (Some(8), Some(0)), "{summary}");
+}
