@@ -42,6 +42,22 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command runs on the CPU whatever the machine has: `--device cpu` was given,
+    /// or the command never uses a GPU. Then libtorch's CUDA library is not loaded (a tenth of
+    /// a second of every process's start-up here).
+    pub fn cpu_only(&self) -> bool {
+        let cpu = |device: &Option<String>| device.as_deref() == Some("cpu");
+        match self {
+            Command::Reproduce(a) => cpu(&a.common.device),
+            Command::Mlp(a) | Command::Cnn(a) => cpu(&a.common.device),
+            Command::Eval(a) => cpu(&a.device),
+            Command::Sweep(a) => cpu(&a.device),
+            Command::Xor(_) | Command::Bptt(_) | Command::Report(_) | Command::Data(_) => true,
+            // A resumed run goes on where its config says; info reports on CUDA.
+            Command::Resume(_) | Command::Info(_) => false,
+        }
+    }
+
     /// How the command's outcome is to be reported.
     pub fn report_flags(&self) -> ReportArgs {
         match self {

@@ -46,8 +46,6 @@ fn main() -> ExitCode {
             .unwrap_or("internal error");
         eprintln!("nndl: error: {} (RUST_BACKTRACE=1 shows where)", one_line(msg));
     }));
-    // Load libtorch_cuda.so before any tch call, so CUDA is seen when present.
-    let _ = nndl::device::load_cuda_library();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -59,6 +57,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Load libtorch_cuda.so before any tch call (parsing makes none), so CUDA is seen when present.
+    if !cli.command.cpu_only() {
+        let _ = nndl::device::load_cuda_library();
+    }
     let flags = cli.command.report_flags();
     match std::panic::catch_unwind(|| commands::run(cli.command)) {
         Ok(Ok(outcome)) => {

@@ -86,3 +86,16 @@ fn export_init_writes_tf_layout_npy_files() {
     assert_eq!(shape("b3"), "1024");
     assert_eq!(shape("batches"), "3,100");
 }
+
+#[test]
+fn cpu_runs_never_load_the_cuda_library() {
+    // glibc's loader names every library it looks for; `--device cpu` skips libtorch_cuda.so,
+    // a tenth of a second of start-up, while `info` (which reports on CUDA) looks for it.
+    let dir = tempdir("no-cuda-lib");
+    let cpu = crate::util::nndl().args(["mlp", "--iterations", "1", "--threads", "1", "--device", "cpu", "--quiet", "--out"]).arg(&dir)
+        .arg("--data").arg(crate::util::mnist_dir()).env("LD_DEBUG", "libs").output().unwrap();
+    assert!(cpu.status.success());
+    assert!(!String::from_utf8_lossy(&cpu.stderr).contains("libtorch_cuda"));
+    let info = crate::util::nndl().arg("info").env("LD_DEBUG", "libs").output().unwrap();
+    assert!(String::from_utf8_lossy(&info.stderr).contains("find library=libtorch_cuda.so"));
+}
