@@ -43,8 +43,8 @@ pub enum Command {
 
 impl Command {
     /// Whether the command runs on the CPU whatever the machine has: `--device cpu` was given,
-    /// or the command never uses a GPU. Then libtorch's CUDA library is not loaded (a tenth of
-    /// a second of every process's start-up here).
+    /// or the command never uses a GPU. Then libtorch's CUDA library is not loaded (0.15-0.2 s
+    /// of every process's start-up here).
     pub fn cpu_only(&self) -> bool {
         let cpu = |device: &Option<String>| device.as_deref() == Some("cpu");
         match self {
