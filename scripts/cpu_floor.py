@@ -11,13 +11,14 @@ the forward pass over the 10,000 test images at each evaluation. At the sgemm ra
 large matrices, that is the least time any implementation of the schedule can take here.
 """
 import argparse
-import gzip
 import json
 import os
 import time
 
 import torch
 import torch.nn.functional as F
+
+from bench_torch import load  # MNIST as nndl trains on it (this script's folder is on sys.path)
 
 ITERATIONS, EVALS, BATCH, TEST = 4001, 81, 100, 10_000
 
@@ -56,20 +57,12 @@ def floor(parts, rate, iterations=ITERATIONS, evals=EVALS):
     return (iterations * step + evals * evaluation) / rate
 
 
-def mnist_train(data):
-    """MNIST's first 55,000 training images (scaled to [0, 1]) and labels, as nndl trains on them."""
-    read = lambda name, skip: bytearray(gzip.open(os.path.join(data, name)).read()[skip:])
-    x = torch.frombuffer(read("train-images-idx3-ubyte.gz", 16), dtype=torch.uint8).view(-1, 784)[:55_000].float() / 255
-    y = torch.frombuffer(read("train-labels-idx1-ubyte.gz", 8), dtype=torch.uint8)[:55_000].long()
-    return x, y
-
-
 def profile_mlp_step(data, members=0, steps=200):
     """One faithful MLP step as nndl issues it, on MNIST (the saturated softmax of its N(0, 1)
     start is part of the cost): a single run's ops (members 0), or a pack's (stacked parameters,
     baddbmm, per-member losses, autograd.grad, one addcmul per tensor)."""
     torch.manual_seed(0)
-    x, y = mnist_train(data)
+    x, y, _, _ = load(data, torch.device("cpu"))
     m = max(members, 1)
     shape = (lambda o, i: (m, o, i)) if members else (lambda o, i: (o, i))
     ws = [torch.randn(*shape(o, i), requires_grad=True) for i, o in [(784, 256), (256, 256), (256, 10)]]

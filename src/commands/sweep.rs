@@ -83,8 +83,11 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     if !args.trial.is_empty() {
         let named = args.trial.iter().map(|name| trials.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("{} has no trial named {name}", args.spec.display())))
             .collect::<Result<Vec<&Trial>>>()?;
-        // A worker started by another driver (from --list) may be the first to write here.
-        prepare_folder(&out, &trials)?;
+        // A worker started by another driver (from --list) may be the first to write here; under
+        // nndl's own driver, or after --list, the folder is ready and is left as it is.
+        if !out.join(MARKER).exists() {
+            prepare_folder(&out, &trials)?;
+        }
         return match named[..] {
             [trial] => run_trial(trial, &out, &device, threads, args.data.as_deref(), args.report.quiet),
             _ => run_pack(&named, &out, &device, threads, args.data.as_deref(), args.report.quiet),
