@@ -61,6 +61,15 @@ pub fn take_masks() -> Vec<(bool, Tensor)> {
     MASKS.with(|m| m.borrow_mut().take().unwrap_or_default())
 }
 
+/// The homework's `max_pool(relu(x), 2)`, computed as `relu(max_pool(x, 2))`: ReLU is monotonic,
+/// so both give the same values, and the same gradients bit for bit (the gradient reaches the
+/// window's first maximum when it is positive, and nothing otherwise), while the ReLU and its
+/// backward touch a quarter of the elements (profiled on the CPU: 0.9 ms of a 45-50 ms training
+/// step instead of 3.9 ms).
+pub fn relu_pool(x: &Tensor) -> Tensor {
+    x.max_pool2d_default(2).relu()
+}
+
 /// NCHW -> NHWC -> [N, 7*7*64], the order of TF's reshape.
 pub fn flatten_nhwc(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).flatten(1, -1)
@@ -72,9 +81,9 @@ pub fn features(vs: &nn::Path, init: Init) -> nn::SequentialT {
         // 25% faster on CPU, measured) and the final NHWC flatten is a free view.
         .add_fn(|x| x.view([-1, 28, 28, 1]).permute([0, 3, 1, 2]))
         .add(conv5x5(vs / "conv1", 1, 32, init))
-        .add_fn(|x| x.relu().max_pool2d_default(2))
+        .add_fn(relu_pool)
         .add(conv5x5(vs / "conv2", 32, 64, init))
-        .add_fn(|x| x.relu().max_pool2d_default(2))
+        .add_fn(relu_pool)
         .add_fn(flatten_nhwc)
 }
 
@@ -85,4 +94,29 @@ pub fn cnn(vs: &nn::Path, init: Init, mode: Dropout) -> nn::SequentialT {
         .add_fn(|x| x.relu())
         .add_fn_t(move |x, train| dropout(x, train, mode))
         .add(linear(vs / "fc2", 1024, 10, init))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// Values and gradients of `relu_pool` equal the homework's order bit for bit, with windows
+    /// all negative, mixed, and holding ties (zeros and repeated maxima).
+    #[test]
+    fn pooling_before_relu_changes_nothing() {
+        tch::manual_seed(0);
+        let x = (Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu)) * 4.0).round() / 2.0;
+        let upstream = Tensor::randn([4, 3, 4, 4], (Kind::Float, Device::Cpu));
+        let run = |f: &dyn Fn(&Tensor) -> Tensor| {
+            let x = x.copy().set_requires_grad(true);
+            let y = f(&x);
+            (y * &upstream).sum(Kind::Float).backward();
+            (f(&x).detach(), x.grad())
+        };
+        let (y0, g0) = run(&|x| x.relu().max_pool2d_default(2));
+        let (y1, g1) = run(&|x| relu_pool(x));
+        assert!(y0.equal(&y1) && g0.equal(&g1));
+        assert!(bool::try_from(x.eq(0.0).any()).unwrap(), "the data hold ties at zero");
+    }
 }

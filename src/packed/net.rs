@@ -15,6 +15,7 @@
 //! Inputs either differ per member ([M, B, 784], training) or are shared ([B, 784], evaluation:
 //! stacked, the first linear layer is then one wide product).
 use crate::config::ModelKind;
+use crate::models::cnn::{flatten_nhwc, relu_pool};
 use crate::run::Network;
 use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};
@@ -148,8 +149,8 @@ impl PackedNet {
         let w = |layer: &str| self.param(&format!("{layer}.weight"), k);
         let b = |layer: &str| self.param(&format!("{layer}.bias"), k);
         let conv = |h: &Tensor, layer: &str| h.conv2d(&w(layer), Some(b(layer)), [1, 1], [2, 2], [1, 1], 1);
-        let h = conv(&images.view([-1, 28, 28, 1]).permute([0, 3, 1, 2]), "conv1").relu().max_pool2d_default(2);
-        let h = crate::models::cnn::flatten_nhwc(&conv(&h, "conv2").relu().max_pool2d_default(2));
+        let h = relu_pool(&conv(&images.view([-1, 28, 28, 1]).permute([0, 3, 1, 2]), "conv1"));
+        let h = flatten_nhwc(&relu_pool(&conv(&h, "conv2")));
         let h = h.linear(&w("fc1"), Some(b("fc1"))).relu();
         let h = match noise {
             Some(n) => h * n.get(k),
@@ -175,8 +176,7 @@ impl PackedNet {
                 conv(&nhwc.permute([0, 3, 1, 2]), "conv1", m)
             }
         };
-        let h = h.relu().max_pool2d_default(2);
-        let h = conv(&h, "conv2", m).relu().max_pool2d_default(2);
+        let h = relu_pool(&conv(&relu_pool(&h), "conv2", m));
         let b = h.size()[0];
         // [B, M*64, 7, 7] -> [M, B, 7, 7, 64] -> [M, B, 3136].
         h.view([b, m, 64, 7, 7]).permute([1, 0, 3, 4, 2]).reshape([m, b, 7 * 7 * 64])
