@@ -137,13 +137,18 @@ def bench_floor(a, tmp):
         runs = [run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, *threads, "--data", a.data, "--json", "--quiet", "--force",
                           "--out", os.path.join(tmp, f"{model}-floor")]) for _ in range(a.repeats)]
         loop, evals = median(runs, "train_seconds"), runs[0]["evaluations"]
+        eval_seconds = median(runs, "eval_seconds")
         parts = floor["floor_parts"][model]
-        f = its * parts["step_seconds"] + evals * parts["evaluation_seconds"]
-        rows[model] = {"iterations": its, "evaluations": evals, "loop_seconds": loop, "floor_seconds": f, "ratio": loop / f}
-        print(f"{model.upper()} ({its} iterations, {evals} evaluations): nndl loop {loop:.2f} s (median of {a.repeats}), floor {f:.2f} s: {loop / f:.2f}x the floor")
-    print(f"one faithful MLP step in libtorch (the ops nndl issues): {floor['mlp_step_ms']:.3f} ms; self time per op (us):")
-    for k, t in floor["mlp_step_ops_us"].items():
-        print(f"  {k:<40} {t:8.1f}")
+        f_steps, f_evals = its * parts["step_seconds"], evals * parts["evaluation_seconds"]
+        f = f_steps + f_evals
+        rows[model] = {"iterations": its, "evaluations": evals, "loop_seconds": loop, "floor_seconds": f, "ratio": loop / f,
+                       "eval_seconds": eval_seconds, "eval_floor_seconds": f_evals}
+        print(f"{model.upper()} ({its} iterations, {evals} evaluations): nndl loop {loop:.2f} s (median of {a.repeats}), floor {f:.2f} s: {loop / f:.2f}x the floor; "
+              f"steps {loop - eval_seconds:.2f} s vs {f_steps:.2f} ({(loop - eval_seconds) / f_steps:.2f}x), evaluations {eval_seconds:.2f} s vs {f_evals:.2f} ({eval_seconds / f_evals:.2f}x)")
+    for model in ("mlp", "cnn"):
+        print(f"one faithful {model.upper()} step in libtorch (the ops nndl issues): {floor[f'{model}_step_ms']:.3f} ms; self time per op (us):")
+        for k, t in floor[f"{model}_step_ops_us"].items():
+            print(f"  {k:<40} {t:8.1f}")
     return {"floor": floor, "runs": rows}
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """This machine's sgemm rate, the FLOP floor of nndl's MLP and CNN schedules, and where one
-training step's time goes (the libtorch ops nndl issues, in the same order, timed by
+training step's time goes, for each net (the libtorch ops nndl issues, in the same order, timed by
 torch.profiler: nndl calls the same kernels through tch, which has no profiler of its own).
 
     scripts/cpu_floor.py [--threads 2] [--data DIR] [--flush-denormals on|off] [--json]
@@ -101,16 +101,48 @@ def profile_mlp_step(data, members=0, steps=200):
             loss_sum.add_(losses)
             correct.add_((logits.argmax(-1) == ys).sum(1))
 
-    step = packed if members else single
-    for i in range(20):
+    return time_and_profile(packed if members else single, steps)
+
+
+def profile_cnn_step(data, steps=40):
+    """One faithful CNN step as nndl issues it: channels-last convolutions, max-pool before ReLU
+    (`models::cnn::relu_pool`), TF's NHWC flatten, dropout at keep_prob 0.25, SGD 0.01."""
+    torch.manual_seed(0)
+    x, y, _, _ = load(data, torch.device("cpu"))
+    shapes = [(32, 1, 5, 5), (32,), (64, 32, 5, 5), (64,), (1024, 3136), (1024,), (10, 1024), (10,)]
+    ps = [(torch.randn(*s) * 0.1).requires_grad_() for s in shapes]
+    idx = torch.randint(55_000, (steps + 5, BATCH))
+
+    def step(i):
+        xs, ys = x.index_select(0, idx[i]), y.index_select(0, idx[i])
+        h = xs.view(-1, 28, 28, 1).permute(0, 3, 1, 2)
+        h = F.max_pool2d(F.conv2d(h, ps[0], ps[1], padding=2), 2).relu()
+        h = F.max_pool2d(F.conv2d(h, ps[2], ps[3], padding=2), 2).relu()
+        h = F.linear(h.permute(0, 2, 3, 1).flatten(1), ps[4], ps[5]).relu()
+        logits = F.linear(F.dropout(h, 0.75, True), ps[6], ps[7])
+        loss = F.cross_entropy(logits, ys)
+        for p in ps:
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for p in ps:
+                p.add_(p.grad, alpha=-0.01)
+
+    return time_and_profile(step, steps, warmup=5)
+
+
+def time_and_profile(step, steps, warmup=20):
+    """(seconds per step unprofiled, [(op, self microseconds per step, calls per step)] slowest
+    first) of step(i) over `steps` steps after `warmup`."""
+    for i in range(warmup):
         step(i)
     start = time.perf_counter()
     for i in range(steps):
-        step(20 + i)
+        step(warmup + i)
     wall = (time.perf_counter() - start) / steps
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for i in range(steps):
-            step(20 + i)
+            step(warmup + i)
     rows = [(e.key, e.self_cpu_time_total / steps, e.count // steps) for e in prof.key_averages()]
     rows = [r for r in rows if r[1] > 0]
     rows.sort(key=lambda r: -r[1])
@@ -134,14 +166,20 @@ def main():
     per = {m: {"step_seconds": f()[0] / rate, "evaluation_seconds": f()[1] / rate} for m, f in (("mlp", mlp_flops), ("cnn", cnn_flops))}
     wall, rows = profile_mlp_step(a.data)
     packed = profile_mlp_step(a.data, a.members) if a.members else None
+    cnn_wall, cnn_rows = profile_cnn_step(a.data)
     out = {"threads": a.threads, "sgemm_gflops": rate / 1e9, "shape_gflops": {k: v / 1e9 for k, v in shapes.items()},
            "mlp_tflop": floor(mlp_flops(), 1e12), "cnn_tflop": floor(cnn_flops(), 1e12), "floor_seconds": floors, "floor_parts": per,
-           "mlp_step_ms": wall * 1e3, "mlp_step_ops_us": {k: round(t, 1) for k, t, _ in rows[:15]}}
+           "mlp_step_ms": wall * 1e3, "mlp_step_ops_us": {k: round(t, 1) for k, t, _ in rows[:15]},
+           "cnn_step_ms": cnn_wall * 1e3, "cnn_step_floor_ms": per["cnn"]["step_seconds"] * 1e3,
+           "cnn_step_ops_us": {k: round(t, 1) for k, t, _ in cnn_rows[:15]}}
     print(f"sgemm 2048^3 at {a.threads} threads: {rate / 1e9:.0f} GFLOP/s; the MLP's product shapes (MxKxN): "
           + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in shapes.items()))
     print(f"floor: MLP schedule {floor(mlp_flops(), 1e12):.3f} TFLOP -> {floors['mlp']:.2f} s; CNN {floor(cnn_flops(), 1e12):.2f} TFLOP -> {floors['cnn']:.1f} s")
     print(f"one faithful MLP step: {wall * 1e3:.3f} ms (unprofiled); per-op self time (us per step, calls):")
     for k, t, n in rows[:15]:
+        print(f"  {k:<40} {t:8.1f}  x{n}")
+    print(f"one faithful CNN step: {cnn_wall * 1e3:.2f} ms (unprofiled; its floor {per['cnn']['step_seconds'] * 1e3:.2f} ms); per-op self time (us per step, calls):")
+    for k, t, n in cnn_rows[:15]:
         print(f"  {k:<40} {t:8.1f}  x{n}")
     if packed:
         print(f"one packed step of {a.members} members: {packed[0] * 1e3:.3f} ms ({packed[0] * 1e3 / a.members:.3f} ms a member); per-op self time (us per step, calls):")
