@@ -10,6 +10,7 @@ fn one_thread() {
 
 #[test]
 fn same_padding_gives_3136_features() {
+    let _rng = crate::util::rng_lock();
     one_thread();
     let vs = nn::VarStore::new(Device::Cpu);
     let features = cnn::features(&vs.root(), Init::TruncatedNormal);
@@ -67,6 +68,7 @@ fn faithful_dropout_keeps_a_quarter_scaled_by_four_in_training_and_evaluation() 
 
 #[test]
 fn modern_dropout_is_off_in_evaluation() {
+    let _rng = crate::util::rng_lock();
     one_thread();
     let x = Tensor::ones([10_000], (Kind::Float, Device::Cpu));
     let mode = Dropout::KeepProb { keep_prob: 0.75, in_eval: false };
