@@ -57,12 +57,11 @@ def floor(parts, rate, iterations=ITERATIONS, evals=EVALS):
     return (iterations * step + evals * evaluation) / rate
 
 
-def profile_mlp_step(data, members=0, steps=200):
+def profile_mlp_step(x, y, members=0, steps=200):
     """One faithful MLP step as nndl issues it, on MNIST (the saturated softmax of its N(0, 1)
     start is part of the cost): a single run's ops (members 0), or a pack's (stacked parameters,
     baddbmm, per-member losses, autograd.grad, one addcmul per tensor)."""
     torch.manual_seed(0)
-    x, y, _, _ = load(data, torch.device("cpu"))
     m = max(members, 1)
     shape = (lambda o, i: (m, o, i)) if members else (lambda o, i: (o, i))
     ws = [torch.randn(*shape(o, i), requires_grad=True) for i, o in [(784, 256), (256, 256), (256, 10)]]
@@ -104,11 +103,10 @@ def profile_mlp_step(data, members=0, steps=200):
     return time_and_profile(packed if members else single, steps)
 
 
-def profile_cnn_step(data, steps=40):
+def profile_cnn_step(x, y, steps=40):
     """One faithful CNN step as nndl issues it: channels-last convolutions, max-pool before ReLU
     (`models::cnn::relu_pool`), TF's NHWC flatten, dropout at keep_prob 0.25, SGD 0.01."""
     torch.manual_seed(0)
-    x, y, _, _ = load(data, torch.device("cpu"))
     shapes = [(32, 1, 5, 5), (32,), (64, 32, 5, 5), (64,), (1024, 3136), (1024,), (10, 1024), (10,)]
     ps = [(torch.randn(*s) * 0.1).requires_grad_() for s in shapes]
     idx = torch.randint(55_000, (steps + 5, BATCH))
@@ -164,9 +162,10 @@ def main():
     shapes = {f"{m}x{k}x{n}": shape_rate(m, k, n) for m, k, n in [(100, 784, 256), (784, 100, 256), (100, 256, 256), (500, 784, 256)]}
     floors = {"mlp": floor(mlp_flops(), rate), "cnn": floor(cnn_flops(), rate)}
     per = {m: {"step_seconds": f()[0] / rate, "evaluation_seconds": f()[1] / rate} for m, f in (("mlp", mlp_flops), ("cnn", cnn_flops))}
-    wall, rows = profile_mlp_step(a.data)
-    packed = profile_mlp_step(a.data, a.members) if a.members else None
-    cnn_wall, cnn_rows = profile_cnn_step(a.data)
+    x, y, _, _ = load(a.data, torch.device("cpu"))
+    wall, rows = profile_mlp_step(x, y)
+    packed = profile_mlp_step(x, y, a.members) if a.members else None
+    cnn_wall, cnn_rows = profile_cnn_step(x, y)
     out = {"threads": a.threads, "sgemm_gflops": rate / 1e9, "shape_gflops": {k: v / 1e9 for k, v in shapes.items()},
            "mlp_tflop": floor(mlp_flops(), 1e12), "cnn_tflop": floor(cnn_flops(), 1e12), "floor_seconds": floors, "floor_parts": per,
            "mlp_step_ms": wall * 1e3, "mlp_step_ops_us": {k: round(t, 1) for k, t, _ in rows[:15]},
