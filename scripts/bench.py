@@ -9,6 +9,9 @@ alternating the two programs so that machine noise hits both alike).
           single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M).
   denormals: the MLP with denormals flushed (as TF, nndl's default) and kept (PyTorch's default),
           nndl and PyTorch eager alike.
+  variants: on CUDA, nndl's faithful MLP and CNN with each speed route switched off in turn
+          (one step per graph replay, one update kernel per parameter, NCHW convolutions),
+          alternating, with each variant's metrics compared to the default's.
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
           nndl's single-run loop time, and a per-op profile of one MLP step.
   On CUDA, the MLP and CNN rows also have the CUDA-graph PyTorch peer (bench_torch.py --cuda-graph).
@@ -49,8 +52,14 @@ def median(runs, key):
     return statistics.median(r[key] for r in runs)
 
 
+def cuda_flags(a):
+    """On CUDA both programs get the same TF32 setting (PyTorch's own default allows it in
+    convolutions; nndl's faithful preset does not)."""
+    return ["--tf32", a.tf32] if a.device.startswith("cuda") else []
+
+
 def bench_model(a, model, iterations, tmp):
-    common = ["--iterations", str(iterations), "--eval-every", "50", "--device", a.device, "--flush-denormals", a.flush_denormals]
+    common = ["--iterations", str(iterations), "--eval-every", "50", "--device", a.device, "--flush-denormals", a.flush_denormals, *cuda_flags(a)]
     threads = ["--threads", str(a.threads)] if a.threads else []
     nndl_cmd = [a.nndl, model, *common, *threads, "--data", a.data, "--json", "--quiet", "--force", "--out", os.path.join(tmp, model)]
     torch_cmd = [a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, *common, *threads, "--data", a.data]
@@ -78,7 +87,7 @@ def bench_model(a, model, iterations, tmp):
 
 def bench_packed(a, model, members, iterations, tmp):
     """M seeds packed vs the same M seeds one after another, one single run, and the vmap peer."""
-    common = ["--iterations", str(iterations), "--device", a.device, "--flush-denormals", a.flush_denormals] + (["--threads", str(a.threads)] if a.threads else [])
+    common = ["--iterations", str(iterations), "--device", a.device, "--flush-denormals", a.flush_denormals, *cuda_flags(a)] + (["--threads", str(a.threads)] if a.threads else [])
     nndl = [a.nndl, model, *common, "--data", a.data, "--json", "--quiet", "--force"]
     packed = run_json(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed")])
     packed_loop = max(r["summary"]["train_seconds"] for r in packed["runs"])
@@ -103,6 +112,43 @@ def bench_packed(a, model, members, iterations, tmp):
     same = [abs(p - q) for p, q in zip(row["packed_accuracies"], row["single_accuracies"])]
     print(f"  final accuracies packed vs single: largest difference {max(same):.4f}")
     return row
+
+
+VARIANTS = {
+    "mlp": [("default", {}), ("one step per replay", {"NNDL_GRAPH_STEPS": "1"}), ("per-tensor SGD", {"NNDL_FUSED_SGD": "0"}),
+            ("neither", {"NNDL_GRAPH_STEPS": "1", "NNDL_FUSED_SGD": "0"})],
+    "cnn": [("default", {}), ("one step per replay", {"NNDL_GRAPH_STEPS": "1"}), ("per-tensor SGD", {"NNDL_FUSED_SGD": "0"}),
+            ("NCHW convolutions", {"NNDL_CNN_LAYOUT": "nchw"})],
+}
+
+
+def bench_variants(a, model, iterations, tmp):
+    """nndl with each speed route off in turn (environment switches), alternating, median of
+    --repeats; then each variant's metrics.csv against the default's, from --deterministic runs
+    (cuDNN's benchmark mode may pick other algorithms in another process)."""
+    base = [a.nndl, model, "--iterations", str(iterations), "--device", a.device, *cuda_flags(a), "--data", a.data, "--json", "--quiet", "--force"]
+    runs = {name: [] for name, _ in VARIANTS[model]}
+    for _ in range(a.repeats):
+        for name, env in VARIANTS[model]:
+            out = os.path.join(tmp, f"{model}-variant")
+            runs[name].append(run_json(base + ["--out", out], env={**os.environ, **env}))
+    print(f"{model.upper()} on {a.device}, {iterations} iterations, nndl's speed routes, median of {a.repeats} (loop s, ratio to the default):")
+    default = median(runs["default"], "train_seconds")
+    rows = []
+    for name, env in VARIANTS[model]:
+        loop = median(runs[name], "train_seconds")
+        out = os.path.join(tmp, f"{model}-check-{len(rows)}")
+        run_json(base + ["--deterministic", "--out", out], env={**os.environ, **env})
+        with open(os.path.join(out, "metrics.csv")) as f:
+            metrics = f.read()
+        same = rows[0]["metrics"] == metrics if rows else True
+        rows.append({"variant": name, "env": env, "loop_seconds": loop, "ratio": loop / default, "loop_runs": [round(r["train_seconds"], 3) for r in runs[name]],
+                     "cuda_graph": runs[name][0].get("cuda_graph"), "metrics": metrics, "same_metrics_as_default": same})
+        print(f"  {name:>22}: loop {loop:6.3f} s (runs {rows[-1]['loop_runs']}), {loop / default:.3f}x; --deterministic metrics "
+              + ("identical to the default's" if same else "DIFFER from the default's"))
+    for r in rows:
+        del r["metrics"]
+    return rows
 
 
 def bench_denormals(a, tmp):
@@ -198,7 +244,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mlp-iterations", type=int, default=FULL_ITERATIONS)
     ap.add_argument("--cnn-iterations", type=int, default=300)
-    ap.add_argument("--only", default="mlp,cnn,xor", help="any of mlp,cnn,xor,packed,denormals,floor")
+    ap.add_argument("--only", default="mlp,cnn,xor", help="any of mlp,cnn,xor,packed,variants,denormals,floor")
+    ap.add_argument("--tf32", choices=["on", "off"], default="off", help="CUDA: TF32 in both programs (default off, the faithful preset's)")
     ap.add_argument("--flush-denormals", choices=["on", "off"], default="on", help="for every run but the denormals part (default on, nndl's default)")
     ap.add_argument("--members", type=int, default=10, help="seeds in the packed benchmark")
     ap.add_argument("--packed-models", default="mlp", help="models of the packed benchmark (mlp,cnn)")
@@ -225,6 +272,8 @@ def main():
                           f"pytorch {theirs['full_schedule_seconds']:.1f} s, ratio {ours['full_schedule_seconds'] / theirs['full_schedule_seconds']:.3f}")
         if "packed" in parts:
             results["packed"] = [bench_packed(a, m, a.members, a.mlp_iterations if m == "mlp" else a.cnn_iterations, tmp) for m in a.packed_models.split(",")]
+        if "variants" in parts:
+            results["variants"] = {m: bench_variants(a, m, a.mlp_iterations if m == "mlp" else a.cnn_iterations, tmp) for m in a.packed_models.split(",")}
         if "denormals" in parts:
             results["denormals"] = bench_denormals(a, tmp)
         if "floor" in parts:

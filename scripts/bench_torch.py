@@ -4,7 +4,7 @@ the device, TF1-style batch order computed on the host, loss/accuracy read only 
 points. Used by scripts/bench as the peer; prints one JSON line.
 
     bench_torch.py --model mlp|cnn --data DIR [--iterations N] [--eval-every N] [--threads N] [--device cpu|cuda]
-                   [--cuda-graph] [--members M]
+                   [--cuda-graph] [--members M] [--tf32 on|off]
 
 --cuda-graph: each training step is captured once in a CUDA graph and replayed, the batch
 indices copied into a static buffer from a plan already on the device (the best a PyTorch user
@@ -175,6 +175,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cuda-graph", action="store_true")
     ap.add_argument("--members", type=int, default=0)
+    ap.add_argument("--tf32", choices=["on", "off"], default="off", help="CUDA: TF32 in matmuls and convolutions (default off, as nndl's faithful preset)")
     ap.add_argument("--flush-denormals", choices=["on", "off"], default="on", help="CPU: as nndl's switch (default on, as TF)")
     a = ap.parse_args()
     started = time.perf_counter()
@@ -185,6 +186,9 @@ def main():
     device = torch.device(a.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        # PyTorch allows TF32 in convolutions by default; nndl's faithful runs do not.
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32 == "on"
+        torch.backends.cudnn.allow_tf32 = a.tf32 == "on"
     torch.manual_seed(a.seed)
     x, y, tx, ty = load(a.data, device)
     if a.members:
@@ -266,7 +270,7 @@ def main():
         torch.cuda.synchronize()
     end = time.perf_counter()
     print(json.dumps({
-        "impl": "pytorch-cuda-graph" if a.cuda_graph else "pytorch-eager", "model": a.model, "device": a.device, "torch": torch.__version__,
+        "impl": "pytorch-cuda-graph" if a.cuda_graph else "pytorch-eager", "model": a.model, "device": a.device, "torch": torch.__version__, "tf32": a.tf32,
         "threads": torch.get_num_threads(), "iterations": a.iterations,
         "final_test_loss": last[2], "final_test_accuracy": last[3],
         "train_seconds": end - train_start, "eval_seconds": eval_seconds, "evaluations": evaluations, "wall_seconds": end - started,

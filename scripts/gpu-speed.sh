@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
-# The speed issue's GPU measurements in one go (not yet run on a GPU; meant to fit one 10-minute
-# device call), for a CUDA machine
-# with PyTorch 2.11 (python3) but no Rust: build nndl elsewhere, carry the binary and MNIST, then
+# The speed issue's GPU measurements in one go (meant to fit one device call of under 10
+# minutes), for a CUDA machine with PyTorch 2.11 (python3) but no Rust: build nndl elsewhere,
+# carry the binary, its CUDA-graph shim and MNIST, then
 #   scripts/gpu-speed.sh NNDL_BINARY MNIST_DIR OUT_DIR
-# bench.txt: single faithful runs, nndl vs PyTorch eager vs the CUDA-graph PyTorch peer (median
-# of 3); packed.txt: 10 seeds packed vs 10 single runs vs one run vs PyTorch's vmap ensemble, for
-# the MLP and the CNN; packed-check.jsonl: four CNN seeds in one pack (grouped convolutions).
+# Most important first, each part written as it ends: bench.txt (single faithful runs, nndl vs
+# PyTorch eager vs the CUDA-graph PyTorch peer, median of 3, TF32 off in all), variants.txt
+# (nndl with each speed route off in turn, and whether the metrics stay the same), packed.txt
+# (10 seeds packed vs 10 single runs vs one run vs PyTorch's vmap ensemble; the CNN at 1001
+# iterations), checks.txt (eager and checkpointed runs against the default's metrics), and
+# ncu-*.csv (each kernel of 10 eager MLP steps, nndl's and PyTorch's, timed alone by ncu).
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
-python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 --repeats 3 \
-  --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn --json 2>&1 | grep -v UserWarning | tee "$out/bench.txt"
-python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 --repeats 1 \
-  --mlp-iterations 4001 --cnn-iterations 4001 --only packed --packed-models mlp,cnn --members 10 --json 2>&1 | grep -v UserWarning | tee "$out/packed.txt"
-"$nndl" cnn --seeds 0..3 --device cuda --data "$data" --out "$work/cnn-seeds" --json --quiet 2>&1 | tee "$out/packed-check.jsonl"
-tar -czf "$out/results.tar.gz" -C "$work" .
+# A short run of each net first: stop here, cheaply, if the CUDA path is broken.
+for m in mlp cnn; do
+  "$nndl" $m --iterations 120 --eval-every 50 --device cuda --data "$data" --out "$work/smoke-$m" --quiet --json > "$work/smoke-$m.json" 2> "$work/smoke-$m.err" \
+    || { echo "smoke $m FAILED:"; cat "$work/smoke-$m.err"; exit 1; }
+  python3 -c "import json; d=json.load(open('$work/smoke-$m.json')); print('smoke $m', d['final_test_accuracy'], 'graph', d['cuda_graph'], 'loop', round(d['train_seconds'], 3), d['environment']['gpu'])"
+done 2>&1 | tee -a "$out/gpu.txt"
+grep -q "smoke.*FAILED" "$out/gpu.txt" && exit 1
+bench() { timeout "$1" python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 "${@:2}" 2>&1 | grep -v Warning; }
+bench 200 --repeats 3 --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn | tee "$out/bench.txt"
+bench 150 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
+bench 170 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
+{
+  run() { "$nndl" mlp --device cuda --data "$data" --quiet --json --out "$work/$1" "${@:2}" >/dev/null || echo "FAILED: $1"; }
+  run mlp-default
+  run mlp-eager --no-cuda-graph
+  run mlp-checkpoint-75 --checkpoint-every 75
+  for v in eager checkpoint-75; do
+    cmp -s "$work/mlp-default/metrics.csv" "$work/mlp-$v/metrics.csv" && echo "MLP $v: metrics.csv identical to the default run's" || echo "MLP $v: metrics.csv DIFFER"
+    cmp -s "$work/mlp-default/model.safetensors" "$work/mlp-$v/model.safetensors" && echo "MLP $v: model.safetensors identical" || echo "MLP $v: model.safetensors DIFFER"
+  done
+} 2>&1 | tee "$out/checks.txt"
+"$nndl" mlp --iterations 10 --eval-every 1000 --device cuda --data "$data" --out "$work/ncu" --quiet --force --no-cuda-graph >/dev/null  # warms the disk cache
+ncu_csv() { timeout 60 ncu --clock-control none --metrics gpu__time_duration.sum --csv "$@" > "$out/$name.csv" 2> "$work/$name.err" || tail -3 "$work/$name.err"; }
+name=ncu-nndl-mlp ncu_csv "$nndl" mlp --iterations 10 --eval-every 1000 --device cuda --data "$data" --out "$work/ncu" --quiet --force --no-cuda-graph
+name=ncu-torch-mlp ncu_csv python3 "$here/bench_torch.py" --model mlp --iterations 10 --eval-every 1000 --device cuda --data "$data"
+tar -czf "$out/results.tar.gz" -C "$work" --exclude='*.safetensors' --exclude='*.png' .

@@ -4,6 +4,7 @@ mod cli_errors;
 mod cnn_parts;
 mod defects;
 mod fuzz_regressions;
+mod graph_steps;
 mod idx_parsing;
 mod numerics;
 mod packed;
