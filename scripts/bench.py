@@ -10,7 +10,7 @@ alternating the two programs so that machine noise hits both alike).
   denormals: the MLP with denormals flushed (as TF, nndl's default) and kept (PyTorch's default),
           nndl and PyTorch eager alike.
   variants: on CUDA, nndl's faithful MLP and CNN with each speed route switched off in turn
-          (one step per graph replay, one update kernel per parameter, NCHW convolutions),
+          (one step per graph replay, one update kernel per parameter, channels-last convolutions),
           alternating, with each variant's metrics compared to the default's.
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
           nndl's single-run loop time, and a per-op profile of one MLP step.
@@ -118,7 +118,7 @@ VARIANTS = {
     "mlp": [("default", {}), ("one step per replay", {"NNDL_GRAPH_STEPS": "1"}), ("per-tensor SGD", {"NNDL_FUSED_SGD": "0"}),
             ("neither", {"NNDL_GRAPH_STEPS": "1", "NNDL_FUSED_SGD": "0"})],
     "cnn": [("default", {}), ("one step per replay", {"NNDL_GRAPH_STEPS": "1"}), ("per-tensor SGD", {"NNDL_FUSED_SGD": "0"}),
-            ("NCHW convolutions", {"NNDL_CNN_LAYOUT": "nchw"})],
+            ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"})],
 }
 
 
