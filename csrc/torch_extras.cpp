@@ -7,13 +7,11 @@
 #include <ATen/Parallel.h>
 #include <ATen/TensorIterator.h>
 #include <ATen/core/Generator.h>
-#include <c10/core/GradMode.h>
 
 #include <cstring>
 #include <exception>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -88,22 +86,6 @@ int nndl_set_flush_denormal(int on, int* supported) {
     auto slots = at::empty({threads}, at::TensorOptions().dtype(at::kByte));
     auto iter = at::TensorIteratorConfig().add_output(slots).add_const_input(slots).build();
     iter.for_each([&](char**, const int64_t*, int64_t, int64_t) { ctx.setFlushDenormal(on != 0); }, 1);
-  });
-}
-
-int nndl_sgd_foreach(void* const* params, size_t n, double lr) {
-  return guarded([&] {
-    std::vector<at::Tensor> ps, gs;
-    for (size_t i = 0; i < n; ++i) {
-      const auto& p = *static_cast<const at::Tensor*>(params[i]);
-      if (p.grad().defined()) {
-        ps.push_back(p);
-        gs.push_back(p.grad());
-      }
-    }
-    c10::NoGradGuard no_grad;
-    // torch::optim::SGD's `p.add_(grad, -lr)`, the same alpha and arithmetic, all at once.
-    if (!ps.empty()) at::_foreach_add_(ps, gs, -lr);
   });
 }
 

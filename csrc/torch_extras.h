@@ -27,11 +27,6 @@ int nndl_set_flush_denormal(int on, int* supported);
 // 1 when the calling thread flushes denormals, 0 when it keeps them.
 int nndl_flush_denormal_enabled(void);
 
-// One SGD update over all `n` parameters (tch Tensor handles, at::Tensor* underneath) with a
-// gradient, `p -= lr * grad`, as torch::optim::SGD computes it for each, but through
-// at::_foreach_add_: on CUDA one multi-tensor kernel instead of one kernel per parameter.
-int nndl_sgd_foreach(void* const* params, size_t n, double lr);
-
 const char* nndl_extras_last_error(void);
 
 #ifdef __cplusplus

@@ -9,9 +9,9 @@ alternating the two programs so that machine noise hits both alike).
           single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M).
   denormals: the MLP with denormals flushed (as TF, nndl's default) and kept (PyTorch's default),
           nndl and PyTorch eager alike.
-  variants: on CUDA, nndl's faithful MLP and CNN with each speed route switched off in turn
-          (one step per graph replay, one update kernel per parameter, channels-last convolutions),
-          alternating, with each variant's metrics compared to the default's.
+  variants: nndl's faithful MLP and CNN with each speed route switched off in turn (the CUDA
+          graph, the device's convolution layout), alternating, with each variant's metrics
+          compared to the default's.
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
           nndl's single-run loop time, and a per-op profile of one MLP step.
   On CUDA, the MLP and CNN rows also have the CUDA-graph PyTorch peer (bench_torch.py --cuda-graph).
@@ -114,38 +114,37 @@ def bench_packed(a, model, members, iterations, tmp):
     return row
 
 
+# (name, environment, extra flags): nndl's default, and each speed route off in turn.
 VARIANTS = {
-    "mlp": [("default", {}), ("one step per replay", {"NNDL_GRAPH_STEPS": "1"}), ("per-tensor SGD", {"NNDL_FUSED_SGD": "0"}),
-            ("neither", {"NNDL_GRAPH_STEPS": "1", "NNDL_FUSED_SGD": "0"})],
-    "cnn": [("default", {}), ("one step per replay", {"NNDL_GRAPH_STEPS": "1"}), ("per-tensor SGD", {"NNDL_FUSED_SGD": "0"}),
-            ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"})],
+    "mlp": [("default", {}, []), ("steps one by one, no CUDA graph", {}, ["--no-cuda-graph"])],
+    "cnn": [("default", {}, []), ("steps one by one, no CUDA graph", {}, ["--no-cuda-graph"]),
+            ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"}, [])],
 }
 
 
 def bench_variants(a, model, iterations, tmp):
-    """nndl with each speed route off in turn (environment switches), alternating, median of
-    --repeats; then each variant's metrics.csv against the default's, from --deterministic runs
-    (cuDNN's benchmark mode may pick other algorithms in another process)."""
+    """nndl with each speed route off in turn, alternating, median of --repeats; then each
+    variant's metrics.csv against the default's, from --deterministic runs (cuDNN's benchmark
+    mode may pick other algorithms in another process)."""
     base = [a.nndl, model, "--iterations", str(iterations), "--device", a.device, *cuda_flags(a), "--data", a.data, "--json", "--quiet", "--force"]
-    runs = {name: [] for name, _ in VARIANTS[model]}
+    runs = {name: [] for name, _, _ in VARIANTS[model]}
     for _ in range(a.repeats):
-        for name, env in VARIANTS[model]:
-            out = os.path.join(tmp, f"{model}-variant")
-            runs[name].append(run_json(base + ["--out", out], env={**os.environ, **env}))
+        for name, env, flags in VARIANTS[model]:
+            runs[name].append(run_json(base + flags + ["--out", os.path.join(tmp, f"{model}-variant")], env={**os.environ, **env}))
     print(f"{model.upper()} on {a.device}, {iterations} iterations, nndl's speed routes, median of {a.repeats} (loop s, ratio to the default):")
     default = median(runs["default"], "train_seconds")
     rows = []
-    for name, env in VARIANTS[model]:
+    for name, env, flags in VARIANTS[model]:
         loop = median(runs[name], "train_seconds")
         out = os.path.join(tmp, f"{model}-check-{len(rows)}")
-        run_json(base + ["--deterministic", "--out", out], env={**os.environ, **env})
+        run_json(base + flags + ["--deterministic", "--out", out], env={**os.environ, **env})
         with open(os.path.join(out, "metrics.csv")) as f:
             metrics = f.read()
         same = rows[0]["metrics"] == metrics if rows else True
-        rows.append({"variant": name, "env": env, "loop_seconds": loop, "ratio": loop / default, "loop_runs": [round(r["train_seconds"], 3) for r in runs[name]],
+        rows.append({"variant": name, "env": env, "flags": flags, "loop_seconds": loop, "ratio": loop / default, "loop_runs": [round(r["train_seconds"], 3) for r in runs[name]],
                      "cuda_graph": runs[name][0].get("cuda_graph"), "metrics": metrics, "same_metrics_as_default": same})
-        print(f"  {name:>22}: loop {loop:6.3f} s (runs {rows[-1]['loop_runs']}), {loop / default:.3f}x; --deterministic metrics "
-              + ("identical to the default's" if same else "DIFFER from the default's"))
+        print(f"  {name:>32}: loop {loop:6.3f} s (runs {rows[-1]['loop_runs']}), {loop / default:.3f}x; --deterministic metrics "
+              + ("identical to the default's" if same else "differ from the default's"))
     for r in rows:
         del r["metrics"]
     return rows

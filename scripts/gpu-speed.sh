@@ -4,7 +4,7 @@
 # carry the binary, its CUDA-graph shim and MNIST, then
 #   scripts/gpu-speed.sh NNDL_BINARY MNIST_DIR OUT_DIR
 # Most important first, each part written as it ends: bench.txt (single faithful runs, nndl vs
-# PyTorch eager vs the CUDA-graph PyTorch peer, median of 3, TF32 off in all), variants.txt
+# PyTorch eager vs the CUDA-graph PyTorch peer, median of 2, TF32 off in all), variants.txt
 # (nndl with each speed route off in turn, and whether the metrics stay the same), packed.txt
 # (10 seeds packed vs 10 single runs vs one run vs PyTorch's vmap ensemble; the CNN at 1001
 # iterations), checks.txt (eager and checkpointed runs against the default's metrics), and
@@ -19,9 +19,11 @@ for m in mlp cnn; do
 done 2>&1 | tee -a "$out/gpu.txt"
 grep -q "smoke.*FAILED" "$out/gpu.txt" && exit 1
 bench() { timeout "$1" python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 "${@:2}" 2>&1 | grep -v Warning; }
-bench 200 --repeats 3 --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn | tee "$out/bench.txt"
-bench 150 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
-bench 170 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
+# On an H200 the Python peers take 10-20 s a process (half of it start-up): 2 repeats of all six
+# programs took about 170 s.
+bench 200 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn | tee "$out/bench.txt"
+bench 90 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
+bench 150 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
 {
   run() { "$nndl" mlp --device cuda --data "$data" --quiet --json --out "$work/$1" "${@:2}" >/dev/null || echo "FAILED: $1"; }
   run mlp-default

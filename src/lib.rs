@@ -30,7 +30,6 @@ pub mod signals;
 
 // The machine: device, threads, numerics switches, CUDA graphs, versions.
 pub mod cuda_graph;
-pub mod graph_steps;
 pub mod device;
 pub mod runtime;
 pub mod system_info;

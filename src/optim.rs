@@ -1,30 +1,14 @@
-//! The optimizers. SGD is tch's (it has no state); on CUDA its update runs as one multi-tensor
-//! kernel (`_foreach_add_`, as PyTorch's own SGD does there) instead of one per parameter. Adam
-//! is written here on tch tensors because tch keeps libtorch's Adam state out of reach and
-//! checkpoints must hold it (moments and step); it follows libtorch's C++ `torch::optim::Adam`
-//! step for step.
+//! The optimizers. SGD is tch's (it has no state). Adam is written here on tch tensors because
+//! tch keeps libtorch's Adam state out of reach and checkpoints must hold it (moments and step);
+//! it follows libtorch's C++ `torch::optim::Adam` step for step.
 use crate::config::{Optimizer, TrainConfig};
 use anyhow::Result;
 use tch::nn::{self, OptimizerConfig};
 use tch::Tensor;
 
 pub enum Optim {
-    Sgd(Sgd),
+    Sgd(nn::Optimizer),
     Adam(Adam),
-}
-
-pub struct Sgd {
-    /// tch's SGD: it clears the gradients, and updates them where `fused` is None.
-    inner: nn::Optimizer,
-    /// On CUDA: the parameters and the rate, for the one-kernel update.
-    fused: Option<(Vec<Tensor>, f64)>,
-}
-
-/// Whether SGD updates all parameters in one kernel on this device: on CUDA, unless
-/// NNDL_FUSED_SGD=0 (for A/B measurements). On the CPU the foreach op would run the same
-/// per-tensor loop as tch's SGD.
-fn fused_sgd(vs: &nn::VarStore) -> bool {
-    vs.device().is_cuda() && std::env::var("NNDL_FUSED_SGD").map_or(true, |v| v != "0")
 }
 
 pub struct Adam {
@@ -41,10 +25,7 @@ const EPS: f64 = 1e-8;
 impl Optim {
     pub fn new(cfg: &TrainConfig, vs: &nn::VarStore) -> Result<Optim> {
         Ok(match cfg.optimizer {
-            Optimizer::Sgd => {
-                let fused = fused_sgd(vs).then(|| (vs.trainable_variables(), cfg.lr));
-                Optim::Sgd(Sgd { inner: nn::Sgd::default().build(vs, cfg.lr)?, fused })
-            }
+            Optimizer::Sgd => Optim::Sgd(nn::Sgd::default().build(vs, cfg.lr)?),
             Optimizer::Adam => {
                 let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
                 vars.sort_by(|a, b| a.0.cmp(&b.0));
@@ -59,12 +40,7 @@ impl Optim {
 
     pub fn set_lr(&mut self, lr: f64) {
         match self {
-            Optim::Sgd(o) => {
-                o.inner.set_lr(lr);
-                if let Some((_, rate)) = o.fused.as_mut() {
-                    *rate = lr;
-                }
-            }
+            Optim::Sgd(o) => o.set_lr(lr),
             Optim::Adam(a) => a.lr = lr,
         }
     }
@@ -73,18 +49,16 @@ impl Optim {
     /// CUDA-graph capture relies on: the captured backward then writes fresh gradients.
     pub fn zero_grad(&mut self) {
         match self {
-            Optim::Sgd(o) => o.inner.zero_grad(),
+            Optim::Sgd(o) => o.zero_grad(),
             Optim::Adam(a) => a.slots.iter_mut().for_each(|(_, p, _, _)| p.zero_grad()),
         }
     }
 
-    pub fn step(&mut self) -> Result<()> {
+    pub fn step(&mut self) {
         match self {
-            Optim::Sgd(Sgd { fused: Some((params, lr)), .. }) => crate::torch_extras::sgd_foreach(params, *lr)?,
-            Optim::Sgd(o) => o.inner.step(),
+            Optim::Sgd(o) => o.step(),
             Optim::Adam(a) => a.step(),
         }
-        Ok(())
     }
 
     /// The state a checkpoint keeps: Adam's moments by parameter name, and its step.

@@ -2,7 +2,7 @@
 //! statically by build.rs; its C API is csrc/torch_extras.h): the CPU generator's state, for
 //! exact resume, and the numerics switches (deterministic algorithms, TF32, denormals).
 use anyhow::{bail, Result};
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, CStr};
 
 // The declarations of csrc/torch_extras.h.
 extern "C" {
@@ -14,7 +14,6 @@ extern "C" {
     fn nndl_tf32_enabled() -> c_int;
     fn nndl_set_flush_denormal(on: c_int, supported: *mut c_int) -> c_int;
     fn nndl_flush_denormal_enabled() -> c_int;
-    fn nndl_sgd_foreach(params: *const *const c_void, n: usize, lr: f64) -> c_int;
     fn nndl_extras_last_error() -> *const c_char;
 }
 
@@ -67,14 +66,6 @@ pub fn set_tf32(on: bool) -> Result<()> {
 pub fn tf32_enabled() -> bool {
     // SAFETY: a plain query.
     unsafe { nndl_tf32_enabled() != 0 }
-}
-
-/// `p -= lr * grad` for every parameter that has a gradient, as libtorch's SGD computes it, in
-/// one `_foreach_add_` (on CUDA one kernel for all of them instead of one each).
-pub fn sgd_foreach(params: &[tch::Tensor], lr: f64) -> Result<()> {
-    let handles: Vec<*const c_void> = params.iter().map(|p| p.as_ptr().cast()).collect();
-    // SAFETY: each handle is a live tch tensor (an at::Tensor*) borrowed for the call.
-    check(unsafe { nndl_sgd_foreach(handles.as_ptr(), handles.len(), lr) }, "update the parameters")
 }
 
 /// Whether float math on this thread flushes denormals to zero.

@@ -4,8 +4,8 @@
 //! evaluation points. The loop can stop at any step boundary and hand over a checkpoint from
 //! which `resume` continues bit for bit (on CPU).
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
-use crate::config::{Schedule, TrainConfig};
-use crate::graph_steps::GraphSteps;
+use crate::config::{Optimizer, Schedule, TrainConfig};
+use crate::cuda_graph::StepGraph;
 use crate::data::{Batcher, DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::optim::Optim;
@@ -115,38 +115,49 @@ pub(crate) struct TrainSums {
     pub(crate) correct: Tensor,
 }
 
-/// Step k of the steps whose batch indices are the rows of `rows`: clear the gradients,
-/// forward, backward, update, sums. Nothing here waits for the device. Returns the loss.
-/// In a block of several steps, each step keeps only its predictions (in `preds`, [block, B])
-/// and the last counts the block's correct ones at once: one kernel a step instead of four.
-fn step(net: &dyn ModuleT, opt: &mut Optim, cfg: &TrainConfig, train: &DeviceSplit, rows: &Tensor, k: i64, preds: &Tensor, sums: &mut TrainSums) -> Result<Tensor> {
-    // Sets the gradients to None (launching nothing), so a captured backward allocates (from
-    // the graph's pool) and writes fresh gradients each replay instead of accumulating.
-    opt.zero_grad();
-    let idx = rows.get(k);
-    let mut xs = train.images.index_select(0, &idx);
+/// One training step on the batch whose indices sit in `idx`: forward, backward, update, sums.
+/// Gradients must have been cleared; nothing here waits for the device. Returns the loss.
+fn step(net: &dyn ModuleT, opt: &mut Optim, cfg: &TrainConfig, train: &DeviceSplit, idx: &Tensor, sums: &mut TrainSums) -> Tensor {
+    let mut xs = train.images.index_select(0, idx);
     if cfg.augment_shift > 0 {
         xs = random_shift(&xs, cfg.augment_shift);
     }
-    let ys = train.labels.index_select(0, &idx);
+    let ys = train.labels.index_select(0, idx);
     let logits = net.forward_t(&xs, true);
     let loss = logits.cross_entropy_for_logits(&ys);
     loss.backward();
-    opt.step()?;
+    opt.step();
     tch::no_grad(|| {
         sums.loss += loss.detach();
-        let n = rows.size()[0];
-        if n == 1 {
-            sums.correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64);
-            return;
-        }
-        let _ = logits.argmax_out(&preds.get(k), -1, false);
-        if k + 1 == n {
-            let labels = train.labels.index_select(0, &rows.view([-1])).view([n, -1]);
-            sums.correct += preds.narrow(0, 0, n).eq_tensor(&labels).sum(Kind::Int64);
-        }
+        sums.correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64);
     });
-    Ok(loss)
+    loss
+}
+
+/// Eager steps before capture: cuDNN picks its algorithms and the allocator settles.
+pub(crate) const GRAPH_WARMUP: usize = 3;
+
+/// Whether this run's step can be a CUDA graph, and why not when it cannot (said once).
+/// A graph replays the captured kernels with the captured scalars, so only steps whose host-side
+/// values never change qualify: plain SGD at a constant learning rate.
+pub(crate) fn graph_for(cfg: &TrainConfig, device: Device, allow: bool, remaining: usize) -> (Option<StepGraph>, Option<String>) {
+    let Device::Cuda(index) = device else { return (None, None) };
+    let why_not = if !allow {
+        Some("--no-cuda-graph".to_string())
+    } else if cfg.optimizer != Optimizer::Sgd || !matches!(cfg.schedule, Schedule::Constant {}) {
+        Some("its learning rate or optimizer state changes on the host every step".into())
+    } else if remaining <= GRAPH_WARMUP {
+        Some("too few steps to be worth capturing".into())
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        return (None, Some(why));
+    }
+    match StepGraph::new(index) {
+        Ok(g) => (Some(g), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    }
 }
 
 /// The loop's position, everything a checkpoint holds besides parameters and optimizer.
@@ -306,39 +317,57 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
         None => LoopState::fresh(cfg, train.len() as usize, device),
         Some(ck) => LoopState::restore(ck, ctx.vs, &mut opt, device)?,
     };
-    let bs = cfg.batch_size as i64;
-    let per_chunk = plan_iters(cfg);
-    // The chunk's batch indices, a row per step.
-    let mut plan: Option<Tensor> = None;
-    let (mut steps, no_graph) = GraphSteps::new(cfg, device, ctx.allow_graph, st.next, &Tensor::zeros([bs], (Kind::Int64, device)));
+    let (mut graph, no_graph) = graph_for(cfg, device, ctx.allow_graph, cfg.iterations - st.next);
     if let (Some(why), false) = (no_graph, ctx.quiet) {
         eprintln!("note: training steps run one by one, not as a CUDA graph: {why}");
     }
-    let preds = Tensor::zeros([steps.block_len() as i64, bs], (Kind::Int64, device));
+    let capture_at = st.next + GRAPH_WARMUP;
+    let bs = cfg.batch_size as i64;
+    let per_chunk = plan_iters(cfg);
+    let mut plan: Option<Tensor> = None;
+    // The batch's indices live in one fixed buffer, which a captured graph reads.
+    let mut idx = Tensor::zeros([bs], (Kind::Int64, device));
     let started = Instant::now();
     let earlier_seconds = st.train_seconds;
     let mut last_finite: Option<(usize, f64)> = None;
     let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
     let mut ending = Ending::Finished;
-    while st.next < cfg.iterations {
-        let i = st.next;
+    for i in st.next..cfg.iterations {
         if let Some(signal) = obs.stop_requested() {
+            st.next = i;
             obs.on_checkpoint(&st.checkpoint(ctx, &opt, seconds(&started), device))?;
             ending = Ending::Interrupted { signal, next_iteration: i };
             break;
         }
         if i % per_chunk == 0 || plan.is_none() {
-            plan = Some(Tensor::from_slice(&st.draw_chunk(i, cfg)).view([-1, bs]).to_device(device));
+            plan = Some(Tensor::from_slice(&st.draw_chunk(i, cfg)).to_device(device));
         }
         let slot = (i - st.chunk_start) as i64;
         if !matches!(cfg.schedule, Schedule::Constant {}) {
             opt.set_lr(cfg.lr_at(i));
         }
-        // A block of steps per replay where one fits (CUDA graphs only), else one step.
-        let n = steps.steps_from(i, cfg, per_chunk, |next| obs.checkpoint_due(next));
-        let rows = plan.as_ref().expect("planned above").narrow(0, slot, n as i64);
-        let loss = steps.run(i, &rows, |rows, k| step(ctx.net, &mut opt, cfg, train, rows, k, &preds, &mut st.sums))?;
-        let last = i + n - 1;
+        idx.copy_(&plan.as_ref().expect("planned above").narrow(0, slot * bs, bs));
+        let loss = match graph.as_mut() {
+            Some(g) if g.is_captured() => {
+                g.replay()?;
+                None
+            }
+            Some(g) if i == capture_at => {
+                // Invariant for replay: zero_grad sets the gradients to None, so the captured
+                // backward allocates (from the graph's pool) and writes fresh gradients each
+                // replay instead of accumulating; the learning rate is a host constant.
+                opt.zero_grad();
+                g.capture(|| {
+                    let _ = step(ctx.net, &mut opt, cfg, train, &idx, &mut st.sums);
+                })?;
+                g.replay()?;
+                None
+            }
+            _ => {
+                opt.zero_grad();
+                Some(step(ctx.net, &mut opt, cfg, train, &idx, &mut st.sums))
+            }
+        };
         // On the CPU every step's loss is checked (reading it costs nothing); on CUDA only at
         // evaluation points, to keep the device busy.
         if let (Some(loss), false) = (loss, device.is_cuda()) {
@@ -351,8 +380,8 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
                 break;
             }
         }
-        st.since_eval += n;
-        if cfg.is_eval_point(last) {
+        st.since_eval += 1;
+        if cfg.is_eval_point(i) {
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
             }
@@ -360,14 +389,14 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             let (test_loss, test_accuracy) = evaluate(ctx.net, test, cfg.eval_chunk(device));
             st.eval_seconds += eval_start.elapsed().as_secs_f64();
             let point = EvalPoint {
-                iteration: last,
+                iteration: i,
                 train_loss: st.sums.loss.double_value(&[]) / st.since_eval as f64,
                 train_accuracy: st.sums.correct.double_value(&[]) / (st.since_eval * cfg.batch_size) as f64,
                 test_loss,
                 test_accuracy,
             };
             if !point.train_loss.is_finite() && !cfg.allow_nan {
-                ending = Ending::Diverged { iteration: last, exact: !device.is_cuda(), last_finite };
+                ending = Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite };
                 break;
             }
             obs.on_eval(&point)?;
@@ -376,8 +405,8 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             let _ = st.sums.correct.zero_();
             st.since_eval = 0;
         }
-        obs.on_step(last + 1);
-        st.next = last + 1;
+        obs.on_step(i + 1);
+        st.next = i + 1;
         if st.next == cfg.iterations || obs.checkpoint_due(st.next) {
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
@@ -385,8 +414,8 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             obs.on_checkpoint(&st.checkpoint(ctx, &opt, seconds(&started), device))?;
         }
     }
-    let cuda_graph = steps.replayed();
-    drop(steps);
+    let cuda_graph = graph.as_ref().is_some_and(StepGraph::is_captured);
+    drop(graph);
     Ok(TrainOutcome { points: st.points, train_seconds: seconds(&started), eval_seconds: st.eval_seconds, cuda_graph, ending })
 }
 

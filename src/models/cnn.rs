@@ -117,6 +117,21 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
+    #[test]
+    fn images_are_channels_last_on_the_cpu_and_nchw_on_cuda() {
+        if std::env::var("NNDL_CNN_LAYOUT").is_ok() {
+            return;
+        }
+        let x = Tensor::arange(2 * 784, (Kind::Float, Device::Cpu)).view([2, 784]);
+        let cpu = to_images(Device::Cpu)(&x);
+        let cuda = to_images(Device::Cuda(0))(&x);
+        assert_eq!(cpu.size(), [2, 1, 28, 28]);
+        assert_eq!(cpu.stride(), [784, 1, 28, 1], "NCHW shape, NHWC strides");
+        assert_eq!(cuda.size(), [2, 1, 28, 28]);
+        assert!(cuda.is_contiguous());
+        assert!(cpu.equal(&cuda), "the same images either way");
+    }
+
     /// Values and gradients of `relu_pool` equal the homework's order bit for bit, with windows
     /// holding no positive value, a tied positive maximum, or one positive maximum.
     #[test]

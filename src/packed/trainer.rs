@@ -10,8 +10,7 @@ use crate::config::{Dropout, Optimizer, Schedule, TrainConfig};
 use crate::data::{DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::torch_extras::DenormalMode;
-use crate::graph_steps::GraphSteps;
-use crate::trainer::{checkpoint_rng, restore_params, plan_iters, random_shift, Ending, LoopState, Observer, TrainOutcome, TrainSums};
+use crate::trainer::{checkpoint_rng, graph_for, restore_params, plan_iters, random_shift, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
 use anyhow::{bail, Result};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -85,13 +84,14 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
         bail!("a pack's members must stand at the same iteration");
     }
     let mut rngs = MemberRngs::new(device, rng_states);
-    let (bs, per_chunk) = (cfg.batch_size as i64, plan_iters(cfg));
-    // The chunk's batch indices, [steps, M, B].
-    let mut plan: Option<Tensor> = None;
-    let (mut steps, no_graph) = GraphSteps::new(cfg, device, ctx.allow_graph, first, &Tensor::zeros([m_count, bs], (Kind::Int64, device)));
+    let (mut graph, no_graph) = graph_for(cfg, device, ctx.allow_graph, cfg.iterations - first);
     if let (Some(why), false) = (no_graph, ctx.quiet) {
         eprintln!("note: training steps run one by one, not as a CUDA graph: {why}");
     }
+    let capture_at = first + GRAPH_WARMUP;
+    let (bs, per_chunk) = (cfg.batch_size as i64, plan_iters(cfg));
+    let mut plan: Option<Tensor> = None;
+    let mut idx = Tensor::zeros([m_count, bs], (Kind::Int64, device));
     let lrs_at = |i: usize, members: &[Member]| -> Vec<f64> {
         ctx.cfgs.iter().zip(members).map(|(c, mb)| if mb.active() { c.lr_at(i) } else { 0.0 }).collect()
     };
@@ -101,8 +101,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
     let mut interrupted = None;
     let mut step_ctx = StepParts { net, cfg, train, rngs: &mut rngs, sums: &sums };
-    let mut i = first;
-    while i < cfg.iterations {
+    for i in first..cfg.iterations {
         if let Some(signal) = obs[0].stop_requested() {
             checkpoint_all(ctx, &members, &opt, step_ctx.rngs, seconds(&started), obs, device)?;
             interrupted = Some((signal, i));
@@ -118,12 +117,27 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
         if cfg.optimizer == Optimizer::Adam || !matches!(cfg.schedule, Schedule::Constant {}) {
             opt.set_lrs(&lrs_at(i, &members));
         }
-        // A block of steps per replay where one fits (CUDA graphs only), else one step.
-        let lead = members.iter().position(Member::active).unwrap_or(0);
-        let n = steps.steps_from(i, cfg, per_chunk, |next| obs[lead].checkpoint_due(next));
-        let rows = plan.as_ref().expect("planned above").narrow(0, slot, n as i64);
-        let losses = steps.run(i, &rows, |rows, k| step_ctx.step(&mut opt, &rows.get(k)))?;
-        let last = i + n - 1;
+        idx.copy_(&plan.as_ref().expect("planned above").get(slot));
+        let losses = match graph.as_mut() {
+            Some(g) if g.is_captured() => {
+                g.replay()?;
+                None
+            }
+            Some(g) if i == capture_at => {
+                let mut failed = None;
+                g.capture(|| {
+                    if let Err(e) = step_ctx.step(&mut opt, &idx) {
+                        failed = Some(e);
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                g.replay()?;
+                None
+            }
+            _ => Some(step_ctx.step(&mut opt, &idx)?),
+        };
         // On the CPU every step's losses are checked; on CUDA only at evaluation points.
         let mut newly_stopped = false;
         if let (Some(losses), false) = (losses, device.is_cuda()) {
@@ -139,9 +153,9 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             }
         }
         for mb in members.iter_mut() {
-            mb.st.since_eval += n;
+            mb.st.since_eval += 1;
         }
-        if cfg.is_eval_point(last) {
+        if cfg.is_eval_point(i) {
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
             }
@@ -157,14 +171,14 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
                 }
                 let since = mb.st.since_eval as f64;
                 let point = EvalPoint {
-                    iteration: last,
+                    iteration: i,
                     train_loss: train_loss[m] / since,
                     train_accuracy: train_correct[m] / (since * bs as f64),
                     test_loss: results[m].0,
                     test_accuracy: results[m].1,
                 };
                 if !point.train_loss.is_finite() && !ctx.cfgs[m].allow_nan {
-                    mb.diverged = Some(Ending::Diverged { iteration: last, exact: !device.is_cuda(), last_finite: mb.last_finite });
+                    mb.diverged = Some(Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: mb.last_finite });
                     newly_stopped = true;
                     continue;
                 }
@@ -177,12 +191,12 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
         }
         if newly_stopped {
             // A stopped member's parameters stay as they are; the others' steps do not see it.
-            opt.set_lrs(&lrs_at(last + 1, &members));
+            opt.set_lrs(&lrs_at(i + 1, &members));
         }
         for (m, mb) in members.iter_mut().enumerate() {
-            mb.st.next = last + 1;
+            mb.st.next = i + 1;
             if mb.active() {
-                obs[m].on_step(last + 1);
+                obs[m].on_step(i + 1);
             }
         }
         if members.iter().all(|mb| !mb.active()) {
@@ -190,16 +204,15 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
         }
         // The first member still training keeps the checkpoint clock (a stopped one's stands still).
         let lead = members.iter().position(Member::active).unwrap_or(0);
-        i = last + 1;
-        if i == cfg.iterations || obs[lead].checkpoint_due(i) {
+        if i + 1 == cfg.iterations || obs[lead].checkpoint_due(i + 1) {
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
             }
             checkpoint_all(ctx, &members, &opt, step_ctx.rngs, seconds(&started), obs, device)?;
         }
     }
-    let cuda_graph = steps.replayed();
-    drop(steps);
+    let cuda_graph = graph.as_ref().is_some_and(|g| g.is_captured());
+    drop(graph);
     let train_seconds = seconds(&started);
     Ok(members.into_iter().map(|mb| {
         let ending = match (mb.diverged, interrupted) {

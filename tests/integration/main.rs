@@ -4,7 +4,6 @@ mod cli_errors;
 mod cnn_parts;
 mod defects;
 mod fuzz_regressions;
-mod graph_steps;
 mod idx_parsing;
 mod numerics;
 mod packed;
