@@ -7,8 +7,8 @@
 # PyTorch eager vs the CUDA-graph PyTorch peer, median of 2, TF32 off in all), variants.txt
 # (nndl with each speed route off in turn, and whether the metrics stay the same), packed.txt
 # (10 seeds packed vs 10 single runs vs one run vs PyTorch's vmap ensemble; the CNN at 1001
-# iterations), checks.txt (eager and checkpointed runs against the default's metrics), and
-# ncu-*.csv (each kernel of 10 eager MLP steps, nndl's and PyTorch's, timed alone by ncu).
+# iterations), checks.txt (eager and checkpointed runs against the default's metrics).
+# scripts/gpu-profile.sh makes the kernel lists, in a second call.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
 # A short run of each net first: stop here, cheaply, if the CUDA path is broken.
@@ -34,8 +34,4 @@ bench 150 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed 
     cmp -s "$work/mlp-default/model.safetensors" "$work/mlp-$v/model.safetensors" && echo "MLP $v: model.safetensors identical" || echo "MLP $v: model.safetensors DIFFER"
   done
 } 2>&1 | tee "$out/checks.txt"
-"$nndl" mlp --iterations 10 --eval-every 1000 --device cuda --data "$data" --out "$work/ncu" --quiet --force --no-cuda-graph >/dev/null  # warms the disk cache
-ncu_csv() { timeout 60 ncu --clock-control none --metrics gpu__time_duration.sum --csv "$@" > "$out/$name.csv" 2> "$work/$name.err" || tail -3 "$work/$name.err"; }
-name=ncu-nndl-mlp ncu_csv "$nndl" mlp --iterations 10 --eval-every 1000 --device cuda --data "$data" --out "$work/ncu" --quiet --force --no-cuda-graph
-name=ncu-torch-mlp ncu_csv python3 "$here/bench_torch.py" --model mlp --iterations 10 --eval-every 1000 --device cuda --data "$data"
 tar -czf "$out/results.tar.gz" -C "$work" --exclude='*.safetensors' --exclude='*.png' .
