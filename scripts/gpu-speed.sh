@@ -13,14 +13,15 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
 # A short run of each net first: stop here, cheaply, if the CUDA path is broken.
 for m in mlp cnn; do
-  "$nndl" $m --iterations 120 --eval-every 50 --device cuda --data "$data" --out "$work/smoke-$m" --quiet --json > "$work/smoke-$m.json" 2> "$work/smoke-$m.err" \
-    || { echo "smoke $m FAILED:"; cat "$work/smoke-$m.err"; exit 1; }
-  python3 -c "import json; d=json.load(open('$work/smoke-$m.json')); print('smoke $m', d['final_test_accuracy'], 'graph', d['cuda_graph'], 'loop', round(d['train_seconds'], 3), d['environment']['gpu'])"
-done 2>&1 | tee -a "$out/gpu.txt"
-grep -q "smoke.*FAILED" "$out/gpu.txt" && exit 1
+  if ! "$nndl" $m --iterations 120 --eval-every 50 --device cuda --data "$data" --out "$work/smoke-$m" --quiet --json > "$work/smoke-$m.json" 2> "$work/smoke-$m.err"; then
+    { echo "smoke $m FAILED:"; cat "$work/smoke-$m.err"; } | tee -a "$out/gpu.txt"
+    exit 1
+  fi
+  python3 -c "import json; d=json.load(open('$work/smoke-$m.json')); print('smoke $m', d['final_test_accuracy'], 'graph', d['cuda_graph'], 'loop', round(d['train_seconds'], 3), d['environment']['gpu'])" | tee -a "$out/gpu.txt"
+done
 bench() { timeout "$1" python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 "${@:2}" 2>&1 | grep -v Warning; }
-# On an H200 the Python peers take 10-20 s a process (half of it start-up): 2 repeats of all six
-# programs took about 170 s.
+# On an H200 the Python peers took 10-19 s a process (most of it start-up); from the processes'
+# times, 2 repeats of the six programs come to about 130 s.
 bench 200 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn | tee "$out/bench.txt"
 bench 90 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
 bench 150 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
