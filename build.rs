@@ -1,7 +1,8 @@
 //! 1. Turns the libtorch lib folder that torch-sys found into an rpath, so `nndl` and the test
 //!    binaries run without LD_LIBRARY_PATH.
-//! 2. Compiles csrc/torch_extras.cpp (libtorch state and switches tch lacks) into a static
-//!    library linked into nndl, with the `cc` crate.
+//! 2. Compiles csrc/torch_extras.cpp (libtorch state and switches tch lacks) and
+//!    csrc/profiler.cpp (libtorch's operator profiler) into a static library linked into nndl,
+//!    with the `cc` crate.
 //! 3. Builds csrc/cuda_graph.cpp into libnndl_cuda_graph.so when the libtorch has CUDA headers
 //!    and libraries (the pip wheels do, even the CPU-minimal set); without them nndl simply
 //!    runs CUDA steps one by one. A separate library, loaded only when CUDA is up.
@@ -11,7 +12,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    for f in ["csrc/cuda_graph.cpp", "csrc/cuda_graph.h", "csrc/torch_extras.cpp", "csrc/torch_extras.h", "csrc/guarded.h"] {
+    for f in ["csrc/cuda_graph.cpp", "csrc/cuda_graph.h", "csrc/torch_extras.cpp", "csrc/torch_extras.h", "csrc/profiler.cpp", "csrc/profiler.h", "csrc/guarded.h"] {
         println!("cargo:rerun-if-changed={f}");
     }
     watch_git_head();
@@ -26,6 +27,7 @@ fn main() {
     let include = lib.parent().expect("libtorch root").join("include");
     torch_build(&include)
         .file("csrc/torch_extras.cpp")
+        .file("csrc/profiler.cpp")
         .compile("nndl_torch_extras");
     match build_cuda_graph(&lib, &include) {
         Ok(so) => println!("cargo:rustc-env=NNDL_CUDA_GRAPH_LIB={}", so.display()),

@@ -13,7 +13,8 @@ alternating the two programs so that machine noise hits both alike).
           graph, the device's convolution layout), alternating, with each variant's metrics
           compared to the default's.
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
-          nndl's single-run loop time, and a per-op profile of one MLP step.
+          nndl's single-run loop time, and where nndl's MLP and CNN steps spend it (libtorch's
+          profiler on nndl's own steps: nndl --profile-steps).
   On CUDA, the MLP and CNN rows also have the CUDA-graph PyTorch peer (bench_torch.py --cuda-graph).
 
     scripts/bench                                   # CPU, full MLP, CNN shortened to 300 iterations
@@ -93,6 +94,11 @@ def bench_packed(a, model, members, iterations, tmp):
     packed_loop = max(r["summary"]["train_seconds"] for r in packed["runs"])
     singles = [run_json(nndl + ["--seed", str(k), "--out", os.path.join(tmp, f"{model}-single-{k}")]) for k in range(members)]
     vmap = run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, "--members", str(members), *common, "--data", a.data])
+    # On CUDA the pack's grouped convolutions follow the single CNN's layout (NCHW); the
+    # channels-last pack beside it, for the A/B figure.
+    other = None
+    if model == "cnn" and a.device == "cuda":
+        other = run_json(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed-nhwc")], env={**os.environ, "NNDL_CNN_LAYOUT": "nhwc"})
     row = {
         "model": model, "members": members, "iterations": iterations,
         "packed_process_seconds": packed["process_seconds"], "packed_loop_seconds": packed_loop,
@@ -102,9 +108,14 @@ def bench_packed(a, model, members, iterations, tmp):
         "packed_accuracies": [r["summary"]["final_test_accuracy"] for r in packed["runs"]],
         "single_accuracies": [r["final_test_accuracy"] for r in singles],
     }
+    if other:
+        row["packed_channels_last_loop_seconds"] = max(r["summary"]["train_seconds"] for r in other["runs"])
     print(f"{model.upper()} x{members} on {a.device}, {a.threads or 'default'} threads, {iterations} iterations:")
     print(f"  packed (--seeds): loop {packed_loop:.2f} s, process {packed['process_seconds']:.2f} s")
     print(f"  {members} single runs: loop {row['singles_loop_seconds']:.2f} s, process {row['singles_process_seconds']:.2f} s; one: loop {row['one_single_loop_seconds']:.2f} s")
+    if other:
+        print(f"  packed, channels-last (NNDL_CNN_LAYOUT=nhwc): loop {row['packed_channels_last_loop_seconds']:.2f} s, "
+              f"{row['packed_channels_last_loop_seconds'] / packed_loop:.3f}x the default pack's")
     print(f"  pytorch vmap ensemble: loop {vmap['train_seconds']:.2f} s, process {vmap['process_seconds']:.2f} s")
     print(f"  ratios: packed/{members} singles loop {packed_loop / row['singles_loop_seconds']:.3f} process {packed['process_seconds'] / row['singles_process_seconds']:.3f}; "
           f"packed/one single loop {packed_loop / row['one_single_loop_seconds']:.2f} process {packed['process_seconds'] / row['one_single_process_seconds']:.2f}; "
@@ -190,10 +201,15 @@ def bench_floor(a, tmp):
                        "eval_seconds": eval_seconds, "eval_floor_seconds": f_evals}
         print(f"{model.upper()} ({its} iterations, {evals} evaluations): nndl loop {loop:.2f} s (median of {a.repeats}), floor {f:.2f} s: {loop / f:.2f}x the floor; "
               f"steps {loop - eval_seconds:.2f} s vs {f_steps:.2f} ({(loop - eval_seconds) / f_steps:.2f}x), evaluations {eval_seconds:.2f} s vs {f_evals:.2f} ({eval_seconds / f_evals:.2f}x)")
-    for model in ("mlp", "cnn"):
-        print(f"one faithful {model.upper()} step in libtorch (the ops nndl issues): {floor[f'{model}_step_ms']:.3f} ms; self time per op (us):")
-        for k, t in floor[f"{model}_step_ops_us"].items():
-            print(f"  {k:<40} {t:8.1f}")
+    # Where a step's time goes: nndl's own steps, recorded by libtorch's profiler.
+    for model, its, steps in (("mlp", 60, 45), ("cnn", 12, 6)):
+        out = os.path.join(tmp, f"{model}-profile")
+        run_json([a.nndl, model, "--iterations", str(its), "--eval-every", "1000", "--profile-steps", str(steps), "--device", "cpu",
+                  "--flush-denormals", a.flush_denormals, *threads, "--data", a.data, "--json", "--quiet", "--force", "--out", out])
+        with open(os.path.join(out, "profile.txt")) as f:
+            report = f.read()
+        rows[model]["profile"] = report
+        print("\n".join(report.splitlines()[:20]))
     return {"floor": floor, "runs": rows}
 
 

@@ -3,7 +3,9 @@
 # Rust (build nndl elsewhere; carry the binary, its CUDA-graph shim and MNIST), then
 #   scripts/gpu-profile.sh NNDL_BINARY MNIST_DIR OUT_DIR
 # Separate from gpu-speed.sh, whose measurements fill one 10-minute device call: run it right
-# after, while the machine is warm. ncu times each kernel of a short eager run alone
+# after, while the machine is warm. First nndl's own profiles (--profile-steps: libtorch's
+# profiler, CUPTI's kernel times, 40 steps each; graph replays and eager steps of the MLP and
+# CNN, and packs of 10) into kineto.txt, in seconds. Then ncu times each kernel of a short eager run alone
 # (--clock-control none, one metric); ncu_steps.py prints one training step of each, kernel by
 # kernel: the faithful MLP and CNN of nndl and of PyTorch eager (the CUDA-graph peer replays the
 # same kernels), and a pack of 10 MLP seeds. The lists go to ncu.tar.gz, the summaries to
@@ -17,6 +19,22 @@ ncu_list() {
     || { echo "ncu $name failed:"; tail -3 "$work/ncu/$name.err"; }
   python3 "$here/ncu_steps.py" "$work/ncu/$name.csv"
 }
+profile() {
+  local name=$1; shift
+  if "$nndl" "$@" --iterations 60 --eval-every 1000 --profile-steps 40 --device cuda --data "$data" --out "$work/prof-$name" --quiet --force > /dev/null 2> "$work/prof-$name.err"; then
+    echo "== $name: nndl $*"; cat "$(find "$work/prof-$name" -name profile.txt | sort | head -1)"
+  else
+    echo "== $name FAILED:"; tail -3 "$work/prof-$name.err"
+  fi
+}
+{
+  profile mlp-graph mlp
+  profile mlp-eager mlp --no-cuda-graph
+  profile cnn-graph cnn
+  profile cnn-eager cnn --no-cuda-graph
+  profile mlp-pack10 mlp --seeds 0..9
+  profile cnn-pack10 cnn --seeds 0..9
+} 2>&1 | tee "$out/kineto.txt"
 short=(--iterations 10 --eval-every 1000 --device cuda --data "$data")
 "$nndl" mlp "${short[@]}" --out "$work/warm" --quiet --force --no-cuda-graph >/dev/null  # the page cache
 {

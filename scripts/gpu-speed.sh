@@ -7,7 +7,7 @@
 # PyTorch eager vs the CUDA-graph PyTorch peer, median of 2, TF32 off in all), variants.txt
 # (nndl with each speed route off in turn, and whether the metrics stay the same), packed.txt
 # (10 seeds packed vs 10 single runs vs one run vs PyTorch's vmap ensemble; the CNN at 1001
-# iterations), checks.txt (eager and checkpointed runs against the default's metrics).
+# iterations, its pack also channels-last), checks.txt (eager and checkpointed runs against the default's metrics).
 # scripts/gpu-profile.sh makes the kernel lists, in a second call.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
@@ -24,7 +24,7 @@ bench() { timeout "$1" python3 "$here/bench.py" --nndl "$nndl" --python python3 
 # times, 2 repeats of the six programs come to about 130 s.
 bench 200 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn | tee "$out/bench.txt"
 bench 90 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
-bench 150 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
+bench 170 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
 {
   run() { "$nndl" mlp --device cuda --data "$data" --quiet --json --out "$work/$1" "${@:2}" >/dev/null || echo "FAILED: $1"; }
   run mlp-default

@@ -204,6 +204,11 @@ pub struct TrainArgs {
     /// Also write the final parameters in TF's layout as .npy files into DIR.
     #[arg(long, value_name = "DIR")]
     pub export_final: Option<PathBuf>,
+    /// Record N training steps (1 to 1000; after the warm-up, between two evaluations) with
+    /// libtorch's profiler: profile.txt (time per operator and per GPU kernel) and
+    /// profile-trace.json (a Chrome trace) in the run folder.
+    #[arg(long, value_name = "N")]
+    pub profile_steps: Option<usize>,
     #[command(flatten)]
     pub common: CommonArgs,
 }

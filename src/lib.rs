@@ -26,6 +26,7 @@ pub mod tensor_file;
 pub mod export;
 pub mod plot;
 pub mod progress;
+pub mod profile;
 pub mod signals;
 
 // The machine: device, threads, numerics switches, CUDA graphs, versions.

@@ -223,7 +223,7 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
     }
     let mut obs = RunObserver::new(run, cfg, earlier, &pb, rt.quiet)?;
     obs.export = export.map(|e| (e, &network.vs, Vec::new()));
-    let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: rt.allow_graph, quiet: rt.quiet };
+    let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: rt.allow_graph, quiet: rt.quiet, profile_steps: rt.profile_steps };
     let outcome = trainer::train(&ctx, resume, &mut obs);
     pb.finish();
     let outcome = outcome?;
@@ -242,6 +242,9 @@ pub(crate) struct Session {
 /// summary.json (last: it marks the run finished); on a divergence, the figures and an error.
 pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(String, Tensor)], outcome: TrainOutcome, seen: &[EvalPoint], session: Session) -> Result<RunEnd> {
     let name = cfg.model.name();
+    if let Some(profile) = &outcome.profile {
+        profile.write(run)?;
+    }
     match outcome.ending {
         Ending::Finished => {}
         Ending::Interrupted { signal, next_iteration } => {

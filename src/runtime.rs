@@ -9,6 +9,8 @@ pub struct Runtime {
     pub quiet: bool,
     /// Replay the training step as a CUDA graph where the run allows it.
     pub allow_graph: bool,
+    /// `--profile-steps`: record this many training steps with libtorch's profiler.
+    pub profile_steps: Option<usize>,
     /// The CPU fall-back note, printed by `say_note` once everything else is validated.
     note: Option<String>,
 }
@@ -28,7 +30,7 @@ impl Runtime {
         // Fixed shapes: unless determinism is asked for, let cuDNN pick the fastest convolution.
         crate::torch_extras::set_cudnn_benchmark(device.is_cuda() && !cfg.deterministic)?;
         crate::torch_extras::set_tf32(cfg.tf32)?;
-        Ok(Runtime { device, quiet, allow_graph, note })
+        Ok(Runtime { device, quiet, allow_graph, profile_steps: None, note })
     }
 
     /// For commands without a TrainConfig (reproduce's settings, eval): device and threads only.

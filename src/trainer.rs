@@ -9,6 +9,7 @@ use crate::cuda_graph::StepGraph;
 use crate::data::{Batcher, DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::optim::Optim;
+use crate::profile::{StepProfile, StepProfiler};
 use crate::torch_extras::DenormalMode;
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
@@ -71,6 +72,8 @@ pub struct TrainContext<'a> {
     pub allow_graph: bool,
     /// No notes on stderr.
     pub quiet: bool,
+    /// `--profile-steps`: record this many steps with libtorch's profiler.
+    pub profile_steps: Option<usize>,
 }
 
 /// Who watches the loop: logs, metrics.csv, checkpoints, signals.
@@ -105,6 +108,8 @@ pub struct TrainOutcome {
     pub eval_seconds: f64,
     /// Whether the steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
+    /// What `--profile-steps` recorded.
+    pub profile: Option<StepProfile>,
     pub ending: Ending,
 }
 
@@ -136,6 +141,17 @@ fn step(net: &dyn ModuleT, opt: &mut Optim, cfg: &TrainConfig, train: &DeviceSpl
 
 /// Eager steps before capture: cuDNN picks its algorithms and the allocator settles.
 pub(crate) const GRAPH_WARMUP: usize = 3;
+
+/// The first line of profile.txt: what ran, and how.
+pub(crate) fn profile_about(cfg: &TrainConfig, device: Device, graph: bool, members: i64) -> String {
+    let pack = if members > 1 { format!(", a pack of {members} members") } else { String::new() };
+    let graph = if device.is_cuda() { if graph { ", steps as a CUDA graph" } else { ", steps one by one" } } else { "" };
+    let threads = match tch::get_num_threads() {
+        1 => "1 thread".to_string(),
+        n => format!("{n} threads"),
+    };
+    format!("{} {}, {}, {threads}{graph}{pack}", cfg.model.name(), cfg.preset.name(), crate::device::name(device))
+}
 
 /// Whether this run's step can be a CUDA graph, and why not when it cannot (said once).
 /// A graph replays the captured kernels with the captured scalars, so only steps whose host-side
@@ -322,6 +338,8 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
         eprintln!("note: training steps run one by one, not as a CUDA graph: {why}");
     }
     let capture_at = st.next + GRAPH_WARMUP;
+    let mut profiler = StepProfiler::plan(ctx.profile_steps, capture_at + 1, cfg, device, profile_about(cfg, device, graph.is_some(), 1), ctx.quiet);
+    let mut profile = None;
     let bs = cfg.batch_size as i64;
     let per_chunk = plan_iters(cfg);
     let mut plan: Option<Tensor> = None;
@@ -338,6 +356,9 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             obs.on_checkpoint(&st.checkpoint(ctx, &opt, seconds(&started), device))?;
             ending = Ending::Interrupted { signal, next_iteration: i };
             break;
+        }
+        if let Some(p) = profiler.as_mut() {
+            p.before_step(i);
         }
         if i % per_chunk == 0 || plan.is_none() {
             plan = Some(Tensor::from_slice(&st.draw_chunk(i, cfg)).to_device(device));
@@ -380,6 +401,9 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
                 break;
             }
         }
+        if let Some(p) = profiler.as_mut() {
+            profile = p.after_step(i).or(profile);
+        }
         st.since_eval += 1;
         if cfg.is_eval_point(i) {
             if let Device::Cuda(d) = device {
@@ -416,7 +440,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     }
     let cuda_graph = graph.as_ref().is_some_and(StepGraph::is_captured);
     drop(graph);
-    Ok(TrainOutcome { points: st.points, train_seconds: seconds(&started), eval_seconds: st.eval_seconds, cuda_graph, ending })
+    Ok(TrainOutcome { points: st.points, train_seconds: seconds(&started), eval_seconds: st.eval_seconds, cuda_graph, ending, profile })
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     }
     let out = common.output.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}-seeds", model.name(), base.preset.name())));
     let mut rt = Runtime::new(&base, common.output.report.quiet, !common.no_cuda_graph)?;
+    rt.profile_steps = super::train::profile_steps(args, rt.device)?;
     base.threads = Some(tch::get_num_threads() as usize);
     let pack = match args.pack {
         Some(0) => bail!("invalid --pack 0: must be at least 1"),

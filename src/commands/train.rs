@@ -14,6 +14,9 @@ use std::time::Instant;
 /// --export-steps keeps the CNN's masks in memory: 1000 steps are about 100 MB.
 const MAX_EXPORTED_STEPS: usize = 1000;
 
+/// --profile-steps keeps every operator call of the window in memory (about 100 a step).
+const MAX_PROFILED_STEPS: usize = 1000;
+
 /// --export-init's batches.npy is 8 bytes an index: 400 MB at most.
 const MAX_EXPORTED_INDICES: usize = 50_000_000;
 
@@ -44,6 +47,19 @@ pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfi
     Ok(cfg)
 }
 
+/// --profile-steps, checked (the profiler keeps every event of the window in memory), with
+/// the profiler's log prepared for `device`.
+pub fn profile_steps(args: &TrainArgs, device: tch::Device) -> Result<Option<usize>> {
+    match args.profile_steps {
+        Some(n) if n == 0 || n > MAX_PROFILED_STEPS => bail!("invalid --profile-steps {n}: must be between 1 and {MAX_PROFILED_STEPS}"),
+        Some(n) => {
+            crate::profile::prepare(device);
+            Ok(Some(n))
+        }
+        None => Ok(None),
+    }
+}
+
 /// `nndl mlp|cnn`: validate everything, then train and write the run folder.
 pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     if let Some(seeds) = &args.seeds {
@@ -54,6 +70,7 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     let common = &args.common;
     let out = common.output.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}", model.name(), cfg.preset.name())));
     let mut rt = Runtime::new(&cfg, common.output.report.quiet, !common.no_cuda_graph)?;
+    rt.profile_steps = profile_steps(args, rt.device)?;
     // Recorded as it is, so `--config` and `resume` run with the same count (same bits).
     cfg.threads = Some(tch::get_num_threads() as usize);
     if args.export_init.is_some() && cfg.iterations.saturating_mul(cfg.batch_size) > MAX_EXPORTED_INDICES {

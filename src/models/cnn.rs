@@ -75,21 +75,41 @@ pub fn flatten_nhwc(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).flatten(1, -1)
 }
 
-/// The images as the convolutions take them. On the CPU: NCHW shape with NHWC strides, so
-/// libtorch runs the convolutions channels-last (about 25% faster there, measured) and the final
-/// NHWC flatten is a free view. On CUDA: plain NCHW, PyTorch's default (the faithful CNN's loop
-/// took 0.81x the channels-last time on an H200, cuDNN in float32). NNDL_CNN_LAYOUT=nchw|nhwc
-/// overrides the device's choice, for A/B measurements.
+/// How the convolutions lay out their activations. Channels-last on the CPU: NCHW shapes with
+/// NHWC strides, so libtorch runs the convolutions channels-last (about 25% faster there,
+/// measured) and the final NHWC flatten is a free view. Plain NCHW on CUDA, PyTorch's default
+/// (the faithful CNN's loop took 0.81x the channels-last time on an H200, cuDNN in float32).
+/// NNDL_CNN_LAYOUT=nchw|nhwc overrides the device's choice, for A/B measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Nchw,
+    ChannelsLast,
+}
+
+impl Layout {
+    pub fn for_device(device: tch::Device) -> Layout {
+        match std::env::var("NNDL_CNN_LAYOUT").as_deref() {
+            Ok("nchw") => Layout::Nchw,
+            Ok("nhwc") => Layout::ChannelsLast,
+            _ if device.is_cuda() => Layout::Nchw,
+            _ => Layout::ChannelsLast,
+        }
+    }
+
+    /// [N, 784] -> [N, 1, 28, 28] in this layout (with one channel, only the strides differ).
+    pub fn images(self, x: &Tensor) -> Tensor {
+        match self {
+            Layout::ChannelsLast => x.view([-1, 28, 28, 1]).permute([0, 3, 1, 2]),
+            Layout::Nchw => x.view([-1, 1, 28, 28]),
+        }
+    }
+}
+
+/// The images as the convolutions take them, in the device's layout.
 fn to_images(device: tch::Device) -> fn(&Tensor) -> Tensor {
-    let channels_last = match std::env::var("NNDL_CNN_LAYOUT").as_deref() {
-        Ok("nchw") => false,
-        Ok("nhwc") => true,
-        _ => !device.is_cuda(),
-    };
-    if channels_last {
-        |x| x.view([-1, 28, 28, 1]).permute([0, 3, 1, 2])
-    } else {
-        |x| x.view([-1, 1, 28, 28])
+    match Layout::for_device(device) {
+        Layout::ChannelsLast => |x| Layout::ChannelsLast.images(x),
+        Layout::Nchw => |x| Layout::Nchw.images(x),
     }
 }
 

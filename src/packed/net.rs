@@ -15,7 +15,7 @@
 //! Inputs either differ per member ([M, B, 784], training) or are shared ([B, 784], evaluation:
 //! stacked, the first linear layer is then one wide product).
 use crate::config::ModelKind;
-use crate::models::cnn::{flatten_nhwc, relu_pool};
+use crate::models::cnn::{flatten_nhwc, relu_pool, Layout};
 use crate::run::Network;
 use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};
@@ -42,6 +42,8 @@ pub struct PackedNet {
     pub stacked: bool,
     /// Name order; member by member, each name's members in order.
     pub leaves: Vec<Leaf>,
+    /// The CNN's activations, as the single CNN lays them out on this device.
+    pub layout: Layout,
 }
 
 impl PackedNet {
@@ -52,7 +54,8 @@ impl PackedNet {
 
     /// Packs the members' parameter lists (`run::parameters`: by name, sorted), copied.
     pub fn from_members(model: ModelKind, each: Vec<Vec<(String, Tensor)>>, stacked: bool) -> Result<PackedNet> {
-        ensure!(!each.is_empty(), "a pack needs at least one member");
+        ensure!(!each.is_empty() && !each[0].is_empty(), "a pack needs at least one member with parameters");
+        let layout = Layout::for_device(each[0][0].1.device());
         let mut leaves = Vec::new();
         for (k, (name, _)) in each[0].iter().enumerate() {
             let parts: Vec<Tensor> = each.iter().map(|p| p[k].1.detach()).collect();
@@ -62,7 +65,7 @@ impl PackedNet {
                 leaves.extend(parts.iter().enumerate().map(|(m, t)| Leaf { name: name.clone(), member: Some(m as i64), tensor: t.copy().set_requires_grad(true) }));
             }
         }
-        Ok(PackedNet { model, members: each.len() as i64, stacked, leaves })
+        Ok(PackedNet { model, members: each.len() as i64, stacked, leaves, layout })
     }
 
     /// The stacked leaf of `name`.
@@ -149,7 +152,7 @@ impl PackedNet {
         let w = |layer: &str| self.param(&format!("{layer}.weight"), k);
         let b = |layer: &str| self.param(&format!("{layer}.bias"), k);
         let conv = |h: &Tensor, layer: &str| h.conv2d(&w(layer), Some(b(layer)), [1, 1], [2, 2], [1, 1], 1);
-        let h = relu_pool(&conv(&images.view([-1, 28, 28, 1]).permute([0, 3, 1, 2]), "conv1"));
+        let h = relu_pool(&conv(&self.layout.images(&images), "conv1"));
         let h = flatten_nhwc(&relu_pool(&conv(&h, "conv2")));
         let h = h.linear(&w("fc1"), Some(b("fc1"))).relu();
         let h = match noise {
@@ -167,13 +170,17 @@ impl PackedNet {
             let s = w.size();
             h.conv2d(&w.view([m * s[1], s[2], s[3], s[4]]), Some(b.view([-1])), [1, 1], [2, 2], [1, 1], groups)
         };
-        // NCHW shapes with NHWC strides (channels-last), as the single CNN runs.
         let h = match x {
-            Input::Shared(x) => conv(&x.view([-1, 28, 28, 1]).permute([0, 3, 1, 2]), "conv1", 1),
+            Input::Shared(x) => conv(&self.layout.images(x), "conv1", 1),
             Input::PerMember(x) => {
+                // [M, B, 784] -> [B, M, 28, 28]: member m's images are input channel m.
                 let b = x.size()[1];
-                let nhwc = x.view([m, b, 28, 28]).permute([1, 2, 3, 0]).contiguous();
-                conv(&nhwc.permute([0, 3, 1, 2]), "conv1", m)
+                let images = x.view([m, b, 28, 28]);
+                let images = match self.layout {
+                    Layout::ChannelsLast => images.permute([1, 2, 3, 0]).contiguous().permute([0, 3, 1, 2]),
+                    Layout::Nchw => images.transpose(0, 1).contiguous(),
+                };
+                conv(&images, "conv1", m)
             }
         };
         let h = relu_pool(&conv(&relu_pool(&h), "conv2", m));

@@ -117,7 +117,7 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
     let draws = !matches!(cfg.dropout, Dropout::None {}) || cfg.augment_shift > 0;
     let parts = threads.min(group.len());
     if rt.device.is_cuda() || draws || parts < 2 {
-        let ends = train_group(group, data, rt, &pb);
+        let ends = train_group(group, data, rt, rt.profile_steps, &pb);
         pb.finish();
         return ends;
     }
@@ -125,12 +125,14 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
     let sizes: Vec<usize> = (0..parts).map(|k| rest.len() / parts + usize::from(k < rest.len() % parts)).collect();
     let subgroups: Vec<Vec<Built>> = sizes.iter().map(|&n| rest.by_ref().take(n).collect()).collect();
     let ends = std::thread::scope(|scope| {
-        let handles: Vec<_> = subgroups.into_iter().map(|sub| {
+        let handles: Vec<_> = subgroups.into_iter().enumerate().map(|(k, sub)| {
             let (data, pb) = (data.shallow_clone(), &pb);
+            // libtorch has one profiler a process: the first sub-pack's steps are recorded.
+            let profile_steps = rt.profile_steps.filter(|_| k == 0);
             scope.spawn(move || {
                 // This thread's own libtorch and MKL thread counts (the global one is restored below).
                 tch::set_num_threads((threads / parts).max(1) as i32);
-                train_group(sub, &data, rt, pb)
+                train_group(sub, &data, rt, profile_steps, pb)
             })
         }).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))).collect::<Vec<_>>()
@@ -147,8 +149,8 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
     }).collect())
 }
 
-/// One pack of built members: stack, train, finish each folder.
-fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, pb: &Progress) -> Result<Vec<MemberEnd>> {
+/// One pack of built members: stack, train (recording `profile_steps` steps), finish each folder.
+fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps: Option<usize>, pb: &Progress) -> Result<Vec<MemberEnd>> {
     let started = Instant::now();
     let started_utc = crate::system_info::utc_now();
     let mut group = Vec::new();
@@ -176,7 +178,7 @@ fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, pb: &Progress
         RunObserver::new(&c.run, &c.cfg, earlier, pb, quiet)
     }).collect::<Result<Vec<_>>>()?;
     let mut obs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| o as &mut dyn Observer).collect();
-    let ctx = PackContext { net: &net, cfgs: &cfgs, data, allow_graph: rt.allow_graph, quiet: rt.quiet };
+    let ctx = PackContext { net: &net, cfgs: &cfgs, data, allow_graph: rt.allow_graph, quiet: rt.quiet, profile_steps };
     let outcomes = train_packed(&ctx, &starts, &mut obs)?;
     Ok(group.iter().zip(outcomes).zip(&observers).enumerate().map(|(m, ((c, outcome), o))| {
         let session = Session { started, started_utc: started_utc.clone(), resumed: c.checkpoint.is_some() };

@@ -10,7 +10,8 @@ use crate::config::{Dropout, Optimizer, Schedule, TrainConfig};
 use crate::data::{DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::torch_extras::DenormalMode;
-use crate::trainer::{checkpoint_rng, graph_for, restore_params, plan_iters, random_shift, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
+use crate::profile::StepProfiler;
+use crate::trainer::{checkpoint_rng, graph_for, plan_iters, profile_about, random_shift, restore_params, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
 use anyhow::{bail, Result};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -25,6 +26,8 @@ pub struct PackContext<'a> {
     pub data: &'a DeviceData,
     pub allow_graph: bool,
     pub quiet: bool,
+    /// `--profile-steps`: record this many steps with libtorch's profiler.
+    pub profile_steps: Option<usize>,
 }
 
 /// Where a member starts: its generator state after its initialisation, or its checkpoint.
@@ -89,6 +92,9 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
         eprintln!("note: training steps run one by one, not as a CUDA graph: {why}");
     }
     let capture_at = first + GRAPH_WARMUP;
+    let about = profile_about(cfg, device, graph.is_some(), m_count);
+    let mut profiler = StepProfiler::plan(ctx.profile_steps, capture_at + 1, cfg, device, about, ctx.quiet);
+    let mut profile = None;
     let (bs, per_chunk) = (cfg.batch_size as i64, plan_iters(cfg));
     let mut plan: Option<Tensor> = None;
     let mut idx = Tensor::zeros([m_count, bs], (Kind::Int64, device));
@@ -106,6 +112,9 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             checkpoint_all(ctx, &members, &opt, step_ctx.rngs, seconds(&started), obs, device)?;
             interrupted = Some((signal, i));
             break;
+        }
+        if let Some(p) = profiler.as_mut() {
+            p.before_step(i);
         }
         if i % per_chunk == 0 || plan.is_none() {
             let chunks: Vec<i64> = members.iter_mut().flat_map(|mb| mb.st.draw_chunk(i, &ctx.cfgs[0])).collect();
@@ -151,6 +160,9 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
                     newly_stopped = true;
                 }
             }
+        }
+        if let Some(p) = profiler.as_mut() {
+            profile = p.after_step(i).or(profile);
         }
         for mb in members.iter_mut() {
             mb.st.since_eval += 1;
@@ -220,7 +232,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             (None, Some((signal, next_iteration))) => Ending::Interrupted { signal, next_iteration },
             (None, None) => Ending::Finished,
         };
-        TrainOutcome { points: mb.st.points, train_seconds, eval_seconds: mb.st.eval_seconds, cuda_graph, ending }
+        TrainOutcome { points: mb.st.points, train_seconds, eval_seconds: mb.st.eval_seconds, cuda_graph, ending, profile: profile.clone() }
     }).collect())
 }
 

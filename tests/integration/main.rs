@@ -7,6 +7,7 @@ mod fuzz_regressions;
 mod idx_parsing;
 mod numerics;
 mod packed;
+mod profile;
 mod reproduce;
 mod resume;
 mod robustness;

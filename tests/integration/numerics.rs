@@ -19,7 +19,7 @@ fn a_run_trains_in_its_denormal_mode_and_leaves_the_thread_as_it_was() {
     for flush in [true, false] {
         let cfg = mlp(flush);
         let network = nndl::run::build_network(&cfg, Device::Cpu);
-        let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg: &cfg, data: &data, allow_graph: false, quiet: true };
+        let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg: &cfg, data: &data, allow_graph: false, quiet: true, profile_steps: None };
         let mut seen = PerStep::new(|_| flush_denormal_enabled());
         trainer::train(&ctx, None, &mut seen).unwrap();
         assert_eq!(seen.seen, vec![flush; 3], "single run, flush_denormals {flush}");
@@ -30,7 +30,7 @@ fn a_run_trains_in_its_denormal_mode_and_leaves_the_thread_as_it_was() {
     let networks: Vec<_> = cfgs.iter().map(|c| nndl::run::build_network(c, Device::Cpu)).collect();
     let starts: Vec<_> = cfgs.iter().map(|_| MemberStart::Fresh { rng: nndl::torch_extras::cpu_rng_state() }).collect();
     let net = PackedNet::stack(ModelKind::Mlp, &networks, false).unwrap();
-    let ctx = PackContext { net: &net, cfgs: &cfgs, data: &data, allow_graph: false, quiet: true };
+    let ctx = PackContext { net: &net, cfgs: &cfgs, data: &data, allow_graph: false, quiet: true, profile_steps: None };
     let mut seen: Vec<PerStep<bool>> = cfgs.iter().map(|_| PerStep::new(|_| flush_denormal_enabled())).collect();
     let mut obs: Vec<&mut dyn Observer> = seen.iter_mut().map(|o| o as &mut dyn Observer).collect();
     train_packed(&ctx, &starts, &mut obs).unwrap();
