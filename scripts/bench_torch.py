@@ -4,12 +4,15 @@ the device, TF1-style batch order computed on the host, loss/accuracy read only 
 points. Used by scripts/bench as the peer; prints one JSON line.
 
     bench_torch.py --model mlp|cnn --data DIR [--iterations N] [--eval-every N] [--threads N] [--device cpu|cuda]
-                   [--cuda-graph] [--members M] [--tf32 on|off]
+                   [--cuda-graph] [--members M] [--tf32 on|off] [--profile-steps N --trace FILE]
 
 --cuda-graph: each training step is captured once in a CUDA graph and replayed, the batch
 indices copied into a static buffer from a plan already on the device (the best a PyTorch user
 gets without writing kernels). --members M: M seeds at once, PyTorch's model-ensembling recipe
 (torch.func.stack_module_state + functional_call + vmap), each member on its own batches.
+--profile-steps N --trace FILE: torch.profiler over the same window as nndl's --profile-steps (N
+steps after the warm-up, none with an evaluation after it), its Chrome trace written to FILE;
+scripts/trace_table.py summarises either program's trace the same way.
 """
 import argparse
 import gzip
@@ -71,6 +74,18 @@ class TfBatcher:
             return rest + self.order[: self.index]
         self.index += size
         return self.order[start : self.index]
+
+
+def profile_window(a):
+    """[from, to) as nndl's --profile-steps picks it: after 3 warm-up steps and the graph's
+    capture, moved past an evaluation point, ended by the step before the next evaluation."""
+    is_eval = lambda i: i % a.eval_every == 0 or i + 1 == a.iterations
+    start = 4
+    while start < a.iterations and is_eval(start) and start + 1 < a.iterations:
+        start += 1
+    assert start < a.iterations, "--profile-steps: no step left after the warm-up"
+    nxt = next((i for i in range(start, a.iterations) if is_eval(i)), a.iterations - 1)
+    return start, min(start + a.profile_steps, nxt + 1)
 
 
 def truncated_normal_(t, std):
@@ -177,7 +192,11 @@ def main():
     ap.add_argument("--members", type=int, default=0)
     ap.add_argument("--tf32", choices=["on", "off"], default="off", help="CUDA: TF32 in matmuls and convolutions (default off, as nndl's faithful preset)")
     ap.add_argument("--flush-denormals", choices=["on", "off"], default="on", help="CPU: as nndl's switch (default on, as TF)")
+    ap.add_argument("--profile-steps", type=int, default=0, help="profile this many steps (with --trace)")
+    ap.add_argument("--trace", help="where --profile-steps writes its Chrome trace")
     a = ap.parse_args()
+    if bool(a.profile_steps) != bool(a.trace):
+        ap.error("--profile-steps and --trace go together")
     started = time.perf_counter()
     # Per thread: set before any parallel op, so that the intra-op threads inherit it.
     torch.set_flush_denormal(a.flush_denormals == "on")
@@ -226,9 +245,17 @@ def main():
             loss_sum.add_(loss.detach())
             correct.add_((logits.argmax(1) == ys).sum())
 
+    window = profile_window(a) if a.profile_steps else None
+    prof = None
     train_start = time.perf_counter()
     last = None
     for i in range(a.iterations):
+        if window and i == window[0]:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+            prof = torch.profiler.profile(activities=acts)
+            prof.start()
         slot = i % chunk_iters
         if slot == 0:
             n = min(chunk_iters, a.iterations - i)
@@ -254,6 +281,12 @@ def main():
         else:
             opt.zero_grad(set_to_none=True)
             step()
+        if prof and i + 1 == window[1]:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            prof.stop()
+            prof.export_chrome_trace(a.trace)
+            prof = None
         since += 1
         if i % a.eval_every == 0 or i + 1 == a.iterations:
             if device.type == "cuda":

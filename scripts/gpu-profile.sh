@@ -3,9 +3,10 @@
 # Rust (build nndl elsewhere; carry the binary, its CUDA-graph shim and MNIST), then
 #   scripts/gpu-profile.sh NNDL_BINARY MNIST_DIR OUT_DIR
 # Separate from gpu-speed.sh, whose measurements fill one 10-minute device call: run it right
-# after, while the machine is warm. First nndl's own profiles (--profile-steps: libtorch's
-# profiler, CUPTI's kernel times, 40 steps each; graph replays and eager steps of the MLP and
-# CNN, and packs of 10) into kineto.txt, in seconds. Then ncu times each kernel of a short eager run alone
+# after, while the machine is warm. First Kineto profiles of 40 steps each into kineto.txt (about
+# two minutes): nndl's (--profile-steps) and the PyTorch peer's (bench_torch.py --profile-steps,
+# summed by trace_table.py the same way), graph replays and eager steps of the MLP and CNN, and
+# nndl's packs of 10. Then ncu times each kernel of a short eager run alone
 # (--clock-control none, one metric); ncu_steps.py prints one training step of each, kernel by
 # kernel: the faithful MLP and CNN of nndl and of PyTorch eager (the CUDA-graph peer replays the
 # same kernels), and a pack of 10 MLP seeds. The lists go to ncu.tar.gz, the summaries to
@@ -27,11 +28,21 @@ profile() {
     echo "== $name FAILED:"; tail -3 "$work/prof-$name.err"
   fi
 }
+peer() {
+  local name=$1; shift
+  if python3 "$here/bench_torch.py" "$@" --iterations 60 --eval-every 1000 --profile-steps 40 --trace "$work/$name.json" --device cuda --data "$data" > /dev/null 2> "$work/$name.err"; then
+    python3 "$here/trace_table.py" "$work/$name.json" --steps 40 --title "== $name: bench_torch.py $*"
+  else
+    echo "== $name FAILED:"; tail -3 "$work/$name.err"
+  fi
+}
 {
-  profile mlp-graph mlp
-  profile mlp-eager mlp --no-cuda-graph
-  profile cnn-graph cnn
-  profile cnn-eager cnn --no-cuda-graph
+  for m in mlp cnn; do
+    profile $m-graph $m
+    peer torch-$m-graph --model $m --cuda-graph
+    profile $m-eager $m --no-cuda-graph
+    peer torch-$m-eager --model $m
+  done
   profile mlp-pack10 mlp --seeds 0..9
   profile cnn-pack10 cnn --seeds 0..9
 } 2>&1 | tee "$out/kineto.txt"
