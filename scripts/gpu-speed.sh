@@ -23,7 +23,7 @@ bench() { timeout "$1" python3 "$here/bench.py" --nndl "$nndl" --python python3 
 # On an H200 the Python peers took 10-19 s a process (most of it start-up); from the processes'
 # times, 2 repeats of the six programs come to about 130 s.
 bench 200 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn | tee "$out/bench.txt"
-bench 90 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
+bench 110 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
 bench 170 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
 {
   run() { "$nndl" mlp --device cuda --data "$data" --quiet --json --out "$work/$1" "${@:2}" >/dev/null || echo "FAILED: $1"; }

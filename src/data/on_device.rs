@@ -40,10 +40,20 @@ impl DeviceData {
         DeviceData { train: split(&self.train), test: split(&self.test) }
     }
 
-    /// Loads and verifies MNIST from `--data` / $MNIST_DIR / data/mnist and uploads it.
+    /// Loads and verifies MNIST from `--data` / $MNIST_DIR / data/mnist and uploads it. On CUDA
+    /// the device's context (made by its first allocation: CUDA's and the libraries' set-up) is
+    /// made on another thread meanwhile, so process start-up waits for the longer of the two
+    /// instead of both. NNDL_OVERLAP_START=off makes it one after the other, for A/B runs.
     pub fn load(flag: Option<&Path>, device: Device) -> Result<DeviceData> {
         let dir = super::mnist::resolve_dir(flag);
-        let mnist = Mnist::load(&dir)?;
+        let overlap = device.is_cuda() && std::env::var("NNDL_OVERLAP_START").as_deref() != Ok("off");
+        // Fallible: an error shows again, and is reported, at the upload.
+        let context = overlap.then(|| std::thread::spawn(move || drop(Tensor::f_zeros([1], (Kind::Float, device)))));
+        let mnist = Mnist::load(&dir);
+        if let Some(thread) = context {
+            let _ = thread.join();
+        }
+        let mnist = mnist?;
         Ok(DeviceData { train: DeviceSplit::upload(&mnist.train, device), test: DeviceSplit::upload(&mnist.test, device) })
     }
 }
