@@ -123,8 +123,12 @@ impl Observer for RunObserver<'_> {
     }
 
     fn on_checkpoint(&mut self, ck: &Checkpoint) -> Result<()> {
+        self.log.sync()?;
         ck.save(&self.run.file(checkpoint::FILE))?;
-        write_figures(self.run, self.cfg.model.name(), &ck.meta.points)?;
+        // The last checkpoint's figures are drawn once, by finish_run, right after it.
+        if ck.meta.next_iteration < self.cfg.iterations {
+            write_figures(self.run, self.cfg.model.name(), &ck.meta.points)?;
+        }
         self.last_checkpoint = Instant::now();
         Ok(())
     }

@@ -101,7 +101,8 @@ pub enum Ending {
 
 pub struct TrainOutcome {
     pub points: Vec<EvalPoint>,
-    /// Time in the loop, over every session of a resumed run.
+    /// Time in the loop, over every session of a resumed run: to the end of the last step (the
+    /// checkpoint that closes a session is written after it, as the weights and figures are).
     pub train_seconds: f64,
     /// Of which evaluations (the device is synchronised first, so queued training work is
     /// not counted here).
@@ -350,10 +351,12 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let mut last_finite: Option<(usize, f64)> = None;
     let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
     let mut ending = Ending::Finished;
+    let mut closed_at = None;
     for i in st.next..cfg.iterations {
         if let Some(signal) = obs.stop_requested() {
             st.next = i;
-            obs.on_checkpoint(&st.checkpoint(ctx, &opt, seconds(&started), device))?;
+            let t = *closed_at.insert(seconds(&started));
+            obs.on_checkpoint(&st.checkpoint(ctx, &opt, t, device))?;
             ending = Ending::Interrupted { signal, next_iteration: i };
             break;
         }
@@ -435,12 +438,17 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
             }
-            obs.on_checkpoint(&st.checkpoint(ctx, &opt, seconds(&started), device))?;
+            let t = seconds(&started);
+            if st.next == cfg.iterations {
+                closed_at = Some(t);
+            }
+            obs.on_checkpoint(&st.checkpoint(ctx, &opt, t, device))?;
         }
     }
     let cuda_graph = graph.as_ref().is_some_and(StepGraph::is_captured);
     drop(graph);
-    Ok(TrainOutcome { points: st.points, train_seconds: seconds(&started), eval_seconds: st.eval_seconds, cuda_graph, ending, profile })
+    let train_seconds = closed_at.unwrap_or_else(|| seconds(&started));
+    Ok(TrainOutcome { points: st.points, train_seconds, eval_seconds: st.eval_seconds, cuda_graph, ending, profile })
 }
 
 #[cfg(test)]

@@ -106,10 +106,13 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let earlier_seconds = members[0].st.train_seconds;
     let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
     let mut interrupted = None;
+    // The loop's time ends with the last step; the checkpoint that closes the session follows.
+    let mut closed_at = None;
     let mut step_ctx = StepParts { net, cfg, train, rngs: &mut rngs, sums: &sums };
     for i in first..cfg.iterations {
         if let Some(signal) = obs[0].stop_requested() {
-            checkpoint_all(ctx, &members, &opt, step_ctx.rngs, seconds(&started), obs, device)?;
+            let t = *closed_at.insert(seconds(&started));
+            checkpoint_all(ctx, &members, &opt, step_ctx.rngs, t, obs, device)?;
             interrupted = Some((signal, i));
             break;
         }
@@ -220,12 +223,16 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
             }
-            checkpoint_all(ctx, &members, &opt, step_ctx.rngs, seconds(&started), obs, device)?;
+            let t = seconds(&started);
+            if i + 1 == cfg.iterations {
+                closed_at = Some(t);
+            }
+            checkpoint_all(ctx, &members, &opt, step_ctx.rngs, t, obs, device)?;
         }
     }
     let cuda_graph = graph.as_ref().is_some_and(|g| g.is_captured());
     drop(graph);
-    let train_seconds = seconds(&started);
+    let train_seconds = closed_at.unwrap_or_else(|| seconds(&started));
     Ok(members.into_iter().map(|mb| {
         let ending = match (mb.diverged, interrupted) {
             (Some(d), _) => d,
