@@ -27,13 +27,19 @@ extern "C" {
 /// set; on CUDA it stays, for what CUPTI reports. Kineto also wants to start first on the
 /// thread that loaded it (else it says so on stderr), hence one empty session here.
 pub fn prepare(device: Device) {
-    if !device.is_cuda() && std::env::var_os("KINETO_LOG_LEVEL").is_none() {
+    // Only the CPU's packs train in threads of their own (sub-packs side by side).
+    if device.is_cuda() {
+        return;
+    }
+    if std::env::var_os("KINETO_LOG_LEVEL").is_none() {
         std::env::set_var("KINETO_LOG_LEVEL", "5");
     }
-    // Only where packs train in threads of their own (the CPU's sub-packs). SAFETY: plain
-    // calls; a failure here shows again, and is reported, when the window starts.
-    if !device.is_cuda() && unsafe { nndl_profiler_start(0) } == 0 {
-        let _ = unsafe { nndl_profiler_stop(std::ptr::null()) };
+    // SAFETY: plain calls (a null path asks for no trace); a failure here shows again, and is
+    // reported, when the window starts.
+    unsafe {
+        if nndl_profiler_start(0) == 0 {
+            nndl_profiler_stop(std::ptr::null());
+        }
     }
 }
 
