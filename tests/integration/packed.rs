@@ -30,6 +30,11 @@ fn packed(cfgs: &[TrainConfig], data: &DeviceData) -> Vec<(Vec<f64>, Ending)> {
 /// `stacked`: CUDA's way (stacked leaves, batched products, grouped convolutions in the given
 /// layout) instead of the CPU's member by member.
 fn packed_as(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>) -> Vec<(Vec<f64>, Ending)> {
+    packed_outcomes(cfgs, data, stacked).into_iter().map(|(losses, out)| (losses, out.ending)).collect()
+}
+
+/// Each member's per-step losses and outcome (its evaluations included).
+fn packed_outcomes(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>) -> Vec<(Vec<f64>, trainer::TrainOutcome)> {
     let mut networks = vec![];
     let mut starts = vec![];
     for cfg in cfgs {
@@ -42,7 +47,7 @@ fn packed_as(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>) -
     let mut observers: Vec<PerStep<f64>> = cfgs.iter().map(|_| PerStep::new(|loss| loss)).collect();
     let mut obs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| o as &mut dyn Observer).collect();
     let outcomes = train_packed(&ctx, &starts, &mut obs).unwrap();
-    observers.into_iter().zip(outcomes).map(|(o, out)| (o.seen, out.ending)).collect()
+    observers.into_iter().zip(outcomes).map(|(o, out)| (o.seen, out)).collect()
 }
 
 /// Each member's per-step relative loss differences from its single run.
@@ -112,6 +117,28 @@ fn the_stacked_layout_computes_the_same_steps() {
         let cfgs: Vec<TrainConfig> = (0..3).map(|k| config(model, preset, k, lr * (1.0 + k as f64), steps)).collect();
         for (k, rel) in compare_as(&cfgs, &data, Some(layout)).iter().enumerate() {
             assert!(rel.iter().all(|&r| r <= 1e-5), "{model:?} {preset:?} {layout:?} member {k}: {rel:?}");
+        }
+    }
+}
+
+#[test]
+fn stacked_evaluations_are_the_members_own() {
+    // Evaluation shares the test images among members: stacked, the first layer is one wide
+    // product for all of them, the MLP's members take whole chunks and the CNN's sub-chunks.
+    // Against member by member, after one step (whose rounding already differs a little).
+    let _rng = rng_lock();
+    tch::set_num_threads(1);
+    let data = small_mnist();
+    for model in [ModelKind::Mlp, ModelKind::Cnn] {
+        let lr = TrainConfig::preset(model, Preset::Faithful).lr;
+        let cfgs: Vec<TrainConfig> = (0..3).map(|k| config(model, Preset::Faithful, 20 + k, lr * (1.0 + k as f64), 1)).collect();
+        let stacked = packed_outcomes(&cfgs, &data, Some(Layout::Nchw));
+        let apart = packed_outcomes(&cfgs, &data, None);
+        for (k, ((_, s), (_, a))) in stacked.iter().zip(&apart).enumerate() {
+            let (s, a) = (&s.points[0], &a.points[0]);
+            let rel = ((s.test_loss - a.test_loss) / a.test_loss).abs();
+            assert!(rel <= 1e-4, "{model:?} member {k}: test loss {} stacked, {} apart", s.test_loss, a.test_loss);
+            assert!((s.test_accuracy - a.test_accuracy).abs() <= 1.0 / 200.0, "{model:?} member {k}: accuracy {} vs {}", s.test_accuracy, a.test_accuracy);
         }
     }
 }
