@@ -208,7 +208,7 @@ impl StepProfiler {
         }
         if from >= cfg.iterations {
             if !quiet {
-                eprintln!("note: --profile-steps: no step left to record after the warm-up (iterations {}..{})", warm, cfg.iterations);
+                eprintln!("note: --profile-steps: no step left to record: the warm-up takes {warm} steps, the run has {}", cfg.iterations);
             }
             return None;
         }
