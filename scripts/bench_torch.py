@@ -197,6 +197,8 @@ def main():
     a = ap.parse_args()
     if bool(a.profile_steps) != bool(a.trace):
         ap.error("--profile-steps and --trace go together")
+    if a.profile_steps and a.members:
+        ap.error("--profile-steps profiles a single run: drop --members")
     started = time.perf_counter()
     # Per thread: set before any parallel op, so that the intra-op threads inherit it.
     torch.set_flush_denormal(a.flush_denormals == "on")
