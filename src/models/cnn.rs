@@ -105,17 +105,10 @@ impl Layout {
     }
 }
 
-/// The images as the convolutions take them, in the device's layout.
-fn to_images(device: tch::Device) -> fn(&Tensor) -> Tensor {
-    match Layout::for_device(device) {
-        Layout::ChannelsLast => |x| Layout::ChannelsLast.images(x),
-        Layout::Nchw => |x| Layout::Nchw.images(x),
-    }
-}
-
 pub fn features(vs: &nn::Path, init: Init) -> nn::SequentialT {
+    let layout = Layout::for_device(vs.device());
     nn::seq_t()
-        .add_fn(to_images(vs.device()))
+        .add_fn(move |x| layout.images(x))
         .add(conv5x5(vs / "conv1", 1, 32, init))
         .add_fn(relu_pool)
         .add(conv5x5(vs / "conv2", 32, 64, init))
@@ -143,8 +136,8 @@ mod tests {
             return;
         }
         let x = Tensor::arange(2 * 784, (Kind::Float, Device::Cpu)).view([2, 784]);
-        let cpu = to_images(Device::Cpu)(&x);
-        let cuda = to_images(Device::Cuda(0))(&x);
+        let cpu = Layout::for_device(Device::Cpu).images(&x);
+        let cuda = Layout::for_device(Device::Cuda(0)).images(&x);
         assert_eq!(cpu.size(), [2, 1, 28, 28]);
         assert_eq!(cpu.stride(), [784, 1, 28, 1], "NCHW shape, NHWC strides");
         assert_eq!(cuda.size(), [2, 1, 28, 28]);

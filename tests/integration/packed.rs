@@ -15,6 +15,12 @@ fn config(model: ModelKind, preset: Preset, seed: u64, lr: f64, iterations: usiz
     TrainConfig { seed, lr, iterations, ..TrainConfig::preset(model, preset) }
 }
 
+/// Three members from seed `first` on, at 1, 2 and 3 times the preset's learning rate.
+fn three_members(model: ModelKind, preset: Preset, first: u64, iterations: usize) -> Vec<TrainConfig> {
+    let lr = TrainConfig::preset(model, preset).lr;
+    (0..3).map(|k| config(model, preset, first + k, lr * (1.0 + k as f64), iterations)).collect()
+}
+
 fn single(cfg: &TrainConfig, data: &DeviceData) -> (Vec<f64>, Ending) {
     let network = nndl::run::build_network(cfg, Device::Cpu);
     let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: false, quiet: true, profile_steps: None };
@@ -113,8 +119,7 @@ fn the_stacked_layout_computes_the_same_steps() {
     let mlp = |preset| [(ModelKind::Mlp, preset, 5, Layout::Nchw)];
     let cases = [mlp(Preset::Faithful).as_slice(), &mlp(Preset::Modern), &cnn(Preset::Faithful), &cnn(Preset::Modern)].concat();
     for (model, preset, steps, layout) in cases {
-        let lr = TrainConfig::preset(model, preset).lr;
-        let cfgs: Vec<TrainConfig> = (0..3).map(|k| config(model, preset, k, lr * (1.0 + k as f64), steps)).collect();
+        let cfgs = three_members(model, preset, 0, steps);
         for (k, rel) in compare_as(&cfgs, &data, Some(layout)).iter().enumerate() {
             assert!(rel.iter().all(|&r| r <= 1e-5), "{model:?} {preset:?} {layout:?} member {k}: {rel:?}");
         }
@@ -130,8 +135,7 @@ fn stacked_evaluations_are_the_members_own() {
     tch::set_num_threads(1);
     let data = small_mnist();
     for model in [ModelKind::Mlp, ModelKind::Cnn] {
-        let lr = TrainConfig::preset(model, Preset::Faithful).lr;
-        let cfgs: Vec<TrainConfig> = (0..3).map(|k| config(model, Preset::Faithful, 20 + k, lr * (1.0 + k as f64), 1)).collect();
+        let cfgs = three_members(model, Preset::Faithful, 20, 1);
         let stacked = packed_outcomes(&cfgs, &data, Some(Layout::Nchw));
         let apart = packed_outcomes(&cfgs, &data, None);
         for (k, ((_, s), (_, a))) in stacked.iter().zip(&apart).enumerate() {
