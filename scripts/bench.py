@@ -5,8 +5,8 @@ alternating the two programs so that machine noise hits both alike).
 
   MLP and CNN: nndl vs PyTorch eager (scripts/bench_torch.py) on the same schedule.
   XOR: nndl vs the seed's own Python (one 3001-epoch run), and nndl's 1000 seeds.
-  packed: M seeds in one `nndl mlp|cnn --seeds` vs M single runs one after another, vs one
-          single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M).
+  packed: M seeds in one `nndl mlp|cnn --seeds` vs M single runs (half before the pack, half
+          after), vs one single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M).
   denormals: the MLP with denormals flushed (as TF, nndl's default) and kept (PyTorch's default),
           nndl and PyTorch eager alike.
   variants: nndl's faithful MLP and CNN with each speed route switched off in turn (the CUDA
@@ -90,9 +90,13 @@ def bench_packed(a, model, members, iterations, tmp):
     """M seeds packed vs the same M seeds one after another, one single run, and the vmap peer."""
     common = ["--iterations", str(iterations), "--device", a.device, "--flush-denormals", a.flush_denormals, *cuda_flags(a)] + (["--threads", str(a.threads)] if a.threads else [])
     nndl = [a.nndl, model, *common, "--data", a.data, "--json", "--quiet", "--force"]
+    single = lambda k: run_json(nndl + ["--seed", str(k), "--out", os.path.join(tmp, f"{model}-single-{k}")])
+    # Half the single runs before the pack and half after, so that a slow or fast phase of a
+    # shared machine weighs on both sides of the ratio alike.
+    singles = [single(k) for k in range(members // 2)]
     packed = run_json(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed")])
     packed_loop = max(r["summary"]["train_seconds"] for r in packed["runs"])
-    singles = [run_json(nndl + ["--seed", str(k), "--out", os.path.join(tmp, f"{model}-single-{k}")]) for k in range(members)]
+    singles += [single(k) for k in range(members // 2, members)]
     vmap = run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, "--members", str(members), *common, "--data", a.data])
     # On CUDA the pack's grouped convolutions follow the single CNN's layout (NCHW); the
     # channels-last pack beside it, for the A/B figure.
@@ -191,19 +195,31 @@ def bench_floor(a, tmp):
     print(f"sgemm {floor['sgemm_gflops']:.0f} GFLOP/s at {floor['threads']} threads; MLP product shapes: "
           + ", ".join(f"{k} {v:.0f}" for k, v in floor["shape_gflops"].items()))
     threads = ["--threads", str(a.threads)] if a.threads else []
+    rate_now = lambda: float(subprocess.run([a.python, os.path.join(HERE, "cpu_floor.py"), "--threads", str(a.threads or 2), "--rate-only"],
+                                            capture_output=True, text=True, check=True).stdout.split()[-1])
     rows = {}
     for model, its in (("mlp", a.mlp_iterations), ("cnn", a.cnn_iterations)):
-        runs = [run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, *threads, "--data", a.data, "--json", "--quiet", "--force",
-                          "--out", os.path.join(tmp, f"{model}-floor")]) for _ in range(a.repeats)]
+        runs, ratios = [], []
+        for _ in range(a.repeats):
+            # This machine's sgemm rate drifts by 1.5x within minutes: each run's floor is also
+            # taken at the mean of the rates measured right before and right after it.
+            before = rate_now()
+            runs.append(run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, *threads, "--data", a.data, "--json", "--quiet", "--force",
+                                  "--out", os.path.join(tmp, f"{model}-floor")]))
+            bracket = (before + rate_now()) / 2
+            ratios.append((runs[-1]["train_seconds"] * bracket / floor["sgemm_gflops"], bracket))
         loop, evals = median(runs, "train_seconds"), runs[0]["evaluations"]
         eval_seconds = median(runs, "eval_seconds")
         parts = floor["floor_parts"][model]
         f_steps, f_evals = its * parts["step_seconds"], evals * parts["evaluation_seconds"]
         f = f_steps + f_evals
+        bracketed = sorted(t / f for t, _ in ratios)[len(ratios) // 2]
         rows[model] = {"iterations": its, "evaluations": evals, "loop_seconds": loop, "floor_seconds": f, "ratio": loop / f,
-                       "eval_seconds": eval_seconds, "eval_floor_seconds": f_evals}
+                       "eval_seconds": eval_seconds, "eval_floor_seconds": f_evals,
+                       "bracketing_gflops": [r for _, r in ratios], "ratio_at_bracketing_rate": bracketed}
         print(f"{model.upper()} ({its} iterations, {evals} evaluations): nndl loop {loop:.2f} s (median of {a.repeats}), floor {f:.2f} s: {loop / f:.2f}x the floor; "
               f"steps {loop - eval_seconds:.2f} s vs {f_steps:.2f} ({(loop - eval_seconds) / f_steps:.2f}x), evaluations {eval_seconds:.2f} s vs {f_evals:.2f} ({eval_seconds / f_evals:.2f}x)")
+        print(f"  at the sgemm rate measured around each run ({', '.join(f'{r:.0f}' for _, r in ratios)} GFLOP/s): {bracketed:.2f}x the floor (median)")
     # Where a step's time goes: nndl's own steps, recorded by libtorch's profiler.
     for model, its, steps in (("mlp", 60, 45), ("cnn", 12, 6)):
         out = os.path.join(tmp, f"{model}-profile")

@@ -122,7 +122,12 @@ def mlp():
     return net
 
 
-def evaluate(net, x, y, chunk=500):
+def eval_chunk(model, device):
+    """Test rows per forward pass: nndl's (`TrainConfig::eval_chunk`), so both programs evaluate alike."""
+    return 5000 if device.type == "cuda" else {"mlp": 2000, "cnn": 200}[model]
+
+
+def evaluate(net, x, y, chunk):
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     with torch.no_grad():
@@ -150,6 +155,9 @@ def train_members(a, device, x, y, tx, ty):
     shared = vmap(fmodel, in_dims=(0, 0, None), randomness="different")
     batchers = [TfBatcher(x.shape[0], a.seed + k) for k in range(a.members)]
     bs, m = a.batch_size, a.members
+    # Test rows per pass, all members at once: on CUDA 500 (as the earlier GPU tables measured it);
+    # on the CPU nndl's single-run chunk, which its packs there take member by member.
+    chunk = 500 if device.type == "cuda" else eval_chunk(a.model, device)
     eval_seconds, evaluations, last = 0.0, 0, None
     train_start = time.perf_counter()
     for i in range(a.iterations):
@@ -167,9 +175,9 @@ def train_members(a, device, x, y, tx, ty):
             eval_start = time.perf_counter()
             with torch.no_grad():
                 correct = torch.zeros(m, dtype=torch.long, device=device)
-                for s in range(0, tx.shape[0], 500):
-                    out = shared(params, buffers, tx[s : s + 500])
-                    correct += (out.argmax(-1) == ty[s : s + 500]).sum(-1)
+                for s in range(0, tx.shape[0], chunk):
+                    out = shared(params, buffers, tx[s : s + chunk])
+                    correct += (out.argmax(-1) == ty[s : s + chunk]).sum(-1)
             eval_seconds += time.perf_counter() - eval_start
             evaluations += 1
             last = (correct.float() / tx.shape[0]).tolist()
@@ -294,8 +302,7 @@ def main():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             eval_start = time.perf_counter()
-            # In chunks of 5000 rows on CUDA, as nndl evaluates there (500 on the CPU).
-            test_loss, test_acc = evaluate(net, tx, ty, 5000 if device.type == "cuda" else 500)
+            test_loss, test_acc = evaluate(net, tx, ty, eval_chunk(a.model, device))
             eval_seconds += time.perf_counter() - eval_start
             evaluations += 1
             last = (loss_sum.item() / since, correct.item() / (since * bs), test_loss, test_acc)

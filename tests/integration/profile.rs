@@ -29,7 +29,7 @@ fn a_window_of_steps_without_evaluations_and_the_same_results() {
     assert!(text.contains("iterations 4..50 (47 steps"), "{text}");
     assert!(text.contains("100 steps asked; the evaluation after iteration 50 ends the window at 47 steps"), "{text}");
     // A training step makes 3 forward products (addmm) and 5 backward ones (mm); one evaluation
-    // in the window would add 60 addmm calls (20 chunks of 500 images), 4.3 a step.
+    // in the window would add 15 addmm calls (5 chunks of 2000 images), 3.3 a step.
     let rows = host_rows(&profiled);
     assert_eq!(calls(&rows, "aten::addmm"), 3.0);
     assert_eq!(calls(&rows, "aten::mm"), 5.0);
