@@ -131,6 +131,7 @@ pub struct CommonArgs {
     #[arg(long)]
     pub device: Option<String>,
     /// libtorch intra-op threads, 1 to 4 per core [default: libtorch's choice, one per core].
+    /// The MLP on the CPU gives half of them to its evaluations, which run beside its steps.
     #[arg(long, allow_hyphen_values = true)]
     pub threads: Option<usize>,
     /// MNIST directory (default: $MNIST_DIR, else data/mnist).

@@ -14,6 +14,7 @@ pub mod models;
 pub mod optim;
 pub mod packed;
 pub mod trainer;
+pub mod overlapped_eval;
 pub mod metrics;
 
 // A run and what it leaves on disk.

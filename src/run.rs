@@ -39,8 +39,12 @@ pub struct RunSummary {
     pub homework_test_accuracy: f64,
     /// The training loop, evaluations included, over every session of a resumed run.
     pub train_seconds: f64,
-    /// Of which evaluations on the test set.
+    /// Of which evaluations on the test set; with `eval_overlap`, the time they took on their
+    /// own thread, beside the steps.
     pub eval_seconds: f64,
+    /// Whether the evaluations ran beside the steps (the MLP on two CPU threads or more).
+    #[serde(default)]
+    pub eval_overlap: bool,
     pub evaluations: usize,
     /// Whether the training steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
@@ -285,6 +289,7 @@ pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: 
         homework_test_accuracy,
         train_seconds: outcome.train_seconds,
         eval_seconds: outcome.eval_seconds,
+        eval_overlap: outcome.eval_overlap,
         evaluations: points.len(),
         cuda_graph: outcome.cuda_graph,
         deterministic: cfg.deterministic,

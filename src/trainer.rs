@@ -9,6 +9,7 @@ use crate::cuda_graph::StepGraph;
 use crate::data::{Batcher, DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::optim::Optim;
+use crate::overlapped_eval::OverlappedEval;
 use crate::profile::{StepProfile, StepProfiler};
 use crate::torch_extras::DenormalMode;
 use anyhow::{anyhow, bail, Result};
@@ -105,8 +106,10 @@ pub struct TrainOutcome {
     /// checkpoint that closes a session is written after it, as the weights and figures are).
     pub train_seconds: f64,
     /// Of which evaluations (the device is synchronised first, so queued training work is
-    /// not counted here).
+    /// not counted here); with `eval_overlap`, the time they took beside the steps.
     pub eval_seconds: f64,
+    /// Whether the evaluations ran on a thread of their own, beside the steps.
+    pub eval_overlap: bool,
     /// Whether the steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
     /// What `--profile-steps` recorded.
@@ -352,9 +355,12 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
     let mut ending = Ending::Finished;
     let mut closed_at = None;
+    // The MLP on two CPU threads or more evaluates on a thread of its own, beside the steps.
+    let mut beside = OverlappedEval::wanted(cfg, device, profiler.is_some()).then(|| OverlappedEval::start(cfg, ctx.vs, test)).transpose()?;
     for i in st.next..cfg.iterations {
         if let Some(signal) = obs.stop_requested() {
             st.next = i;
+            settle(beside.as_mut(), &mut st, obs)?;
             let t = *closed_at.insert(seconds(&started));
             obs.on_checkpoint(&st.checkpoint(ctx, &opt, t, device))?;
             ending = Ending::Interrupted { signal, next_iteration: i };
@@ -412,22 +418,29 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
             }
-            let eval_start = Instant::now();
-            let (test_loss, test_accuracy) = evaluate(ctx.net, test, cfg.eval_chunk(device));
-            st.eval_seconds += eval_start.elapsed().as_secs_f64();
             let point = EvalPoint {
                 iteration: i,
                 train_loss: st.sums.loss.double_value(&[]) / st.since_eval as f64,
                 train_accuracy: st.sums.correct.double_value(&[]) / (st.since_eval * cfg.batch_size) as f64,
-                test_loss,
-                test_accuracy,
+                test_loss: f64::NAN,
+                test_accuracy: f64::NAN,
             };
             if !point.train_loss.is_finite() && !cfg.allow_nan {
                 ending = Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite };
                 break;
             }
-            obs.on_eval(&point)?;
-            st.points.push(point);
+            match beside.as_mut() {
+                Some(worker) => {
+                    // The previous point first: the worker's copy of the weights is then free.
+                    settle(Some(&mut *worker), &mut st, obs)?;
+                    worker.submit(point)?;
+                }
+                None => {
+                    let eval_start = Instant::now();
+                    let (test_loss, test_accuracy) = evaluate(ctx.net, test, cfg.eval_chunk(device));
+                    record(&mut st, obs, EvalPoint { test_loss, test_accuracy, ..point }, eval_start.elapsed().as_secs_f64())?;
+                }
+            }
             let _ = st.sums.loss.zero_();
             let _ = st.sums.correct.zero_();
             st.since_eval = 0;
@@ -438,6 +451,8 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             if let Device::Cuda(d) = device {
                 tch::Cuda::synchronize(d as i64);
             }
+            // A checkpoint holds every evaluation up to its iteration.
+            settle(beside.as_mut(), &mut st, obs)?;
             let t = seconds(&started);
             if st.next == cfg.iterations {
                 closed_at = Some(t);
@@ -445,10 +460,30 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             obs.on_checkpoint(&st.checkpoint(ctx, &opt, t, device))?;
         }
     }
+    // A run that diverged between two evaluations still records the earlier one.
+    settle(beside.as_mut(), &mut st, obs)?;
+    let eval_overlap = beside.is_some();
+    drop(beside);
     let cuda_graph = graph.as_ref().is_some_and(StepGraph::is_captured);
     drop(graph);
     let train_seconds = closed_at.unwrap_or_else(|| seconds(&started));
-    Ok(TrainOutcome { points: st.points, train_seconds, eval_seconds: st.eval_seconds, cuda_graph, ending, profile })
+    Ok(TrainOutcome { points: st.points, train_seconds, eval_seconds: st.eval_seconds, eval_overlap, cuda_graph, ending, profile })
+}
+
+/// An evaluation point is complete: the observer sees it and the loop keeps it.
+fn record(st: &mut LoopState, obs: &mut dyn Observer, point: EvalPoint, seconds: f64) -> Result<()> {
+    st.eval_seconds += seconds;
+    obs.on_eval(&point)?;
+    st.points.push(point);
+    Ok(())
+}
+
+/// Records the evaluation running beside the steps, if any, once it is done.
+fn settle(beside: Option<&mut OverlappedEval>, st: &mut LoopState, obs: &mut dyn Observer) -> Result<()> {
+    match beside.map(OverlappedEval::take).transpose()?.flatten() {
+        Some((point, seconds)) => record(st, obs, point, seconds),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

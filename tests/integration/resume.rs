@@ -207,3 +207,49 @@ fn a_second_sigint_exits_at_once() {
     // At once: not through the orderly stop, which would have said how to resume.
     assert!(!err.contains("continue with"), "{err}");
 }
+
+/// On two CPU threads the MLP evaluates beside its steps, one thread each, so its files are a
+/// one-thread run's byte for byte: with checkpoints and evaluations interleaved, interrupted
+/// and resumed, and diverging (the evaluation in flight is kept).
+#[test]
+fn evaluations_beside_the_steps_give_the_one_thread_run() {
+    let dir = tempdir("overlap");
+    let args = ["mlp", "--iterations", "1200", "--eval-every", "30", "--checkpoint-every", "45"];
+    let on_two_threads = |out: &Path, overlap: &str, args: &[&str]| {
+        let mut cmd = nndl();
+        cmd.args(args).args(["--device", "cpu", "--threads", "2", "--quiet", "--json", "--data"]).arg(mnist_dir()).arg("--out").arg(out);
+        cmd.env("NNDL_EVAL_OVERLAP", overlap).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    };
+    let one = dir.join("one");
+    assert_eq!(json(&train(&[&args[..], &["--json", "--out", one.to_str().unwrap()]].concat()))["eval_overlap"], false);
+
+    let out = on_two_threads(&dir.join("two"), "on", &args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = json(&out);
+    assert_eq!((summary["eval_overlap"].as_bool(), summary["threads"].as_i64()), (Some(true), Some(2)));
+    same_files(&one, &dir.join("two"));
+
+    let inline = json(&on_two_threads(&dir.join("inline"), "off", &args).output().unwrap());
+    assert_eq!(inline["eval_overlap"], false, "NNDL_EVAL_OVERLAP=off evaluates inline");
+
+    let child = on_two_threads(&dir.join("cut"), "on", &args).spawn().unwrap();
+    wait_for(&dir.join("cut/metrics.csv"));
+    while metrics(&dir.join("cut")).len() < 6 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    resume(&dir.join("cut"));
+    same_files(&one, &dir.join("cut"));
+
+    // Diverging between two evaluations: the one in flight is still recorded.
+    let nan = ["mlp", "--iterations", "100", "--eval-every", "7", "--lr", "1e10"];
+    let out = nndl().args(nan).args(["--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(mnist_dir()).arg("--out").arg(dir.join("nan-one")).output().unwrap();
+    assert!(!out.status.success(), "diverges");
+    let out = on_two_threads(&dir.join("nan-two"), "on", &nan).output().unwrap();
+    assert!(!out.status.success(), "diverges");
+    assert!(!metrics(&dir.join("nan-one")).is_empty());
+    assert_eq!(metrics(&dir.join("nan-two")), metrics(&dir.join("nan-one")));
+}
