@@ -225,7 +225,7 @@ def bench_floor(a, tmp):
                        "bracketing_gflops": [r for _, r in ratios], "ratio_at_bracketing_rate": bracketed}
         if runs[0].get("eval_overlap"):
             # The evaluations ran on their own thread beside the steps: the loop is the steps'.
-            split = f"evaluations beside the steps, one thread each (the evaluations' own time {eval_seconds:.2f} s; their floor {f_evals:.2f})"
+            split = f"evaluations beside the steps, half the threads each (the evaluations' own time {eval_seconds:.2f} s; their floor {f_evals:.2f})"
         else:
             split = (f"steps {loop - eval_seconds:.2f} s vs {f_steps:.2f} ({(loop - eval_seconds) / f_steps:.2f}x), "
                      f"evaluations {eval_seconds:.2f} s vs {f_evals:.2f} ({eval_seconds / f_evals:.2f}x)")
