@@ -90,7 +90,8 @@ impl OverlappedEval {
                 dst.copy_(src);
             }
         });
-        self.jobs.as_ref().expect("the worker runs until drop").send(()).map_err(|_| anyhow!("the evaluation thread stopped"))?;
+        let stopped = || anyhow!("the evaluation thread stopped");
+        self.jobs.as_ref().ok_or_else(stopped)?.send(()).map_err(|_| stopped())?;
         self.pending = Some(point);
         Ok(())
     }
