@@ -61,7 +61,7 @@ impl OverlappedEval {
         let worker_threads = threads / 2;
         let (jobs, next_job) = channel::<()>();
         let (answer, results) = channel::<Evaluated>();
-        let (test, chunk, flush) = (DeviceSplit { images: test.images.shallow_clone(), labels: test.labels.shallow_clone() }, cfg.eval_chunk(Device::Cpu), cfg.flush_denormals);
+        let (test, chunk, flush) = (test.shallow_clone(), cfg.eval_chunk(Device::Cpu), cfg.flush_denormals);
         let worker = std::thread::Builder::new().name("nndl-eval".into()).spawn(move || {
             // This thread's own libtorch and MKL threads, and denormal mode.
             tch::set_num_threads(worker_threads);

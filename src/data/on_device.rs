@@ -11,6 +11,11 @@ pub struct DeviceSplit {
 }
 
 impl DeviceSplit {
+    /// Another handle on the same tensors (for a thread of its own; nothing is copied).
+    pub fn shallow_clone(&self) -> DeviceSplit {
+        DeviceSplit { images: self.images.shallow_clone(), labels: self.labels.shallow_clone() }
+    }
+
     pub fn upload(split: &Split, device: Device) -> DeviceSplit {
         let n = split.len() as i64;
         let images = Tensor::from_slice(&split.images).view([n, 784]).to_device(device);
@@ -36,8 +41,7 @@ pub struct DeviceData {
 impl DeviceData {
     /// Another handle on the same tensors (for a thread of its own; nothing is copied).
     pub fn shallow_clone(&self) -> DeviceData {
-        let split = |s: &DeviceSplit| DeviceSplit { images: s.images.shallow_clone(), labels: s.labels.shallow_clone() };
-        DeviceData { train: split(&self.train), test: split(&self.test) }
+        DeviceData { train: self.train.shallow_clone(), test: self.test.shallow_clone() }
     }
 
     /// Loads and verifies MNIST from `--data` / $MNIST_DIR / data/mnist and uploads it. On CUDA
