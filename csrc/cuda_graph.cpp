@@ -1,6 +1,7 @@
 // A C API over at::cuda::CUDAGraph so nndl can capture one training step and replay it: a
 // training step of these small nets is dozens of tiny kernels, and launching them one by one
-// from the host costs more than running them. Built as its own shared library (build.rs) and
+// from the host costs more than running them. Also a side stream with timed events, on which
+// an evaluation can run beside the steps. Built as its own shared library (build.rs) and
 // loaded with dlopen only when CUDA is present, so the nndl binary still runs on CPU-only hosts.
 #include "cuda_graph.h"
 
@@ -34,6 +35,18 @@ struct NndlGraph {
   c10::cuda::CUDAStream side;
   c10::cuda::CUDAStream previous;
   at::cuda::CUDAGraph graph;
+};
+
+// Made once, so that entering and joining inside a graph capture create no events: `fork` and
+// `join` order the streams; the timed `start` and `end` bracket the work of a timed enter.
+struct NndlStream {
+  c10::DeviceIndex device;
+  c10::cuda::CUDAStream stream;
+  c10::cuda::CUDAStream previous;
+  cudaEvent_t fork;
+  cudaEvent_t join;
+  cudaEvent_t start;
+  cudaEvent_t end;
 };
 
 extern "C" {
@@ -72,4 +85,62 @@ int nndl_graph_capture_end(NndlGraph* g) { return guarded([&] { g->graph.capture
 int nndl_graph_replay(NndlGraph* g) { return guarded([&] { g->graph.replay(); }); }
 
 void nndl_graph_free(NndlGraph* g) { delete g; }
+
+NndlStream* nndl_stream_new(int device) {
+  NndlStream* s = nullptr;
+  int failed = guarded([&] {
+    auto d = static_cast<c10::DeviceIndex>(device);
+    auto pooled = c10::cuda::getStreamFromPool(false, d);
+    s = new NndlStream{d, pooled, pooled, nullptr, nullptr, nullptr, nullptr};
+    check(cudaEventCreateWithFlags(&s->fork, cudaEventDisableTiming));
+    check(cudaEventCreateWithFlags(&s->join, cudaEventDisableTiming));
+    check(cudaEventCreate(&s->start));
+    check(cudaEventCreate(&s->end));
+  });
+  if (failed != 0) {
+    nndl_stream_free(s);
+    return nullptr;
+  }
+  return s;
+}
+
+int nndl_stream_enter(NndlStream* s, int timed) {
+  return guarded([&] {
+    s->previous = c10::cuda::getCurrentCUDAStream(s->device);
+    check(cudaEventRecord(s->fork, s->previous.stream()));
+    check(cudaStreamWaitEvent(s->stream.stream(), s->fork, 0));
+    if (timed) check(cudaEventRecord(s->start, s->stream.stream()));
+    c10::cuda::setCurrentCUDAStream(s->stream);
+  });
+}
+
+int nndl_stream_leave(NndlStream* s, int timed) {
+  return guarded([&] {
+    if (timed) check(cudaEventRecord(s->end, s->stream.stream()));
+    c10::cuda::setCurrentCUDAStream(s->previous);
+  });
+}
+
+int nndl_stream_join(NndlStream* s) {
+  return guarded([&] {
+    check(cudaEventRecord(s->join, s->stream.stream()));
+    check(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(s->device).stream(), s->join, 0));
+  });
+}
+
+int nndl_stream_wait(NndlStream* s, float* ms) {
+  return guarded([&] {
+    check(cudaEventSynchronize(s->end));
+    check(cudaEventElapsedTime(ms, s->start, s->end));
+  });
+}
+
+void nndl_stream_free(NndlStream* s) {
+  if (s == nullptr) return;
+  // A half-made stream has null events; errors cannot be reported from here.
+  for (cudaEvent_t e : {s->fork, s->join, s->start, s->end}) {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
+  delete s;
+}
 }

@@ -6,12 +6,15 @@ alternating the two programs so that machine noise hits both alike).
   MLP and CNN: nndl vs PyTorch eager (scripts/bench_torch.py) on the same schedule.
   XOR: nndl vs the seed's own Python (one 3001-epoch run), and nndl's 1000 seeds.
   packed: M seeds in one `nndl mlp|cnn --seeds` vs M single runs (half before the pack, half
-          after), vs one single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M).
+          after), vs one single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M);
+          on CUDA also the pack with its members on streams of their own, and the CNN's pack
+          channels-last.
   denormals: the MLP with denormals flushed (as TF, nndl's default) and kept (PyTorch's default),
           nndl and PyTorch eager alike.
   variants: nndl's faithful MLP and CNN with each speed route switched off in turn (the CUDA
-          graph, the device's convolution layout), alternating, with each variant's metrics
-          compared to the default's.
+          graph, the device's convolution layout, the CPU's evaluations beside the steps) and the
+          routes not yet on by default switched on (CUDA: evaluations on a second stream),
+          alternating, with each variant's metrics compared to the default's.
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
           nndl's single-run loop time, and where nndl's MLP and CNN steps spend it (libtorch's
           profiler on nndl's own steps: nndl --profile-steps).
@@ -101,11 +104,21 @@ def bench_packed(a, model, members, iterations, tmp):
     packed_loop = max(r["summary"]["train_seconds"] for r in packed["runs"])
     singles += [single(k) for k in range(members // 2, members)]
     vmap = run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, "--members", str(members), *common, "--data", a.data])
-    # On CUDA the pack's grouped convolutions follow the single CNN's layout (NCHW); the
-    # channels-last pack beside it, for the A/B figure.
-    other = None
-    if model == "cnn" and a.device == "cuda":
-        other = run_json(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed-nhwc")], env={**os.environ, "NNDL_CNN_LAYOUT": "nhwc"})
+    # Other packs on CUDA, for A/B figures: the members on streams of their own instead of
+    # stacked; the CNN's grouped convolutions channels-last (the default follows the single
+    # CNN's layout, NCHW). One that fails is reported, and the rest still measured.
+    others = []
+    if a.device == "cuda":
+        routes = [("members on streams of their own (NNDL_PACK_STREAMS=on)", {"NNDL_PACK_STREAMS": "on"})]
+        if model == "cnn":
+            routes.append(("channels-last (NNDL_CNN_LAYOUT=nhwc)", {"NNDL_CNN_LAYOUT": "nhwc"}))
+        for k, (label, env) in enumerate(routes):
+            try:
+                run = run_json(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed-{k}")], env={**os.environ, **env})
+                others.append({"pack": label, "loop_seconds": max(r["summary"]["train_seconds"] for r in run["runs"]), "process_seconds": run["process_seconds"],
+                               "accuracies": [r["summary"]["final_test_accuracy"] for r in run["runs"]]})
+            except SystemExit as e:
+                others.append({"pack": label, "failed": str(e)})
     row = {
         "model": model, "members": members, "iterations": iterations,
         "packed_process_seconds": packed["process_seconds"], "packed_loop_seconds": packed_loop,
@@ -115,14 +128,17 @@ def bench_packed(a, model, members, iterations, tmp):
         "packed_accuracies": [r["summary"]["final_test_accuracy"] for r in packed["runs"]],
         "single_accuracies": [r["final_test_accuracy"] for r in singles],
     }
-    if other:
-        row["packed_channels_last_loop_seconds"] = max(r["summary"]["train_seconds"] for r in other["runs"])
+    row["other_packs"] = others
     print(f"{model.upper()} x{members} on {a.device}, {a.threads or 'default'} threads, {iterations} iterations:")
     print(f"  packed (--seeds): loop {packed_loop:.2f} s, process {packed['process_seconds']:.2f} s")
     print(f"  {members} single runs: loop {row['singles_loop_seconds']:.2f} s, process {row['singles_process_seconds']:.2f} s; one: loop {row['one_single_loop_seconds']:.2f} s")
-    if other:
-        print(f"  packed, channels-last (NNDL_CNN_LAYOUT=nhwc): loop {row['packed_channels_last_loop_seconds']:.2f} s, "
-              f"{row['packed_channels_last_loop_seconds'] / packed_loop:.3f}x the default pack's")
+    for o in others:
+        if "failed" in o:
+            print(f"  packed, {o['pack']}: FAILED: {o['failed']}")
+            continue
+        apart = max(abs(p - q) for p, q in zip(o["accuracies"], row["single_accuracies"]))
+        print(f"  packed, {o['pack']}: loop {o['loop_seconds']:.2f} s, {o['loop_seconds'] / packed_loop:.3f}x the default pack's, "
+              f"{o['loop_seconds'] / row['one_single_loop_seconds']:.2f}x one single; final accuracies vs single: largest difference {apart:.4f}")
     print(f"  pytorch vmap ensemble: loop {vmap['train_seconds']:.2f} s, process {vmap['process_seconds']:.2f} s")
     print(f"  ratios: packed/{members} singles loop {packed_loop / row['singles_loop_seconds']:.3f} process {packed['process_seconds'] / row['singles_process_seconds']:.3f}; "
           f"packed/one single loop {packed_loop / row['one_single_loop_seconds']:.2f} process {packed['process_seconds'] / row['one_single_process_seconds']:.2f}; "
@@ -132,13 +148,16 @@ def bench_packed(a, model, members, iterations, tmp):
     return row
 
 
-# (name, environment, extra flags): nndl's default, and each speed route off in turn.
+# (name, environment, extra flags): nndl's default, each speed route off in turn, and the
+# routes not yet on by default switched on ("ON:").
 VARIANTS = {
     "mlp": [("default", {}, []), ("steps one by one, no CUDA graph", {}, ["--no-cuda-graph"]),
             ("CUDA context after the data", {"NNDL_OVERLAP_START": "off"}, []),
+            ("ON: evaluations on a second stream", {"NNDL_EVAL_OVERLAP": "on"}, []),
             ("evaluations inline (CPU)", {"NNDL_EVAL_OVERLAP": "off"}, [])],
     "cnn": [("default", {}, []), ("steps one by one, no CUDA graph", {}, ["--no-cuda-graph"]),
-            ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"}, [])],
+            ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"}, []),
+            ("ON: evaluations on a second stream", {"NNDL_EVAL_OVERLAP": "on"}, [])],
 }
 
 
@@ -150,16 +169,31 @@ def bench_variants(a, model, iterations, tmp):
     # Each route where it applies: the CUDA ones on CUDA, the CPU ones on the CPU.
     variants = [v for v in VARIANTS[model] if v[0] == "default" or ("(CPU)" in v[0]) == (a.device == "cpu")]
     runs = {name: [] for name, _, _ in variants}
+    # A variant that fails is reported, and the others still measured.
+    failed = {}
     for _ in range(a.repeats):
         for name, env, flags in variants:
-            runs[name].append(run_json(base + flags + ["--out", os.path.join(tmp, f"{model}-variant")], env={**os.environ, **env}))
+            if name in failed:
+                continue
+            try:
+                runs[name].append(run_json(base + flags + ["--out", os.path.join(tmp, f"{model}-variant")], env={**os.environ, **env}))
+            except SystemExit as e:
+                failed[name] = str(e)
     print(f"{model.upper()} on {a.device}, {iterations} iterations, nndl's speed routes, median of {a.repeats} (loop s, ratio to the default):")
     default = median(runs["default"], "train_seconds")
     rows = []
     for name, env, flags in variants:
-        loop = median(runs[name], "train_seconds")
         out = os.path.join(tmp, f"{model}-check-{len(rows)}")
-        run_json(base + flags + ["--deterministic", "--out", out], env={**os.environ, **env})
+        try:
+            if name in failed:
+                raise SystemExit(failed[name])
+            run_json(base + flags + ["--deterministic", "--out", out], env={**os.environ, **env})
+        except SystemExit as e:
+            if name == "default":
+                raise
+            print(f"  {name:>32}: FAILED: {e}")
+            continue
+        loop = median(runs[name], "train_seconds")
         with open(os.path.join(out, "metrics.csv")) as f:
             metrics = f.read()
         same = rows[0]["metrics"] == metrics if rows else True
@@ -167,7 +201,8 @@ def bench_variants(a, model, iterations, tmp):
         rows.append({"variant": name, "env": env, "flags": flags, "loop_seconds": loop, "ratio": loop / default, "loop_runs": [round(r["train_seconds"], 3) for r in runs[name]],
                      "process_seconds": process, "process_ratio": process / median(runs["default"], "process_seconds"),
                      "cuda_graph": runs[name][0].get("cuda_graph"), "metrics": metrics, "same_metrics_as_default": same})
-        print(f"  {name:>32}: loop {loop:6.3f} s (runs {rows[-1]['loop_runs']}), {loop / default:.3f}x; process {process:.2f} s, {rows[-1]['process_ratio']:.3f}x; --deterministic metrics "
+        beside = ", evaluations beside the steps" if runs[name][0].get("eval_overlap") else ""
+        print(f"  {name:>32}: loop {loop:6.3f} s (runs {rows[-1]['loop_runs']}), {loop / default:.3f}x; process {process:.2f} s, {rows[-1]['process_ratio']:.3f}x{beside}; --deterministic metrics "
               + ("identical to the default's" if same else "differ from the default's"))
     for r in rows:
         del r["metrics"]

@@ -1,5 +1,5 @@
-//! CUDA graphs for the training step, through the small C API of csrc/cuda_graph.h (tch has
-//! none). The shim is a separate shared library, loaded with libloading only when CUDA is up,
+//! CUDA graphs for the training step, and a side stream for evaluations beside it, through the
+//! small C API of csrc/cuda_graph.h (tch has neither). The shim is a separate shared library, loaded with libloading only when CUDA is up,
 //! so the binary keeps running on CPU-only hosts; without it, CUDA steps simply run one by one.
 use anyhow::{anyhow, bail, Result};
 use libloading::{Library, Symbol};
@@ -11,11 +11,15 @@ type NewFn = unsafe extern "C" fn(c_int) -> *mut c_void;
 type OpFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 type FreeFn = unsafe extern "C" fn(*mut c_void);
 type ErrFn = unsafe extern "C" fn() -> *const c_char;
+type WaitFn = unsafe extern "C" fn(*mut c_void, *mut f32) -> c_int;
+type FlagFn = unsafe extern "C" fn(*mut c_void, c_int) -> c_int;
 
 /// Every symbol loaded below, for the test that holds them to csrc/cuda_graph.h.
-pub const SYMBOLS: [&str; 8] = [
+pub const SYMBOLS: [&str; 14] = [
     "nndl_graph_new", "nndl_graph_enter", "nndl_graph_leave", "nndl_graph_capture_begin",
     "nndl_graph_capture_end", "nndl_graph_replay", "nndl_graph_free", "nndl_graph_last_error",
+    "nndl_stream_new", "nndl_stream_enter", "nndl_stream_leave", "nndl_stream_join", "nndl_stream_wait",
+    "nndl_stream_free",
 ];
 
 struct Api {
@@ -27,6 +31,12 @@ struct Api {
     replay: OpFn,
     free: FreeFn,
     last_error: ErrFn,
+    stream_new: NewFn,
+    stream_enter: FlagFn,
+    stream_leave: FlagFn,
+    stream_join: OpFn,
+    stream_wait: WaitFn,
+    stream_free: FreeFn,
     /// Keeps the code above mapped for as long as the process lives.
     _lib: Library,
 }
@@ -69,6 +79,12 @@ fn load() -> Result<Api, String> {
             replay: get(&lib, SYMBOLS[5])?,
             free: get(&lib, SYMBOLS[6])?,
             last_error: get(&lib, SYMBOLS[7])?,
+            stream_new: get(&lib, SYMBOLS[8])?,
+            stream_enter: get(&lib, SYMBOLS[9])?,
+            stream_leave: get(&lib, SYMBOLS[10])?,
+            stream_join: get(&lib, SYMBOLS[11])?,
+            stream_wait: get(&lib, SYMBOLS[12])?,
+            stream_free: get(&lib, SYMBOLS[13])?,
             _lib: lib,
         })
     }
@@ -136,6 +152,76 @@ impl Drop for StepGraph {
     }
 }
 
+/// A stream beside the current one. Work queued while it is entered runs after what was queued
+/// before on the current stream, and concurrently with what is queued there after `leave`.
+pub struct SideStream {
+    api: &'static Api,
+    handle: *mut c_void,
+}
+
+impl SideStream {
+    pub fn new(device_index: usize) -> Result<SideStream> {
+        let api = api()?;
+        // SAFETY: C API of csrc/cuda_graph.h; null means failure.
+        let handle = unsafe { (api.stream_new)(device_index as c_int) };
+        if handle.is_null() {
+            bail!("cannot create a CUDA stream: {}", last_error(api));
+        }
+        Ok(SideStream { api, handle })
+    }
+
+    /// Queues the work `f` issues on this stream, timed, then makes the earlier stream current
+    /// again. Nothing waits for the work: `wait` does.
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        self.within(true, f)
+    }
+
+    /// Queues the work `f` issues on this stream, a branch beside the current stream (also inside
+    /// a graph capture), then makes the earlier stream current again; `join` merges it back.
+    pub fn branch<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        self.within(false, f)
+    }
+
+    /// Orders the work queued from now on the current stream after this stream's.
+    pub fn join(&self) -> Result<()> {
+        // SAFETY: `handle` is live until drop.
+        if unsafe { (self.api.stream_join)(self.handle) } != 0 {
+            bail!("CUDA stream: cannot join: {}", last_error(self.api));
+        }
+        Ok(())
+    }
+
+    fn within<T>(&self, timed: bool, f: impl FnOnce() -> T) -> Result<T> {
+        // SAFETY: `handle` is live until drop.
+        if unsafe { (self.api.stream_enter)(self.handle, c_int::from(timed)) } != 0 {
+            bail!("CUDA stream: cannot enter: {}", last_error(self.api));
+        }
+        let out = f();
+        // SAFETY: as above.
+        if unsafe { (self.api.stream_leave)(self.handle, c_int::from(timed)) } != 0 {
+            bail!("CUDA stream: cannot leave: {}", last_error(self.api));
+        }
+        Ok(out)
+    }
+
+    /// Waits for the work of the last `run`; its seconds on the device.
+    pub fn wait(&self) -> Result<f64> {
+        let mut ms = 0f32;
+        // SAFETY: `handle` is live; `ms` outlives the call.
+        if unsafe { (self.api.stream_wait)(self.handle, &mut ms) } != 0 {
+            bail!("CUDA stream: cannot wait: {}", last_error(self.api));
+        }
+        Ok(f64::from(ms) / 1000.0)
+    }
+}
+
+impl Drop for SideStream {
+    fn drop(&mut self) {
+        // SAFETY: handle is live; freed exactly once.
+        unsafe { (self.api.stream_free)(self.handle) }
+    }
+}
+
 fn last_error(api: &Api) -> String {
     // SAFETY: the shim returns a pointer to a thread-local NUL-terminated string.
     unsafe { CStr::from_ptr((api.last_error)()) }.to_string_lossy().into_owned()
@@ -155,7 +241,7 @@ mod tests {
             assert!(header.contains(&format!(" {name}(")) || header.contains(&format!("*{name}(")), "{name} is not in csrc/cuda_graph.h");
         }
         // And nothing declared there is left unloaded.
-        let declared = header.lines().filter(|l| !l.trim_start().starts_with("//") && (l.contains(" nndl_graph_") || l.contains("*nndl_graph_"))).count();
+        let declared = header.lines().filter(|l| !l.trim_start().starts_with("//") && (l.contains(" nndl_") || l.contains("*nndl_"))).count();
         assert_eq!(declared, super::SYMBOLS.len(), "csrc/cuda_graph.h declares symbols Rust does not load");
     }
 }

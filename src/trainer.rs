@@ -29,7 +29,15 @@ pub fn evaluate(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64) -> (f64, f64
 }
 
 /// `evaluate`, also handing each chunk's (predictions, labels) to `seen`.
-pub fn evaluate_with(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, mut seen: impl FnMut(&Tensor, &Tensor)) -> (f64, f64) {
+pub fn evaluate_with(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, seen: impl FnMut(&Tensor, &Tensor)) -> (f64, f64) {
+    let (loss, correct) = evaluation_sums(net, split, chunk, seen);
+    let n = split.len() as f64;
+    (loss.double_value(&[]) / n, correct.double_value(&[]) / n)
+}
+
+/// The summed test loss and the count of correct predictions, left on the device: queuing them
+/// waits for nothing.
+pub(crate) fn evaluation_sums(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, mut seen: impl FnMut(&Tensor, &Tensor)) -> (Tensor, Tensor) {
     tch::no_grad(|| {
         let device = split.images.device();
         let mut loss = Tensor::zeros([], (Kind::Float, device));
@@ -46,7 +54,7 @@ pub fn evaluate_with(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, mut see
             seen(&predictions, &labels);
             start += len;
         }
-        (loss.double_value(&[]) / n as f64, correct.double_value(&[]) / n as f64)
+        (loss, correct)
     })
 }
 
@@ -108,7 +116,7 @@ pub struct TrainOutcome {
     /// Of which evaluations (the device is synchronised first, so queued training work is
     /// not counted here); with `eval_overlap`, the time they took beside the steps.
     pub eval_seconds: f64,
-    /// Whether the evaluations ran on a thread of their own, beside the steps.
+    /// Whether the evaluations ran beside the steps (a thread or a CUDA stream of their own).
     pub eval_overlap: bool,
     /// Whether the steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
@@ -355,8 +363,17 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
     let mut ending = Ending::Finished;
     let mut closed_at = None;
-    // The MLP on two CPU threads or more evaluates on a thread of its own, beside the steps.
-    let mut beside = OverlappedEval::wanted(cfg, device, profiler.is_some()).then(|| OverlappedEval::start(cfg, ctx.vs, test)).transpose()?;
+    // The MLP on two CPU threads or more evaluates on a thread of its own, beside the steps;
+    // on CUDA, with NNDL_EVAL_OVERLAP=on, either net on a second stream.
+    let mut beside = match OverlappedEval::wanted(cfg, device, profiler.is_some()).then(|| OverlappedEval::start(cfg, ctx.vs, test)) {
+        Some(Err(e)) if device.is_cuda() => {
+            if !ctx.quiet {
+                eprintln!("note: evaluations run inline, not on a second stream: {e:#}");
+            }
+            None
+        }
+        started => started.transpose()?,
+    };
     for i in st.next..cfg.iterations {
         if let Some(signal) = obs.stop_requested() {
             st.next = i;
@@ -383,6 +400,8 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
                 None
             }
             Some(g) if i == capture_at => {
+                // Nothing else runs on the device while the step is captured.
+                settle(beside.as_mut(), &mut st, obs)?;
                 // Invariant for replay: zero_grad sets the gradients to None, so the captured
                 // backward allocates (from the graph's pool) and writes fresh gradients each
                 // replay instead of accumulating; the learning rate is a host constant.

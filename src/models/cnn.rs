@@ -105,8 +105,7 @@ impl Layout {
     }
 }
 
-pub fn features(vs: &nn::Path, init: Init) -> nn::SequentialT {
-    let layout = Layout::for_device(vs.device());
+pub fn features(vs: &nn::Path, init: Init, layout: Layout) -> nn::SequentialT {
     nn::seq_t()
         .add_fn(move |x| layout.images(x))
         .add(conv5x5(vs / "conv1", 1, 32, init))
@@ -116,9 +115,9 @@ pub fn features(vs: &nn::Path, init: Init) -> nn::SequentialT {
         .add_fn(flatten_nhwc)
 }
 
-pub fn cnn(vs: &nn::Path, init: Init, mode: Dropout) -> nn::SequentialT {
+pub fn cnn(vs: &nn::Path, init: Init, mode: Dropout, layout: Layout) -> nn::SequentialT {
     nn::seq_t()
-        .add(features(vs, init))
+        .add(features(vs, init, layout))
         .add(linear(vs / "fc1", 7 * 7 * 64, 1024, init))
         .add_fn(|x| x.relu())
         .add_fn_t(move |x, train| dropout(x, train, mode))

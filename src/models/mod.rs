@@ -4,7 +4,7 @@ pub mod init;
 pub mod mlp;
 
 use crate::config::{ModelKind, TrainConfig};
-use tch::nn;
+use tch::{nn, Device};
 
 /// Trainable parameters (weights and biases) of each network.
 pub fn parameter_count(model: ModelKind) -> u64 {
@@ -16,8 +16,14 @@ pub fn parameter_count(model: ModelKind) -> u64 {
 
 /// Builds the configured network; its variables live in `vs`.
 pub fn build(vs: &nn::Path, cfg: &TrainConfig) -> nn::SequentialT {
+    build_to_run_on(vs, cfg, vs.device())
+}
+
+/// `build`, with the CNN's activations laid out as they are on `device`: a network built on the
+/// CPU, to be moved to `device`.
+pub fn build_to_run_on(vs: &nn::Path, cfg: &TrainConfig, device: Device) -> nn::SequentialT {
     match cfg.model {
         ModelKind::Mlp => mlp::mlp(vs, cfg.init),
-        ModelKind::Cnn => cnn::cnn(vs, cfg.init, cfg.dropout),
+        ModelKind::Cnn => cnn::cnn(vs, cfg.init, cfg.dropout, cnn::Layout::for_device(device)),
     }
 }

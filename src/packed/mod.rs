@@ -10,6 +10,14 @@ pub mod trainer;
 
 use crate::config::ModelKind;
 
+/// Whether a CUDA pack stacks its members (one batched kernel per layer for all of them), or,
+/// with NNDL_PACK_STREAMS=on, keeps each member's own leaves (as on the CPU) and runs each
+/// member's step on a stream of its own: branches side by side in the captured graph, each
+/// member issuing its single run's small kernels. Stacked until a GPU has timed the branches.
+pub fn stacked_on(cuda: bool) -> bool {
+    cuda && std::env::var("NNDL_PACK_STREAMS").as_deref() != Ok("on")
+}
+
 /// How many members train together when --pack is not given: 16 on CUDA (one run leaves the
 /// GPU mostly idle); on the CPU 10 for the MLP (its members then run side by side on
 /// single-threaded sub-packs, measured 0.7-0.8 of the time of single runs) and 1 for the CNN

@@ -5,6 +5,7 @@
 use super::net::{nll_and_correct, Input, PackedNet};
 use super::optim::PackedOptim;
 use super::rngs::MemberRngs;
+use crate::cuda_graph::SideStream;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Dropout, ModelKind, Optimizer, Schedule, TrainConfig};
 use crate::data::{DeviceData, DeviceSplit};
@@ -108,7 +109,8 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let mut interrupted = None;
     // The loop's time ends with the last step; the checkpoint that closes the session follows.
     let mut closed_at = None;
-    let mut step_ctx = StepParts { net, cfg, train, rngs: &mut rngs, sums: &sums };
+    let branches = member_branches(net, device, ctx.quiet);
+    let mut step_ctx = StepParts { net, cfg, train, rngs: &mut rngs, sums: &sums, branches: branches.as_deref() };
     for i in first..cfg.iterations {
         if let Some(signal) = obs[0].stop_requested() {
             let t = *closed_at.insert(seconds(&started));
@@ -260,6 +262,24 @@ fn checkpoint_all(ctx: &PackContext, members: &[Member], opt: &PackedOptim, rngs
     Ok(())
 }
 
+/// On CUDA, a member-by-member pack's streams, one per member (see `super::stacked_on`); None
+/// elsewhere, or with a note when they cannot be made.
+fn member_branches(net: &PackedNet, device: Device, quiet: bool) -> Option<Vec<SideStream>> {
+    let Device::Cuda(index) = device else { return None };
+    if net.stacked {
+        return None;
+    }
+    match (0..net.members).map(|_| SideStream::new(index)).collect::<Result<Vec<_>>>() {
+        Ok(streams) => Some(streams),
+        Err(e) => {
+            if !quiet {
+                eprintln!("note: the pack's members run one after another, not on streams of their own: {e:#}");
+            }
+            None
+        }
+    }
+}
+
 /// What one packed step reads and updates besides the optimizer.
 struct StepParts<'a> {
     net: &'a PackedNet,
@@ -267,6 +287,8 @@ struct StepParts<'a> {
     train: &'a DeviceSplit,
     rngs: &'a mut MemberRngs,
     sums: &'a TrainSums,
+    /// One stream per member: each member's step in a branch of its own.
+    branches: Option<&'a [SideStream]>,
 }
 
 impl StepParts<'_> {
@@ -294,14 +316,24 @@ impl StepParts<'_> {
             (losses, correct)
         } else {
             // Member by member: forward, backward and update of one member at a time, so its
-            // parameters and gradients stay in cache (as in its single run).
+            // parameters and gradients stay in cache (as in its single run); on CUDA with
+            // branches, each on its own stream, all side by side.
             let mut parts = Vec::new();
             for k in 0..m {
-                let logits = self.net.member_logits(k, &Input::PerMember(&xs), noise.as_ref()).unsqueeze(0);
-                let (nll, correct) = nll_and_correct(&logits, &ys.get(k).unsqueeze(0));
-                let loss = nll / b as f64;
-                self.backward_and_update(opt, &loss, &self.net.member_leaves(k));
-                parts.push((loss.detach(), correct));
+                let mut member_step = || {
+                    let logits = self.net.member_logits(k, &Input::PerMember(&xs), noise.as_ref()).unsqueeze(0);
+                    let (nll, correct) = nll_and_correct(&logits, &ys.get(k).unsqueeze(0));
+                    let loss = nll / b as f64;
+                    self.backward_and_update(opt, &loss, &self.net.member_leaves(k));
+                    (loss.detach(), correct)
+                };
+                parts.push(match self.branches {
+                    Some(streams) => streams[k as usize].branch(member_step)?,
+                    None => member_step(),
+                });
+            }
+            for stream in self.branches.unwrap_or_default() {
+                stream.join()?;
             }
             let (losses, correct): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
             (Tensor::cat(&losses, 0), Tensor::cat(&correct, 0))

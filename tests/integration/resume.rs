@@ -198,6 +198,8 @@ fn a_second_sigint_exits_at_once() {
     std::thread::sleep(Duration::from_millis(500));
     for _ in 0..2 {
         Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        // Two SIGINTs pending at once are one: the second goes once the first is delivered.
+        sigint_delivered(child.id());
     }
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
@@ -206,6 +208,19 @@ fn a_second_sigint_exits_at_once() {
     assert!(started.elapsed() < Duration::from_secs(10));
     // At once: not through the orderly stop, which would have said how to resume.
     assert!(!err.contains("continue with"), "{err}");
+}
+
+/// Waits (up to 10 s) until process `pid` has no SIGINT pending: the kernel delivered it.
+fn sigint_delivered(pid: u32) {
+    let pending = |line: &str| u64::from_str_radix(line.split_whitespace().nth(1).unwrap_or("0"), 16).unwrap_or(0) & 0x2 != 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return };
+        if !status.lines().filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:")).any(pending) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// On two CPU threads the MLP evaluates beside its steps, one thread each, so its files are a
