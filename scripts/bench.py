@@ -40,9 +40,17 @@ ROOT = os.path.dirname(HERE)
 FULL_ITERATIONS, FULL_EVALS = 4001, 81
 
 
+# Seconds any one program may run (--run-timeout; None: no limit). A hung route then fails
+# alone, as a route that exits with an error does, instead of taking the whole part with it.
+RUN_TIMEOUT = None
+
+
 def run_json(cmd, env=None):
     start = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        sys.exit(f"bench: {' '.join(cmd[:3])} timed out after {RUN_TIMEOUT} s")
     wall = time.perf_counter() - start
     if out.returncode != 0:
         sys.exit(f"bench: {' '.join(cmd[:3])} failed: {out.stderr.strip().splitlines()[-1:]}")
@@ -330,7 +338,10 @@ def main():
     ap.add_argument("--members", type=int, default=10, help="seeds in the packed benchmark")
     ap.add_argument("--packed-models", default="mlp", help="models of the packed benchmark (mlp,cnn)")
     ap.add_argument("--json", action="store_true", help="one JSON object at the end")
+    ap.add_argument("--run-timeout", type=float, default=0, help="seconds any one program may run (0: no limit)")
     a = ap.parse_args()
+    global RUN_TIMEOUT
+    RUN_TIMEOUT = a.run_timeout or None
     parts = a.only.split(",")
     results = {"device": a.device, "threads": a.threads, "repeats": a.repeats, "models": [], "xor": None}
     with tempfile.TemporaryDirectory() as tmp:

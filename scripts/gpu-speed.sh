@@ -21,14 +21,16 @@ for m in mlp cnn; do
   fi
   python3 -c "import json; d=json.load(open('$work/smoke-$m.json')); print('smoke $m', d['final_test_accuracy'], 'graph', d['cuda_graph'], 'loop', round(d['train_seconds'], 3), d['environment']['gpu'])" | tee -a "$out/gpu.txt"
 done
-bench() { timeout "$1" python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 "${@:2}" 2>&1 | grep -v Warning; }
+# --run-timeout: a route that hangs fails alone (the longest program here, a 10-seed CNN pack,
+# took 11 s on the H200).
+bench() { timeout "$1" python3 "$here/bench.py" --nndl "$nndl" --python python3 --data "$data" --device cuda --threads 0 --run-timeout 60 "${@:2}" 2>&1 | grep -v Warning; }
 # On an H200 the Python peers took 10-19 s a process (most of it start-up); from the processes'
 # times, 2 repeats of the six programs come to about 130 s.
 bench 200 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn | tee "$out/bench.txt"
 bench 130 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
 bench 190 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
 {
-  run() { "$nndl" mlp --device cuda --data "$data" --quiet --json --out "$work/$1" "${@:2}" >/dev/null || echo "FAILED: $1"; }
+  run() { timeout 60 "$nndl" mlp --device cuda --data "$data" --quiet --json --out "$work/$1" "${@:2}" >/dev/null || echo "FAILED: $1"; }
   run mlp-default
   run mlp-eager --no-cuda-graph
   run mlp-checkpoint-75 --checkpoint-every 75
