@@ -1,6 +1,7 @@
-//! CUDA graphs for the training step, and a side stream for evaluations beside it, through the
-//! small C API of csrc/cuda_graph.h (tch has neither). The shim is a separate shared library, loaded with libloading only when CUDA is up,
-//! so the binary keeps running on CPU-only hosts; without it, CUDA steps simply run one by one.
+//! CUDA graphs for the training step, and side streams (an evaluation beside the steps, a pack's
+//! members side by side), through the small C API of csrc/cuda_graph.h (tch has neither). The
+//! shim is a separate shared library, loaded with libloading only when CUDA is up, so the binary
+//! keeps running on CPU-only hosts; without it, CUDA steps simply run one by one.
 use anyhow::{anyhow, bail, Result};
 use libloading::{Library, Symbol};
 use std::ffi::{c_char, c_int, c_void, CStr};
@@ -107,10 +108,7 @@ impl StepGraph {
     pub fn new(device_index: usize) -> Result<StepGraph> {
         let api = api()?;
         // SAFETY: C API of csrc/cuda_graph.h; null means failure.
-        let handle = unsafe { (api.new)(device_index as c_int) };
-        if handle.is_null() {
-            bail!("cannot create a CUDA graph: {}", last_error(api));
-        }
+        let handle = made(api, unsafe { (api.new)(device_index as c_int) }, "graph")?;
         let graph = StepGraph { api, handle, captured: false };
         graph.call(api.enter, "enter the capture stream")?;
         Ok(graph)
@@ -118,10 +116,7 @@ impl StepGraph {
 
     fn call(&self, f: OpFn, what: &str) -> Result<()> {
         // SAFETY: `handle` is live until drop.
-        if unsafe { f(self.handle) } != 0 {
-            bail!("CUDA graph: cannot {what}: {}", last_error(self.api));
-        }
-        Ok(())
+        checked(self.api, unsafe { f(self.handle) }, &format!("graph: cannot {what}"))
     }
 
     pub fn is_captured(&self) -> bool {
@@ -163,10 +158,7 @@ impl SideStream {
     pub fn new(device_index: usize) -> Result<SideStream> {
         let api = api()?;
         // SAFETY: C API of csrc/cuda_graph.h; null means failure.
-        let handle = unsafe { (api.stream_new)(device_index as c_int) };
-        if handle.is_null() {
-            bail!("cannot create a CUDA stream: {}", last_error(api));
-        }
+        let handle = made(api, unsafe { (api.stream_new)(device_index as c_int) }, "stream")?;
         Ok(SideStream { api, handle })
     }
 
@@ -185,22 +177,14 @@ impl SideStream {
     /// Orders the work queued from now on the current stream after this stream's.
     pub fn join(&self) -> Result<()> {
         // SAFETY: `handle` is live until drop.
-        if unsafe { (self.api.stream_join)(self.handle) } != 0 {
-            bail!("CUDA stream: cannot join: {}", last_error(self.api));
-        }
-        Ok(())
+        checked(self.api, unsafe { (self.api.stream_join)(self.handle) }, "stream: cannot join")
     }
 
     fn within<T>(&self, timed: bool, f: impl FnOnce() -> T) -> Result<T> {
-        // SAFETY: `handle` is live until drop.
-        if unsafe { (self.api.stream_enter)(self.handle, c_int::from(timed)) } != 0 {
-            bail!("CUDA stream: cannot enter: {}", last_error(self.api));
-        }
+        // SAFETY (both calls): `handle` is live until drop.
+        checked(self.api, unsafe { (self.api.stream_enter)(self.handle, c_int::from(timed)) }, "stream: cannot enter")?;
         let out = f();
-        // SAFETY: as above.
-        if unsafe { (self.api.stream_leave)(self.handle, c_int::from(timed)) } != 0 {
-            bail!("CUDA stream: cannot leave: {}", last_error(self.api));
-        }
+        checked(self.api, unsafe { (self.api.stream_leave)(self.handle, c_int::from(timed)) }, "stream: cannot leave")?;
         Ok(out)
     }
 
@@ -208,9 +192,7 @@ impl SideStream {
     pub fn wait(&self) -> Result<f64> {
         let mut ms = 0f32;
         // SAFETY: `handle` is live; `ms` outlives the call.
-        if unsafe { (self.api.stream_wait)(self.handle, &mut ms) } != 0 {
-            bail!("CUDA stream: cannot wait: {}", last_error(self.api));
-        }
+        checked(self.api, unsafe { (self.api.stream_wait)(self.handle, &mut ms) }, "stream: cannot wait")?;
         Ok(f64::from(ms) / 1000.0)
     }
 }
@@ -220,6 +202,22 @@ impl Drop for SideStream {
         // SAFETY: handle is live; freed exactly once.
         unsafe { (self.api.stream_free)(self.handle) }
     }
+}
+
+/// A handle the shim made (null: it could not).
+fn made(api: &Api, handle: *mut c_void, what: &str) -> Result<*mut c_void> {
+    if handle.is_null() {
+        bail!("cannot create a CUDA {what}: {}", last_error(api));
+    }
+    Ok(handle)
+}
+
+/// A shim call's status (non-zero: failed).
+fn checked(api: &Api, status: c_int, what: &str) -> Result<()> {
+    if status != 0 {
+        bail!("CUDA {what}: {}", last_error(api));
+    }
+    Ok(())
 }
 
 fn last_error(api: &Api) -> String {

@@ -5,9 +5,9 @@
 use super::net::{nll_and_correct, Input, PackedNet};
 use super::optim::PackedOptim;
 use super::rngs::MemberRngs;
-use crate::cuda_graph::SideStream;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Dropout, ModelKind, Optimizer, Schedule, TrainConfig};
+use crate::cuda_graph::SideStream;
 use crate::data::{DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::torch_extras::DenormalMode;
