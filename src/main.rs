@@ -41,8 +41,12 @@ fn main() {
     // write and exit_group), which a sweep or a Slurm array pays once per run.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
-    // SAFETY: _exit only ends the process; nothing of ours is left to run or to flush.
-    unsafe { libc::_exit(i32::from(status)) }
+    // SAFETY: fflush(NULL) flushes C's stdio streams (whatever a library printed with printf and
+    // left buffered); _exit then only ends the process, with nothing of ours left to run.
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+        libc::_exit(i32::from(status))
+    }
 }
 
 /// Runs the command line; the exit status.
