@@ -60,6 +60,15 @@ def run_json(cmd, env=None):
     return result
 
 
+def run_or_failure(cmd, env=None):
+    """run_json's result and None, or None and the line saying why the program failed or hung:
+    an A/B route that breaks is reported, and the other figures are still taken."""
+    try:
+        return run_json(cmd, env), None
+    except SystemExit as e:
+        return None, str(e)
+
+
 def median(runs, key):
     return statistics.median(r[key] for r in runs)
 
@@ -121,12 +130,12 @@ def bench_packed(a, model, members, iterations, tmp):
         if model == "cnn":
             routes.append(("channels-last (NNDL_CNN_LAYOUT=nhwc)", {"NNDL_CNN_LAYOUT": "nhwc"}))
         for k, (label, env) in enumerate(routes):
-            try:
-                run = run_json(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed-{k}")], env={**os.environ, **env})
+            run, failure = run_or_failure(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed-{k}")], env={**os.environ, **env})
+            if failure:
+                others.append({"pack": label, "failed": failure})
+            else:
                 others.append({"pack": label, "loop_seconds": max(r["summary"]["train_seconds"] for r in run["runs"]), "process_seconds": run["process_seconds"],
                                "accuracies": [r["summary"]["final_test_accuracy"] for r in run["runs"]]})
-            except SystemExit as e:
-                others.append({"pack": label, "failed": str(e)})
     row = {
         "model": model, "members": members, "iterations": iterations,
         "packed_process_seconds": packed["process_seconds"], "packed_loop_seconds": packed_loop,
@@ -177,29 +186,27 @@ def bench_variants(a, model, iterations, tmp):
     # Each route where it applies: the CUDA ones on CUDA, the CPU ones on the CPU.
     variants = [v for v in VARIANTS[model] if v[0] == "default" or ("(CPU)" in v[0]) == (a.device == "cpu")]
     runs = {name: [] for name, _, _ in variants}
-    # A variant that fails is reported, and the others still measured.
+    # A variant that fails is reported, and the others still measured (the default is needed).
     failed = {}
+    def attempt(name, cmd, env):
+        result, failure = (None, failed[name]) if name in failed else run_or_failure(cmd, {**os.environ, **env})
+        if failure and name == "default":
+            sys.exit(failure)
+        if failure:
+            failed[name] = failure
+        return result
     for _ in range(a.repeats):
         for name, env, flags in variants:
-            if name in failed:
-                continue
-            try:
-                runs[name].append(run_json(base + flags + ["--out", os.path.join(tmp, f"{model}-variant")], env={**os.environ, **env}))
-            except SystemExit as e:
-                failed[name] = str(e)
+            result = attempt(name, base + flags + ["--out", os.path.join(tmp, f"{model}-variant")], env)
+            if result:
+                runs[name].append(result)
     print(f"{model.upper()} on {a.device}, {iterations} iterations, nndl's speed routes, median of {a.repeats} (loop s, ratio to the default):")
     default = median(runs["default"], "train_seconds")
     rows = []
     for name, env, flags in variants:
         out = os.path.join(tmp, f"{model}-check-{len(rows)}")
-        try:
-            if name in failed:
-                raise SystemExit(failed[name])
-            run_json(base + flags + ["--deterministic", "--out", out], env={**os.environ, **env})
-        except SystemExit as e:
-            if name == "default":
-                raise
-            print(f"  {name:>32}: FAILED: {e}")
+        if not attempt(name, base + flags + ["--deterministic", "--out", out], env):
+            print(f"  {name:>32}: FAILED: {failed[name]}")
             continue
         loop = median(runs[name], "train_seconds")
         with open(os.path.join(out, "metrics.csv")) as f:
