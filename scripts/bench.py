@@ -18,6 +18,9 @@ alternating the two programs so that machine noise hits both alike).
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
           nndl's single-run loop time, and where nndl's MLP and CNN steps spend it (libtorch's
           profiler on nndl's own steps: nndl --profile-steps).
+  startup: whole processes of one MLP iteration and its one evaluation (what every short run of
+          a sweep or a Slurm array pays around its training): nndl vs the PyTorch script, and vs
+          another nndl build (--baseline-nndl) for A/B runs, alternating, median of --startup-runs.
   On CUDA, the MLP and CNN rows also have the CUDA-graph PyTorch peer (bench_torch.py --cuda-graph).
 
     scripts/bench                                   # CPU, full MLP, CNN shortened to 300 iterations
@@ -107,6 +110,28 @@ def bench_model(a, model, iterations, tmp):
             "loop_runs": [round(r["train_seconds"], 3) for r in runs],
         })
     return rows
+
+
+def bench_startup(a, tmp):
+    common = ["--iterations", "1", "--eval-every", "50", "--device", a.device, *cuda_flags(a)]
+    threads = ["--threads", str(a.threads)] if a.threads else []
+    nndl = lambda exe, out: [exe, "mlp", *common, *threads, "--data", a.data, "--json", "--quiet", "--force", "--out", os.path.join(tmp, out)]
+    programs = [("nndl", nndl(a.nndl, "startup"))]
+    if a.baseline_nndl:
+        programs.append(("nndl baseline", nndl(a.baseline_nndl, "startup-baseline")))
+    programs.append(("pytorch-eager", [a.python, os.path.join(HERE, "bench_torch.py"), "--model", "mlp", *common, *threads, "--data", a.data]))
+    times = {name: [] for name, _ in programs}
+    for _ in range(a.startup_runs):
+        for name, cmd in programs:
+            times[name].append(run_json(cmd)["process_seconds"])
+    medians = {name: statistics.median(runs) for name, runs in times.items()}
+    print(f"MLP on {a.device}, one iteration and one evaluation, whole processes, median of {a.startup_runs}, alternating:")
+    for name, runs in times.items():
+        print(f"  {name:>14}: {medians[name]:.3f} s (runs {sorted(round(t, 3) for t in runs)})")
+    for name in medians:
+        if name != "nndl":
+            print(f"  ratio nndl/{name}: {medians['nndl'] / medians[name]:.3f}")
+    return {"runs": times, "median_seconds": medians}
 
 
 def bench_packed(a, model, members, iterations, tmp):
@@ -339,7 +364,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mlp-iterations", type=int, default=FULL_ITERATIONS)
     ap.add_argument("--cnn-iterations", type=int, default=300)
-    ap.add_argument("--only", default="mlp,cnn,xor", help="any of mlp,cnn,xor,packed,variants,denormals,floor")
+    ap.add_argument("--only", default="mlp,cnn,xor", help="any of mlp,cnn,xor,packed,variants,denormals,floor,startup")
+    ap.add_argument("--startup-runs", type=int, default=10, help="processes of each program in the startup part")
+    ap.add_argument("--baseline-nndl", help="startup part: another nndl build to time beside this one")
     ap.add_argument("--tf32", choices=["on", "off"], default="off", help="CUDA: TF32 in both programs (default off, the faithful preset's)")
     ap.add_argument("--flush-denormals", choices=["on", "off"], default="on", help="for every run but the denormals part (default on, nndl's default)")
     ap.add_argument("--members", type=int, default=10, help="seeds in the packed benchmark")
@@ -378,6 +405,8 @@ def main():
             results["denormals"] = bench_denormals(a, tmp)
         if "floor" in parts:
             results["floor"] = bench_floor(a, tmp)
+        if "startup" in parts:
+            results["startup"] = bench_startup(a, tmp)
         if "xor" in parts:
             x = bench_xor(a, tmp)
             results["xor"] = x

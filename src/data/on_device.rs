@@ -1,4 +1,5 @@
 //! MNIST's splits resident on the compute device, so the training loop never waits on the host.
+use super::mnist::PIXEL_SCALE;
 use super::{Mnist, Split};
 use anyhow::Result;
 use std::path::Path;
@@ -16,9 +17,12 @@ impl DeviceSplit {
         DeviceSplit { images: self.images.shallow_clone(), labels: self.labels.shallow_clone() }
     }
 
+    /// The images are scaled to f32 by libtorch, on its threads, into the one tensor that keeps
+    /// them: the same values as `Split::images` (a float product of the byte and the f32 scale).
     pub fn upload(split: &Split, device: Device) -> DeviceSplit {
         let n = split.len() as i64;
-        let images = Tensor::from_slice(&split.images).view([n, 784]).to_device(device);
+        let bytes = Tensor::from_slice(&split.pixels).view([n, 784]).to_device(device);
+        let images = bytes.to_kind(Kind::Float).g_mul_scalar_(PIXEL_SCALE as f64);
         let labels = Tensor::from_slice(&split.labels).to_kind(Kind::Int64).to_device(device);
         DeviceSplit { images, labels }
     }

@@ -1,6 +1,7 @@
 //! IDX parsing of good and corrupt files, file discovery under both namings, and TF1's split.
 use nndl::data::idx::{encode_images, encode_labels, parse_images, parse_labels, unpack};
 use nndl::data::mnist::{Mnist, FILES};
+use nndl::data::{DeviceSplit, Split};
 use std::io::Write;
 
 
@@ -45,7 +46,7 @@ fn count_mismatch_is_rejected() {
     assert!(parse_labels(&labels).is_err());
     let img = parse_images(&images(2)).unwrap();
     let test = parse_images(&images(1)).unwrap();
-    let err = Mnist::from_parts(&img, &[1, 2, 3], &test, &[0], 1).unwrap_err().to_string();
+    let err = Mnist::from_parts(img, &[1, 2, 3], test, &[0], 1).unwrap_err().to_string();
     assert!(err.contains("2 images but 3 labels"), "{err}");
 }
 
@@ -99,12 +100,24 @@ fn split_follows_read_data_sets() {
     let img = parse_images(&images(10)).unwrap();
     let test = parse_images(&images(4)).unwrap();
     let labels: Vec<u8> = (0..10).map(|i| i as u8 % 10).collect();
-    let m = Mnist::from_parts(&img, &labels, &test, &[1, 2, 3, 4], 3).unwrap();
+    let m = Mnist::from_parts(img, &labels, test, &[1, 2, 3, 4], 3).unwrap();
     assert_eq!((m.validation.len(), m.train.len(), m.test.len()), (3, 7, 4));
     assert_eq!(m.train.labels[0], 3, "training starts after the validation images");
-    assert_eq!(m.train.images[0], (3 * 784 % 256) as f32 * (1.0f64 / 255.0) as f32);
-    assert!(m.train.images.iter().all(|&x| (0.0..=1.0).contains(&x)));
-    assert_eq!(m.train.images.iter().cloned().fold(0.0, f32::max), 1.0);
+    let images = m.train.images();
+    assert_eq!(images[0], (3 * 784 % 256) as f32 * (1.0f64 / 255.0) as f32);
+    assert!(images.iter().all(|&x| (0.0..=1.0).contains(&x)));
+    assert_eq!(images.iter().cloned().fold(0.0, f32::max), 1.0);
+}
+
+#[test]
+fn the_upload_scales_pixels_as_the_split_does() {
+    // The device's images are scaled by libtorch; every byte value must give TF1's f32.
+    let split = Split { pixels: (0..2 * 784).map(|i| (i % 256) as u8).collect(), labels: vec![3, 4] };
+    let uploaded = DeviceSplit::upload(&split, tch::Device::Cpu);
+    assert_eq!(uploaded.images.size(), [2, 784]);
+    let on_device = Vec::<f32>::try_from(uploaded.images.flatten(0, -1)).unwrap();
+    assert!(on_device.iter().map(|x| x.to_bits()).eq(split.images().iter().map(|x| x.to_bits())), "pixels scaled differently");
+    assert_eq!(Vec::<i64>::try_from(&uploaded.labels).unwrap(), [3, 4]);
 }
 
 #[test]
@@ -113,7 +126,7 @@ fn real_mnist_loads() {
     let dir = crate::util::mnist_dir();
     let m = Mnist::load(&dir).unwrap();
     assert_eq!((m.train.len(), m.validation.len(), m.test.len()), (55_000, 5_000, 10_000));
-    assert_eq!(m.train.images.len(), 55_000 * 784);
+    assert_eq!(m.train.pixels.len(), 55_000 * 784);
 }
 
 #[test]
