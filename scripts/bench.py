@@ -20,7 +20,8 @@ alternating the two programs so that machine noise hits both alike).
           profiler on nndl's own steps: nndl --profile-steps).
   startup: whole processes of one MLP iteration and its one evaluation (what every short run of
           a sweep or a Slurm array pays around its training): nndl vs the PyTorch script, and vs
-          another nndl build (--baseline-nndl) for A/B runs, alternating, median of --startup-runs.
+          another nndl build (--baseline-nndl) for A/B runs, alternating, median of --startup-runs;
+          --device auto times what a run without --device does.
   On CUDA, the MLP and CNN rows also have the CUDA-graph PyTorch peer (bench_torch.py --cuda-graph).
 
     scripts/bench                                   # CPU, full MLP, CNN shortened to 300 iterations

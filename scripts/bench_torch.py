@@ -194,7 +194,7 @@ def main():
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cuda-graph", action="store_true")
     ap.add_argument("--members", type=int, default=0)
@@ -212,6 +212,8 @@ def main():
     torch.set_flush_denormal(a.flush_denormals == "on")
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.device == "auto":  # as nndl's default: CUDA when there is a GPU
+        a.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(a.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

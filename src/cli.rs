@@ -44,7 +44,7 @@ pub enum Command {
 impl Command {
     /// Whether the command runs on the CPU whatever the machine has: `--device cpu` was given,
     /// or the command never uses a GPU. Then libtorch's CUDA library is not loaded (0.15-0.2 s
-    /// of every process's start-up here).
+    /// of every process's start-up here; nor is it on a machine with no NVIDIA driver).
     pub fn cpu_only(&self) -> bool {
         let cpu = |device: &Option<String>| device.as_deref() == Some("cpu");
         match self {
@@ -56,6 +56,19 @@ impl Command {
             // A resumed run goes on where its config says; info reports on CUDA.
             Command::Resume(_) | Command::Info(_) => false,
         }
+    }
+
+    /// Whether `--device` names CUDA (`cuda`, `cuda:N`): then CUDA is tried whatever the
+    /// machine's driver paths say.
+    pub fn asks_for_cuda(&self) -> bool {
+        let device = match self {
+            Command::Reproduce(a) => &a.common.device,
+            Command::Mlp(a) | Command::Cnn(a) => &a.common.device,
+            Command::Eval(a) => &a.device,
+            Command::Sweep(a) => &a.device,
+            _ => return false,
+        };
+        device.as_deref().is_some_and(|d| d.starts_with("cuda"))
     }
 
     /// How the command's outcome is to be reported.

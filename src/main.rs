@@ -73,8 +73,9 @@ fn run() -> u8 {
             return 2;
         }
     };
-    // Load libtorch_cuda.so before any tch call (parsing makes none), so CUDA is seen when present.
-    if !cli.command.cpu_only() {
+    // Load libtorch_cuda.so before any tch call (parsing makes none), so CUDA is seen when present;
+    // not where no GPU can be (no --device cuda, and no NVIDIA driver).
+    if !cli.command.cpu_only() && (cli.command.asks_for_cuda() || nndl::device::nvidia_driver_present()) {
         let _ = nndl::device::load_cuda_library();
     }
     let flags = cli.command.report_flags();

@@ -182,8 +182,10 @@ fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
 }
 
 fn gpu_count(device: &str) -> Result<usize> {
-    Ok(match crate::device::DeviceSpec::parse(device)? {
-        crate::device::DeviceSpec::Cuda(_) | crate::device::DeviceSpec::Auto if crate::device::cuda_unavailable_reason().is_none() => tch::Cuda::device_count() as usize,
+    use crate::device::{auto_cuda_unavailable_reason, cuda_unavailable_reason, DeviceSpec};
+    Ok(match DeviceSpec::parse(device)? {
+        DeviceSpec::Cuda(_) if cuda_unavailable_reason().is_none() => tch::Cuda::device_count() as usize,
+        DeviceSpec::Auto if auto_cuda_unavailable_reason().is_none() => tch::Cuda::device_count() as usize,
         _ => 0,
     })
 }

@@ -90,7 +90,7 @@ fn export_init_writes_tf_layout_npy_files() {
 #[test]
 fn cpu_runs_never_load_the_cuda_library() {
     // glibc's loader names every library it looks for; `--device cpu` skips libtorch_cuda.so,
-    // a tenth of a second of start-up, while `info` (which reports on CUDA) looks for it.
+    // a tenth of a second of start-up or more, while `info` (which reports on CUDA) looks for it.
     let dir = tempdir("no-cuda-lib");
     let cpu = crate::util::nndl().args(["mlp", "--iterations", "1", "--threads", "1", "--device", "cpu", "--quiet", "--out"]).arg(&dir)
         .arg("--data").arg(crate::util::mnist_dir()).env("LD_DEBUG", "libs").output().unwrap();
@@ -98,4 +98,15 @@ fn cpu_runs_never_load_the_cuda_library() {
     assert!(!String::from_utf8_lossy(&cpu.stderr).contains("libtorch_cuda"));
     let info = crate::util::nndl().arg("info").env("LD_DEBUG", "libs").output().unwrap();
     assert!(String::from_utf8_lossy(&info.stderr).contains("find library=libtorch_cuda.so"));
+    // Nor does `auto` (no --device) on a machine with no NVIDIA driver: it tells from the
+    // driver's paths, and says so.
+    if !nndl::device::nvidia_driver_present() {
+        let dir = tempdir("auto-no-driver");
+        let auto = crate::util::nndl().args(["mlp", "--iterations", "1", "--threads", "1", "--out"]).arg(&dir)
+            .arg("--data").arg(crate::util::mnist_dir()).env("LD_DEBUG", "libs").output().unwrap();
+        assert!(auto.status.success());
+        let stderr = String::from_utf8_lossy(&auto.stderr);
+        assert!(stderr.contains("note: no CUDA, running on CPU: no NVIDIA driver on this machine"), "{stderr}");
+        assert!(!stderr.contains("libtorch_cuda"), "auto loaded the CUDA library without a driver");
+    }
 }
