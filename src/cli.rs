@@ -42,33 +42,33 @@ pub enum Command {
 }
 
 impl Command {
+    /// The `--device` flag of a command that has one.
+    fn device_flag(&self) -> Option<&str> {
+        match self {
+            Command::Reproduce(a) => a.common.device.as_deref(),
+            Command::Mlp(a) | Command::Cnn(a) => a.common.device.as_deref(),
+            Command::Eval(a) => a.device.as_deref(),
+            Command::Sweep(a) => a.device.as_deref(),
+            Command::Xor(_) | Command::Bptt(_) | Command::Report(_) | Command::Data(_) | Command::Resume(_) | Command::Info(_) => None,
+        }
+    }
+
     /// Whether the command runs on the CPU whatever the machine has: `--device cpu` was given,
     /// or the command never uses a GPU. Then libtorch's CUDA library is not loaded (0.15-0.2 s
     /// of every process's start-up here; nor is it on a machine with no NVIDIA driver).
     pub fn cpu_only(&self) -> bool {
-        let cpu = |device: &Option<String>| device.as_deref() == Some("cpu");
         match self {
-            Command::Reproduce(a) => cpu(&a.common.device),
-            Command::Mlp(a) | Command::Cnn(a) => cpu(&a.common.device),
-            Command::Eval(a) => cpu(&a.device),
-            Command::Sweep(a) => cpu(&a.device),
             Command::Xor(_) | Command::Bptt(_) | Command::Report(_) | Command::Data(_) => true,
             // A resumed run goes on where its config says; info reports on CUDA.
             Command::Resume(_) | Command::Info(_) => false,
+            _ => self.device_flag() == Some("cpu"),
         }
     }
 
     /// Whether `--device` names CUDA (`cuda`, `cuda:N`): then CUDA is tried whatever the
     /// machine's driver paths say.
     pub fn asks_for_cuda(&self) -> bool {
-        let device = match self {
-            Command::Reproduce(a) => &a.common.device,
-            Command::Mlp(a) | Command::Cnn(a) => &a.common.device,
-            Command::Eval(a) => &a.device,
-            Command::Sweep(a) => &a.device,
-            _ => return false,
-        };
-        device.as_deref().is_some_and(|d| d.starts_with("cuda"))
+        self.device_flag().is_some_and(|d| d.starts_with("cuda"))
     }
 
     /// How the command's outcome is to be reported.

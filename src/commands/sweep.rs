@@ -183,11 +183,12 @@ fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
 
 fn gpu_count(device: &str) -> Result<usize> {
     use crate::device::{auto_cuda_unavailable_reason, cuda_unavailable_reason, DeviceSpec};
-    Ok(match DeviceSpec::parse(device)? {
-        DeviceSpec::Cuda(_) if cuda_unavailable_reason().is_none() => tch::Cuda::device_count() as usize,
-        DeviceSpec::Auto if auto_cuda_unavailable_reason().is_none() => tch::Cuda::device_count() as usize,
-        _ => 0,
-    })
+    let unavailable = match DeviceSpec::parse(device)? {
+        DeviceSpec::Cpu => return Ok(0),
+        DeviceSpec::Auto => auto_cuda_unavailable_reason(),
+        DeviceSpec::Cuda(_) => cuda_unavailable_reason(),
+    };
+    Ok(if unavailable.is_none() { tch::Cuda::device_count() as usize } else { 0 })
 }
 
 struct Workers {
