@@ -143,13 +143,19 @@ impl Mnist {
     /// Loads and verifies the four files in `dir`.
     pub fn load(dir: &Path) -> Result<Mnist> {
         // One thread a file: unpacking the training images takes most of the time, and the
-        // others finish beside it. Errors are reported in the files' order, as one by one.
-        let [tri, trl, tei, tel] = std::thread::scope(|s| FILES.each_ref().map(|f| s.spawn(|| f.read_verified(dir))).map(|t| t.join()));
-        let bytes = |read: std::thread::Result<Result<Vec<u8>>>| read.unwrap_or_else(|_| bail!("a thread reading MNIST stopped"));
-        let train_images = idx::images_from(bytes(tri)?)?;
-        let train_labels = idx::parse_labels(&bytes(trl)?)?;
-        let test_images = idx::images_from(bytes(tei)?)?;
-        let test_labels = idx::parse_labels(&bytes(tel)?)?;
+        // others finish beside it. A file whose thread cannot start (a process limit) is read
+        // here instead. Errors are reported in the files' order, as one by one.
+        let [tri, trl, tei, tel] = std::thread::scope(|s| {
+            let started = FILES.each_ref().map(|f| (f, std::thread::Builder::new().spawn_scoped(s, move || f.read_verified(dir))));
+            started.map(|(f, thread)| match thread {
+                Ok(thread) => thread.join().unwrap_or_else(|_| bail!("the thread reading {} stopped", f.canonical_name())),
+                Err(_) => f.read_verified(dir),
+            })
+        });
+        let train_images = idx::images_from(tri?)?;
+        let train_labels = idx::parse_labels(&trl?)?;
+        let test_images = idx::images_from(tei?)?;
+        let test_labels = idx::parse_labels(&tel?)?;
         Mnist::from_parts(train_images, &train_labels, test_images, &test_labels, VALIDATION_SIZE)
     }
 

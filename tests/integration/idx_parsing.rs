@@ -130,6 +130,16 @@ fn real_mnist_loads() {
 }
 
 #[test]
+fn mnist_loads_where_no_thread_can_start() {
+    // A stack no thread can get makes every thread fail to start, as a process limit would:
+    // the files are then read one after another, not reported as a panic.
+    let dir = crate::util::tempdir("no-threads");
+    let out = crate::util::nndl().args(["mlp", "--iterations", "1", "--threads", "1", "--device", "cpu", "--quiet", "--data"])
+        .arg(crate::util::mnist_dir()).arg("--out").arg(dir.join("run")).env("RUST_MIN_STACK", "100000000000000").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn a_corrupt_gz_beside_a_good_file_falls_back_to_it() {
     let dir = crate::util::tempdir("fallback");
     let f = &FILES[1];
