@@ -55,8 +55,9 @@ impl DeviceData {
     pub fn load(flag: Option<&Path>, device: Device) -> Result<DeviceData> {
         let dir = super::mnist::resolve_dir(flag);
         let overlap = device.is_cuda() && std::env::var("NNDL_OVERLAP_START").as_deref() != Ok("off");
-        // Fallible: an error shows again, and is reported, at the upload.
-        let context = overlap.then(|| std::thread::spawn(move || drop(Tensor::f_zeros([1], (Kind::Float, device)))));
+        // Fallible: an error shows again, and is reported, at the upload. A thread that cannot
+        // start (a process limit) leaves the context to the upload.
+        let context = overlap.then(|| std::thread::Builder::new().spawn(move || drop(Tensor::f_zeros([1], (Kind::Float, device)))).ok()).flatten();
         let mnist = Mnist::load(&dir);
         if let Some(thread) = context {
             let _ = thread.join();
