@@ -21,7 +21,7 @@ use crate::data::DeviceSplit;
 use crate::metrics::EvalPoint;
 use crate::run::{parameters, Network};
 use crate::torch_extras::{cpu_rng_state, set_cpu_rng_state, DenormalMode};
-use crate::trainer::{evaluate, evaluation_sums};
+use crate::trainer::{evaluate, evaluation_means, evaluation_sums};
 use anyhow::{anyhow, ensure, Result};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -119,9 +119,9 @@ impl OverlappedEval {
             Side::Thread(worker) => worker.results.recv().map_err(|_| anyhow!("the evaluation thread stopped"))?.map_err(|e| anyhow!(e))?,
             Side::Stream(eval) => {
                 let seconds = eval.stream.wait()?;
-                let (loss, correct) = eval.sums.take().ok_or_else(|| anyhow!("no evaluation was queued"))?;
-                let n = eval.test.len() as f64;
-                (loss.double_value(&[]) / n, correct.double_value(&[]) / n, seconds)
+                let sums = eval.sums.take().ok_or_else(|| anyhow!("no evaluation was queued"))?;
+                let (loss, accuracy) = evaluation_means(sums, eval.test.len());
+                (loss, accuracy, seconds)
             }
         };
         point.test_loss = loss;

@@ -30,8 +30,12 @@ pub fn evaluate(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64) -> (f64, f64
 
 /// `evaluate`, also handing each chunk's (predictions, labels) to `seen`.
 pub fn evaluate_with(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, seen: impl FnMut(&Tensor, &Tensor)) -> (f64, f64) {
-    let (loss, correct) = evaluation_sums(net, split, chunk, seen);
-    let n = split.len() as f64;
+    evaluation_means(evaluation_sums(net, split, chunk, seen), split.len())
+}
+
+/// The mean loss and accuracy of `evaluation_sums` over its `n` examples (read from the device).
+pub(crate) fn evaluation_means((loss, correct): (Tensor, Tensor), n: i64) -> (f64, f64) {
+    let n = n as f64;
     (loss.double_value(&[]) / n, correct.double_value(&[]) / n)
 }
 
