@@ -19,6 +19,21 @@ pub struct RunRecord {
     pub points: Vec<EvalPoint>,
 }
 
+/// A run that stopped on an error (a divergence), with the reason its folder records: counted
+/// in its configuration's row, kept out of the statistics.
+pub struct FailedRun {
+    pub dir: PathBuf,
+    pub config: TrainConfig,
+    pub reason: String,
+}
+
+/// The runs `collect` found.
+#[derive(Default)]
+pub struct Found {
+    pub finished: Vec<RunRecord>,
+    pub failed: Vec<FailedRun>,
+}
+
 #[derive(Serialize, Clone, Copy, Debug, PartialEq)]
 pub struct Stats {
     pub mean: f64,
@@ -44,13 +59,24 @@ pub struct GroupReport {
     pub label: String,
     /// Every setting of the configuration except the seed.
     pub settings: serde_json::Value,
+    /// The seeds of the finished runs, which the statistics cover (none when every run failed).
     pub seeds: Vec<u64>,
-    pub test_accuracy: Stats,
-    pub test_loss: Stats,
-    pub best_test_accuracy: f64,
-    pub mean_train_seconds: f64,
+    pub test_accuracy: Option<Stats>,
+    pub test_loss: Option<Stats>,
+    pub best_test_accuracy: Option<f64>,
+    pub mean_train_seconds: Option<f64>,
+    /// The runs of this configuration that failed: seed, folder and reason.
+    pub failed: Vec<FailedSeed>,
+    /// Indices into `Found::finished`.
     #[serde(skip)]
     pub runs: Vec<usize>,
+}
+
+#[derive(Serialize)]
+pub struct FailedSeed {
+    pub seed: u64,
+    pub dir: PathBuf,
+    pub reason: String,
 }
 
 /// Settings that do not change what a run computes, or that the grouping must ignore.
@@ -67,12 +93,22 @@ fn configuration(cfg: &TrainConfig) -> serde_json::Map<String, serde_json::Value
     v
 }
 
-fn read_run(dir: &Path) -> Result<RunRecord, String> {
+enum Read {
+    Finished(RunRecord),
+    Failed(FailedRun),
+}
+
+fn read_run(dir: &Path) -> Result<Read, String> {
     let config = TrainConfig::load(&dir.join("config.json")).map_err(|e| format!("{e:#}"))?;
-    let text = std::fs::read_to_string(dir.join("summary.json")).map_err(|_| "no summary.json (unfinished? `nndl resume` it)".to_string())?;
+    let Ok(text) = std::fs::read_to_string(dir.join("summary.json")) else {
+        return match crate::run_dir::recorded_failure(dir) {
+            Some(reason) => Ok(Read::Failed(FailedRun { dir: dir.to_path_buf(), config, reason })),
+            None => Err("no summary.json (unfinished? `nndl resume` it)".to_string()),
+        };
+    };
     let s: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("corrupt summary.json: {e}"))?;
     let num = |k: &str| s[k].as_f64().ok_or_else(|| format!("summary.json lacks {k}"));
-    Ok(RunRecord {
+    Ok(Read::Finished(RunRecord {
         dir: dir.to_path_buf(),
         config,
         final_test_accuracy: num("final_test_accuracy")?,
@@ -80,65 +116,78 @@ fn read_run(dir: &Path) -> Result<RunRecord, String> {
         best_test_accuracy: num("best_test_accuracy")?,
         train_seconds: num("train_seconds").unwrap_or(f64::NAN),
         points: read_csv(&dir.join("metrics.csv")).unwrap_or_default(),
-    })
+    }))
 }
 
 /// Finds the runs under `dirs`: each is a run folder, or a folder of run folders (a sweep, a
-/// reproduce). A folder that nndl started but that has no readable summary is a warning.
-pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Vec<RunRecord> {
-    let mut records = Vec::new();
+/// reproduce). A folder that nndl started but that has neither a readable summary nor a
+/// recorded failure is a warning.
+pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
+    let mut found = Found::default();
     let is_run = |d: &Path| d.join(crate::run_dir::MARKER).exists() && d.join("config.json").exists();
-    let mut consider = |d: &Path, records: &mut Vec<RunRecord>| match read_run(d) {
-        Ok(r) => records.push(r),
+    let mut consider = |d: &Path, found: &mut Found| match read_run(d) {
+        Ok(Read::Finished(r)) => found.finished.push(r),
+        Ok(Read::Failed(f)) => found.failed.push(f),
         Err(e) => warnings.push(format!("{}: {e}; left out", d.display())),
     };
     for dir in dirs {
         if is_run(dir) {
-            consider(dir, &mut records);
+            consider(dir, &mut found);
             continue;
         }
         let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
         subdirs.sort();
         for d in subdirs.iter().filter(|d| d.join(crate::run_dir::MARKER).exists()) {
-            consider(d, &mut records);
+            consider(d, &mut found);
         }
     }
-    records
+    found
 }
 
-/// Groups runs by configuration and sorts the groups by mean accuracy, best first.
-pub fn aggregate(records: &[RunRecord]) -> Vec<GroupReport> {
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, r) in records.iter().enumerate() {
-        groups.entry(serde_json::Value::Object(configuration(&r.config)).to_string()).or_default().push(i);
+/// Groups runs by configuration and sorts the groups by mean accuracy, best first; a
+/// configuration whose every run failed comes last.
+pub fn aggregate(found: &Found) -> Vec<GroupReport> {
+    let key = |c: &TrainConfig| serde_json::Value::Object(configuration(c)).to_string();
+    let mut groups: BTreeMap<String, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    for (i, r) in found.finished.iter().enumerate() {
+        groups.entry(key(&r.config)).or_default().0.push(i);
     }
-    let configs: Vec<serde_json::Map<String, serde_json::Value>> = groups.values().map(|ix| configuration(&records[ix[0]].config)).collect();
+    for (i, f) in found.failed.iter().enumerate() {
+        groups.entry(key(&f.config)).or_default().1.push(i);
+    }
+    let first_config = |(done, failed): &(Vec<usize>, Vec<usize>)| match done.first() {
+        Some(&i) => &found.finished[i].config,
+        None => &found.failed[failed[0]].config,
+    };
+    let configs: Vec<serde_json::Map<String, serde_json::Value>> = groups.values().map(|g| configuration(first_config(g))).collect();
     // The keys whose values differ between configurations label them.
     let mut varying: Vec<String> = configs.iter().flat_map(|c| c.keys().cloned()).collect();
     varying.sort();
     varying.dedup();
     varying.retain(|k| configs.iter().any(|c| c.get(k) != configs[0].get(k)));
-    let mut out: Vec<GroupReport> = groups.values().zip(&configs).map(|(ix, settings)| {
-        let runs: Vec<&RunRecord> = ix.iter().map(|&i| &records[i]).collect();
+    let mut out: Vec<GroupReport> = groups.values().zip(&configs).map(|(g, settings)| {
+        let runs: Vec<&RunRecord> = g.0.iter().map(|&i| &found.finished[i]).collect();
         let label = if varying.is_empty() {
-            format!("{} {}", runs[0].config.model.name(), runs[0].config.preset.name())
+            let cfg = first_config(g);
+            format!("{} {}", cfg.model.name(), cfg.preset.name())
         } else {
             varying.iter().map(|k| format!("{k}={}", short(&settings[k]))).collect::<Vec<_>>().join(",")
         };
-        let acc: Vec<f64> = runs.iter().map(|r| r.final_test_accuracy).collect();
-        let loss: Vec<f64> = runs.iter().map(|r| r.final_test_loss).collect();
+        let over_runs = |f: fn(&RunRecord) -> f64| (!runs.is_empty()).then(|| Stats::of(&runs.iter().map(|r| f(r)).collect::<Vec<f64>>()));
         GroupReport {
             label,
             settings: serde_json::Value::Object(settings.clone()),
             seeds: runs.iter().map(|r| r.config.seed).collect(),
-            test_accuracy: Stats::of(&acc),
-            test_loss: Stats::of(&loss),
-            best_test_accuracy: runs.iter().map(|r| r.best_test_accuracy).fold(f64::NEG_INFINITY, f64::max),
-            mean_train_seconds: runs.iter().map(|r| r.train_seconds).sum::<f64>() / runs.len() as f64,
-            runs: ix.clone(),
+            test_accuracy: over_runs(|r| r.final_test_accuracy),
+            test_loss: over_runs(|r| r.final_test_loss),
+            best_test_accuracy: over_runs(|r| r.best_test_accuracy).map(|s| s.max),
+            mean_train_seconds: over_runs(|r| r.train_seconds).map(|s| s.mean),
+            failed: g.1.iter().map(|&i| &found.failed[i]).map(|f| FailedSeed { seed: f.config.seed, dir: f.dir.clone(), reason: f.reason.clone() }).collect(),
+            runs: g.0.clone(),
         }
     }).collect();
-    out.sort_by(|a, b| b.test_accuracy.mean.total_cmp(&a.test_accuracy.mean).then_with(|| a.label.cmp(&b.label)));
+    let mean_accuracy = |g: &GroupReport| g.test_accuracy.map_or(f64::NEG_INFINITY, |s| s.mean);
+    out.sort_by(|a, b| mean_accuracy(b).total_cmp(&mean_accuracy(a)).then_with(|| a.label.cmp(&b.label)));
     out
 }
 
@@ -165,20 +214,35 @@ pub fn single_numeric_axis(groups: &[GroupReport]) -> Option<String> {
     }
 }
 
-pub fn markdown(groups: &[GroupReport], runs: usize, warnings: &[String]) -> String {
+pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
     use std::fmt::Write as _;
-    let mut md = format!("# nndl report\n\n{runs} runs in {} configurations, sorted by mean final test accuracy (std is the sample standard deviation over seeds).\n\n", groups.len());
-    md.push_str("| configuration | seeds | test accuracy, mean ± std | min | max | test loss, mean ± std | min | max | best accuracy | train s (mean) |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    let finished: usize = groups.iter().map(|g| g.seeds.len()).sum();
+    let failed: Vec<&FailedSeed> = groups.iter().flat_map(|g| &g.failed).collect();
+    let runs = if failed.is_empty() { format!("{finished} runs") } else { format!("{finished} finished runs and {} failed", failed.len()) };
+    let mut md = format!("# nndl report\n\n{runs} in {} configurations, sorted by mean final test accuracy (std is the sample standard deviation over seeds).\n\n", groups.len());
+    md.push_str("| configuration | seeds | failed | test accuracy, mean ± std | min | max | test loss, mean ± std | min | max | best accuracy | train s (mean) |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for g in groups {
-        let (a, l) = (&g.test_accuracy, &g.test_loss);
-        let _ = writeln!(md, "| {} | {} | {:.2}% ± {:.2} | {:.2}% | {:.2}% | {:.4} ± {:.4} | {:.4} | {:.4} | {:.2}% | {:.1} |",
-            g.label, g.seeds.len(), 100.0 * a.mean, 100.0 * a.std, 100.0 * a.min, 100.0 * a.max, l.mean, l.std, l.min, l.max,
-            100.0 * g.best_test_accuracy, g.mean_train_seconds);
+        let _ = write!(md, "| {} | {} | {} |", g.label, g.seeds.len(), g.failed.len());
+        match (&g.test_accuracy, &g.test_loss, g.best_test_accuracy, g.mean_train_seconds) {
+            (Some(a), Some(l), Some(best), Some(seconds)) => {
+                let _ = writeln!(md, " {:.2}% ± {:.2} | {:.2}% | {:.2}% | {:.4} ± {:.4} | {:.4} | {:.4} | {:.2}% | {:.1} |",
+                    100.0 * a.mean, 100.0 * a.std, 100.0 * a.min, 100.0 * a.max, l.mean, l.std, l.min, l.max, 100.0 * best, seconds);
+            }
+            _ => {
+                let _ = writeln!(md, "{}", " — |".repeat(8));
+            }
+        }
     }
     md.push_str("\n![test accuracy](report-accuracy.png)\n\n![test loss](report-loss.png)\n");
     if let Some(axis) = single_numeric_axis(groups) {
         let _ = writeln!(md, "\n![final accuracy against {axis}](report-{axis}.png)");
+    }
+    if !failed.is_empty() {
+        md.push_str("\nFailed runs (counted in their configuration's row, not in its statistics):\n");
+        for f in failed {
+            let _ = writeln!(md, "- {}: {}", f.dir.display(), f.reason);
+        }
     }
     if !warnings.is_empty() {
         md.push_str("\nLeft out:\n");
@@ -189,12 +253,14 @@ pub fn markdown(groups: &[GroupReport], runs: usize, warnings: &[String]) -> Str
     md
 }
 
+/// One row per configuration; a configuration whose every run failed has empty statistics.
 pub fn csv(groups: &[GroupReport]) -> String {
-    let mut out = String::from("configuration,seeds,accuracy_mean,accuracy_std,accuracy_min,accuracy_max,loss_mean,loss_std,loss_min,loss_max,best_accuracy,train_seconds_mean\n");
+    let mut out = String::from("configuration,seeds,accuracy_mean,accuracy_std,accuracy_min,accuracy_max,loss_mean,loss_std,loss_min,loss_max,best_accuracy,train_seconds_mean,failed\n");
     for g in groups {
-        let (a, l) = (&g.test_accuracy, &g.test_loss);
-        out.push_str(&format!("\"{}\",{},{},{},{},{},{},{},{},{},{},{}\n", g.label.replace('"', "'"), g.seeds.len(), a.mean, a.std, a.min, a.max,
-            l.mean, l.std, l.min, l.max, g.best_test_accuracy, g.mean_train_seconds));
+        let stats = |s: Option<Stats>| s.map_or_else(|| ",,,".to_string(), |s| format!("{},{},{},{}", s.mean, s.std, s.min, s.max));
+        let value = |v: Option<f64>| v.map_or_else(String::new, |v| v.to_string());
+        out.push_str(&format!("\"{}\",{},{},{},{},{},{}\n", g.label.replace('"', "'"), g.seeds.len(), stats(g.test_accuracy), stats(g.test_loss),
+            value(g.best_test_accuracy), value(g.mean_train_seconds), g.failed.len()));
     }
     out
 }

@@ -263,7 +263,10 @@ pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: 
             write_figures(run, name, seen)?;
             let when = if exact { format!("at iteration {iteration}") } else { format!("by iteration {iteration}") };
             let last = last_finite.map(|(i, l)| format!(" (last finite loss {l:.4e} at iteration {i})")).unwrap_or_default();
-            bail!("training diverged: the loss became NaN or infinite {when}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", cfg.lr);
+            let reason = format!("training diverged: the loss became NaN or infinite {when}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", cfg.lr);
+            // The divergence is the error to report even where its record cannot be written.
+            let _ = crate::run_dir::record_failure(&run.path, &reason);
+            bail!("{reason}");
         }
     }
     crate::tensor_file::write(&run.file(MODEL_FILE), params, None)?;
@@ -302,6 +305,8 @@ pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: 
         environment,
     };
     run.write_json("summary.json", &summary)?;
+    // An earlier session's failure no longer describes the folder (summary.json wins anyway).
+    let _ = std::fs::remove_file(run.file(crate::run_dir::FAILED));
     Ok(RunEnd::Finished(Box::new(summary)))
 }
 

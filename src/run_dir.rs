@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 
 pub const MARKER: &str = ".nndl-run";
 pub const LOCK: &str = ".nndl.lock";
+/// A run that stopped on an error (a divergence, a sweep trial's failure) keeps its one-line
+/// reason here, for `nndl report` and the next command on the folder; finishing removes it.
+pub const FAILED: &str = "failed.txt";
 const PARTIAL: &str = ".partial-";
 
 /// `no space left on device writing DIR/FILE`, or the OS's words for other failures.
@@ -54,6 +57,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = File::create(tmp).map_err(|e| write_error(path, &e))?;
         f.write_all(bytes).map_err(|e| write_error(path, &e))
     })
+}
+
+/// Records why the run in `dir` stopped (`FAILED`), replacing an earlier reason.
+pub fn record_failure(dir: &Path, reason: &str) -> Result<()> {
+    write_atomic(&dir.join(FAILED), format!("{}\n", reason.trim()).as_bytes())
+}
+
+/// The reason recorded by `record_failure`, if the folder has one.
+pub fn recorded_failure(dir: &Path) -> Option<String> {
+    fs::read_to_string(dir.join(FAILED)).ok().map(|s| s.trim().to_string())
 }
 
 /// fsync of a folder, so a rename inside it survives a power cut.
@@ -243,7 +256,10 @@ impl RunDir {
         match (folder_state(path)?, force) {
             (FolderState::Missing | FolderState::Empty, _) => {}
             (FolderState::FinishedRun, false) => bail!("{shown} already holds a run; choose another --out or pass --force to replace it"),
-            (FolderState::UnfinishedRun, false) => bail!("{shown} holds an unfinished run; resume it with `nndl resume {shown}`, or pass --force to replace it"),
+            (FolderState::UnfinishedRun, false) => match recorded_failure(path) {
+                Some(reason) => bail!("{shown} holds a run that failed ({reason}); pass --force to replace it, or `nndl resume {shown}` to try again"),
+                None => bail!("{shown} holds an unfinished run; resume it with `nndl resume {shown}`, or pass --force to replace it"),
+            },
             (FolderState::ForeignFiles, false) => bail!("{shown} holds files nndl did not write; choose another --out or pass --force to replace them"),
             (_, true) => lock = replace(path, lock)?,
         }

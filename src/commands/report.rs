@@ -6,7 +6,7 @@ use crate::cli::ReportCmdArgs;
 use crate::plot::{band_chart, error_bar_chart, Band, Scale};
 use crate::report::{self, GroupReport, RunRecord};
 use crate::run_dir::write_atomic;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
@@ -16,41 +16,56 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
             bail!("{} is not a folder", d.display());
         }
     }
-    let records = report::collect(&args.dirs, &mut warnings);
-    if records.is_empty() {
-        bail!("no finished runs under {}", args.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "));
+    let found = report::collect(&args.dirs, &mut warnings);
+    let shown_dirs = || args.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+    if let Some(first) = found.failed.first().filter(|_| found.finished.is_empty()) {
+        bail!("no finished runs under {}: {} failed; {}: {}", shown_dirs(), found.failed.len(), first.dir.display(), first.reason);
+    }
+    if found.finished.is_empty() {
+        bail!("no finished runs under {}", shown_dirs());
     }
     for w in &warnings {
         if !args.report.quiet {
             eprintln!("warning: {w}");
         }
     }
-    let groups = report::aggregate(&records);
+    let groups = report::aggregate(&found);
     let out = args.out.clone().unwrap_or_else(|| args.dirs[0].clone());
     std::fs::create_dir_all(&out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
-    write_atomic(&out.join("report.md"), report::markdown(&groups, records.len(), &warnings).as_bytes())?;
+    write_atomic(&out.join("report.md"), report::markdown(&groups, &warnings).as_bytes())?;
     write_atomic(&out.join("report.csv"), report::csv(&groups).as_bytes())?;
-    let curves = |f: fn(&crate::metrics::EvalPoint) -> f64| bands(&groups, &records, f);
+    let curves = |f: fn(&crate::metrics::EvalPoint) -> f64| bands(&groups, &found.finished, f);
     band_chart(&out.join("report-accuracy.png"), "Test accuracy (mean, min-max over seeds)", "Iteration", "Test accuracy", &curves(|p| p.test_accuracy), Scale::Linear)?;
     band_chart(&out.join("report-loss.png"), "Test loss (mean, min-max over seeds)", "Iteration", "Test loss (log scale)", &curves(|p| p.test_loss), Scale::Log)?;
     if let Some(axis) = report::single_numeric_axis(&groups) {
-        let mut pts: Vec<(f64, f64, f64, f64)> = groups.iter().map(|g| {
-            let a = &g.test_accuracy;
-            (g.settings[axis.as_str()].as_f64().unwrap_or(f64::NAN), a.mean, a.min, a.max)
+        // A configuration whose every run failed has no point to draw.
+        let mut pts: Vec<(f64, f64, f64, f64)> = groups.iter().filter_map(|g| {
+            let a = g.test_accuracy?;
+            Some((g.settings[axis.as_str()].as_f64().unwrap_or(f64::NAN), a.mean, a.min, a.max))
         }).collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         error_bar_chart(&out.join(format!("report-{axis}.png")), &format!("Final test accuracy against {axis} (mean, min-max over seeds)"), &axis, "Final test accuracy", &pts)?;
     }
+    // Sorted best first, and some run finished: the first group has statistics.
     let best = &groups[0];
+    let accuracy = best.test_accuracy.context("the best configuration has no finished run")?;
+    let failed = found.failed.len();
+    let mut left_out = Vec::new();
+    if failed > 0 {
+        left_out.push(format!("{failed} failed, see report.md"));
+    }
+    if !warnings.is_empty() {
+        left_out.push(format!("{} left out, see warnings", warnings.len()));
+    }
     let human = format!("{} runs in {} configurations -> {}; best {}: {:.2}% ± {:.2} over {} seeds{}",
-        records.len(), groups.len(), out.join("report.md").display(), best.label, 100.0 * best.test_accuracy.mean, 100.0 * best.test_accuracy.std,
-        best.seeds.len(), if warnings.is_empty() { String::new() } else { format!(" ({} left out, see warnings)", warnings.len()) });
-    Outcome::new(human, &serde_json::json!({ "runs": records.len(), "configurations": groups, "warnings": warnings, "out_dir": out }))
+        found.finished.len(), groups.len(), out.join("report.md").display(), best.label, 100.0 * accuracy.mean, 100.0 * accuracy.std,
+        best.seeds.len(), if left_out.is_empty() { String::new() } else { format!(" ({})", left_out.join("; ")) });
+    Outcome::new(human, &serde_json::json!({ "runs": found.finished.len(), "failed": failed, "configurations": groups, "warnings": warnings, "out_dir": out }))
 }
 
 /// Per configuration: at each evaluation iteration, the mean, min and max over its runs.
 fn bands(groups: &[GroupReport], records: &[RunRecord], f: fn(&crate::metrics::EvalPoint) -> f64) -> Vec<Band> {
-    groups.iter().map(|g| {
+    groups.iter().filter(|g| !g.runs.is_empty()).map(|g| {
         let mut at: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         for &i in &g.runs {
             for p in &records[i].points {

@@ -9,7 +9,7 @@ use crate::cli::SweepArgs;
 use crate::data::DeviceData;
 use crate::progress::Progress;
 use crate::run::{self, RunEnd, RunSummary};
-use crate::run_dir::{write_atomic, Busy};
+use crate::run_dir::{record_failure, recorded_failure, write_atomic, Busy};
 use crate::runtime::Runtime;
 use crate::sweep::{Shard, SweepSpec, Trial};
 use anyhow::{anyhow, bail, Context, Result};
@@ -104,8 +104,14 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     if args.dry_run {
         let rows: Vec<serde_json::Value> = mine.iter().map(|t| {
             let dir = trial_dir(&out, t);
-            let state = if finished(&dir).is_some() { "done" } else if dir.exists() { "unfinished" } else { "new" };
-            serde_json::json!({ "trial": t.name, "dir": dir, "state": state })
+            let failure = recorded_failure(&dir);
+            let state = match () {
+                _ if finished(&dir).is_some() => "done",
+                _ if failure.is_some() => "failed",
+                _ if dir.exists() => "unfinished",
+                _ => "new",
+            };
+            serde_json::json!({ "trial": t.name, "dir": dir, "state": state, "error": failure })
         }).collect();
         let human = rows.iter().map(|r| format!("{:<10} {}", r["state"].as_str().unwrap_or(""), r["dir"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n");
         return Outcome::new(format!("{human}\n{} trials (shard {}/{})", rows.len(), shard.index + 1, shard.count), &rows);
@@ -438,16 +444,12 @@ fn write_failures(out: &Path, trials: &[Trial]) -> Result<()> {
         if finished(&dir).is_some() {
             return None;
         }
-        let text = std::fs::read_to_string(dir.join(FAILED)).ok()?;
-        Some(Failure { trial: t.name.clone(), error: text.trim().to_string() })
+        Some(Failure { trial: t.name.clone(), error: recorded_failure(&dir)? })
     }).collect();
     let mut text = serde_json::to_string_pretty(&failures)?;
     text.push('\n');
     write_atomic(&out.join("failures.json"), text.as_bytes())
 }
-
-/// Written into a trial's folder when it fails: its error line.
-const FAILED: &str = "failed.txt";
 
 /// Several trials in this process as one pack; one JSON row per trial on stdout.
 fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Option<&Path>, quiet: bool) -> Result<Outcome> {
@@ -463,7 +465,6 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
     let mut signal = None;
     let rows: Vec<serde_json::Value> = pack.iter().zip(&dirs).zip(ends).map(|((t, dir), end)| match end {
         MemberEnd::Ended { end: RunEnd::Finished(s), trained } => {
-            let _ = std::fs::remove_file(dir.join(FAILED));
             serde_json::json!({ "trial": t.name, "state": if trained { "done" } else { "already_done" }, "summary": s })
         }
         MemberEnd::Ended { end: RunEnd::Interrupted { signal: sig, next_iteration, .. }, .. } => {
@@ -478,7 +479,7 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
         MemberEnd::Failed(e) => {
             let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
             if dir.is_dir() {
-                let _ = write_atomic(&dir.join(FAILED), format!("{line}\n").as_bytes());
+                let _ = record_failure(dir, &line);
             }
             serde_json::json!({ "trial": t.name, "state": "failed", "error": line })
         }
@@ -503,7 +504,6 @@ fn run_trial(trial: &Trial, out: &Path, device: &str, threads: usize, data: Opti
     })();
     match result {
         Ok((RunEnd::Finished(s), true)) => {
-            let _ = std::fs::remove_file(dir.join(FAILED));
             Outcome::new(run::describe(&s), &s)
         }
         Ok((RunEnd::Finished(s), false)) => {
@@ -518,7 +518,7 @@ fn run_trial(trial: &Trial, out: &Path, device: &str, threads: usize, data: Opti
         Err(e) => {
             let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
             if dir.is_dir() {
-                let _ = write_atomic(&dir.join(FAILED), format!("{line}\n").as_bytes());
+                let _ = record_failure(&dir, &line);
             }
             Err(e)
         }

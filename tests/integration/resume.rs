@@ -138,6 +138,14 @@ fn diverging_run_stops_with_one_line_and_keeps_its_metrics() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("try a lower --lr (now 10000000000), or --allow-nan to go on as TF would"), "{err}");
     assert!(!metrics(&dir.join("run")).is_empty(), "the metrics written before are kept");
+    // The folder records why it stopped, for `report` and for the next command given it.
+    let recorded = std::fs::read_to_string(dir.join("run/failed.txt")).unwrap();
+    assert!(recorded.starts_with("training diverged: the loss became NaN or infinite at iteration "), "{recorded}");
+    let again = nndl().args(["mlp", "--iterations", "30", "--device", "cpu", "--quiet", "--data"]).arg(mnist_dir()).arg("--out").arg(dir.join("run")).output().unwrap();
+    crate::util::assert_one_line_error(&again, "holds a run that failed (training diverged: ");
+    let report = nndl().arg("report").arg(dir.join("run")).output().unwrap();
+    crate::util::assert_one_line_error(&report, "no finished runs under ");
+    assert!(String::from_utf8_lossy(&report.stderr).contains(": 1 failed; "), "{}", String::from_utf8_lossy(&report.stderr));
     // --allow-nan goes on to the end, as TF would.
     let out = nndl().args(["mlp", "--lr", "1e10", "--iterations", "30", "--eval-every", "10", "--allow-nan", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
         .arg(mnist_dir()).arg("--out").arg(dir.join("nan")).output().unwrap();

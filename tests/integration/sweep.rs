@@ -107,6 +107,19 @@ fn a_failed_trial_is_recorded_and_the_others_go_on() {
     let failures: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("failures.json")).unwrap()).unwrap();
     assert_eq!(failures[0]["trial"], "lr=1e10");
     assert!(out.join("lr=0.005/summary.json").is_file());
+    let listed = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap());
+    let states: Vec<&str> = listed.as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["done", "failed"]);
+    assert!(listed[1]["error"].as_str().unwrap().starts_with("training diverged"), "{listed}");
+    // The report counts the diverged trial in its configuration's row and says why it failed.
+    let r = ok(nndl().arg("report").arg(&out).arg("--json").output().unwrap());
+    assert_eq!((r["runs"].as_u64(), r["failed"].as_u64()), (Some(1), Some(1)));
+    let last = &r["configurations"][1];
+    assert_eq!((last["label"].as_str(), last["test_accuracy"].is_null()), (Some("lr=1e10"), true));
+    assert!(last["failed"][0]["reason"].as_str().unwrap().starts_with("training diverged"), "{last}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| lr=1e10 | 0 | 1 | — | — |") && md.contains("lr=1e10: training diverged"), "{md}");
+    assert!(!md.contains("unfinished"), "{md}");
 }
 
 #[test]
@@ -159,6 +172,10 @@ fn report_numbers_match_a_hand_computation() {
     std::fs::create_dir_all(dir.join("lr=0.1,seed=1")).unwrap();
     std::fs::write(dir.join("lr=0.1,seed=1/.nndl-run"), "{}").unwrap();
     std::fs::write(dir.join("lr=0.1,seed=1/config.json"), fake_config().to_string()).unwrap();
+    // A trial that failed: counted in its configuration's row, not in its statistics.
+    fake_run(&dir.join("lr=0.1,seed=2"), 0.1, 2, 0.0, 0.0);
+    std::fs::remove_file(dir.join("lr=0.1,seed=2/summary.json")).unwrap();
+    std::fs::write(dir.join("lr=0.1,seed=2/failed.txt"), "training diverged: (the test's words)\n").unwrap();
     let out = nndl().arg("report").arg(&*dir).args(["--json"]).output().unwrap();
     let r = ok(out.clone());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -174,9 +191,12 @@ fn report_numbers_match_a_hand_computation() {
     let l = &best["test_loss"];
     assert!((l["mean"].as_f64().unwrap() - 0.2).abs() < 1e-12 && (l["std"].as_f64().unwrap() - 0.1).abs() < 1e-12);
     assert!((best["best_test_accuracy"].as_f64().unwrap() - 0.941).abs() < 1e-12);
-    assert_eq!(r["configurations"][1]["label"], "lr=0.1");
+    let second = &r["configurations"][1];
+    assert_eq!((second["label"].as_str(), &second["seeds"], second["failed"][0]["seed"].as_u64()), (Some("lr=0.1"), &serde_json::json!([0]), Some(2)));
+    assert_eq!(second["test_accuracy"]["mean"].as_f64(), Some(0.5));
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(md.contains("| lr=0.01 | 3 | 92.00% ± 2.00 | 90.00% | 94.00% | 0.2000 ± 0.1000 | 0.1000 | 0.3000 | 94.10% | 2.0 |"), "{md}");
+    assert!(md.contains("| lr=0.1 | 1 | 1 | 50.00% ± 0.00 |") && md.contains("lr=0.1,seed=2: training diverged: (the test's words)"), "{md}");
+    assert!(md.contains("| lr=0.01 | 3 | 0 | 92.00% ± 2.00 | 90.00% | 94.00% | 0.2000 ± 0.1000 | 0.1000 | 0.3000 | 94.10% | 2.0 |"), "{md}");
     let csv = std::fs::read_to_string(dir.join("report.csv")).unwrap();
     let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
     assert_eq!(&row[..2], ["\"lr=0.01\"", "3"]);
