@@ -70,11 +70,12 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     }
     rt.say_note();
     let ends = run_members(&cfgs, &dirs, pack, &data, &rt);
-    report(&out, &seeds, ends)
+    report(&out, &seeds, pack, ends)
 }
 
-/// One line per seed, the JSON of every run, and a failing status when any seed did not finish.
-fn report(out: &std::path::Path, seeds: &[u64], ends: Vec<MemberEnd>) -> Result<Outcome> {
+/// One line per seed, the JSON of every run (and the most members a pack took), and a failing
+/// status when any seed did not finish.
+fn report(out: &std::path::Path, seeds: &[u64], pack: usize, ends: Vec<MemberEnd>) -> Result<Outcome> {
     let (mut lines, mut rows, mut failed, mut signal) = (vec![], vec![], vec![], None);
     for (seed, end) in seeds.iter().zip(ends) {
         let (line, row) = match end {
@@ -103,7 +104,7 @@ fn report(out: &std::path::Path, seeds: &[u64], ends: Vec<MemberEnd>) -> Result<
         lines.push(line);
         rows.push(row);
     }
-    let json = serde_json::json!({ "out_dir": out, "runs": rows });
+    let json = serde_json::json!({ "out_dir": out, "pack": pack, "runs": rows });
     let outcome = Outcome::new(lines.join("\n"), &json)?;
     if let Some(sig) = signal {
         let line = format!("interrupted; rerun the same command to continue the seeds in {}", out.display());

@@ -167,6 +167,7 @@ fn seeds_write_ordinary_run_folders() {
     let out = train(&["mlp", "--seeds", "3..5", "--iterations", "1", "--json", "--out", dir.join("pack").to_str().unwrap()]);
     let runs = json(&out)["runs"].as_array().unwrap().clone();
     assert_eq!(runs.len(), 3);
+    assert_eq!(json(&out)["pack"], 10, "the CPU's default pack for the MLP");
     for (seed, row) in (3..=5).zip(&runs) {
         assert_eq!(row["state"], "done");
         let member = dir.join(format!("pack/seed-{seed}"));
