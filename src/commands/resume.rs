@@ -37,6 +37,9 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     crate::run_dir::check_free_space(&args.run_dir, run::disk_estimate(&cfg))?;
     rt.say_note();
     if !args.report.quiet {
+        if let Some(reason) = crate::run_dir::recorded_failure(&args.run_dir) {
+            eprintln!("{shown} failed before ({reason}); trying again");
+        }
         match &ck {
             Some(ck) => eprintln!("resuming {shown} at iteration {} of {}", ck.meta.next_iteration, cfg.iterations),
             None => eprintln!("{shown} stopped before its first checkpoint: training it from the start"),

@@ -143,6 +143,9 @@ fn diverging_run_stops_with_one_line_and_keeps_its_metrics() {
     assert!(recorded.starts_with("training diverged: the loss became NaN or infinite at iteration "), "{recorded}");
     let again = nndl().args(["mlp", "--iterations", "30", "--device", "cpu", "--quiet", "--data"]).arg(mnist_dir()).arg("--out").arg(dir.join("run")).output().unwrap();
     crate::util::assert_one_line_error(&again, "holds a run that failed (training diverged: ");
+    let resumed = nndl().args(["resume", "--data"]).arg(mnist_dir()).arg(dir.join("run")).output().unwrap();
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    assert!(!resumed.status.success() && err.contains("failed before (training diverged: "), "{err}");
     let report = nndl().arg("report").arg(dir.join("run")).output().unwrap();
     crate::util::assert_one_line_error(&report, "no finished runs under ");
     assert!(String::from_utf8_lossy(&report.stderr).contains(": 1 failed; "), "{}", String::from_utf8_lossy(&report.stderr));
