@@ -217,6 +217,13 @@ impl TrainConfig {
         }
     }
 
+    /// Whether `other` configures the same run as `self`: equal but for the device and the
+    /// thread count, which may change between the sessions of one run (a sweep rerun with
+    /// other --jobs, a pack's member resumed alone).
+    pub fn same_run(&self, other: &TrainConfig) -> bool {
+        TrainConfig { device: other.device.clone(), threads: other.threads, ..self.clone() } == *other
+    }
+
     /// The settings in which `self` (a saved run's) and `other` differ, as `key X there, Y here`
     /// (keys in alphabetical order), for an error that says what differs.
     pub fn differences(&self, other: &TrainConfig) -> Vec<String> {

@@ -346,10 +346,10 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
 /// The checkpoint of an unfinished run of `cfg` in `run` (None when it has none yet); a run
 /// of another configuration is refused.
 pub(crate) fn saved_checkpoint(cfg: &TrainConfig, run: &RunDir) -> Result<Option<Checkpoint>> {
-    if let Ok(mut saved) = TrainConfig::load(&run.file("config.json")) {
-        // Where and on how many threads it runs may change between sessions.
-        (saved.device, saved.threads) = (cfg.device.clone(), cfg.threads);
-        if saved != *cfg {
+    if let Ok(saved) = TrainConfig::load(&run.file("config.json")) {
+        if !saved.same_run(cfg) {
+            // The device and thread count are not differences (`same_run`).
+            let saved = TrainConfig { device: cfg.device.clone(), threads: cfg.threads, ..saved };
             let dir = run.path.display();
             bail!("{dir} holds another configuration's run ({}); continue it as it is with `nndl resume {dir}`, or remove it or choose another folder",
                 saved.differences(cfg).join("; "));

@@ -28,7 +28,8 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     let ck_path = run_dir.file(checkpoint::FILE);
     let ck = if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None };
     if let Some(ck) = &ck {
-        if ck.meta.config != cfg {
+        // The last session may have run on another device or thread count (a sweep rerun).
+        if !ck.meta.config.same_run(&cfg) {
             bail!("{} was written by another config than {shown}/config.json; start the run again with --force", ck_path.display());
         }
     }

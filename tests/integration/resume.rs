@@ -104,6 +104,21 @@ fn config_json_holds_threads_and_device_and_reruns_identically() {
 }
 
 #[test]
+fn a_session_on_another_thread_count_still_resumes() {
+    // A sweep or `--seeds` rerun may continue a run on another thread count (other --jobs):
+    // its checkpoints then name that count, and config.json the first session's.
+    let dir = tempdir("threads-changed");
+    let run = dir.join("run");
+    train(&["mlp", "--iterations", "20", "--eval-every", "10", "--out", run.to_str().unwrap()]);
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    cfg["threads"] = 2.into();
+    std::fs::write(run.join("config.json"), cfg.to_string()).unwrap();
+    resume(&run);
+    assert!(run.join("summary.json").is_file());
+}
+
+#[test]
 fn eval_reproduces_the_runs_own_final_evaluation() {
     let dir = tempdir("eval");
     for (model, iters) in [("mlp", "60"), ("cnn", "10")] {
