@@ -189,7 +189,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "SEEDS", conflicts_with_all = ["seed", "export_init", "export_final"])]
     pub seeds: Option<String>,
     /// With --seeds: train at most M of them together as one batched model; 1 trains them one
-    /// after another [default: 16 on CUDA; on the CPU 10 for the MLP, 1 for the CNN].
+    /// after another [default: 16 on CUDA, 10 on the CPU].
     #[arg(long, value_name = "M", requires = "seeds", allow_hyphen_values = true)]
     pub pack: Option<usize>,
     /// Checkpoint every N steps [default: about every 60 s, and at the end].
@@ -290,8 +290,8 @@ pub struct SweepArgs {
     #[arg(long, value_name = "NAME")]
     pub trial: Vec<String>,
     /// Train up to M trials that differ only in seed and learning rate together, as one batched
-    /// model in one worker; 1 turns packing off [default: 16 on CUDA; on the CPU 10 for the MLP,
-    /// 1 for the CNN; never more than the trials left divided by --jobs].
+    /// model in one worker; 1 turns packing off [default: 16 on CUDA, 10 on the CPU; never more
+    /// than the trials left divided by --jobs].
     #[arg(long, value_name = "M")]
     pub pack: Option<usize>,
     #[command(flatten)]

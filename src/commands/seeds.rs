@@ -57,7 +57,7 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     let pack = match args.pack {
         Some(0) => bail!("invalid --pack 0: must be at least 1"),
         Some(p) => p,
-        None => crate::packed::default_pack(model, rt.device.is_cuda()),
+        None => crate::packed::default_pack(rt.device.is_cuda()),
     };
     let data = DeviceData::load(common.data.as_deref(), rt.device)?;
     let cfgs: Vec<TrainConfig> = seeds.iter().map(|&seed| TrainConfig { seed, ..base.clone() }).collect();

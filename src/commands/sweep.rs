@@ -216,10 +216,10 @@ impl Workers {
         }
     }
 
-    /// How many of `queued` trials of `model` one worker trains at once.
-    fn pack_size(&self, model: crate::config::ModelKind, queued: usize) -> usize {
+    /// How many of `queued` trials one worker trains at once.
+    fn pack_size(&self, queued: usize) -> usize {
         let spread = queued.div_ceil(self.jobs).max(1);
-        self.pack.unwrap_or(crate::packed::default_pack(model, self.gpus > 0).min(spread))
+        self.pack.unwrap_or(crate::packed::default_pack(self.gpus > 0).min(spread))
     }
 
     fn spawn(&self, spec: &Path, out: &Path, pack: &[&Trial], slot: usize) -> Result<Child> {
@@ -390,7 +390,7 @@ fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut summar
             None => queue.push(t),
         }
     }
-    let size = queue.first().map_or(1, |t| workers.pack_size(t.config.model, queue.len()));
+    let size = workers.pack_size(queue.len());
     let mut queue = into_packs(queue, size);
     let mut running: Vec<Option<(Vec<&Trial>, Child)>> = (0..workers.jobs).map(|_| None).collect();
     let mut forwarded = false;

@@ -5,7 +5,13 @@
 //! is out of tch's reach: members draw from the shared generator (independent masks, the same
 //! distribution), as a resumed single CUDA run does.
 use anyhow::Result;
+use std::sync::Mutex;
 use tch::{Device, Tensor};
+
+/// libtorch has one default CPU generator a process. A pack split over threads (sub-packs side
+/// by side) swaps its members' states in and out of it from each thread: one swap, draw and
+/// read-back at a time, so that no member draws from another's state.
+static CPU_GENERATOR: Mutex<()> = Mutex::new(());
 
 pub enum MemberRngs {
     Cpu(Vec<Vec<u8>>),
@@ -22,6 +28,9 @@ impl MemberRngs {
         match self {
             MemberRngs::Shared => Ok(draw()),
             MemberRngs::Cpu(states) => {
+                // A panicking draw cannot leave the generator half-swapped for the next member:
+                // every swap sets the whole state first.
+                let _generator = CPU_GENERATOR.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 crate::torch_extras::set_cpu_rng_state(&states[m])?;
                 let out = draw();
                 states[m] = crate::torch_extras::cpu_rng_state();

@@ -5,7 +5,7 @@
 use super::net::PackedNet;
 use super::trainer::{train_packed, MemberStart, PackContext};
 use crate::checkpoint::Checkpoint;
-use crate::config::{Dropout, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::DeviceData;
 use crate::progress::Progress;
 use crate::run::{self, RunEnd, RunObserver, Session};
@@ -97,10 +97,10 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
     ends.into_iter().map(|e| e.expect("every member ended")).collect()
 }
 
-/// One pack on the CPU's threads. libtorch's products gain little from more threads at these
-/// sizes, so on the CPU a pack whose members draw nothing at random (the MLP) is split into one
-/// sub-pack per thread, each single-threaded, side by side (measured faster; the members with
-/// random draws swap libtorch's one CPU generator, so they stay in one thread).
+/// One pack on the CPU's threads. libtorch's products and convolutions gain less from a
+/// second thread than a second run does, so on the CPU a pack is split into one sub-pack per
+/// thread, each single-threaded, side by side (measured faster for both nets). Members with
+/// random draws (dropout, shifts) take turns at libtorch's one CPU generator (`MemberRngs`).
 fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<Vec<MemberEnd>> {
     crate::signals::install()?;
     let cfg = group[0].cfg.clone();
@@ -114,9 +114,8 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
         Built { params: run::parameters(&network.vs), rng: crate::torch_extras::cpu_rng_state(), claimed }
     }).collect();
     let threads = tch::get_num_threads().max(1) as usize;
-    let draws = !matches!(cfg.dropout, Dropout::None {}) || cfg.augment_shift > 0;
     let parts = threads.min(group.len());
-    if rt.device.is_cuda() || draws || parts < 2 {
+    if rt.device.is_cuda() || parts < 2 {
         let ends = train_group(group, data, rt, rt.profile_steps, &pb);
         pb.finish();
         return ends;

@@ -148,6 +148,33 @@ fn stacked_evaluations_are_the_members_own() {
 }
 
 #[test]
+fn sub_packs_side_by_side_draw_their_own_members_masks() {
+    // A pack split over two threads: each sub-pack swaps its members' states in and out of
+    // libtorch's one CPU generator while the other draws too. Every mask must still be the one
+    // its member draws alone.
+    use nndl::packed::rngs::MemberRngs;
+    let _rng = rng_lock();
+    let states: Vec<Vec<Vec<u8>>> = (0..2).map(|part| (0..2).map(|m| {
+        tch::manual_seed(10 * part + m);
+        nndl::torch_extras::cpu_rng_state()
+    }).collect()).collect();
+    let draw_all = |states: Vec<Vec<u8>>| -> Vec<tch::Tensor> {
+        let mut rngs = MemberRngs::new(Device::Cpu, states);
+        (0..30).map(|_| rngs.dropout_noise(2, 256, 1024, 0.25, Device::Cpu).unwrap()).collect()
+    };
+    let alone: Vec<Vec<tch::Tensor>> = states.iter().cloned().map(draw_all).collect();
+    let side_by_side: Vec<Vec<tch::Tensor>> = std::thread::scope(|scope| {
+        let parts: Vec<_> = states.iter().cloned().map(|s| scope.spawn(move || draw_all(s))).collect();
+        parts.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    for (part, (a, b)) in alone.iter().zip(&side_by_side).enumerate() {
+        for (k, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(x.equal(y), "sub-pack {part}, draw {k}: a mask differs from the member's own");
+        }
+    }
+}
+
+#[test]
 fn a_diverging_member_stops_alone() {
     let _rng = rng_lock();
     tch::set_num_threads(1);
@@ -194,13 +221,16 @@ fn seeds_write_ordinary_run_folders() {
 }
 
 #[test]
-fn killed_packed_modern_cnn_resumes_bit_for_bit() {
+fn killed_packed_modern_cnn_resumes_bit_for_bit_and_splits_alike() {
     // Adam's moments, each member's generator (dropout, shifts) and batch order come back from
-    // the members' checkpoints, and the rerun packs them again.
+    // the members' checkpoints, and the rerun packs them again. The uninterrupted run has two
+    // threads, so its pack is split into two single-threaded sub-packs drawing side by side;
+    // the interrupted one trains both members in one thread: their files must agree all the same.
     let dir = tempdir("seeds-kill");
     let args = ["cnn", "--preset", "modern", "--seeds", "0..1", "--pack", "2", "--iterations", "24", "--eval-every", "12", "--checkpoint-every", "4"];
     let common = ["--device", "cpu", "--threads", "1", "--quiet", "--data"];
-    train(&[&args[..], &["--out", dir.join("whole").to_str().unwrap()]].concat());
+    let whole = nndl().args(args).args(["--device", "cpu", "--threads", "2", "--quiet", "--data"]).arg(mnist_dir()).arg("--out").arg(dir.join("whole")).output().unwrap();
+    assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
     let cut = dir.join("cut");
     let mut child = nndl().args(args).args(common).arg(mnist_dir()).arg("--out").arg(&cut).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = std::time::Instant::now();
