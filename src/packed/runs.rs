@@ -120,7 +120,14 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
         pb.finish();
         return ends;
     }
-    let mut rest = group.into_iter();
+    // Each member computes on its sub-pack's threads, and its config says so: a resume or a
+    // rerun of its config.json then computes as it did (the CNN's convolutions round by the
+    // thread count).
+    let per_part = (threads / parts).max(1);
+    let mut rest = group.into_iter().map(|mut b| {
+        b.claimed.cfg.threads = Some(per_part);
+        b
+    });
     let sizes: Vec<usize> = (0..parts).map(|k| rest.len() / parts + usize::from(k < rest.len() % parts)).collect();
     let subgroups: Vec<Vec<Built>> = sizes.iter().map(|&n| rest.by_ref().take(n).collect()).collect();
     let ends = std::thread::scope(|scope| {
@@ -130,7 +137,7 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
             let profile_steps = rt.profile_steps.filter(|_| k == 0);
             scope.spawn(move || {
                 // This thread's own libtorch and MKL thread counts (the global one is restored below).
-                tch::set_num_threads((threads / parts).max(1) as i32);
+                tch::set_num_threads(per_part as i32);
                 train_group(sub, &data, rt, profile_steps, pb)
             })
         }).collect();

@@ -231,6 +231,8 @@ fn killed_packed_modern_cnn_resumes_bit_for_bit_and_splits_alike() {
     let common = ["--device", "cpu", "--threads", "1", "--quiet", "--data"];
     let whole = nndl().args(args).args(["--device", "cpu", "--threads", "2", "--quiet", "--data"]).arg(mnist_dir()).arg("--out").arg(dir.join("whole")).output().unwrap();
     assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("whole/seed-0/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["threads"], 1, "a split member's config names the one thread it computed on");
     let cut = dir.join("cut");
     let mut child = nndl().args(args).args(common).arg(mnist_dir()).arg("--out").arg(&cut).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = std::time::Instant::now();
