@@ -57,7 +57,11 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
     let mut cfg = TrainConfig::load(&dir.join("config.json"))?;
     let model_path = dir.join(MODEL_FILE);
     if !model_path.is_file() {
-        bail!("{} has no {MODEL_FILE}: the run has not finished (continue it with `nndl resume {}`)", dir.display(), dir.display());
+        let shown = dir.display();
+        match crate::run_dir::recorded_failure(dir) {
+            Some(reason) => bail!("{shown} has no {MODEL_FILE}: the run failed ({reason})"),
+            None => bail!("{shown} has no {MODEL_FILE}: the run has not finished (continue it with `nndl resume {shown}`)"),
+        }
     }
     if let Some(d) = &args.device {
         cfg.device = d.clone();

@@ -161,6 +161,8 @@ fn diverging_run_stops_with_one_line_and_keeps_its_metrics() {
     let resumed = nndl().args(["resume", "--data"]).arg(mnist_dir()).arg(dir.join("run")).output().unwrap();
     let err = String::from_utf8_lossy(&resumed.stderr);
     assert!(!resumed.status.success() && err.contains("failed before (training diverged: "), "{err}");
+    let eval = nndl().arg("eval").arg(dir.join("run")).args(["--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    crate::util::assert_one_line_error(&eval, "has no model.safetensors: the run failed (training diverged: ");
     let report = nndl().arg("report").arg(dir.join("run")).output().unwrap();
     crate::util::assert_one_line_error(&report, "no finished runs under ");
     assert!(String::from_utf8_lossy(&report.stderr).contains(": 1 failed; "), "{}", String::from_utf8_lossy(&report.stderr));
