@@ -105,11 +105,14 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         let rows: Vec<serde_json::Value> = mine.iter().map(|t| {
             let dir = trial_dir(&out, t);
             let failure = recorded_failure(&dir);
-            let state = match () {
-                _ if finished(&dir).is_some() => "done",
-                _ if failure.is_some() => "failed",
-                _ if dir.exists() => "unfinished",
-                _ => "new",
+            let state = if finished(&dir).is_some() {
+                "done"
+            } else if failure.is_some() {
+                "failed"
+            } else if dir.exists() {
+                "unfinished"
+            } else {
+                "new"
             };
             serde_json::json!({ "trial": t.name, "dir": dir, "state": state, "error": failure })
         }).collect();
