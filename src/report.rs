@@ -144,31 +144,44 @@ pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
     found
 }
 
+/// One configuration's runs: indices into `Found::finished` and `Found::failed`.
+#[derive(Default)]
+struct Members {
+    finished: Vec<usize>,
+    failed: Vec<usize>,
+}
+
+impl Members {
+    /// The config of any of its runs (they share every setting the grouping looks at).
+    fn config<'a>(&self, found: &'a Found) -> &'a TrainConfig {
+        match self.finished.first() {
+            Some(&i) => &found.finished[i].config,
+            None => &found.failed[self.failed[0]].config,
+        }
+    }
+}
+
 /// Groups runs by configuration and sorts the groups by mean accuracy, best first; a
 /// configuration whose every run failed comes last.
 pub fn aggregate(found: &Found) -> Vec<GroupReport> {
     let key = |c: &TrainConfig| serde_json::Value::Object(configuration(c)).to_string();
-    let mut groups: BTreeMap<String, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Members> = BTreeMap::new();
     for (i, r) in found.finished.iter().enumerate() {
-        groups.entry(key(&r.config)).or_default().0.push(i);
+        groups.entry(key(&r.config)).or_default().finished.push(i);
     }
     for (i, f) in found.failed.iter().enumerate() {
-        groups.entry(key(&f.config)).or_default().1.push(i);
+        groups.entry(key(&f.config)).or_default().failed.push(i);
     }
-    let first_config = |(done, failed): &(Vec<usize>, Vec<usize>)| match done.first() {
-        Some(&i) => &found.finished[i].config,
-        None => &found.failed[failed[0]].config,
-    };
-    let configs: Vec<serde_json::Map<String, serde_json::Value>> = groups.values().map(|g| configuration(first_config(g))).collect();
+    let configs: Vec<serde_json::Map<String, serde_json::Value>> = groups.values().map(|g| configuration(g.config(found))).collect();
     // The keys whose values differ between configurations label them.
     let mut varying: Vec<String> = configs.iter().flat_map(|c| c.keys().cloned()).collect();
     varying.sort();
     varying.dedup();
     varying.retain(|k| configs.iter().any(|c| c.get(k) != configs[0].get(k)));
     let mut out: Vec<GroupReport> = groups.values().zip(&configs).map(|(g, settings)| {
-        let runs: Vec<&RunRecord> = g.0.iter().map(|&i| &found.finished[i]).collect();
+        let runs: Vec<&RunRecord> = g.finished.iter().map(|&i| &found.finished[i]).collect();
         let label = if varying.is_empty() {
-            let cfg = first_config(g);
+            let cfg = g.config(found);
             format!("{} {}", cfg.model.name(), cfg.preset.name())
         } else {
             varying.iter().map(|k| format!("{k}={}", short(&settings[k]))).collect::<Vec<_>>().join(",")
@@ -182,8 +195,8 @@ pub fn aggregate(found: &Found) -> Vec<GroupReport> {
             test_loss: over_runs(|r| r.final_test_loss),
             best_test_accuracy: over_runs(|r| r.best_test_accuracy).map(|s| s.max),
             mean_train_seconds: over_runs(|r| r.train_seconds).map(|s| s.mean),
-            failed: g.1.iter().map(|&i| &found.failed[i]).map(|f| FailedSeed { seed: f.config.seed, dir: f.dir.clone(), reason: f.reason.clone() }).collect(),
-            runs: g.0.clone(),
+            failed: g.failed.iter().map(|&i| &found.failed[i]).map(|f| FailedSeed { seed: f.config.seed, dir: f.dir.clone(), reason: f.reason.clone() }).collect(),
+            runs: g.finished.clone(),
         }
     }).collect();
     let mean_accuracy = |g: &GroupReport| g.test_accuracy.map_or(f64::NEG_INFINITY, |s| s.mean);
