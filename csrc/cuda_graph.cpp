@@ -1,7 +1,6 @@
 // A C API over at::cuda::CUDAGraph so nndl can capture one training step and replay it: a
 // training step of these small nets is dozens of tiny kernels, and launching them one by one
-// from the host costs more than running them. Also side streams: an evaluation beside the steps
-// (timed with events), a pack's members side by side. Built as its own shared library (build.rs)
+// from the host costs more than running them. Also side streams: a pack's members side by side. Built as its own shared library (build.rs)
 // and loaded with dlopen only when CUDA is present, so the nndl binary still runs on CPU-only
 // hosts.
 #include "cuda_graph.h"
@@ -39,15 +38,13 @@ struct NndlGraph {
 };
 
 // Made once, so that entering and joining inside a graph capture create no events: `fork` and
-// `join` order the streams; the timed `start` and `end` bracket the work of a timed enter.
+// `join` order the streams.
 struct NndlStream {
   c10::DeviceIndex device;
   c10::cuda::CUDAStream stream;
   c10::cuda::CUDAStream previous;
   cudaEvent_t fork;
   cudaEvent_t join;
-  cudaEvent_t start;
-  cudaEvent_t end;
 };
 
 extern "C" {
@@ -92,11 +89,9 @@ NndlStream* nndl_stream_new(int device) {
   int failed = guarded([&] {
     auto d = static_cast<c10::DeviceIndex>(device);
     auto pooled = c10::cuda::getStreamFromPool(false, d);
-    s = new NndlStream{d, pooled, pooled, nullptr, nullptr, nullptr, nullptr};
+    s = new NndlStream{d, pooled, pooled, nullptr, nullptr};
     check(cudaEventCreateWithFlags(&s->fork, cudaEventDisableTiming));
     check(cudaEventCreateWithFlags(&s->join, cudaEventDisableTiming));
-    check(cudaEventCreate(&s->start));
-    check(cudaEventCreate(&s->end));
   });
   if (failed != 0) {
     nndl_stream_free(s);
@@ -105,22 +100,16 @@ NndlStream* nndl_stream_new(int device) {
   return s;
 }
 
-int nndl_stream_enter(NndlStream* s, int timed) {
+int nndl_stream_enter(NndlStream* s) {
   return guarded([&] {
     s->previous = c10::cuda::getCurrentCUDAStream(s->device);
     check(cudaEventRecord(s->fork, s->previous.stream()));
     check(cudaStreamWaitEvent(s->stream.stream(), s->fork, 0));
-    if (timed) check(cudaEventRecord(s->start, s->stream.stream()));
     c10::cuda::setCurrentCUDAStream(s->stream);
   });
 }
 
-int nndl_stream_leave(NndlStream* s, int timed) {
-  return guarded([&] {
-    if (timed) check(cudaEventRecord(s->end, s->stream.stream()));
-    c10::cuda::setCurrentCUDAStream(s->previous);
-  });
-}
+int nndl_stream_leave(NndlStream* s) { return guarded([&] { c10::cuda::setCurrentCUDAStream(s->previous); }); }
 
 int nndl_stream_join(NndlStream* s) {
   return guarded([&] {
@@ -129,17 +118,10 @@ int nndl_stream_join(NndlStream* s) {
   });
 }
 
-int nndl_stream_wait(NndlStream* s, float* ms) {
-  return guarded([&] {
-    check(cudaEventSynchronize(s->end));
-    check(cudaEventElapsedTime(ms, s->start, s->end));
-  });
-}
-
 void nndl_stream_free(NndlStream* s) {
   if (s == nullptr) return;
   // A half-made stream has null events; errors cannot be reported from here.
-  for (cudaEvent_t e : {s->fork, s->join, s->start, s->end}) {
+  for (cudaEvent_t e : {s->fork, s->join}) {
     if (e != nullptr) cudaEventDestroy(e);
   }
   delete s;

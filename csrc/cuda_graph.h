@@ -22,20 +22,16 @@ int nndl_graph_capture_end(NndlGraph* g);
 int nndl_graph_replay(NndlGraph* g);
 void nndl_graph_free(NndlGraph* g);
 
-// A stream of the device's pool, for work beside the current stream (an evaluation beside the
-// training steps, or a pack's member in a branch of its own); NULL on failure.
+// A stream of the device's pool, for work beside the current stream (a pack's member in a
+// branch of its own); NULL on failure.
 typedef struct NndlStream NndlStream;
 NndlStream* nndl_stream_new(int device);
-// Makes the stream current, ordered after the work queued so far on the current stream; with
-// `timed`, marks where its timed work starts.
-int nndl_stream_enter(NndlStream* s, int timed);
-// With `timed`, marks where the timed work ends; makes the stream current at enter current
-// again (which does not wait for this one: see join).
-int nndl_stream_leave(NndlStream* s, int timed);
+// Makes the stream current, ordered after the work queued so far on the current stream.
+int nndl_stream_enter(NndlStream* s);
+// Makes the stream current at enter current again (which does not wait for this one: see join).
+int nndl_stream_leave(NndlStream* s);
 // Orders the work queued from now on the current stream after the work queued so far on `s`.
 int nndl_stream_join(NndlStream* s);
-// Waits until the timed work is done; writes its milliseconds.
-int nndl_stream_wait(NndlStream* s, float* ms);
 void nndl_stream_free(NndlStream* s);
 
 #ifdef __cplusplus

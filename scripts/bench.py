@@ -7,13 +7,12 @@ alternating the two programs so that machine noise hits both alike).
   XOR: nndl vs the seed's own Python (one 3001-epoch run), and nndl's 1000 seeds.
   packed: M seeds in one `nndl mlp|cnn --seeds` vs M single runs (half before the pack, half
           after), vs one single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M);
-          on CUDA also the pack with its members on streams of their own, and the CNN's pack
-          channels-last.
+          on CUDA also the pack's other arrangement (the MLP's members on streams of their own,
+          the CNN's stacked), and the CNN's pack channels-last.
   denormals: the MLP with denormals flushed (as TF, nndl's default) and kept (PyTorch's default),
           nndl and PyTorch eager alike.
   variants: nndl's faithful MLP and CNN with each speed route switched off in turn (the CUDA
-          graph, the device's convolution layout, the CPU's evaluations beside the steps) and the
-          routes not yet on by default switched on (CUDA: evaluations on a second stream),
+          graph, the device's convolution layout, the CPU's evaluations beside the steps),
           alternating, with each variant's metrics compared to the default's.
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
           nndl's single-run loop time, and where nndl's MLP and CNN steps spend it (libtorch's
@@ -156,14 +155,17 @@ def bench_packed(a, model, members, iterations, tmp):
     packed_loop = seeds_loop(packed)
     singles += [single(k) for k in range(members // 2, members)]
     vmap = run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, "--members", str(members), *common, "--data", a.data])
-    # Other packs on CUDA, for A/B figures: the members on streams of their own instead of
-    # stacked; the CNN's grouped convolutions channels-last (the default follows the single
-    # CNN's layout, NCHW). One that fails is reported, and the rest still measured.
+    # Other packs on CUDA, for A/B figures: the other arrangement of the members (the MLP's
+    # default stacks them, the CNN's puts each on a stream of its own); the CNN's convolutions
+    # channels-last (the default follows the single CNN's layout, NCHW). One that fails is
+    # reported, and the rest still measured.
     others = []
     if a.device == "cuda":
-        routes = [("members on streams of their own (NNDL_PACK_STREAMS=on)", {"NNDL_PACK_STREAMS": "on"})]
-        if model == "cnn":
-            routes.append(("channels-last (NNDL_CNN_LAYOUT=nhwc)", {"NNDL_CNN_LAYOUT": "nhwc"}))
+        if model == "mlp":
+            routes = [("members on streams of their own (NNDL_PACK_STREAMS=on)", {"NNDL_PACK_STREAMS": "on"})]
+        else:
+            routes = [("members stacked, grouped convolutions (NNDL_PACK_STREAMS=off)", {"NNDL_PACK_STREAMS": "off"}),
+                      ("channels-last (NNDL_CNN_LAYOUT=nhwc)", {"NNDL_CNN_LAYOUT": "nhwc"})]
         for k, (label, env) in enumerate(routes):
             run, failure = run_or_failure(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed-{k}")], env={**os.environ, **env})
             if failure:
@@ -200,16 +202,13 @@ def bench_packed(a, model, members, iterations, tmp):
     return row
 
 
-# (name, environment, extra flags): nndl's default, each speed route off in turn, and the
-# routes not yet on by default switched on ("ON:").
+# (name, environment, extra flags): nndl's default, and each speed route off in turn.
 VARIANTS = {
     "mlp": [("default", {}, []), ("steps one by one, no CUDA graph", {}, ["--no-cuda-graph"]),
             ("CUDA context after the data", {"NNDL_OVERLAP_START": "off"}, []),
-            ("ON: evaluations on a second stream", {"NNDL_EVAL_OVERLAP": "on"}, []),
             ("evaluations inline (CPU)", {"NNDL_EVAL_OVERLAP": "off"}, [])],
     "cnn": [("default", {}, []), ("steps one by one, no CUDA graph", {}, ["--no-cuda-graph"]),
-            ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"}, []),
-            ("ON: evaluations on a second stream", {"NNDL_EVAL_OVERLAP": "on"}, [])],
+            ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"}, [])],
 }
 
 

@@ -5,11 +5,10 @@
 #   scripts/gpu-speed.sh NNDL_BINARY MNIST_DIR OUT_DIR
 # Most important first, each part written as it ends: bench.txt (single faithful runs, nndl vs
 # PyTorch eager vs the CUDA-graph PyTorch peer, median of 2, TF32 off in all), variants.txt
-# (nndl with each speed route off in turn, the evaluations on a second stream on, and whether
-# the metrics stay the same), packed.txt
-# (10 seeds packed vs 10 single runs vs one run vs PyTorch's vmap ensemble; the CNN at 1001
-# iterations; each pack also with its members on streams of their own, the CNN's also
-# channels-last), checks.txt (eager and checkpointed runs against the default's metrics).
+# (nndl with each speed route off in turn, and whether the metrics stay the same), checks.txt
+# (eager and checkpointed runs against the default's metrics), packed.txt (10 seeds packed vs
+# 10 single runs vs one run vs PyTorch's vmap ensemble; the CNN at 1001 iterations; each pack
+# also in its other arrangement, stacked or on streams, the CNN's also channels-last).
 # scripts/gpu-profile.sh makes the kernel lists, in a second call.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
@@ -28,17 +27,15 @@ bench() { timeout "$1" python3 "$here/bench.py" --nndl "$nndl" --python python3 
 # times, 2 repeats of the six programs come to about 130 s.
 bench 200 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn | tee "$out/bench.txt"
 bench 130 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
-bench 190 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
 {
   run() { timeout 60 "$nndl" mlp --device cuda --data "$data" --quiet --json --out "$work/$1" "${@:2}" >/dev/null || echo "FAILED: $1"; }
   run mlp-default
   run mlp-eager --no-cuda-graph
   run mlp-checkpoint-75 --checkpoint-every 75
-  # The evaluations on a second stream, taken back at checkpoints between two evaluations.
-  NNDL_EVAL_OVERLAP=on run mlp-stream-checkpoint-75 --checkpoint-every 75
-  for v in eager checkpoint-75 stream-checkpoint-75; do
+  for v in eager checkpoint-75; do
     cmp -s "$work/mlp-default/metrics.csv" "$work/mlp-$v/metrics.csv" && echo "MLP $v: metrics.csv identical to the default run's" || echo "MLP $v: metrics.csv DIFFER"
     cmp -s "$work/mlp-default/model.safetensors" "$work/mlp-$v/model.safetensors" && echo "MLP $v: model.safetensors identical" || echo "MLP $v: model.safetensors DIFFER"
   done
 } 2>&1 | tee "$out/checks.txt"
+bench 190 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
 tar -czf "$out/results.tar.gz" -C "$work" --exclude='*.safetensors' --exclude='*.png' .

@@ -40,10 +40,9 @@ pub struct RunSummary {
     /// The training loop, evaluations included, over every session of a resumed run.
     pub train_seconds: f64,
     /// Of which evaluations on the test set; with `eval_overlap`, the time they took beside the
-    /// steps (on their own thread, or on CUDA their second stream's time on the device).
+    /// steps, on their own thread.
     pub eval_seconds: f64,
-    /// Whether the evaluations ran beside the steps (the MLP on two CPU threads or more; on
-    /// CUDA with NNDL_EVAL_OVERLAP=on).
+    /// Whether the evaluations ran beside the steps (the MLP on two CPU threads or more).
     #[serde(default)]
     pub eval_overlap: bool,
     pub evaluations: usize,

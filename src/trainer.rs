@@ -34,14 +34,14 @@ pub fn evaluate_with(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, seen: i
 }
 
 /// The mean loss and accuracy of `evaluation_sums` over its `n` examples (read from the device).
-pub(crate) fn evaluation_means((loss, correct): (Tensor, Tensor), n: i64) -> (f64, f64) {
+fn evaluation_means((loss, correct): (Tensor, Tensor), n: i64) -> (f64, f64) {
     let n = n as f64;
     (loss.double_value(&[]) / n, correct.double_value(&[]) / n)
 }
 
 /// The summed test loss and the count of correct predictions, left on the device: queuing them
 /// waits for nothing.
-pub(crate) fn evaluation_sums(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, mut seen: impl FnMut(&Tensor, &Tensor)) -> (Tensor, Tensor) {
+fn evaluation_sums(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, mut seen: impl FnMut(&Tensor, &Tensor)) -> (Tensor, Tensor) {
     tch::no_grad(|| {
         let device = split.images.device();
         let mut loss = Tensor::zeros([], (Kind::Float, device));
@@ -120,7 +120,7 @@ pub struct TrainOutcome {
     /// Of which evaluations (the device is synchronised first, so queued training work is
     /// not counted here); with `eval_overlap`, the time they took beside the steps.
     pub eval_seconds: f64,
-    /// Whether the evaluations ran beside the steps (a thread or a CUDA stream of their own).
+    /// Whether the evaluations ran beside the steps, on a thread of their own.
     pub eval_overlap: bool,
     /// Whether the steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
@@ -367,17 +367,8 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
     let mut ending = Ending::Finished;
     let mut closed_at = None;
-    // The MLP on two CPU threads or more evaluates on a thread of its own, beside the steps;
-    // on CUDA, with NNDL_EVAL_OVERLAP=on, either net on a second stream.
-    let mut beside = match OverlappedEval::wanted(cfg, device, profiler.is_some()).then(|| OverlappedEval::start(cfg, ctx.vs, test)) {
-        Some(Err(e)) if device.is_cuda() => {
-            if !ctx.quiet {
-                eprintln!("note: evaluations run inline, not on a second stream: {e:#}");
-            }
-            None
-        }
-        started => started.transpose()?,
-    };
+    // The MLP on two CPU threads or more evaluates on a thread of its own, beside the steps.
+    let mut beside = OverlappedEval::wanted(cfg, device, profiler.is_some()).then(|| OverlappedEval::start(cfg, ctx.vs, test)).transpose()?;
     for i in st.next..cfg.iterations {
         if let Some(signal) = obs.stop_requested() {
             st.next = i;
