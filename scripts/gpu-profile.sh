@@ -6,7 +6,7 @@
 # after, while the machine is warm. First Kineto profiles of 40 steps each into kineto.txt (about
 # two minutes): nndl's (--profile-steps) and the PyTorch peer's (bench_torch.py --profile-steps,
 # summed by trace_table.py the same way), graph replays and eager steps of the MLP and CNN, and
-# nndl's packs of 10 (the MLP's also with its members on streams of their own). Then ncu times each kernel of a short eager run alone
+# nndl's packs of 10 (each also in its other arrangement, stacked or on streams). Then ncu times each kernel of a short eager run alone
 # (--clock-control none, one metric); ncu_steps.py prints one training step of each, kernel by
 # kernel: the faithful MLP and CNN of nndl and of PyTorch eager (the CUDA-graph peer replays the
 # same kernels), and a pack of 10 MLP seeds. The lists go to ncu.tar.gz, the summaries to
@@ -43,10 +43,12 @@ peer() {
     profile $m-eager $m --no-cuda-graph
     peer torch-$m-eager --model $m
   done
+  # Each pack in its default arrangement (the MLP's stacked, the CNN's members on streams of
+  # their own, whose kernels may overlap in time), then in the other.
   profile mlp-pack10 mlp --seeds 0..9
   profile cnn-pack10 cnn --seeds 0..9
-  # The members on streams of their own (kernels of different members may overlap in time).
   NNDL_PACK_STREAMS=on profile mlp-pack10-streams mlp --seeds 0..9
+  NNDL_PACK_STREAMS=off profile cnn-pack10-stacked cnn --seeds 0..9
 } 2>&1 | tee "$out/kineto.txt"
 short=(--iterations 10 --eval-every 1000 --device cuda --data "$data")
 "$nndl" mlp "${short[@]}" --out "$work/warm" --quiet --force --no-cuda-graph >/dev/null  # the page cache
