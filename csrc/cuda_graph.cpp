@@ -1,8 +1,8 @@
 // A C API over at::cuda::CUDAGraph so nndl can capture one training step and replay it: a
 // training step of these small nets is dozens of tiny kernels, and launching them one by one
-// from the host costs more than running them. Also side streams: a pack's members side by side. Built as its own shared library (build.rs)
-// and loaded with dlopen only when CUDA is present, so the nndl binary still runs on CPU-only
-// hosts.
+// from the host costs more than running them. Also side streams: a pack's members side by side.
+// Built as its own shared library (build.rs) and loaded with dlopen only when CUDA is present, so
+// the nndl binary still runs on CPU-only hosts.
 #include "cuda_graph.h"
 
 #include <ATen/cuda/CUDAGraph.h>

@@ -2,15 +2,16 @@
 # Kernel lists for the speed issue, for a CUDA machine with PyTorch 2.11 (python3), ncu and no
 # Rust (build nndl elsewhere; carry the binary, its CUDA-graph shim and MNIST), then
 #   scripts/gpu-profile.sh NNDL_BINARY MNIST_DIR OUT_DIR
-# Separate from gpu-speed.sh, whose measurements fill one 10-minute device call: run it right
-# after, while the machine is warm. First Kineto profiles of 40 steps each into kineto.txt (about
-# two minutes): nndl's (--profile-steps) and the PyTorch peer's (bench_torch.py --profile-steps,
-# summed by trace_table.py the same way), graph replays and eager steps of the MLP and CNN, and
-# nndl's packs of 10 (each also in its other arrangement, stacked or on streams). Then ncu times each kernel of a short eager run alone
-# (--clock-control none, one metric); ncu_steps.py prints one training step of each, kernel by
-# kernel: the faithful MLP and CNN of nndl and of PyTorch eager (the CUDA-graph peer replays the
-# same kernels), and a pack of 10 MLP seeds. The lists go to ncu.tar.gz, the summaries to
-# steps.txt.
+# Separate from gpu-speed.sh, whose measurements take most of a 10-minute device call: run it
+# right after, while the machine is warm (about 3 minutes on an H200). First Kineto profiles of
+# 40 steps each into kineto.txt (about two minutes): nndl's (--profile-steps) and the PyTorch
+# peer's (bench_torch.py --profile-steps, summed by trace_table.py the same way), graph replays
+# and eager steps of the MLP and CNN, and nndl's packs of 10 (each also in its other
+# arrangement, stacked or on streams). Then ncu
+# times each kernel of a short eager run alone (--clock-control none, one metric); ncu_steps.py
+# prints one training step of each, kernel by kernel: the faithful MLP and CNN of nndl and of
+# PyTorch eager (the CUDA-graph peer replays the same kernels), and a pack of 10 MLP seeds. The
+# lists go to ncu.tar.gz, the summaries to steps.txt.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
 mkdir -p "$work/ncu"

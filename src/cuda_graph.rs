@@ -1,6 +1,7 @@
-//! CUDA graphs for the training step, and side streams (a pack's members side by side), through the small C API of csrc/cuda_graph.h (tch has neither). The
-//! shim is a separate shared library, loaded with libloading only when CUDA is up, so the binary
-//! keeps running on CPU-only hosts; without it, CUDA steps simply run one by one.
+//! CUDA graphs for the training step, and side streams (a pack's members side by side),
+//! through the small C API of csrc/cuda_graph.h (tch has neither). The shim is a separate shared
+//! library, loaded with libloading only when CUDA is up, so the binary keeps running on CPU-only
+//! hosts; without it, CUDA steps simply run one by one.
 use anyhow::{anyhow, bail, Result};
 use libloading::{Library, Symbol};
 use std::ffi::{c_char, c_int, c_void, CStr};

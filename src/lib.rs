@@ -30,10 +30,11 @@ pub mod progress;
 pub mod profile;
 pub mod signals;
 
-// The machine: device, threads, numerics switches, CUDA graphs, versions.
+// The machine: device, threads, numerics and speed switches, CUDA graphs, versions.
 pub mod cuda_graph;
 pub mod device;
 pub mod runtime;
+pub mod switches;
 pub mod system_info;
 pub mod torch_extras;
 

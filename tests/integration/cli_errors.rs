@@ -99,3 +99,11 @@ fn bad_seeds_and_packs() {
     assert_one_line_error(&mlp_with(&["--pack", "2"]), "--seeds");
     assert_one_line_error(&mlp_with(&["--seeds", "0..1", "--export-init", "x", "--export-steps", "2"]), "--export-init");
 }
+
+#[test]
+fn a_mistyped_speed_switch_is_named_not_ignored() {
+    let out = crate::util::tempdir("badswitch");
+    let run = nndl().args(["mlp", "--device", "cpu", "--quiet", "--out"]).arg(out.join("run")).env("NNDL_PACK_STREAMS", "yes").output().unwrap();
+    assert_one_line_error(&run, "NNDL_PACK_STREAMS=\"yes\": expected on or off");
+    assert!(!out.join("run").exists(), "nothing is written before the switches are checked");
+}
