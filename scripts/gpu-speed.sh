@@ -6,9 +6,10 @@
 # Most important first, each part written as it ends: bench.txt (single faithful runs, nndl vs
 # PyTorch eager vs the CUDA-graph PyTorch peer, median of 2, TF32 off in all), variants.txt
 # (nndl with each speed route off in turn, and whether the metrics stay the same), checks.txt
-# (eager and checkpointed runs against the default's metrics), packed.txt (10 seeds packed vs
-# 10 single runs vs one run vs PyTorch's vmap ensemble; the CNN at 1001 iterations; each pack
-# also in its other arrangement, stacked or on streams, the CNN's also channels-last).
+# (eager and checkpointed runs against the default's metrics; a CNN pack's deterministic runs
+# against each other), packed.txt (10 seeds packed vs 10 single runs vs one run vs PyTorch's
+# vmap ensemble; the CNN at 1001 iterations; each pack also in its other arrangement, stacked
+# or on streams, the CNN's also channels-last).
 # scripts/gpu-profile.sh makes the kernel lists, in a second call.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
@@ -35,6 +36,14 @@ bench 130 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variant
   for v in eager checkpoint-75; do
     cmp -s "$work/mlp-default/metrics.csv" "$work/mlp-$v/metrics.csv" && echo "MLP $v: metrics.csv identical to the default run's" || echo "MLP $v: metrics.csv DIFFER"
     cmp -s "$work/mlp-default/model.safetensors" "$work/mlp-$v/model.safetensors" && echo "MLP $v: model.safetensors identical" || echo "MLP $v: model.safetensors DIFFER"
+  done
+  # A CNN pack on streams moved its accuracies between two runs; with cuDNN's algorithms fixed
+  # (--deterministic), two runs should give the same metrics.
+  for k in 1 2; do
+    timeout 60 "$nndl" cnn --seeds 0..3 --iterations 200 --eval-every 100 --deterministic --device cuda --data "$data" --quiet --out "$work/cnn-pack-det-$k" >/dev/null || echo "FAILED: cnn-pack-det-$k"
+  done
+  for seed in 0 1 2 3; do
+    cmp -s "$work/cnn-pack-det-1/seed-$seed/metrics.csv" "$work/cnn-pack-det-2/seed-$seed/metrics.csv" && echo "CNN pack on streams, --deterministic, seed $seed: metrics.csv identical in two runs" || echo "CNN pack on streams, --deterministic, seed $seed: metrics.csv DIFFER between two runs"
   done
 } 2>&1 | tee "$out/checks.txt"
 bench 190 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
