@@ -48,6 +48,9 @@ pub struct RunSummary {
     pub evaluations: usize,
     /// Whether the training steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
+    /// How this run trained in a pack (its last session); null for a single run.
+    #[serde(default)]
+    pub pack: Option<crate::packed::PackInfo>,
     pub deterministic: bool,
     pub tf32: bool,
     #[serde(default)]
@@ -295,6 +298,7 @@ pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: 
         eval_overlap: outcome.eval_overlap,
         evaluations: points.len(),
         cuda_graph: outcome.cuda_graph,
+        pack: outcome.pack.clone(),
         deterministic: cfg.deterministic,
         tf32: cfg.tf32,
         flush_denormals: cfg.flush_denormals,

@@ -10,6 +10,7 @@ use crate::data::{Batcher, DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::optim::Optim;
 use crate::overlapped_eval::OverlappedEval;
+use crate::packed::PackInfo;
 use crate::profile::{StepProfile, StepProfiler};
 use crate::torch_extras::DenormalMode;
 use anyhow::{anyhow, bail, Result};
@@ -124,6 +125,8 @@ pub struct TrainOutcome {
     pub eval_overlap: bool,
     /// Whether the steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
+    /// How a pack's member trained beside the others; None for a single run.
+    pub pack: Option<PackInfo>,
     /// What `--profile-steps` recorded.
     pub profile: Option<StepProfile>,
     pub ending: Ending,
@@ -481,7 +484,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let cuda_graph = graph.as_ref().is_some_and(StepGraph::is_captured);
     drop(graph);
     let train_seconds = closed_at.unwrap_or_else(|| seconds(&started));
-    Ok(TrainOutcome { points: st.points, train_seconds, eval_seconds: st.eval_seconds, eval_overlap, cuda_graph, ending, profile })
+    Ok(TrainOutcome { points: st.points, train_seconds, eval_seconds: st.eval_seconds, eval_overlap, cuda_graph, pack: None, ending, profile })
 }
 
 /// An evaluation point is complete: the observer sees it and the loop keeps it.

@@ -9,6 +9,28 @@ pub mod runs;
 pub mod trainer;
 
 use crate::config::ModelKind;
+use serde::{Deserialize, Serialize};
+
+/// How a member trained beside the others (summary.json's `pack`; null for a single run): what
+/// a comparison of its numerics with a single run's needs to know.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackInfo {
+    /// The members that trained together (on the CPU, those of its thread's sub-pack).
+    pub members: usize,
+    pub arrangement: Arrangement,
+}
+
+/// How a pack's members shared the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arrangement {
+    /// One leaf per parameter for all members, one batched kernel per layer (CUDA).
+    Stacked,
+    /// Each member's own leaves, its step on a CUDA stream of its own.
+    Streams,
+    /// Each member's own leaves, one member after another (the CPU; CUDA without streams).
+    InTurn,
+}
 
 /// Whether a CUDA pack stacks its members (one batched kernel per layer for all of them), or
 /// keeps each member's own leaves (as on the CPU) and runs each member's step on a stream of its

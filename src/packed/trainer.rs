@@ -5,13 +5,14 @@
 use super::net::{nll_and_correct, Input, PackedNet};
 use super::optim::PackedOptim;
 use super::rngs::MemberRngs;
+use super::{Arrangement, PackInfo};
 use crate::checkpoint::Checkpoint;
 use crate::config::{Dropout, ModelKind, Optimizer, Schedule, TrainConfig};
 use crate::cuda_graph::SideStream;
 use crate::data::{DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
-use crate::torch_extras::DenormalMode;
 use crate::profile::StepProfiler;
+use crate::torch_extras::DenormalMode;
 use crate::trainer::{checkpoint_rng, graph_for, plan_iters, profile_about, random_shift, restore_params, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
 use anyhow::{bail, Result};
 use std::time::Instant;
@@ -234,6 +235,12 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     }
     let cuda_graph = graph.as_ref().is_some_and(|g| g.is_captured());
     drop(graph);
+    let arrangement = match (net.stacked, branches.is_some()) {
+        (true, _) => Arrangement::Stacked,
+        (false, true) => Arrangement::Streams,
+        (false, false) => Arrangement::InTurn,
+    };
+    let pack = PackInfo { members: m_count as usize, arrangement };
     let train_seconds = closed_at.unwrap_or_else(|| seconds(&started));
     Ok(members.into_iter().map(|mb| {
         let ending = match (mb.diverged, interrupted) {
@@ -241,7 +248,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             (None, Some((signal, next_iteration))) => Ending::Interrupted { signal, next_iteration },
             (None, None) => Ending::Finished,
         };
-        TrainOutcome { points: mb.st.points, train_seconds, eval_seconds: mb.st.eval_seconds, eval_overlap: false, cuda_graph, ending, profile: profile.clone() }
+        TrainOutcome { points: mb.st.points, train_seconds, eval_seconds: mb.st.eval_seconds, eval_overlap: false, cuda_graph, pack: Some(pack.clone()), ending, profile: profile.clone() }
     }).collect())
 }
 

@@ -6,6 +6,7 @@ use nndl::data::DeviceData;
 use nndl::models::cnn::Layout;
 use nndl::packed::net::PackedNet;
 use nndl::packed::trainer::{train_packed, MemberStart, PackContext};
+use nndl::packed::{Arrangement, PackInfo};
 use nndl::trainer::{self, Ending, Observer, TrainContext};
 use std::process::Stdio;
 use std::time::Duration;
@@ -139,6 +140,9 @@ fn stacked_evaluations_are_the_members_own() {
         let stacked = packed_outcomes(&cfgs, &data, Some(Layout::Nchw));
         let apart = packed_outcomes(&cfgs, &data, None);
         for (k, ((_, s), (_, a))) in stacked.iter().zip(&apart).enumerate() {
+            // Each outcome says how its member trained.
+            assert_eq!(s.pack, Some(PackInfo { members: 3, arrangement: Arrangement::Stacked }));
+            assert_eq!(a.pack, Some(PackInfo { members: 3, arrangement: Arrangement::InTurn }));
             let (s, a) = (&s.points[0], &a.points[0]);
             let rel = ((s.test_loss - a.test_loss) / a.test_loss).abs();
             assert!(rel <= 1e-4, "{model:?} member {k}: test loss {} stacked, {} apart", s.test_loss, a.test_loss);
@@ -197,6 +201,7 @@ fn seeds_write_ordinary_run_folders() {
     assert_eq!(json(&out)["pack"], 10, "the CPU's default pack for the MLP");
     for (seed, row) in (3..=5).zip(&runs) {
         assert_eq!(row["state"], "done");
+        assert_eq!(row["summary"]["pack"], serde_json::json!({ "members": 3, "arrangement": "in-turn" }), "how the member trained");
         let member = dir.join(format!("pack/seed-{seed}"));
         for f in ["config.json", "metrics.csv", "summary.json", "model.safetensors", "checkpoint.safetensors", "mlp-loss.png"] {
             assert!(member.join(f).is_file(), "{} lacks {f}", member.display());
@@ -214,6 +219,8 @@ fn seeds_write_ordinary_run_folders() {
             assert!(diff <= 1e-6, "seed {seed}: {name} differs by {diff}");
         }
         assert_eq!(metrics(&member).len(), metrics(&dir.join(format!("alone-{seed}"))).len());
+        let alone: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("alone-{seed}/summary.json"))).unwrap()).unwrap();
+        assert!(alone["pack"].is_null(), "a single run was in no pack");
     }
     // Run again: every seed is already done.
     let again = train(&["mlp", "--seeds", "3..5", "--iterations", "1", "--json", "--out", dir.join("pack").to_str().unwrap()]);
