@@ -30,21 +30,10 @@ pub fn evaluate(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64) -> (f64, f64
 }
 
 /// `evaluate`, also handing each chunk's (predictions, labels) to `seen`.
-pub fn evaluate_with(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, seen: impl FnMut(&Tensor, &Tensor)) -> (f64, f64) {
-    evaluation_means(evaluation_sums(net, split, chunk, seen), split.len())
-}
-
-/// The mean loss and accuracy of `evaluation_sums` over its `n` examples (read from the device).
-fn evaluation_means((loss, correct): (Tensor, Tensor), n: i64) -> (f64, f64) {
-    let n = n as f64;
-    (loss.double_value(&[]) / n, correct.double_value(&[]) / n)
-}
-
-/// The summed test loss and the count of correct predictions, left on the device: queuing them
-/// waits for nothing.
-fn evaluation_sums(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, mut seen: impl FnMut(&Tensor, &Tensor)) -> (Tensor, Tensor) {
+pub fn evaluate_with(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, mut seen: impl FnMut(&Tensor, &Tensor)) -> (f64, f64) {
     tch::no_grad(|| {
         let device = split.images.device();
+        // Summed on the device, read once at the end.
         let mut loss = Tensor::zeros([], (Kind::Float, device));
         let mut correct = Tensor::zeros([], (Kind::Int64, device));
         let n = split.len();
@@ -59,7 +48,7 @@ fn evaluation_sums(net: &dyn ModuleT, split: &DeviceSplit, chunk: i64, mut seen:
             seen(&predictions, &labels);
             start += len;
         }
-        (loss, correct)
+        (loss.double_value(&[]) / n as f64, correct.double_value(&[]) / n as f64)
     })
 }
 
