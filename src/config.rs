@@ -221,13 +221,19 @@ impl TrainConfig {
     /// thread count, which may change between the sessions of one run (a sweep rerun with
     /// other --jobs, a pack's member resumed alone).
     pub fn same_run(&self, other: &TrainConfig) -> bool {
-        TrainConfig { device: other.device.clone(), threads: other.threads, ..self.clone() } == *other
+        self.on_machine_of(other) == *other
     }
 
-    /// The settings in which `self` (a saved run's) and `other` differ, as `key X there, Y here`
-    /// (keys in alphabetical order), for an error that says what differs.
+    /// `self` with `other`'s device and thread count.
+    fn on_machine_of(&self, other: &TrainConfig) -> TrainConfig {
+        TrainConfig { device: other.device.clone(), threads: other.threads, ..self.clone() }
+    }
+
+    /// The settings in which `self` (a saved run's) and `other` differ, device and thread count
+    /// aside (as in `same_run`), as `key X there, Y here` (keys in alphabetical order), for an
+    /// error that says what differs.
     pub fn differences(&self, other: &TrainConfig) -> Vec<String> {
-        let (a, b) = (serde_json::to_value(self), serde_json::to_value(other));
+        let (a, b) = (serde_json::to_value(self.on_machine_of(other)), serde_json::to_value(other));
         let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) else { return vec![] };
         a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| {
             let here = b.get(k).map_or("absent".to_string(), |w| w.to_string());

@@ -351,8 +351,6 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
 pub(crate) fn saved_checkpoint(cfg: &TrainConfig, run: &RunDir) -> Result<Option<Checkpoint>> {
     if let Ok(saved) = TrainConfig::load(&run.file("config.json")) {
         if !saved.same_run(cfg) {
-            // The device and thread count are not differences (`same_run`).
-            let saved = TrainConfig { device: cfg.device.clone(), threads: cfg.threads, ..saved };
             let dir = run.path.display();
             bail!("{dir} holds another configuration's run ({}); continue it as it is with `nndl resume {dir}`, or remove it or choose another folder",
                 saved.differences(cfg).join("; "));
