@@ -12,8 +12,9 @@ alternating the two programs so that machine noise hits both alike).
   denormals: the MLP with denormals flushed (as TF, nndl's default) and kept (PyTorch's default),
           nndl and PyTorch eager alike.
   variants: nndl's faithful MLP and CNN with each speed route switched off in turn (the CUDA
-          graph, the device's convolution layout, the CPU's evaluations beside the steps),
-          alternating, with each variant's metrics compared to the default's.
+          graph, the device's convolution layout, the CPU's evaluations beside the steps), and
+          the CNN's bias after the pooling switched on, alternating, with each variant's
+          metrics compared to the default's.
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
           nndl's single-run loop time, and where nndl's MLP and CNN steps spend it (libtorch's
           profiler on nndl's own steps: nndl --profile-steps).
@@ -157,15 +158,16 @@ def bench_packed(a, model, members, iterations, tmp):
     vmap = run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, "--members", str(members), *common, "--data", a.data])
     # Other packs on CUDA, for A/B figures: the other arrangement of the members (the MLP's
     # default stacks them, the CNN's puts each on a stream of its own); the CNN's convolutions
-    # channels-last (the default follows the single CNN's layout, NCHW). One that fails is
-    # reported, and the rest still measured.
+    # channels-last (the default follows the single CNN's layout, NCHW), and with their bias
+    # after the pooling. One that fails is reported, and the rest still measured.
     others = []
     if a.device == "cuda":
         if model == "mlp":
             routes = [("members on streams of their own (NNDL_PACK_STREAMS=on)", {"NNDL_PACK_STREAMS": "on"})]
         else:
             routes = [("members stacked, grouped convolutions (NNDL_PACK_STREAMS=off)", {"NNDL_PACK_STREAMS": "off"}),
-                      ("channels-last (NNDL_CNN_LAYOUT=nhwc)", {"NNDL_CNN_LAYOUT": "nhwc"})]
+                      ("channels-last (NNDL_CNN_LAYOUT=nhwc)", {"NNDL_CNN_LAYOUT": "nhwc"}),
+                      ("bias after the pooling (NNDL_CNN_BIAS=pool)", {"NNDL_CNN_BIAS": "pool"})]
         for k, (label, env) in enumerate(routes):
             run, failure = run_or_failure(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed-{k}")], env={**os.environ, **env})
             if failure:
@@ -208,7 +210,9 @@ VARIANTS = {
             ("CUDA context after the data", {"NNDL_OVERLAP_START": "off"}, []),
             ("evaluations inline (CPU)", {"NNDL_EVAL_OVERLAP": "off"}, [])],
     "cnn": [("default", {}, []), ("steps one by one, no CUDA graph", {}, ["--no-cuda-graph"]),
-            ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"}, [])],
+            ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"}, []),
+            # On, where the others are off: its metrics differ (the bias's gradient sums in another order).
+            ("ON: bias after the pooling (any device)", {"NNDL_CNN_BIAS": "pool"}, [])],
 }
 
 
@@ -217,8 +221,8 @@ def bench_variants(a, model, iterations, tmp):
     variant's metrics.csv against the default's, from --deterministic runs (cuDNN's benchmark
     mode may pick other algorithms in another process)."""
     base = [a.nndl, model, "--iterations", str(iterations), "--device", a.device, *cuda_flags(a), "--data", a.data, "--json", "--quiet", "--force"]
-    # Each route where it applies: the CUDA ones on CUDA, the CPU ones on the CPU.
-    variants = [v for v in VARIANTS[model] if v[0] == "default" or ("(CPU)" in v[0]) == (a.device == "cpu")]
+    # Each route where it applies: the CUDA ones on CUDA, the CPU ones on the CPU, some on either.
+    variants = [v for v in VARIANTS[model] if v[0] == "default" or "(any device)" in v[0] or ("(CPU)" in v[0]) == (a.device == "cpu")]
     runs = {name: [] for name, _, _ in variants}
     # A variant that fails is reported, and the others still measured (the default is needed).
     failed = {}

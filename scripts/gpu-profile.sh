@@ -6,8 +6,8 @@
 # right after, while the machine is warm (about 3 minutes on an H200). First Kineto profiles of
 # 40 steps each into kineto.txt (about two minutes): nndl's (--profile-steps) and the PyTorch
 # peer's (bench_torch.py --profile-steps, summed by trace_table.py the same way), graph replays
-# and eager steps of the MLP and CNN, and nndl's packs of 10 (each also in its other
-# arrangement, stacked or on streams). Then ncu
+# and eager steps of the MLP and CNN (nndl's CNN also with NNDL_CNN_BIAS=pool), and nndl's
+# packs of 10 (each also in its other arrangement, stacked or on streams). Then ncu
 # times each kernel of a short eager run alone (--clock-control none, one metric); ncu_steps.py
 # prints one training step of each, kernel by kernel: the faithful MLP and CNN of nndl and of
 # PyTorch eager (the CUDA-graph peer replays the same kernels), and a pack of 10 MLP seeds. The
@@ -44,6 +44,8 @@ peer() {
     profile $m-eager $m --no-cuda-graph
     peer torch-$m-eager --model $m
   done
+  # The CNN with its bias after the pooling: its bias kernels on a quarter of the elements.
+  NNDL_CNN_BIAS=pool profile cnn-graph-bias-pool cnn
   # Each pack in its default arrangement (the MLP's stacked, the CNN's members on streams of
   # their own, whose kernels may overlap in time), then in the other.
   profile mlp-pack10 mlp --seeds 0..9

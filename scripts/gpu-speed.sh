@@ -5,11 +5,12 @@
 #   scripts/gpu-speed.sh NNDL_BINARY MNIST_DIR OUT_DIR
 # Most important first, each part written as it ends: bench.txt (single faithful runs, nndl vs
 # PyTorch eager vs the CUDA-graph PyTorch peer, median of 2, TF32 off in all), variants.txt
-# (nndl with each speed route off in turn, and whether the metrics stay the same), checks.txt
+# (nndl with each speed route off in turn, the CNN's bias after the pooling on, and whether the
+# metrics stay the same), checks.txt
 # (eager and checkpointed runs against the default's metrics; a CNN pack's deterministic runs
 # against each other), packed.txt (10 seeds packed vs 10 single runs vs one run vs PyTorch's
 # vmap ensemble; the CNN at 1001 iterations; each pack also in its other arrangement, stacked
-# or on streams, the CNN's also channels-last).
+# or on streams, the CNN's also channels-last and with its bias after the pooling).
 # scripts/gpu-profile.sh makes the kernel lists, in a second call.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
@@ -27,7 +28,7 @@ bench() { timeout "$1" python3 "$here/bench.py" --nndl "$nndl" --python python3 
 # On an H200 the Python peers took 10-19 s a process (most of it start-up); from the processes'
 # times, 2 repeats of the six programs come to about 130 s.
 bench 200 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only mlp,cnn | tee "$out/bench.txt"
-bench 130 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
+bench 200 --repeats 2 --mlp-iterations 4001 --cnn-iterations 4001 --only variants --packed-models mlp,cnn | tee "$out/variants.txt"
 {
   run() { timeout 60 "$nndl" mlp --device cuda --data "$data" --quiet --json --out "$work/$1" "${@:2}" >/dev/null || echo "FAILED: $1"; }
   run mlp-default
@@ -46,5 +47,5 @@ bench 130 --repeats 1 --mlp-iterations 4001 --cnn-iterations 4001 --only variant
     cmp -s "$work/cnn-pack-det-1/seed-$seed/metrics.csv" "$work/cnn-pack-det-2/seed-$seed/metrics.csv" && echo "CNN pack on streams, --deterministic, seed $seed: metrics.csv identical in two runs" || echo "CNN pack on streams, --deterministic, seed $seed: metrics.csv DIFFER between two runs"
   done
 } 2>&1 | tee "$out/checks.txt"
-bench 190 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
+bench 210 --repeats 1 --mlp-iterations 4001 --cnn-iterations 1001 --only packed --packed-models mlp,cnn --members 10 | tee "$out/packed.txt"
 tar -czf "$out/results.tar.gz" -C "$work" --exclude='*.safetensors' --exclude='*.png' .

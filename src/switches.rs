@@ -4,8 +4,9 @@
 use anyhow::{bail, Result};
 
 /// Every switch and the values it takes.
-pub const SWITCHES: [(&str, &[&str]); 4] = [
+pub const SWITCHES: [(&str, &[&str]); 5] = [
     ("NNDL_CNN_LAYOUT", &["nchw", "nhwc"]),
+    ("NNDL_CNN_BIAS", &["conv", "pool"]),
     ("NNDL_PACK_STREAMS", &["on", "off"]),
     ("NNDL_EVAL_OVERLAP", &["on", "off"]),
     ("NNDL_OVERLAP_START", &["on", "off"]),

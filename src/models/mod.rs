@@ -24,6 +24,6 @@ pub fn build(vs: &nn::Path, cfg: &TrainConfig) -> nn::SequentialT {
 pub fn build_to_run_on(vs: &nn::Path, cfg: &TrainConfig, device: Device) -> nn::SequentialT {
     match cfg.model {
         ModelKind::Mlp => mlp::mlp(vs, cfg.init),
-        ModelKind::Cnn => cnn::cnn(vs, cfg.init, cfg.dropout, cnn::Layout::for_device(device)),
+        ModelKind::Cnn => cnn::cnn(vs, cfg.init, cfg.dropout, cnn::ConvPlan::for_device(device)),
     }
 }

@@ -17,7 +17,7 @@
 //! Inputs either differ per member ([M, B, 784], training) or are shared ([B, 784], evaluation:
 //! stacked, the first linear layer is then one wide product).
 use crate::config::ModelKind;
-use crate::models::cnn::{flatten_nhwc, relu_pool, Layout};
+use crate::models::cnn::{conv_relu_pool, flatten_nhwc, ConvPlan, Layout};
 use crate::run::Network;
 use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};
@@ -44,8 +44,8 @@ pub struct PackedNet {
     pub stacked: bool,
     /// Name order; member by member, each name's members in order.
     pub leaves: Vec<Leaf>,
-    /// The CNN's activations, as the single CNN lays them out on this device.
-    pub layout: Layout,
+    /// The CNN's convolution blocks, as the single CNN computes them on this device.
+    pub plan: ConvPlan,
 }
 
 impl PackedNet {
@@ -57,7 +57,7 @@ impl PackedNet {
     /// Packs the members' parameter lists (`run::parameters`: by name, sorted), copied.
     pub fn from_members(model: ModelKind, each: Vec<Vec<(String, Tensor)>>, stacked: bool) -> Result<PackedNet> {
         ensure!(!each.is_empty() && !each[0].is_empty(), "a pack needs at least one member with parameters");
-        let layout = Layout::for_device(each[0][0].1.device());
+        let plan = ConvPlan::for_device(each[0][0].1.device());
         let mut leaves = Vec::new();
         for (k, (name, _)) in each[0].iter().enumerate() {
             let parts: Vec<Tensor> = each.iter().map(|p| p[k].1.detach()).collect();
@@ -67,7 +67,7 @@ impl PackedNet {
                 leaves.extend(parts.iter().enumerate().map(|(m, t)| Leaf { name: name.clone(), member: Some(m as i64), tensor: t.copy().set_requires_grad(true) }));
             }
         }
-        Ok(PackedNet { model, members: each.len() as i64, stacked, leaves, layout })
+        Ok(PackedNet { model, members: each.len() as i64, stacked, leaves, plan })
     }
 
     /// The stacked leaf of `name`.
@@ -153,9 +153,9 @@ impl PackedNet {
         let images = member_input(x, k);
         let w = |layer: &str| self.param(&format!("{layer}.weight"), k);
         let b = |layer: &str| self.param(&format!("{layer}.bias"), k);
-        let conv = |h: &Tensor, layer: &str| h.conv2d(&w(layer), Some(b(layer)), [1, 1], [2, 2], [1, 1], 1);
-        let h = relu_pool(&conv(&self.layout.images(&images), "conv1"));
-        let h = flatten_nhwc(&relu_pool(&conv(&h, "conv2")));
+        let block = |h: &Tensor, layer: &str| conv_relu_pool(h, &w(layer), &b(layer), 1, self.plan.bias_at);
+        let h = block(&self.plan.layout.images(&images), "conv1");
+        let h = flatten_nhwc(&block(&h, "conv2"));
         let h = h.linear(&w("fc1"), Some(b("fc1"))).relu();
         let h = match noise {
             Some(n) => h * n.get(k),
@@ -167,25 +167,25 @@ impl PackedNet {
     /// The CNN's grouped convolutions: [M, B, 784] or [B, 784] -> [M, B, 7*7*64] in TF's NHWC order.
     fn features(&self, x: Input) -> Tensor {
         let m = self.members;
-        let conv = |h: &Tensor, layer: &str, groups: i64| {
+        let block = |h: &Tensor, layer: &str, groups: i64| {
             let (w, b) = (self.p(&format!("{layer}.weight")), self.p(&format!("{layer}.bias")));
             let s = w.size();
-            h.conv2d(&w.view([m * s[1], s[2], s[3], s[4]]), Some(b.view([-1])), [1, 1], [2, 2], [1, 1], groups)
+            conv_relu_pool(h, &w.view([m * s[1], s[2], s[3], s[4]]), &b.view([-1]), groups, self.plan.bias_at)
         };
         let h = match x {
-            Input::Shared(x) => conv(&self.layout.images(x), "conv1", 1),
+            Input::Shared(x) => block(&self.plan.layout.images(x), "conv1", 1),
             Input::PerMember(x) => {
                 // [M, B, 784] -> [B, M, 28, 28]: member m's images are input channel m.
                 let b = x.size()[1];
                 let images = x.view([m, b, 28, 28]);
-                let images = match self.layout {
+                let images = match self.plan.layout {
                     Layout::ChannelsLast => images.permute([1, 2, 3, 0]).contiguous().permute([0, 3, 1, 2]),
                     Layout::Nchw => images.transpose(0, 1).contiguous(),
                 };
-                conv(&images, "conv1", m)
+                block(&images, "conv1", m)
             }
         };
-        let h = relu_pool(&conv(&relu_pool(&h), "conv2", m));
+        let h = block(&h, "conv2", m);
         let b = h.size()[0];
         // [B, M*64, 7, 7] -> [M, B, 7, 7, 64] -> [M, B, 3136].
         h.view([b, m, 64, 7, 7]).permute([1, 0, 3, 4, 2]).reshape([m, b, 7 * 7 * 64])

@@ -3,8 +3,8 @@
 use crate::util::{json, metrics, mnist_dir, nndl, rng_lock, small_mnist, tempdir, train, PerStep};
 use nndl::config::{ModelKind, Preset, TrainConfig};
 use nndl::data::DeviceData;
-use nndl::models::cnn::Layout;
-use nndl::packed::net::PackedNet;
+use nndl::models::cnn::{BiasAt, ConvPlan, Layout};
+use nndl::packed::net::{nll_and_correct, Input, PackedNet};
 use nndl::packed::trainer::{train_packed, MemberStart, PackContext};
 use nndl::packed::{Arrangement, PackInfo};
 use nndl::trainer::{self, Ending, Observer, TrainContext};
@@ -23,7 +23,20 @@ fn three_members(model: ModelKind, preset: Preset, first: u64, iterations: usize
 }
 
 fn single(cfg: &TrainConfig, data: &DeviceData) -> (Vec<f64>, Ending) {
-    let network = nndl::run::build_network(cfg, Device::Cpu);
+    single_with(cfg, data, ConvPlan::for_device(Device::Cpu))
+}
+
+/// A single run whose CNN computes its convolution blocks as `plan` says.
+fn single_with(cfg: &TrainConfig, data: &DeviceData, plan: ConvPlan) -> (Vec<f64>, Ending) {
+    let network = match cfg.model {
+        ModelKind::Mlp => nndl::run::build_network(cfg, Device::Cpu),
+        // As build_network builds it, with the given plan.
+        ModelKind::Cnn => {
+            tch::manual_seed(cfg.seed as i64);
+            let vs = tch::nn::VarStore::new(Device::Cpu);
+            nndl::run::Network { net: nndl::models::cnn::cnn(&vs.root(), cfg.init, cfg.dropout, plan), vs }
+        }
+    };
     let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: false, quiet: true, profile_steps: None };
     let mut obs = PerStep::new(|loss| loss);
     let outcome = trainer::train(&ctx, None, &mut obs).unwrap();
@@ -37,11 +50,15 @@ fn packed(cfgs: &[TrainConfig], data: &DeviceData) -> Vec<(Vec<f64>, Ending)> {
 /// `stacked`: CUDA's way (stacked leaves, batched products, grouped convolutions in the given
 /// layout) instead of the CPU's member by member.
 fn packed_as(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>) -> Vec<(Vec<f64>, Ending)> {
-    packed_outcomes(cfgs, data, stacked).into_iter().map(|(losses, out)| (losses, out.ending)).collect()
+    packed_with(cfgs, data, stacked, BiasAt::Conv)
+}
+
+fn packed_with(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>, bias_at: BiasAt) -> Vec<(Vec<f64>, Ending)> {
+    packed_outcomes(cfgs, data, stacked, bias_at).into_iter().map(|(losses, out)| (losses, out.ending)).collect()
 }
 
 /// Each member's per-step losses and outcome (its evaluations included).
-fn packed_outcomes(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>) -> Vec<(Vec<f64>, trainer::TrainOutcome)> {
+fn packed_outcomes(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>, bias_at: BiasAt) -> Vec<(Vec<f64>, trainer::TrainOutcome)> {
     let mut networks = vec![];
     let mut starts = vec![];
     for cfg in cfgs {
@@ -49,7 +66,7 @@ fn packed_outcomes(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layo
         starts.push(MemberStart::Fresh { rng: nndl::torch_extras::cpu_rng_state() });
     }
     let mut net = PackedNet::stack(cfgs[0].model, &networks, stacked.is_some()).unwrap();
-    net.layout = stacked.unwrap_or(net.layout);
+    net.plan = ConvPlan { layout: stacked.unwrap_or(net.plan.layout), bias_at };
     let ctx = PackContext { net: &net, cfgs, data, allow_graph: false, quiet: true, profile_steps: None };
     let mut observers: Vec<PerStep<f64>> = cfgs.iter().map(|_| PerStep::new(|loss| loss)).collect();
     let mut obs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| o as &mut dyn Observer).collect();
@@ -128,6 +145,64 @@ fn the_stacked_layout_computes_the_same_steps() {
 }
 
 #[test]
+fn the_bias_after_pooling_keeps_packs_with_their_single_runs() {
+    // NNDL_CNN_BIAS=pool: members (member by member, and stacked in grouped convolutions)
+    // against single runs taking the same route; then the route against the homework's order,
+    // whose first steps it follows until the early steps amplify its other rounding.
+    let _rng = rng_lock();
+    tch::set_num_threads(1);
+    let data = small_mnist();
+    for (stacked, steps) in [(None, 20), (Some(Layout::Nchw), 3), (Some(Layout::ChannelsLast), 3)] {
+        let cfgs = three_members(ModelKind::Cnn, Preset::Faithful, 30, steps);
+        let members = packed_with(&cfgs, &data, stacked, BiasAt::Pool);
+        let layout = stacked.unwrap_or(Layout::for_device(Device::Cpu));
+        for (k, (cfg, (losses, _))) in cfgs.iter().zip(members).enumerate() {
+            let (alone, _) = single_with(cfg, &data, ConvPlan { layout, bias_at: BiasAt::Pool });
+            let rel: Vec<f64> = losses.iter().zip(&alone).map(|(a, b)| ((a - b) / b).abs()).collect();
+            assert!(rel.len() == steps && rel.iter().all(|&r| r <= 1e-5), "{stacked:?} member {k}: {rel:?}");
+        }
+    }
+    let cfg = config(ModelKind::Cnn, Preset::Faithful, 31, 0.01, 20);
+    let (pool, _) = single_with(&cfg, &data, ConvPlan { bias_at: BiasAt::Pool, ..ConvPlan::for_device(Device::Cpu) });
+    let (homework, _) = single(&cfg, &data);
+    let rel: Vec<f64> = pool.iter().zip(&homework).map(|(a, b)| ((a - b) / b).abs()).collect();
+    assert!(rel[..3].iter().all(|&r| r <= 1e-6), "{rel:?}");
+    eprintln!("bias after pooling: first step beyond 1e-5: {:?}; at step 20: {:.1e}", rel.iter().position(|&r| r > 1e-5), rel[19]);
+}
+
+#[test]
+fn each_arrangement_adds_the_bias_where_its_plan_says() {
+    // Both places give the same values, so gradients tell them apart: a conv2 bias of 2^24 ties
+    // every window's values at the convolution, whose gradient then goes to each window's first
+    // element, where after the pooling it goes to the largest. Stacked and member by member,
+    // the same place gives the same conv2 gradients (to the grouped convolutions' rounding).
+    let _rng = rng_lock();
+    tch::set_num_threads(1);
+    let data = small_mnist();
+    let cfgs = three_members(ModelKind::Cnn, Preset::Faithful, 40, 1);
+    let conv2_grads = |stacked: bool, bias_at: BiasAt| -> tch::Tensor {
+        let networks: Vec<_> = cfgs.iter().map(|c| nndl::run::build_network(c, Device::Cpu)).collect();
+        let mut net = PackedNet::stack(ModelKind::Cnn, &networks, stacked).unwrap();
+        net.plan = ConvPlan { layout: Layout::Nchw, bias_at };
+        tch::no_grad(|| net.leaves.iter().filter(|l| l.name == "conv2.bias").for_each(|l| {
+            let _ = l.tensor.shallow_clone().fill_(16777216.0);
+        }));
+        let images = data.train.images.narrow(0, 0, 3 * 8).view([3, 8, 784]);
+        let labels = data.train.labels.narrow(0, 0, 3 * 8).view([3, 8]);
+        let (nll, _) = nll_and_correct(&net.forward(Input::PerMember(&images), None), &labels);
+        let weights: Vec<&tch::Tensor> = net.leaves.iter().filter(|l| l.name == "conv2.weight").map(|l| &l.tensor).collect();
+        let grads = tch::Tensor::run_backward(&[nll.sum(tch::Kind::Float)], &weights, false, false);
+        tch::Tensor::stack(&grads, 0).view([3, -1])
+    };
+    let apart = conv2_grads(false, BiasAt::Pool);
+    let rel = |g: &tch::Tensor| (g - &apart).norm().double_value(&[]) / apart.norm().double_value(&[]);
+    assert!(rel(&conv2_grads(true, BiasAt::Pool)) <= 1e-4, "stacked: {:e}", rel(&conv2_grads(true, BiasAt::Pool)));
+    for stacked in [false, true] {
+        assert!(rel(&conv2_grads(stacked, BiasAt::Conv)) > 0.1, "stacked {stacked}: the bias at the convolution should route elsewhere");
+    }
+}
+
+#[test]
 fn stacked_evaluations_are_the_members_own() {
     // Evaluation shares the test images among members: stacked, the first layer is one wide
     // product for all of them, the MLP's members take whole chunks and the CNN's sub-chunks.
@@ -137,8 +212,8 @@ fn stacked_evaluations_are_the_members_own() {
     let data = small_mnist();
     for model in [ModelKind::Mlp, ModelKind::Cnn] {
         let cfgs = three_members(model, Preset::Faithful, 20, 1);
-        let stacked = packed_outcomes(&cfgs, &data, Some(Layout::Nchw));
-        let apart = packed_outcomes(&cfgs, &data, None);
+        let stacked = packed_outcomes(&cfgs, &data, Some(Layout::Nchw), BiasAt::Conv);
+        let apart = packed_outcomes(&cfgs, &data, None, BiasAt::Conv);
         for (k, ((_, s), (_, a))) in stacked.iter().zip(&apart).enumerate() {
             // Each outcome says how its member trained.
             assert_eq!(s.pack, Some(PackInfo { members: 3, arrangement: Arrangement::Stacked }));
