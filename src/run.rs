@@ -2,9 +2,10 @@
 //! network, the loop's observer (log lines, metrics.csv, checkpoints and figures, signals), and
 //! what a finished run leaves: model.safetensors, the figures and summary.json.
 use crate::checkpoint::{self, Checkpoint};
-use crate::config::TrainConfig;
+use crate::config::{ModelKind, TrainConfig};
 use crate::data::DeviceData;
 use crate::metrics::{EvalPoint, MetricsLog};
+use crate::models::cnn::ConvPlan;
 use crate::plot::{line_chart, Scale, Series};
 use crate::run_dir::RunDir;
 use crate::runtime::Runtime;
@@ -51,6 +52,9 @@ pub struct RunSummary {
     /// How this run trained in a pack (its last session); null for a single run.
     #[serde(default)]
     pub pack: Option<crate::packed::PackInfo>,
+    /// How the CNN computed its convolution blocks (its last session); null for the MLP.
+    #[serde(default)]
+    pub convolutions: Option<ConvPlan>,
     pub deterministic: bool,
     pub tf32: bool,
     #[serde(default)]
@@ -153,7 +157,7 @@ impl Observer for RunObserver<'_> {
             result = crate::export::export_params(&plan.dir.join(format!("step-{done}")), vs, self.cfg.model);
         }
         if done == plan.steps && result.is_ok() {
-            let masks = if self.cfg.model == crate::config::ModelKind::Cnn { crate::models::cnn::take_masks() } else { vec![] };
+            let masks = if self.cfg.model == ModelKind::Cnn { crate::models::cnn::take_masks() } else { vec![] };
             result = crate::export::export_steps(&plan.dir, losses, masks);
         }
         self.failed_export(result);
@@ -229,7 +233,7 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
     let earlier: Vec<EvalPoint> = resume.map(|c| c.meta.points.clone()).unwrap_or_default();
     let pb = Progress::new(cfg.iterations as u64, name, rt.quiet);
     pb.set_position(resume.map_or(0, |c| c.meta.next_iteration) as u64);
-    if export.is_some() && cfg.model == crate::config::ModelKind::Cnn {
+    if export.is_some() && cfg.model == ModelKind::Cnn {
         crate::models::cnn::record_masks();
     }
     let mut obs = RunObserver::new(run, cfg, earlier, &pb, rt.quiet)?;
@@ -299,6 +303,7 @@ pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: 
         evaluations: points.len(),
         cuda_graph: outcome.cuda_graph,
         pack: outcome.pack.clone(),
+        convolutions: (cfg.model == ModelKind::Cnn).then(|| ConvPlan::for_device(rt.device)),
         deterministic: cfg.deterministic,
         tf32: cfg.tf32,
         flush_denormals: cfg.flush_denormals,

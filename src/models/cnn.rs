@@ -2,6 +2,7 @@
 //! flatten in TF's NHWC order (so TF weights map onto fc1); fc 1024 + ReLU; dropout; fc 10.
 use super::init::{apply, linear};
 use crate::config::{Dropout, Init};
+use serde::{Deserialize, Serialize};
 use tch::nn;
 use tch::Tensor;
 
@@ -110,7 +111,8 @@ pub fn flatten_nhwc(x: &Tensor) -> Tensor {
 /// measured) and the final NHWC flatten is a free view. Plain NCHW on CUDA, PyTorch's default
 /// (the faithful CNN's loop took 0.81x the channels-last time on an H200, cuDNN in float32).
 /// NNDL_CNN_LAYOUT=nchw|nhwc overrides the device's choice, for A/B measurements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Layout {
     Nchw,
     ChannelsLast,
@@ -145,7 +147,8 @@ impl Layout {
 /// sees a tie and sends the gradient to the first of them, this order to the larger.
 /// NNDL_CNN_BIAS=conv|pool; `conv` (the homework's order) unless told: on the CPU, oneDNN adds
 /// the bias inside its convolution and moving it measured no gain; on CUDA not yet measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BiasAt {
     Conv,
     Pool,
@@ -160,8 +163,9 @@ impl BiasAt {
     }
 }
 
-/// How the CNN's convolution blocks compute: their activations' layout and where the bias goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How the CNN's convolution blocks compute: their activations' layout and where the bias goes
+/// (summary.json's `convolutions`: both change how a run rounds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConvPlan {
     pub layout: Layout,
     pub bias_at: BiasAt,

@@ -296,6 +296,7 @@ fn seeds_write_ordinary_run_folders() {
         assert_eq!(metrics(&member).len(), metrics(&dir.join(format!("alone-{seed}"))).len());
         let alone: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("alone-{seed}/summary.json"))).unwrap()).unwrap();
         assert!(alone["pack"].is_null(), "a single run was in no pack");
+        assert!(alone["convolutions"].is_null(), "the MLP has no convolutions");
     }
     // Run again: every seed is already done.
     let again = train(&["mlp", "--seeds", "3..5", "--iterations", "1", "--json", "--out", dir.join("pack").to_str().unwrap()]);

@@ -1,5 +1,5 @@
 //! Short real-MNIST runs: they learn, they are deterministic, and they write their run folder.
-use crate::util::{json, tempdir, train};
+use crate::util::{json, mnist_dir, nndl, tempdir, train};
 
 #[test]
 fn short_mlp_run_learns_and_writes_its_folder() {
@@ -65,6 +65,21 @@ fn short_cnn_run_learns() {
     let acc = s["final_test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.70, "faithful CNN after 300 iterations: {acc}");
     assert!(dir.join("cnn-loss.png").is_file() && dir.join("cnn-accuracy.png").is_file());
+}
+
+#[test]
+fn summary_says_how_the_cnn_convolved() {
+    // The speed switches that change how the CNN's convolution blocks round reach the run, and
+    // summary.json says what ran (the MLP's says null: tests/integration/packed.rs).
+    let dir = tempdir("convolutions");
+    let run = |bias: &str, layout: &str| {
+        let out = nndl().args(["cnn", "--iterations", "1", "--threads", "1", "--device", "cpu", "--quiet", "--json", "--data"]).arg(mnist_dir())
+            .arg("--out").arg(dir.join(bias)).env("NNDL_CNN_BIAS", bias).env("NNDL_CNN_LAYOUT", layout).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json(&out)["convolutions"].clone()
+    };
+    assert_eq!(run("conv", "nhwc"), serde_json::json!({ "layout": "channels-last", "bias_at": "conv" }));
+    assert_eq!(run("pool", "nchw"), serde_json::json!({ "layout": "nchw", "bias_at": "pool" }));
 }
 
 #[test]
