@@ -11,7 +11,8 @@
 # times each kernel of a short eager run alone (--clock-control none, one metric); ncu_steps.py
 # prints one training step of each, kernel by kernel: the faithful MLP and CNN of nndl and of
 # PyTorch eager (the CUDA-graph peer replays the same kernels), and a pack of 10 MLP seeds. The
-# lists go to ncu.tar.gz, the summaries to steps.txt.
+# lists go to ncu.tar.gz, the summaries to steps.txt; the Chrome traces of the MLP pack's and
+# the CNN's profiled steps to traces.tar.gz.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
 mkdir -p "$work/ncu"
@@ -53,6 +54,8 @@ peer() {
   NNDL_PACK_STREAMS=on profile mlp-pack10-streams mlp --seeds 0..9
   NNDL_PACK_STREAMS=off profile cnn-pack10-stacked cnn --seeds 0..9
 } 2>&1 | tee "$out/kineto.txt"
+# The Chrome traces behind three of those tables (for Perfetto: the gaps between kernels).
+(cd "$work" && find prof-mlp-pack10 prof-cnn-graph prof-cnn-graph-bias-pool -name profile-trace.json 2>/dev/null | tar -czf "$out/traces.tar.gz" -T -)
 short=(--iterations 10 --eval-every 1000 --device cuda --data "$data")
 "$nndl" mlp "${short[@]}" --out "$work/warm" --quiet --force --no-cuda-graph >/dev/null  # the page cache
 {
