@@ -5,7 +5,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{ModelKind, TrainConfig};
 use crate::data::DeviceData;
 use crate::metrics::{EvalPoint, MetricsLog};
-use crate::models::cnn::ConvPlan;
+use crate::models::conv_block::ConvPlan;
 use crate::plot::{line_chart, Scale, Series};
 use crate::run_dir::RunDir;
 use crate::runtime::Runtime;

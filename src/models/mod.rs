@@ -1,5 +1,6 @@
 //! The two MNIST networks, built with tch's `nn::seq` / `nn::seq_t`.
 pub mod cnn;
+pub mod conv_block;
 pub mod init;
 pub mod mlp;
 
@@ -24,6 +25,6 @@ pub fn build(vs: &nn::Path, cfg: &TrainConfig) -> nn::SequentialT {
 pub fn build_to_run_on(vs: &nn::Path, cfg: &TrainConfig, device: Device) -> nn::SequentialT {
     match cfg.model {
         ModelKind::Mlp => mlp::mlp(vs, cfg.init),
-        ModelKind::Cnn => cnn::cnn(vs, cfg.init, cfg.dropout, cnn::ConvPlan::for_device(device)),
+        ModelKind::Cnn => cnn::cnn(vs, cfg.init, cfg.dropout, conv_block::ConvPlan::for_device(device)),
     }
 }

@@ -17,7 +17,8 @@
 //! Inputs either differ per member ([M, B, 784], training) or are shared ([B, 784], evaluation:
 //! stacked, the first linear layer is then one wide product).
 use crate::config::ModelKind;
-use crate::models::cnn::{conv_relu_pool, flatten_nhwc, ConvPlan, Layout};
+use crate::models::cnn::flatten_nhwc;
+use crate::models::conv_block::{conv_relu_pool, ConvPlan, Layout};
 use crate::run::Network;
 use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};

@@ -1,6 +1,6 @@
 //! The CNN's pieces: SAME padding, TF's flatten order, the truncated normal, both dropouts.
 use nndl::config::{Dropout, Init};
-use nndl::models::{cnn, init};
+use nndl::models::{cnn, conv_block, init};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
@@ -13,10 +13,10 @@ fn same_padding_gives_3136_features() {
     let _rng = crate::util::rng_lock();
     one_thread();
     let vs = nn::VarStore::new(Device::Cpu);
-    let features = cnn::features(&vs.root(), Init::TruncatedNormal, cnn::ConvPlan::for_device(Device::Cpu));
+    let features = cnn::features(&vs.root(), Init::TruncatedNormal, conv_block::ConvPlan::for_device(Device::Cpu));
     let out = features.forward_t(&Tensor::zeros([3, 784], (Kind::Float, Device::Cpu)), false);
     assert_eq!(out.size(), vec![3, 7 * 7 * 64]);
-    let net = cnn::cnn(&vs.root(), Init::TruncatedNormal, Dropout::None {}, cnn::ConvPlan::for_device(Device::Cpu));
+    let net = cnn::cnn(&vs.root(), Init::TruncatedNormal, Dropout::None {}, conv_block::ConvPlan::for_device(Device::Cpu));
     assert_eq!(net.forward_t(&Tensor::zeros([2, 784], (Kind::Float, Device::Cpu)), false).size(), vec![2, 10]);
 }
 

@@ -3,7 +3,7 @@
 use crate::util::{json, metrics, mnist_dir, nndl, rng_lock, small_mnist, tempdir, train, PerStep};
 use nndl::config::{ModelKind, Preset, TrainConfig};
 use nndl::data::DeviceData;
-use nndl::models::cnn::{BiasAt, ConvPlan, Layout};
+use nndl::models::conv_block::{BiasAt, ConvPlan, Layout};
 use nndl::packed::net::{nll_and_correct, Input, PackedNet};
 use nndl::packed::trainer::{train_packed, MemberStart, PackContext};
 use nndl::packed::{Arrangement, PackInfo};
