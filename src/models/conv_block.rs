@@ -91,10 +91,10 @@ impl Layout {
 
 /// Where the convolutions add their bias. The homework's `max_pool(relu(conv(x) + b))` equals
 /// `relu(max_pool(conv(x)) + b)` value for value: rounding is monotonic, so adding a channel's
-/// constant commutes with the maximum. After the pooling, the bias's add, its gradient's sum and
-/// the ReLU touch a quarter of the elements, and the convolution's own bias pass over its whole
-/// output goes (libtorch adds a cuDNN convolution's bias as a broadcast kernel of its own, and
-/// sums its gradient over the whole output). What changes: the bias's gradient sums in another
+/// constant commutes with the maximum. After the pooling, the bias's add and its gradient's sum
+/// touch a quarter of the elements, as the ReLU already does, where libtorch adds a cuDNN
+/// convolution's bias with a broadcast kernel of its own over the whole output and sums its
+/// gradient over the whole output. What changes: the bias's gradient sums in another
 /// order, and where two values of a window differ by less than the bias's rounding, TF's order
 /// sees a tie and sends the gradient to the first of them, this order to the larger.
 /// NNDL_CNN_BIAS=conv|pool; `conv` (the homework's order) unless told: on the CPU, oneDNN adds
