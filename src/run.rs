@@ -256,6 +256,23 @@ pub(crate) struct Session {
 /// What a session leaves when its loop has ended: on finishing, the weights, figures and
 /// summary.json (last: it marks the run finished); on a divergence, the figures and an error.
 pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(String, Tensor)], outcome: TrainOutcome, seen: &[EvalPoint], session: Session) -> Result<RunEnd> {
+    closing(cfg, run, rt, params, outcome, seen, session)?.write(run)
+}
+
+/// A session's end in two halves: what needs libtorch (the weights' bytes, the environment),
+/// taken in the training thread by `closing`, and the files, written by `Closing::write` on any
+/// thread, so that a pack writes its members' folders side by side.
+pub(crate) enum Closing {
+    /// Interrupted: its checkpoint is all it leaves.
+    Done(RunEnd),
+    /// Diverged: its figures, then the error.
+    Diverged { name: &'static str, points: Vec<EvalPoint>, reason: String },
+    /// Finished: the weights, the figures, then summary.json.
+    Finished { model: Vec<u8>, points: Vec<EvalPoint>, summary: Box<RunSummary>, started: Instant },
+}
+
+/// The first half of `finish_run`, in the thread that trained.
+pub(crate) fn closing(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(String, Tensor)], outcome: TrainOutcome, seen: &[EvalPoint], session: Session) -> Result<Closing> {
     let name = cfg.model.name();
     if let Some(profile) = &outcome.profile {
         profile.write(run)?;
@@ -263,25 +280,19 @@ pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: 
     match outcome.ending {
         Ending::Finished => {}
         Ending::Interrupted { signal, next_iteration } => {
-            return Ok(RunEnd::Interrupted { signal, next_iteration, out_dir: run.path.clone() });
+            return Ok(Closing::Done(RunEnd::Interrupted { signal, next_iteration, out_dir: run.path.clone() }));
         }
         Ending::Diverged { iteration, exact, last_finite } => {
-            write_figures(run, name, seen)?;
             let when = if exact { format!("at iteration {iteration}") } else { format!("by iteration {iteration}") };
             let last = last_finite.map(|(i, l)| format!(" (last finite loss {l:.4e} at iteration {i})")).unwrap_or_default();
             let reason = format!("training diverged: the loss became NaN or infinite {when}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", cfg.lr);
-            // The divergence is the error to report even where its record cannot be written.
-            let _ = crate::run_dir::record_failure(&run.path, &reason);
-            bail!("{reason}");
+            return Ok(Closing::Diverged { name, points: seen.to_vec(), reason });
         }
     }
-    crate::tensor_file::write(&run.file(MODEL_FILE), params, None)?;
+    let model = crate::tensor_file::encode(params, None).map_err(|e| anyhow::anyhow!("cannot encode {}: {e}", run.file(MODEL_FILE).display()))?;
     let points = outcome.points;
-    write_figures(run, name, &points)?;
     let last = points.last().context("training produced no evaluation")?;
     let (homework_test_loss, homework_test_accuracy) = crate::homework::reported(cfg.model);
-    let mut environment = Environment::capture(rt.device, session.started_utc);
-    environment.finished_utc = crate::system_info::utc_now();
     let summary = RunSummary {
         model: name.into(),
         preset: cfg.preset.name().into(),
@@ -308,14 +319,37 @@ pub(crate) fn finish_run(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: 
         tf32: cfg.tf32,
         flush_denormals: cfg.flush_denormals,
         resumed: session.resumed,
-        wall_seconds: session.started.elapsed().as_secs_f64(),
+        // Both set when the files are written, below.
+        wall_seconds: 0.0,
         out_dir: run.path.clone(),
-        environment,
+        environment: Environment::capture(rt.device, session.started_utc),
     };
-    run.write_json("summary.json", &summary)?;
-    // An earlier session's failure no longer describes the folder (summary.json wins anyway).
-    let _ = std::fs::remove_file(run.file(crate::run_dir::FAILED));
-    Ok(RunEnd::Finished(Box::new(summary)))
+    Ok(Closing::Finished { model, points, summary: Box::new(summary), started: session.started })
+}
+
+impl Closing {
+    /// The second half of `finish_run`: the files, into `run` (no libtorch call).
+    pub(crate) fn write(self, run: &RunDir) -> Result<RunEnd> {
+        match self {
+            Closing::Done(end) => Ok(end),
+            Closing::Diverged { name, points, reason } => {
+                write_figures(run, name, &points)?;
+                // The divergence is the error to report even where its record cannot be written.
+                let _ = crate::run_dir::record_failure(&run.path, &reason);
+                bail!("{reason}");
+            }
+            Closing::Finished { model, points, mut summary, started } => {
+                crate::run_dir::write_atomic(&run.file(MODEL_FILE), &model)?;
+                write_figures(run, &summary.model, &points)?;
+                summary.environment.finished_utc = crate::system_info::utc_now();
+                summary.wall_seconds = started.elapsed().as_secs_f64();
+                run.write_json("summary.json", &summary)?;
+                // An earlier session's failure no longer describes the folder (summary.json wins anyway).
+                let _ = std::fs::remove_file(run.file(crate::run_dir::FAILED));
+                Ok(RunEnd::Finished(summary))
+            }
+        }
+    }
 }
 
 pub fn write_figures(run: &RunDir, name: &str, points: &[EvalPoint]) -> Result<()> {
