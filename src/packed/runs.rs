@@ -193,10 +193,10 @@ fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps
     Ok(write_side_by_side(group.iter().map(|c| &c.run).zip(closings).collect()))
 }
 
-/// Each member's files (weights, figures, summary.json: about 15 ms of drawing and fsyncs a
-/// member), a thread a member: a pack on CUDA wrote its 16 folders one after another. The
-/// threads call no libtorch, so its thread pools stay as they are. The standard library's
-/// scoped threads suffice here: the work is a handful of items, mostly waiting on the disk.
+/// Each member's files (weights, figures, summary.json: about 13 ms of drawing and fsyncs a
+/// member on this CPU), a thread a member. A CUDA pack has one training thread, which wrote them
+/// one member after another. The threads call no libtorch, so its thread pools stay as they
+/// are. The standard library's scoped threads suffice: a pack's members are a handful of items.
 fn write_side_by_side(members: Vec<(&RunDir, Result<Closing>)>) -> Vec<MemberEnd> {
     let written = |(run, closing): (&RunDir, Result<Closing>)| match closing.and_then(|c| c.write(run)) {
         Ok(end) => MemberEnd::Ended { end, trained: true },
