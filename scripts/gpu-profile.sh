@@ -3,7 +3,9 @@
 # Rust (build nndl elsewhere; carry the binary, its CUDA-graph shim and MNIST), then
 #   scripts/gpu-profile.sh NNDL_BINARY MNIST_DIR OUT_DIR
 # Separate from gpu-speed.sh, whose measurements take most of a 10-minute device call: run it
-# right after, while the machine is warm (about 3 minutes on an H200). First Kineto profiles of
+# right after, while the machine is warm (about 3 minutes on an H200). First, in about half a
+# minute, pack_routes.py: the MLP pack's step and variants of it in PyTorch, checked against it
+# and timed as graph replays, into pack-routes.txt. Then Kineto profiles of
 # 40 steps each into kineto.txt (about two minutes): nndl's (--profile-steps) and the PyTorch
 # peer's (bench_torch.py --profile-steps, summed by trace_table.py the same way), graph replays
 # and eager steps of the MLP and CNN (nndl's CNN also with NNDL_CNN_BIAS=pool), and nndl's
@@ -38,6 +40,11 @@ peer() {
     echo "== $name FAILED:"; tail -3 "$work/$name.err"
   fi
 }
+# Which formulations of the MLP pack's step would gain (the speed issue's 1.5x), before nndl
+# builds one.
+timeout 150 python3 "$here/pack_routes.py" --device cuda --data "$data" > "$out/pack-routes.txt" 2>&1 \
+  || echo "pack_routes.py FAILED (exit $?)" >> "$out/pack-routes.txt"
+cat "$out/pack-routes.txt"
 {
   for m in mlp cnn; do
     profile $m-graph $m
