@@ -3,9 +3,10 @@
 # Rust (build nndl elsewhere; carry the binary, its CUDA-graph shim and MNIST), then
 #   scripts/gpu-profile.sh NNDL_BINARY MNIST_DIR OUT_DIR
 # Separate from gpu-speed.sh, whose measurements take most of a 10-minute device call: run it
-# right after, while the machine is warm (about 3 minutes on an H200). First, in about half a
-# minute, pack_routes.py: the MLP pack's step and variants of it in PyTorch, checked against it
-# and timed as graph replays, into pack-routes.txt. Then Kineto profiles of
+# right after, while the machine is warm (about 3.5 minutes on an H200). First, in about a
+# minute, pack_routes.py and cnn_routes.py: the MLP pack's step and the single CNN's, and
+# variants of each in PyTorch, checked against them and timed as graph replays, into
+# routes.txt. Then Kineto profiles of
 # 40 steps each into kineto.txt (about two minutes): nndl's (--profile-steps) and the PyTorch
 # peer's (bench_torch.py --profile-steps, summed by trace_table.py the same way), graph replays
 # and eager steps of the MLP and CNN (nndl's CNN also with NNDL_CNN_BIAS=pool), and nndl's
@@ -40,11 +41,11 @@ peer() {
     echo "== $name FAILED:"; tail -3 "$work/$name.err"
   fi
 }
-# Which formulations of the MLP pack's step would gain (the speed issue's 1.5x), before nndl
-# builds one.
-timeout 150 python3 "$here/pack_routes.py" --device cuda --data "$data" > "$out/pack-routes.txt" 2>&1 \
-  || echo "pack_routes.py FAILED (exit $?)" >> "$out/pack-routes.txt"
-cat "$out/pack-routes.txt"
+# Which formulations of the MLP pack's step (the speed issue's 1.5x) and of the single CNN's
+# (its 0.9x) would gain, before nndl builds one.
+for routes in pack_routes cnn_routes; do
+  timeout 150 python3 "$here/$routes.py" --device cuda --data "$data" 2>&1 || echo "$routes.py FAILED (exit $?)"
+done | tee "$out/routes.txt"
 {
   for m in mlp cnn; do
     profile $m-graph $m
