@@ -20,15 +20,13 @@ replays with cuDNN's benchmark mode on, as nndl runs:
 
 On the CPU (no CUDA graphs) it runs the steps eagerly: a check of the routes, not a timing.
 """
-import argparse
 import json
-import os
 
 import torch
 import torch.nn.functional as F
 
 from bench_torch import load
-from pack_routes import sync, time_route
+from pack_routes import agreement, heading, route_args, single_update, time_route
 
 BATCH, LR, KEEP, CHECK_STEPS = 100, 0.01, 0.25, 3
 ROUTES = {
@@ -74,14 +72,7 @@ class CnnStep:
         if noise is None:
             noise = torch.empty_like(h).bernoulli_(KEEP).div_(KEEP)
         logits = F.linear(h * noise, w4, b4)
-        loss = F.cross_entropy(logits, ys)
-        grads = torch.autograd.grad(loss, self.leaves)
-        with torch.no_grad():
-            for p, g in zip(self.leaves, grads):
-                p.add_(g, alpha=-LR)
-            self.sums[0].add_(loss.detach())
-            self.sums[1].add_(logits.argmax(-1).eq(ys).sum())
-        return loss.detach()
+        return single_update(self.leaves, F.cross_entropy(logits, ys), logits, ys, self.sums, LR)
 
     def plan(self, indices, y):
         return indices
@@ -101,22 +92,9 @@ def check(start, x, y, batches, noises):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--steps", type=int, default=1000, help="timed steps a route and round (default 1000; 5 on the CPU)")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--data", default=os.environ.get("MNIST_DIR") or os.path.join(here, "..", "data", "mnist"))
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args()
-    device = torch.device(a.device)
-    graphs = device.type == "cuda"
-    # As nndl's faithful CNN on CUDA: float32 without TF32, cuDNN's benchmark mode.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    a, device, graphs, steps = route_args(__doc__, 1000, 5)
+    # As nndl's faithful CNN on CUDA: cuDNN's benchmark mode picks the convolutions.
     torch.backends.cudnn.benchmark = True
-    torch.set_flush_denormal(True)
-    steps = a.steps if graphs else min(a.steps, 5)
     x, y, _, _ = load(a.data, device)
     start = initial(device)
     gen = torch.Generator().manual_seed(1)
@@ -128,13 +106,9 @@ def main():
         for name, route in ROUTES.items():
             times[name].append(time_route(lambda r=route: CnnStep(r, start, x, y), list(indices), device, graphs))
     best = {name: min(t) for name, t in times.items()}
-    print(f"faithful CNN, one run, {device} ({torch.cuda.get_device_name(device) if graphs else 'CPU, eager: a check, not a timing'}), "
-          f"torch {torch.__version__}, {'CUDA graph replays' if graphs else 'eager steps'}, {steps} steps a route, best of {a.rounds} rounds:")
+    print(heading("faithful CNN, one run", device, graphs, steps, a.rounds))
     for name, us in best.items():
-        first, most = errors[name]
-        verdict = "the same step" if first < 1e-5 and most < 1e-3 else "NOT THE SAME STEP"
-        print(f"  {name:>16}: {us:8.1f} us a step, {us / best['baseline']:.3f}x the baseline; "
-              f"loss vs baseline: {first:.1e} at step 1, {most:.1e} over {CHECK_STEPS} steps ({verdict})")
+        print(f"  {name:>16}: {us:8.1f} us a step, {us / best['baseline']:.3f}x the baseline; {agreement(*errors[name], CHECK_STEPS)}")
     if a.json:
         print(json.dumps({"device": str(device), "steps": steps, "us_per_step": times, "check_relative_error": errors}))
 

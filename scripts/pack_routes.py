@@ -128,17 +128,21 @@ class SingleStep:
             h = F.linear(h, self.leaves[2 * k], self.leaves[2 * k + 1])
             if k < len(LAYERS) - 1:
                 h = h.relu()
-        loss = F.cross_entropy(h, ys)
-        grads = torch.autograd.grad(loss, self.leaves)
-        with torch.no_grad():
-            for p, g in zip(self.leaves, grads):
-                p.add_(g, alpha=-LR)
-            self.sums[0].add_(loss.detach())
-            self.sums[1].add_(h.argmax(-1).eq(ys).sum())
-        return loss.detach()
+        return single_update(self.leaves, F.cross_entropy(h, ys), h, ys, self.sums, LR)
 
     def plan(self, indices, y):
         return indices[:BATCH]
+
+
+def single_update(leaves, loss, logits, ys, sums, lr):
+    """What a single run does after its forward: the gradients, SGD, the running sums."""
+    grads = torch.autograd.grad(loss, leaves)
+    with torch.no_grad():
+        for p, g in zip(leaves, grads):
+            p.add_(g, alpha=-lr)
+        sums[0].add_(loss.detach())
+        sums[1].add_(logits.argmax(-1).eq(ys).sum())
+    return loss.detach()
 
 
 def check(start, x, y, members, batches):
@@ -211,22 +215,41 @@ def time_evaluation(start, tx, members, chunk, device, repeats=5):
     return (time.perf_counter() - started) / repeats * 1e3
 
 
-def main():
+def route_args(doc, steps, cpu_steps, more=None):
+    """The route scripts' command line; sets the faithful numerics (float32 products without
+    TF32, denormals flushed on the CPU). Returns (args, device, graph replays?, timed steps)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--members", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=2000, help="timed steps a route and round (default 2000; 20 on the CPU)")
+    ap.add_argument("--steps", type=int, default=steps, help=f"timed steps a route and round (default {steps}; {cpu_steps} on the CPU)")
     ap.add_argument("--rounds", type=int, default=2, help="rounds over the routes, alternating (default 2)")
     ap.add_argument("--data", default=os.environ.get("MNIST_DIR") or os.path.join(here, "..", "data", "mnist"))
     ap.add_argument("--json", action="store_true")
+    if more:
+        more(ap)
     a = ap.parse_args()
     device = torch.device(a.device)
     graphs = device.type == "cuda"
-    # As the faithful preset: float32 products, no TF32; denormals flushed on the CPU.
     torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.set_flush_denormal(True)
-    steps = a.steps if graphs else min(a.steps, 20)
+    return a, device, graphs, a.steps if graphs else min(a.steps, cpu_steps)
+
+
+def heading(what, device, graphs, steps, rounds):
+    machine = torch.cuda.get_device_name(device) if graphs else "CPU, eager: a check, not a timing"
+    replays = "CUDA graph replays" if graphs else "eager steps"
+    return f"{what}, {device} ({machine}), torch {torch.__version__}, {replays}, {steps} steps a route, best of {rounds} rounds:"
+
+
+def agreement(first, most, steps):
+    """A route's losses against the baseline's, as `check` measured them."""
+    verdict = "the same step" if first < 1e-5 and most < 1e-3 else "NOT THE SAME STEP"
+    return f"losses vs baseline: {first:.1e} at step 1, {most:.1e} over {steps} steps ({verdict})"
+
+
+def main():
+    a, device, graphs, steps = route_args(__doc__, 2000, 20, lambda ap: ap.add_argument("--members", type=int, default=10))
     x, y, tx, _ = load(a.data, device)
     m = a.members
     start = initial(m, device)
@@ -244,15 +267,9 @@ def main():
     chunk = 5000 if graphs else 2000
     eval_ms = time_evaluation(start, tx, m, chunk, device)
     best = {name: min(t) for name, t in times.items()}
-    print(f"pack of {m} faithful MLP members, {device} ({torch.cuda.get_device_name(device) if graphs else 'CPU, eager: a check, not a timing'}), "
-          f"torch {torch.__version__}, {'CUDA graph replays' if graphs else 'eager steps'}, {steps} steps a route, best of {a.rounds} rounds:")
+    print(heading(f"pack of {m} faithful MLP members", device, graphs, steps, a.rounds))
     for name, us in best.items():
-        if name in errors:
-            first, most = errors[name]
-            verdict = "the same step" if first < 1e-5 and most < 1e-3 else "NOT THE SAME STEP"
-            error = f"losses vs baseline: {first:.1e} at step 1, {most:.1e} over {CHECK_STEPS} steps ({verdict})"
-        else:
-            error = "one member: the single run's step"
+        error = agreement(*errors[name], CHECK_STEPS) if name in errors else "one member: the single run's step"
         print(f"  {name:>16}: {us:8.1f} us a step, {us / best['baseline']:.3f}x the baseline, {us / best['single']:.2f}x a single run's step; {error}")
     print(f"  one evaluation of the pack ({len(tx)} images in chunks of {chunk}): {eval_ms:.2f} ms; 81 of them {81 * eval_ms / 1e3:.3f} s "
           f"beside 4001 baseline steps' {4001 * best['baseline'] / 1e6:.3f} s")
