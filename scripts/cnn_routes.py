@@ -14,6 +14,8 @@ replays with cuDNN's benchmark mode on, as nndl runs:
   fc1-in-out        fc1's weights stored [in, out]: its three products in the other
                     orientation (on the H200 the step's largest kernel, 86 us, was a split-K
                     `sgemm_largek` product)
+  fc1-transposed    fc1's weights kept [out, in], its output computed transposed (W @ h^T):
+                    the products in another orientation, the checkpoints as they are
   both              bias-after-pool + fc1-in-out
 
     scripts/cnn_routes.py [--device cuda] [--steps 1000] [--data DIR] [--json]
@@ -33,6 +35,7 @@ ROUTES = {
     "baseline": {},
     "bias-after-pool": {"bias_after_pool": True},
     "fc1-in-out": {"fc1_in_out": True},
+    "fc1-transposed": {"fc1_transposed": True},
     "both": {"bias_after_pool": True, "fc1_in_out": True},
 }
 
@@ -68,7 +71,13 @@ class CnnStep:
         ys = self.y.index_select(0, idx)
         h = self.block(self.x.index_select(0, idx).view(-1, 1, 28, 28), w1, b1)
         h = self.block(h, w2, b2).permute(0, 2, 3, 1).reshape(-1, 3136)
-        h = (torch.addmm(b3, h, w3) if self.r.get("fc1_in_out") else F.linear(h, w3, b3)).relu()
+        if self.r.get("fc1_in_out"):
+            h = torch.addmm(b3, h, w3)
+        elif self.r.get("fc1_transposed"):
+            h = torch.addmm(b3.unsqueeze(1), w3, h.t()).t()
+        else:
+            h = F.linear(h, w3, b3)
+        h = h.relu()
         if noise is None:
             noise = torch.empty_like(h).bernoulli_(KEEP).div_(KEEP)
         logits = F.linear(h * noise, w4, b4)

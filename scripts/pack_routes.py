@@ -19,6 +19,8 @@ learns in about a minute which routes are worth building:
   bias-in-product   each layer's bias as a last row of its weights [M, in + 1, out] and a column
                     of ones beside its inputs: no bias add and no bias-gradient sums
   weights-in-out    the weights stored [M, in, out]: the products' other orientation
+  feature-major     the weights kept [M, out, in] (checkpoints as they are), the activations
+                    [M, features, B]: each layer W @ h, its products in yet another orientation
   all               rate-full + labels-planned + bias-in-product
   single            one member, a single run's ops (F.linear, cross-entropy, SGD): the 1x
 
@@ -47,6 +49,7 @@ ROUTES = {
     "labels-planned": {"labels_planned": True},
     "bias-in-product": {"bias_in_product": True},
     "weights-in-out": {"weights_in_out": True},
+    "feature-major": {"feature_major": True},
     "all": {"rate_full": True, "labels_planned": True, "bias_in_product": True},
 }
 
@@ -85,6 +88,14 @@ class PackStep:
                 if k < len(self.leaves) - 1:
                     h = F.pad(h.relu(), (0, 1), value=1.0)
             return h
+        if self.r.get("feature_major"):
+            # Activations [M, features, B]: each layer W @ h, the weights' gradients W-shaped.
+            h = xs.transpose(1, 2)
+            for k in range(len(LAYERS)):
+                h = torch.baddbmm(self.leaves[2 * k + 1].unsqueeze(2), self.leaves[2 * k], h)
+                if k < len(LAYERS) - 1:
+                    h = h.relu()
+            return h.transpose(1, 2)
         h = xs
         for k in range(len(LAYERS)):
             w, b = self.leaves[2 * k], self.leaves[2 * k + 1]
