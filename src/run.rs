@@ -289,7 +289,7 @@ pub(crate) fn closing(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(
             return Ok(Closing::Diverged { name, points: seen.to_vec(), reason });
         }
     }
-    let model = crate::tensor_file::encode(params, None).map_err(|e| anyhow::anyhow!("cannot encode {}: {e}", run.file(MODEL_FILE).display()))?;
+    let model = crate::tensor_file::encode(&run.file(MODEL_FILE), params, None)?;
     let points = outcome.points;
     let last = points.last().context("training produced no evaluation")?;
     let (homework_test_loss, homework_test_accuracy) = crate::homework::reported(cfg.model);

@@ -40,14 +40,15 @@ fn host_view(t: &Tensor) -> Result<HostView> {
 
 /// Writes `tensors` (and `metadata`, if any) to `path` atomically.
 pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<()> {
-    let bytes = encode(tensors, metadata).map_err(|e| anyhow!("cannot encode {}: {e}", path.display()))?;
+    let bytes = encode(path, tensors, metadata)?;
     write_atomic_with(path, |tmp| std::fs::write(tmp, &bytes).map_err(|e| write_error(path, &e)))
 }
 
-/// The file's bytes: what `write` writes, for a caller that writes them elsewhere or later.
-pub fn encode(tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
-    let views = tensors.iter().map(|(n, t)| Ok((n.clone(), host_view(t)?))).collect::<Result<Vec<_>>>()?;
-    safetensors::tensor::serialize(views, &metadata).map_err(|e| anyhow!("{e}"))
+/// The bytes `write` would write to `path` (named in the error), for a caller that writes them
+/// later or on another thread.
+pub fn encode(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+    let views = tensors.iter().map(|(n, t)| Ok((n.clone(), host_view(t)?))).collect::<Result<Vec<_>>>();
+    views.and_then(|v| safetensors::tensor::serialize(v, &metadata).map_err(|e| anyhow!("{e}"))).map_err(|e| anyhow!("cannot encode {}: {e}", path.display()))
 }
 
 /// The largest file read back: well above any checkpoint of these nets (the CNN's Adam
