@@ -8,6 +8,9 @@ before the ReLU, TF's NHWC flatten, fc1's weights [out, in], dropout with keep_p
 and variants, checks that each computes the baseline's losses, and times each as CUDA-graph
 replays with cuDNN's benchmark mode on, as nndl runs:
 
+  before            nndl's step before this change: the labels gathered in the
+                    step and the correct predictions summed every step (now: the labels planned
+                    with the indices, the correct predictions added by batch position)
   bias-after-pool   each convolution's bias added after its pooling (NNDL_CNN_BIAS=pool in
                     nndl, built and timed by gpu-speed.sh): a quarter of the elements for the
                     bias's add and its gradient's sum
@@ -28,11 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from bench_torch import load
-from pack_routes import agreement, heading, route_args, single_update, time_route
+from pack_routes import agreement, heading, route_args, single_plan, single_sums, single_update, time_route
 
 BATCH, LR, KEEP, CHECK_STEPS = 100, 0.01, 0.25, 3
 ROUTES = {
     "baseline": {},
+    "before": {"labels_in_step": True, "hits_summed": True},
     "bias-after-pool": {"bias_after_pool": True},
     "fc1-in-out": {"fc1_in_out": True},
     "fc1-transposed": {"fc1_transposed": True},
@@ -58,17 +62,18 @@ class CnnStep:
         for k, (w, b) in enumerate(start):
             w = w.t().contiguous() if k == 2 and route.get("fc1_in_out") else w.clone()
             self.leaves += [w.requires_grad_(True), b.clone().requires_grad_(True)]
-        self.sums = (torch.zeros((), device=x.device), torch.zeros((), dtype=torch.long, device=x.device))
+        self.sums = single_sums(x.device, route)
 
     def block(self, h, w, b):
         if self.r.get("bias_after_pool"):
             return (F.max_pool2d(F.conv2d(h, w, None, padding=2), 2) + b.view(1, -1, 1, 1)).relu()
         return F.max_pool2d(F.conv2d(h, w, b, padding=2), 2).relu()
 
-    def step(self, idx, noise=None):
-        """noise: the dropout multiplier [B, 1024] (for the check); None draws it here."""
+    def step(self, planned, noise=None):
+        """planned: `plan`'s batch; noise: the dropout multiplier [B, 1024] (for the check),
+        None draws it here."""
         w1, b1, w2, b2, w3, b3, w4, b4 = self.leaves
-        ys = self.y.index_select(0, idx)
+        idx, ys = (planned, self.y.index_select(0, planned)) if self.r.get("labels_in_step") else (planned[0], planned[1])
         h = self.block(self.x.index_select(0, idx).view(-1, 1, 28, 28), w1, b1)
         h = self.block(h, w2, b2).permute(0, 2, 3, 1).reshape(-1, 3136)
         if self.r.get("fc1_in_out"):
@@ -84,18 +89,18 @@ class CnnStep:
         return single_update(self.leaves, F.cross_entropy(logits, ys), logits, ys, self.sums, LR)
 
     def plan(self, indices, y):
-        return indices
+        return single_plan(indices, y, self.r)
 
 
 def check(start, x, y, batches, noises):
     """(relative difference at step 1, largest over the steps) of each route's loss against the
     baseline's, the same dropout masks in all."""
     base = CnnStep({}, start, x, y)
-    want = [float(base.step(b, n)) for b, n in zip(batches, noises)]
+    want = [float(base.step(base.plan(b, y), n)) for b, n in zip(batches, noises)]
     out = {}
     for name, route in ROUTES.items():
         step = CnnStep(route, start, x, y)
-        apart = [abs(float(step.step(b, n)) - w) / abs(w) for b, n, w in zip(batches, noises, want)]
+        apart = [abs(float(step.step(step.plan(b, y), n)) - w) / abs(w) for b, n, w in zip(batches, noises, want)]
         out[name] = (apart[0], max(apart))
     return out
 
@@ -113,7 +118,8 @@ def main():
     times = {name: [] for name in ROUTES}
     for _ in range(a.rounds):
         for name, route in ROUTES.items():
-            times[name].append(time_route(lambda r=route: CnnStep(r, start, x, y), list(indices), device, graphs))
+            plans = [single_plan(i, y, route) for i in indices]
+            times[name].append(time_route(lambda r=route: CnnStep(r, start, x, y), plans, device, graphs))
     best = {name: min(t) for name, t in times.items()}
     print(heading("faithful CNN, one run", device, graphs, steps, a.rounds))
     for name, us in best.items():

@@ -10,18 +10,19 @@ losses, captures each in a CUDA graph as nndl does, and times its replays, so th
 learns in about a minute which routes are worth building:
 
   baseline          nndl's step: baddbmm with the weights [M, out, in] transposed, log_softmax
-                    and gather, argmax and the running sums, addcmul with each member's rate
-                    broadcast over its slice
-  rate-full         the update with each member's rate expanded once to its leaf's shape: a
-                    vectorised addcmul (the broadcast one is the unvectorised elementwise kernel)
-  labels-planned    the batch's labels gathered with its indices, when the plan is made, and
-                    copied with them: one gather kernel less a step
+                    and gather, argmax and the running sums (the correct predictions added by
+                    batch position), addcmul with each member's rate expanded to its leaf's
+                    shape (vectorised), the labels gathered when the plan is made, the loss's
+                    negation folded into its division
+  before            nndl's step before those four (build 69e484e): each member's rate
+                    broadcast over its slice (the unvectorised elementwise kernel), the labels
+                    gathered in the step, the correct predictions summed every step, the
+                    summed log-likelihood negated, then divided
   bias-in-product   each layer's bias as a last row of its weights [M, in + 1, out] and a column
                     of ones beside its inputs: no bias add and no bias-gradient sums
   weights-in-out    the weights stored [M, in, out]: the products' other orientation
   feature-major     the weights kept [M, out, in] (checkpoints as they are), the activations
                     [M, features, B]: each layer W @ h, its products in yet another orientation
-  all               rate-full + labels-planned + bias-in-product
   single            one member, a single run's ops (F.linear, cross-entropy, SGD): the 1x
 
 It also times one evaluation of the pack (10,000 test images in nndl's CUDA chunks of 5000, the
@@ -45,12 +46,10 @@ LAYERS = [(784, 256), (256, 256), (256, 10)]
 BATCH, LR, CHECK_STEPS = 100, 0.005, 5
 ROUTES = {
     "baseline": {},
-    "rate-full": {"rate_full": True},
-    "labels-planned": {"labels_planned": True},
+    "before": {"rate_broadcast": True, "labels_in_step": True, "hits_summed": True, "negate_apart": True},
     "bias-in-product": {"bias_in_product": True},
     "weights-in-out": {"weights_in_out": True},
     "feature-major": {"feature_major": True},
-    "all": {"rate_full": True, "labels_planned": True, "bias_in_product": True},
 }
 
 
@@ -77,8 +76,9 @@ class PackStep:
             p.requires_grad_(True)
         neg_rate = torch.full((members,), -LR, device=x.device)
         shaped = [neg_rate.view(-1, *([1] * (p.dim() - 1))) for p in self.leaves]
-        self.rates = [r.expand_as(p).contiguous() for r, p in zip(shaped, self.leaves)] if route.get("rate_full") else shaped
-        self.sums = (torch.zeros(members, device=x.device), torch.zeros(members, dtype=torch.long, device=x.device))
+        self.rates = shaped if route.get("rate_broadcast") else [r.expand_as(p).contiguous() for r, p in zip(shaped, self.leaves)]
+        hits_shape = (members,) if route.get("hits_summed") else (members, BATCH)
+        self.sums = (torch.zeros(members, device=x.device), torch.zeros(hits_shape, dtype=torch.long, device=x.device))
 
     def logits(self, xs):
         if self.bias_in_product:
@@ -105,23 +105,23 @@ class PackStep:
         return h
 
     def step(self, planned):
-        """planned: [M * B] batch indices, or [2, M * B] indices and labels (labels-planned)."""
-        idx = planned[0] if self.r.get("labels_planned") else planned
-        ys = (planned[1] if self.r.get("labels_planned") else self.y.index_select(0, idx)).view(self.m, BATCH)
+        """planned: [2, M * B] indices and their labels, or [M * B] indices (labels in the step)."""
+        idx = planned if self.r.get("labels_in_step") else planned[0]
+        ys = (self.y.index_select(0, idx) if self.r.get("labels_in_step") else planned[1]).view(self.m, BATCH)
         logits = self.logits(self.x.index_select(0, idx).view(self.m, BATCH, -1))
         picked = logits.log_softmax(-1).gather(2, ys.unsqueeze(2)).squeeze(2)
-        correct = logits.argmax(-1).eq(ys).sum(1)
-        losses = -picked.sum(1) / BATCH
+        hits = logits.argmax(-1).eq(ys)
+        losses = -picked.sum(1) / BATCH if self.r.get("negate_apart") else picked.sum(1) / -BATCH
         grads = torch.autograd.grad(losses.sum(), self.leaves)
         with torch.no_grad():
             for p, g, r in zip(self.leaves, grads, self.rates):
                 p.addcmul_(g, r)
             self.sums[0].add_(losses.detach())
-            self.sums[1].add_(correct)
+            self.sums[1].add_(hits.sum(1) if self.r.get("hits_summed") else hits)
         return losses.detach()
 
     def plan(self, indices, y):
-        return torch.stack([indices, y[indices]], 0) if self.r.get("labels_planned") else indices
+        return indices if self.r.get("labels_in_step") else torch.stack([indices, y[indices]], 0)
 
 
 class SingleStep:
@@ -130,10 +130,10 @@ class SingleStep:
     def __init__(self, start, x, y):
         self.x, self.y = x, y
         self.leaves = [t[0].clone().requires_grad_(True) for w, b in start for t in (w, b)]
-        self.sums = (torch.zeros((), device=x.device), torch.zeros((), dtype=torch.long, device=x.device))
+        self.sums = single_sums(x.device, {})
 
-    def step(self, idx):
-        xs, ys = self.x.index_select(0, idx), self.y.index_select(0, idx)
+    def step(self, planned):
+        xs, ys = self.x.index_select(0, planned[0]), planned[1]
         h = xs
         for k in range(len(LAYERS)):
             h = F.linear(h, self.leaves[2 * k], self.leaves[2 * k + 1])
@@ -142,7 +142,19 @@ class SingleStep:
         return single_update(self.leaves, F.cross_entropy(h, ys), h, ys, self.sums, LR)
 
     def plan(self, indices, y):
-        return indices[:BATCH]
+        return single_plan(indices[:BATCH], y, {})
+
+
+def single_plan(indices, y, route):
+    """A single run's batch: its indices and their labels, as nndl plans them (or the indices
+    alone, the labels gathered in the step: route `before`)."""
+    return indices if route.get("labels_in_step") else torch.stack([indices, y[indices]], 0)
+
+
+def single_sums(device, route):
+    """The running loss, and the correct predictions by batch position (summed every step:
+    route `before`)."""
+    return (torch.zeros((), device=device), torch.zeros(() if route.get("hits_summed") else BATCH, dtype=torch.long, device=device))
 
 
 def single_update(leaves, loss, logits, ys, sums, lr):
@@ -152,7 +164,8 @@ def single_update(leaves, loss, logits, ys, sums, lr):
         for p, g in zip(leaves, grads):
             p.add_(g, alpha=-lr)
         sums[0].add_(loss.detach())
-        sums[1].add_(logits.argmax(-1).eq(ys).sum())
+        hits = logits.argmax(-1).eq(ys)
+        sums[1].add_(hits.sum() if sums[1].dim() == 0 else hits)
     return loss.detach()
 
 
@@ -164,7 +177,7 @@ def check(start, x, y, members, batches):
     differs at step 1."""
     out = {}
     base = PackStep({}, start, x, y, members)
-    want = [base.step(b).cpu() for b in batches]
+    want = [base.step(base.plan(b, y)).cpu() for b in batches]
     for name, route in ROUTES.items():
         step = PackStep(route, start, x, y, members)
         got = [step.step(step.plan(b, y)).cpu() for b in batches]

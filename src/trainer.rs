@@ -125,26 +125,50 @@ pub struct TrainOutcome {
 /// on the device (updated in place, so a captured CUDA graph keeps updating them).
 pub(crate) struct TrainSums {
     pub(crate) loss: Tensor,
+    /// Correct predictions counted by batch position ([B] i64): a step adds its hits as they
+    /// are, one kernel, where a count per step took a cast, a sum and an add. Evaluation points
+    /// and checkpoints read the total.
     pub(crate) correct: Tensor,
 }
 
-/// One training step on the batch whose indices sit in `idx`: forward, backward, update, sums.
-/// Gradients must have been cleared; nothing here waits for the device. Returns the loss.
-fn step(net: &dyn ModuleT, opt: &mut Optim, cfg: &TrainConfig, train: &DeviceSplit, idx: &Tensor, sums: &mut TrainSums) -> Tensor {
-    let mut xs = train.images.index_select(0, idx);
+impl TrainSums {
+    pub(crate) fn zeros(batch_size: usize, device: Device) -> TrainSums {
+        TrainSums { loss: Tensor::zeros([], (Kind::Float, device)), correct: Tensor::zeros([batch_size as i64], (Kind::Int64, device)) }
+    }
+
+    /// The correct predictions since the last evaluation, a 0-dim i64 tensor.
+    pub(crate) fn correct_total(&self) -> Tensor {
+        self.correct.sum(Kind::Int64)
+    }
+}
+
+/// One training step on the batch in `batch` ([2, B]: indices, then their labels): forward,
+/// backward, update, sums. Gradients must have been cleared; nothing here waits for the device.
+/// Returns the loss.
+fn step(net: &dyn ModuleT, opt: &mut Optim, cfg: &TrainConfig, train: &DeviceSplit, batch: &Tensor, sums: &mut TrainSums) -> Tensor {
+    let (idx, ys) = (batch.get(0), batch.get(1));
+    let mut xs = train.images.index_select(0, &idx);
     if cfg.augment_shift > 0 {
         xs = random_shift(&xs, cfg.augment_shift);
     }
-    let ys = train.labels.index_select(0, idx);
     let logits = net.forward_t(&xs, true);
     let loss = logits.cross_entropy_for_logits(&ys);
     loss.backward();
     opt.step();
     tch::no_grad(|| {
         sums.loss += loss.detach();
-        sums.correct += logits.argmax(-1, false).eq_tensor(&ys).sum(Kind::Int64);
+        sums.correct += logits.argmax(-1, false).eq_tensor(&ys);
     });
     loss
+}
+
+/// A chunk's batches on the device, each iteration's indices beside their labels: `indices`
+/// [n, ...] gives [n, 2, ...]. A step then copies both in one piece, and its graph gathers no
+/// labels.
+pub(crate) fn plan_batches(indices: &Tensor, labels: &Tensor) -> Tensor {
+    let indices = indices.to_device(labels.device());
+    let ys = labels.index_select(0, &indices.view([-1])).view_as(&indices);
+    Tensor::stack(&[indices, ys], 1)
 }
 
 /// Eager steps before capture: cuDNN picks its algorithms and the allocator settles.
@@ -210,7 +234,7 @@ impl LoopState {
             chunk_batcher: batcher.clone(),
             chunk_start: 0,
             batcher,
-            sums: TrainSums { loss: Tensor::zeros([], (Kind::Float, device)), correct: Tensor::zeros([], (Kind::Int64, device)) },
+            sums: TrainSums::zeros(cfg.batch_size, device),
             since_eval: 0,
             points: vec![],
             train_seconds: 0.0,
@@ -245,12 +269,15 @@ impl LoopState {
             anyhow::ensure!(t.numel() == 1, "{key} is not a scalar");
             Ok(t.to_kind(kind).reshape([]).to_device(device))
         };
+        // A checkpoint keeps the total, so it goes back in the first position.
+        let sums = TrainSums::zeros(m.config.batch_size, device);
+        sums.correct.get(0).copy_(&scalar("sums.correct", Kind::Int64)?);
         Ok(LoopState {
             next: m.next_iteration,
             chunk_batcher: chunk_batcher.clone(),
             chunk_start: m.chunk_start,
             batcher: chunk_batcher,
-            sums: TrainSums { loss: scalar("sums.loss", Kind::Float)?, correct: scalar("sums.correct", Kind::Int64)? },
+            sums: TrainSums { loss: scalar("sums.loss", Kind::Float)?, ..sums },
             since_eval: m.since_eval,
             points: m.points.clone(),
             train_seconds: m.train_seconds,
@@ -292,7 +319,7 @@ impl LoopState {
         tensors.insert("batcher.order".into(), Tensor::from_slice(&order));
         tensors.insert("rng.cpu".into(), Tensor::from_slice(&rng));
         tensors.insert("sums.loss".into(), self.sums.loss.shallow_clone());
-        tensors.insert("sums.correct".into(), self.sums.correct.shallow_clone());
+        tensors.insert("sums.correct".into(), self.sums.correct_total());
         let meta = CheckpointMeta {
             format: 1,
             next_iteration: self.next,
@@ -351,8 +378,8 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let bs = cfg.batch_size as i64;
     let per_chunk = plan_iters(cfg);
     let mut plan: Option<Tensor> = None;
-    // The batch's indices live in one fixed buffer, which a captured graph reads.
-    let mut idx = Tensor::zeros([bs], (Kind::Int64, device));
+    // The batch's indices and labels live in one fixed buffer, which a captured graph reads.
+    let mut batch = Tensor::zeros([2, bs], (Kind::Int64, device));
     let started = Instant::now();
     let earlier_seconds = st.train_seconds;
     let mut last_finite: Option<(usize, f64)> = None;
@@ -374,13 +401,13 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             p.before_step(i);
         }
         if i % per_chunk == 0 || plan.is_none() {
-            plan = Some(Tensor::from_slice(&st.draw_chunk(i, cfg)).to_device(device));
+            plan = Some(plan_batches(&Tensor::from_slice(&st.draw_chunk(i, cfg)).view([-1, bs]), &train.labels));
         }
         let slot = (i - st.chunk_start) as i64;
         if !matches!(cfg.schedule, Schedule::Constant {}) {
             opt.set_lr(cfg.lr_at(i));
         }
-        idx.copy_(&plan.as_ref().expect("planned above").narrow(0, slot * bs, bs));
+        batch.copy_(&plan.as_ref().expect("planned above").get(slot));
         let loss = match graph.as_mut() {
             Some(g) if g.is_captured() => {
                 g.replay()?;
@@ -394,14 +421,14 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
                 // replay instead of accumulating; the learning rate is a host constant.
                 opt.zero_grad();
                 g.capture(|| {
-                    let _ = step(ctx.net, &mut opt, cfg, train, &idx, &mut st.sums);
+                    let _ = step(ctx.net, &mut opt, cfg, train, &batch, &mut st.sums);
                 })?;
                 g.replay()?;
                 None
             }
             _ => {
                 opt.zero_grad();
-                Some(step(ctx.net, &mut opt, cfg, train, &idx, &mut st.sums))
+                Some(step(ctx.net, &mut opt, cfg, train, &batch, &mut st.sums))
             }
         };
         // On the CPU every step's loss is checked (reading it costs nothing); on CUDA only at
@@ -427,7 +454,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             let point = EvalPoint {
                 iteration: i,
                 train_loss: st.sums.loss.double_value(&[]) / st.since_eval as f64,
-                train_accuracy: st.sums.correct.double_value(&[]) / (st.since_eval * cfg.batch_size) as f64,
+                train_accuracy: st.sums.correct_total().double_value(&[]) / (st.since_eval * cfg.batch_size) as f64,
                 test_loss: f64::NAN,
                 test_accuracy: f64::NAN,
             };
@@ -494,8 +521,20 @@ fn settle(beside: Option<&mut OverlappedEval>, st: &mut LoopState, obs: &mut dyn
 
 #[cfg(test)]
 mod tests {
-    use super::random_shift;
+    use super::{plan_batches, random_shift};
     use tch::{Device, Kind, Tensor};
+
+    #[test]
+    fn planned_batches_carry_their_own_labels() {
+        let labels = Tensor::from_slice(&[7i64, 3, 9, 1, 4]);
+        // Two iterations of two members' batches of two: [n, M, B] -> [n, 2, M, B].
+        let indices = Tensor::from_slice(&[4i64, 0, 2, 2, 1, 3, 0, 4]).view([2, 2, 2]);
+        let plan = plan_batches(&indices, &labels);
+        assert_eq!(plan.size(), [2, 2, 2, 2]);
+        assert!(plan.select(1, 0).equal(&indices));
+        let expected = Tensor::from_slice(&[4i64, 7, 9, 9, 3, 1, 7, 4]).view([2, 2, 2]);
+        assert!(plan.select(1, 1).equal(&expected), "{:?}", Vec::<i64>::try_from(plan.select(1, 1).view([-1])).unwrap());
+    }
 
     #[test]
     fn shift_zero_is_the_identity() {

@@ -201,11 +201,13 @@ fn member_input(x: &Input, k: i64) -> Tensor {
     }
 }
 
-/// Per-member summed cross-entropy [M] of logits [M, B, C] against labels [M, B] (or [B], shared),
-/// and per-member correct predictions [M].
-pub fn nll_and_correct(logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor) {
+/// Per-member summed log-likelihood [M] of logits [M, B, C] against labels [M, B] (or [B],
+/// shared), the cross-entropy's sum negated, and which predictions are correct [M, B] (bool).
+/// Callers fold the negation into their division or sum: one kernel less, forward and backward,
+/// and the same values (IEEE arithmetic is symmetric in the sign).
+pub fn log_likelihood_and_hits(logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor) {
     let labels = labels.expand([logits.size()[0], logits.size()[1]], false);
     let picked = logits.log_softmax(-1, Kind::Float).gather(2, &labels.unsqueeze(2), false).squeeze_dim(2);
-    let correct = logits.argmax(-1, false).eq_tensor(&labels).sum_dim_intlist(1, false, Kind::Int64);
-    (-picked.sum_dim_intlist(1, false, Kind::Float), correct)
+    let hits = logits.argmax(-1, false).eq_tensor(&labels);
+    (picked.sum_dim_intlist(1, false, Kind::Float), hits)
 }

@@ -2,7 +2,7 @@
 //! member keeps its own position (batch order, running sums, evaluations) as a `LoopState`, so
 //! its checkpoints are a single run's and `nndl resume` continues any member alone. A member
 //! whose loss goes NaN or infinite is stopped (its learning rate set to 0) and the rest go on.
-use super::net::{nll_and_correct, Input, PackedNet};
+use super::net::{log_likelihood_and_hits, Input, PackedNet};
 use super::optim::PackedOptim;
 use super::rngs::MemberRngs;
 use super::{Arrangement, PackInfo};
@@ -13,7 +13,7 @@ use crate::data::{DeviceData, DeviceSplit};
 use crate::metrics::EvalPoint;
 use crate::profile::StepProfiler;
 use crate::torch_extras::DenormalMode;
-use crate::trainer::{checkpoint_rng, graph_for, plan_iters, profile_about, random_shift, restore_params, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
+use crate::trainer::{checkpoint_rng, graph_for, plan_batches, plan_iters, profile_about, random_shift, restore_params, Ending, LoopState, Observer, TrainOutcome, TrainSums, GRAPH_WARMUP};
 use anyhow::{bail, Result};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -61,7 +61,9 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let (train, test) = (&ctx.data.train, &ctx.data.test);
     let device = train.images.device();
     let mut opt = PackedOptim::new(cfg.optimizer, &net.leaves, m_count, device);
-    let sums = TrainSums { loss: Tensor::zeros([m_count], (Kind::Float, device)), correct: Tensor::zeros([m_count], (Kind::Int64, device)) };
+    let bs = cfg.batch_size as i64;
+    // Member m's sums are row m: its loss, and its correct predictions by batch position.
+    let sums = TrainSums { loss: Tensor::zeros([m_count], (Kind::Float, device)), correct: Tensor::zeros([m_count, bs], (Kind::Int64, device)) };
     let mut rng_states = Vec::new();
     let mut members = Vec::new();
     for (m, start) in starts.iter().enumerate() {
@@ -97,9 +99,10 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let about = profile_about(cfg, device, graph.is_some(), m_count);
     let mut profiler = StepProfiler::plan(ctx.profile_steps, capture_at + 1, cfg, device, about, ctx.quiet);
     let mut profile = None;
-    let (bs, per_chunk) = (cfg.batch_size as i64, plan_iters(cfg));
+    let per_chunk = plan_iters(cfg);
     let mut plan: Option<Tensor> = None;
-    let mut idx = Tensor::zeros([m_count, bs], (Kind::Int64, device));
+    // Every member's batch indices and labels ([2, M, B]), in the buffer a captured graph reads.
+    let mut batch = Tensor::zeros([2, m_count, bs], (Kind::Int64, device));
     let lrs_at = |i: usize, members: &[Member]| -> Vec<f64> {
         ctx.cfgs.iter().zip(members).map(|(c, mb)| if mb.active() { c.lr_at(i) } else { 0.0 }).collect()
     };
@@ -125,14 +128,14 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
         if i % per_chunk == 0 || plan.is_none() {
             let chunks: Vec<i64> = members.iter_mut().flat_map(|mb| mb.st.draw_chunk(i, &ctx.cfgs[0])).collect();
             let n = chunks.len() as i64 / (m_count * bs);
-            plan = Some(Tensor::from_slice(&chunks).view([m_count, n, bs]).transpose(0, 1).contiguous().to_device(device));
+            plan = Some(plan_batches(&Tensor::from_slice(&chunks).view([m_count, n, bs]).transpose(0, 1).contiguous(), &train.labels));
         }
         let slot = (i - members[0].st.chunk_start) as i64;
         // Adam's bias correction changes every step, a schedule's rate too.
         if cfg.optimizer == Optimizer::Adam || !matches!(cfg.schedule, Schedule::Constant {}) {
             opt.set_lrs(&lrs_at(i, &members));
         }
-        idx.copy_(&plan.as_ref().expect("planned above").get(slot));
+        batch.copy_(&plan.as_ref().expect("planned above").get(slot));
         let losses = match graph.as_mut() {
             Some(g) if g.is_captured() => {
                 g.replay()?;
@@ -141,7 +144,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             Some(g) if i == capture_at => {
                 let mut failed = None;
                 g.capture(|| {
-                    if let Err(e) = step_ctx.step(&mut opt, &idx) {
+                    if let Err(e) = step_ctx.step(&mut opt, &batch) {
                         failed = Some(e);
                     }
                 })?;
@@ -151,7 +154,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
                 g.replay()?;
                 None
             }
-            _ => Some(step_ctx.step(&mut opt, &idx)?),
+            _ => Some(step_ctx.step(&mut opt, &batch)?),
         };
         // On the CPU every step's losses are checked; on CUDA only at evaluation points.
         let mut newly_stopped = false;
@@ -181,7 +184,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             let results = evaluate_packed(net, test, cfg.eval_chunk(device), cfg.dropout, step_ctx.rngs)?;
             let eval_seconds = eval_start.elapsed().as_secs_f64();
             let train_loss: Vec<f64> = Vec::try_from(sums.loss.to_kind(Kind::Double))?;
-            let train_correct: Vec<f64> = Vec::try_from(sums.correct.to_kind(Kind::Double))?;
+            let train_correct: Vec<f64> = Vec::try_from(sums.correct.sum_dim_intlist(1, false, Kind::Double))?;
             for (m, mb) in members.iter_mut().enumerate() {
                 mb.st.eval_seconds += eval_seconds;
                 if !mb.active() {
@@ -299,28 +302,28 @@ struct StepParts<'a> {
 }
 
 impl StepParts<'_> {
-    /// One step of every member on its batch (`idx` [M, B]); returns the losses [M].
-    fn step(&mut self, opt: &mut PackedOptim, idx: &Tensor) -> Result<Tensor> {
-        let (m, b) = (self.net.members, idx.size()[1]);
-        let flat = idx.view([-1]);
-        let mut xs = self.train.images.index_select(0, &flat).view([m, b, 784]);
+    /// One step of every member on its batch (`batch` [2, M, B]: indices, then their labels);
+    /// returns the losses [M].
+    fn step(&mut self, opt: &mut PackedOptim, batch: &Tensor) -> Result<Tensor> {
+        let (m, b) = (self.net.members, batch.size()[2]);
+        let ys = batch.get(1);
+        let mut xs = self.train.images.index_select(0, &batch.get(0).view([-1])).view([m, b, 784]);
         if self.cfg.augment_shift > 0 {
             let shifted: Vec<Tensor> = (0..m).map(|k| self.rngs.with(k as usize, || random_shift(&xs.get(k), self.cfg.augment_shift))).collect::<Result<_>>()?;
             xs = Tensor::stack(&shifted, 0);
         }
-        let ys = self.train.labels.index_select(0, &flat).view([m, b]);
         let noise = match self.cfg.dropout {
             Dropout::KeepProb { keep_prob, .. } => Some(self.rngs.dropout_noise(m, b, DROPOUT_WIDTH, keep_prob, xs.device())?),
             Dropout::None {} => None,
         };
         opt.begin_step();
-        let (losses, correct) = if self.net.stacked {
+        let (losses, hits) = if self.net.stacked {
             let logits = self.net.forward(Input::PerMember(&xs), noise.as_ref());
-            let (nll, correct) = nll_and_correct(&logits, &ys);
-            let losses = nll / b as f64;
+            let (likelihood, hits) = log_likelihood_and_hits(&logits, &ys);
+            let losses = likelihood / -(b as f64);
             let all: Vec<usize> = (0..self.net.leaves.len()).collect();
             self.backward_and_update(opt, &losses, &all);
-            (losses, correct)
+            (losses, hits)
         } else {
             // Member by member: forward, backward and update of one member at a time, so its
             // parameters and gradients stay in cache (as in its single run); on CUDA with
@@ -329,10 +332,10 @@ impl StepParts<'_> {
             for k in 0..m {
                 let mut member_step = || {
                     let logits = self.net.member_logits(k, &Input::PerMember(&xs), noise.as_ref()).unsqueeze(0);
-                    let (nll, correct) = nll_and_correct(&logits, &ys.get(k).unsqueeze(0));
-                    let loss = nll / b as f64;
+                    let (likelihood, hits) = log_likelihood_and_hits(&logits, &ys.get(k).unsqueeze(0));
+                    let loss = likelihood / -(b as f64);
                     self.backward_and_update(opt, &loss, &self.net.member_leaves(k));
-                    (loss.detach(), correct)
+                    (loss.detach(), hits)
                 };
                 parts.push(match self.branches {
                     Some(streams) => streams[k as usize].branch(member_step)?,
@@ -342,12 +345,12 @@ impl StepParts<'_> {
             for stream in self.branches.unwrap_or_default() {
                 stream.join()?;
             }
-            let (losses, correct): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
-            (Tensor::cat(&losses, 0), Tensor::cat(&correct, 0))
+            let (losses, hits): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
+            (Tensor::cat(&losses, 0), Tensor::cat(&hits, 0))
         };
         tch::no_grad(|| {
             let _ = self.sums.loss.shallow_clone().g_add_(&losses.detach());
-            let _ = self.sums.correct.shallow_clone().g_add_(&correct);
+            let _ = self.sums.correct.shallow_clone().g_add_(&hits);
         });
         Ok(losses.detach())
     }
@@ -386,9 +389,9 @@ fn evaluate_packed(net: &PackedNet, split: &DeviceSplit, chunk: i64, dropout: Dr
                 let l = sub.min(len - at);
                 let images = split.images.narrow(0, start + at, l);
                 let logits = net.forward(Input::Shared(&images), noise.as_ref().map(|t| t.narrow(1, at, l)).as_ref());
-                let (nll, right) = nll_and_correct(&logits, &split.labels.narrow(0, start + at, l));
-                loss += nll;
-                correct += right;
+                let (likelihood, hits) = log_likelihood_and_hits(&logits, &split.labels.narrow(0, start + at, l));
+                loss -= likelihood;
+                correct += hits.sum_dim_intlist(1, false, Kind::Int64);
                 at += l;
             }
             start += len;

@@ -4,7 +4,7 @@ use crate::util::{json, metrics, mnist_dir, nndl, rng_lock, small_mnist, tempdir
 use nndl::config::{ModelKind, Preset, TrainConfig};
 use nndl::data::DeviceData;
 use nndl::models::conv_block::{BiasAt, ConvPlan, Layout};
-use nndl::packed::net::{nll_and_correct, Input, PackedNet};
+use nndl::packed::net::{log_likelihood_and_hits, Input, PackedNet};
 use nndl::packed::trainer::{train_packed, MemberStart, PackContext};
 use nndl::packed::{Arrangement, PackInfo};
 use nndl::trainer::{self, Ending, Observer, TrainContext};
@@ -189,9 +189,9 @@ fn each_arrangement_adds_the_bias_where_its_plan_says() {
         }));
         let images = data.train.images.narrow(0, 0, 3 * 8).view([3, 8, 784]);
         let labels = data.train.labels.narrow(0, 0, 3 * 8).view([3, 8]);
-        let (nll, _) = nll_and_correct(&net.forward(Input::PerMember(&images), None), &labels);
+        let (likelihood, _) = log_likelihood_and_hits(&net.forward(Input::PerMember(&images), None), &labels);
         let weights: Vec<&tch::Tensor> = net.leaves.iter().filter(|l| l.name == "conv2.weight").map(|l| &l.tensor).collect();
-        let grads = tch::Tensor::run_backward(&[nll.sum(tch::Kind::Float)], &weights, false, false);
+        let grads = tch::Tensor::run_backward(&[-likelihood.sum(tch::Kind::Float)], &weights, false, false);
         tch::Tensor::stack(&grads, 0).view([3, -1])
     };
     let apart = conv2_grads(false, BiasAt::Pool);
