@@ -3,19 +3,21 @@
 # Rust (build nndl elsewhere; carry the binary, its CUDA-graph shim and MNIST), then
 #   scripts/gpu-profile.sh NNDL_BINARY MNIST_DIR OUT_DIR
 # Separate from gpu-speed.sh, whose measurements take most of a 10-minute device call: run it
-# right after, while the machine is warm (about 3.5 minutes on an H200). First, in about a
-# minute, pack_routes.py and cnn_routes.py: the MLP pack's step and the single CNN's, and
-# variants of each in PyTorch, checked against them and timed as graph replays, into
-# routes.txt. Then Kineto profiles of
-# 40 steps each into kineto.txt (about two minutes): nndl's (--profile-steps) and the PyTorch
-# peer's (bench_torch.py --profile-steps, summed by trace_table.py the same way), graph replays
-# and eager steps of the MLP and CNN (nndl's CNN also with NNDL_CNN_BIAS=pool), and nndl's
-# packs of 10 (each also in its other arrangement, stacked or on streams). Then ncu
-# times each kernel of a short eager run alone (--clock-control none, one metric); ncu_steps.py
+# right after, while the machine is warm (about 3.5 minutes on an H200; 4.5 with
+# NNDL_BEFORE). First, in about a minute, pack_routes.py and cnn_routes.py: the MLP pack's step
+# and the single CNN's, and variants of each in PyTorch, checked against them and timed as
+# graph replays, into routes.txt. Then Kineto profiles of 40 steps each into kineto.txt (about
+# two minutes): nndl's (--profile-steps) and the PyTorch peer's (bench_torch.py
+# --profile-steps, summed by trace_table.py the same way), graph replays and eager steps of the
+# MLP and CNN (nndl's CNN also with NNDL_CNN_BIAS=pool), and nndl's packs of 10 (each also in
+# its other arrangement, stacked or on streams). Then ncu times each kernel of a short eager run alone (--clock-control none, one metric); ncu_steps.py
 # prints one training step of each, kernel by kernel: the faithful MLP and CNN of nndl and of
 # PyTorch eager (the CUDA-graph peer replays the same kernels), and a pack of 10 MLP seeds. The
 # lists go to ncu.tar.gz, the summaries to steps.txt; the Chrome traces of the MLP pack's and
 # the CNN's profiled steps to traces.tar.gz.
+# With NNDL_BEFORE=PATH (an earlier build, its CUDA-graph shim beside it), right after
+# routes.txt: before.txt, that build against this one, alternating, 2 rounds (about 45 s): a
+# faithful MLP run, a CNN run and a pack of 10 MLP seeds, each program's loop and accuracy.
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/gpu-common.sh"
 mkdir -p "$work/ncu"
@@ -46,6 +48,23 @@ peer() {
 for routes in pack_routes cnn_routes; do
   timeout 150 python3 "$here/$routes.py" --device cuda --data "$data" 2>&1 || echo "$routes.py FAILED (exit $?)"
 done | tee "$out/routes.txt"
+if [ -n "${NNDL_BEFORE:-}" ]; then
+  for round in 1 2; do
+    for build in before this; do
+      bin=$nndl; [ $build = before ] && bin=$(realpath "$NNDL_BEFORE")
+      for run in "mlp" "cnn" "mlp --seeds 0..9"; do
+        if timeout 60 "$bin" $run --device cuda --data "$data" --quiet --json --force --out "$work/ab-$build" > "$work/ab.json" 2> "$work/ab.err"; then
+          python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+runs = [r["summary"] for r in d["runs"]] if "runs" in d else [d]
+print(sys.argv[2], "loop %.3f s;" % runs[0]["train_seconds"], "accuracy", " ".join("%.4f" % r["final_test_accuracy"] for r in runs))' "$work/ab.json" "round $round, $build build, nndl $run:"
+        else
+          echo "round $round, $build build, nndl $run: FAILED: $(tail -1 "$work/ab.err")"
+        fi
+      done
+    done
+  done 2>&1 | tee "$out/before.txt"
+fi
 {
   for m in mlp cnn; do
     profile $m-graph $m
