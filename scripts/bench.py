@@ -157,13 +157,15 @@ def bench_packed(a, model, members, iterations, tmp):
     singles += [single(k) for k in range(members // 2, members)]
     vmap = run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, "--members", str(members), *common, "--data", a.data])
     # Other packs on CUDA, for A/B figures: the other arrangement of the members (the MLP's
-    # default stacks them, the CNN's puts each on a stream of its own); the CNN's convolutions
-    # channels-last (the default follows the single CNN's layout, NCHW), and with their bias
-    # after the pooling. One that fails is reported, and the rest still measured.
+    # default stacks them, the CNN's puts each on a stream of its own); the MLP's stacked
+    # weights kept [M, in, out]; the CNN's convolutions channels-last (the default follows the
+    # single CNN's layout, NCHW), and with their bias after the pooling. One that fails is
+    # reported, and the rest still measured.
     others = []
     if a.device == "cuda":
         if model == "mlp":
-            routes = [("members on streams of their own (NNDL_PACK_STREAMS=on)", {"NNDL_PACK_STREAMS": "on"})]
+            routes = [("members on streams of their own (NNDL_PACK_STREAMS=on)", {"NNDL_PACK_STREAMS": "on"}),
+                      ("weights stored [M, in, out] (NNDL_PACK_WEIGHTS=in-out)", {"NNDL_PACK_WEIGHTS": "in-out"})]
         else:
             routes = [("members stacked, grouped convolutions (NNDL_PACK_STREAMS=off)", {"NNDL_PACK_STREAMS": "off"}),
                       ("channels-last (NNDL_CNN_LAYOUT=nhwc)", {"NNDL_CNN_LAYOUT": "nhwc"}),

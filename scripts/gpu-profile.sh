@@ -10,8 +10,9 @@
 # two minutes): nndl's (--profile-steps) and the PyTorch peer's (bench_torch.py
 # --profile-steps, summed by trace_table.py the same way), graph replays and eager steps of the
 # MLP and CNN (nndl's CNN also with NNDL_CNN_BIAS=pool), and nndl's packs of 10 (each also in
-# its other arrangement, stacked or on streams). Then ncu times each kernel of a short eager run alone (--clock-control none, one metric); ncu_steps.py
-# prints one training step of each, kernel by kernel: the faithful MLP and CNN of nndl and of
+# its other arrangement, stacked or on streams; the MLP's also with NNDL_PACK_WEIGHTS=in-out).
+# Then ncu times each kernel of a short eager run alone (--clock-control none, one metric);
+# ncu_steps.py prints one training step of each, kernel by kernel: the faithful MLP and CNN of nndl and of
 # PyTorch eager (the CUDA-graph peer replays the same kernels), and a pack of 10 MLP seeds. The
 # lists go to ncu.tar.gz, the summaries to steps.txt; the Chrome traces of the MLP pack's and
 # the CNN's profiled steps to traces.tar.gz.
@@ -79,6 +80,7 @@ fi
   profile mlp-pack10 mlp --seeds 0..9
   profile cnn-pack10 cnn --seeds 0..9
   NNDL_PACK_STREAMS=on profile mlp-pack10-streams mlp --seeds 0..9
+  NNDL_PACK_WEIGHTS=in-out profile mlp-pack10-in-out mlp --seeds 0..9
   NNDL_PACK_STREAMS=off profile cnn-pack10-stacked cnn --seeds 0..9
 } 2>&1 | tee "$out/kineto.txt"
 # The Chrome traces behind three of those tables (for Perfetto: the gaps between kernels).

@@ -4,10 +4,11 @@
 use anyhow::{bail, Result};
 
 /// Every switch and the values it takes.
-pub const SWITCHES: [(&str, &[&str]); 5] = [
+pub const SWITCHES: [(&str, &[&str]); 6] = [
     ("NNDL_CNN_LAYOUT", &["nchw", "nhwc"]),
     ("NNDL_CNN_BIAS", &["conv", "pool"]),
     ("NNDL_PACK_STREAMS", &["on", "off"]),
+    ("NNDL_PACK_WEIGHTS", &["out-in", "in-out"]),
     ("NNDL_EVAL_OVERLAP", &["on", "off"]),
     ("NNDL_OVERLAP_START", &["on", "off"]),
 ];

@@ -26,6 +26,8 @@ pub struct PackInfo {
 pub enum Arrangement {
     /// One leaf per parameter for all members, one batched kernel per layer (CUDA).
     Stacked,
+    /// Stacked, with the linear layers' weights kept [M, in, out] (NNDL_PACK_WEIGHTS=in-out).
+    StackedInOut,
     /// Each member's own leaves, its step on a CUDA stream of its own.
     Streams,
     /// Each member's own leaves, one member after another (the CPU; CUDA without streams).
@@ -51,6 +53,15 @@ fn stacked_with(model: ModelKind, cuda: bool, streams: Option<&str>) -> bool {
         _ => model == ModelKind::Cnn,
     };
     cuda && !streams
+}
+
+/// Whether a stacked pack keeps its linear weights [M, in, out] (NNDL_PACK_WEIGHTS=in-out), not
+/// [M, out, in] as each member's are: the batched products in the other orientation. An A/B
+/// route for CUDA, off by default until a GPU has timed it (`scripts/pack_routes.py` times the
+/// same step in PyTorch). On this CPU, stacked and eager, it took 0.74-0.75x the default's step;
+/// the CPU's packs do not stack (`stacked_on`).
+pub fn weights_in_out() -> bool {
+    std::env::var("NNDL_PACK_WEIGHTS").is_ok_and(|v| v == "in-out")
 }
 
 /// How many members train together when --pack is not given: 16 on CUDA (one run leaves the

@@ -16,6 +16,11 @@
 //!
 //! Inputs either differ per member ([M, B, 784], training) or are shared ([B, 784], evaluation:
 //! stacked, the first linear layer is then one wide product).
+//!
+//! Stacked, a linear layer's weights are [M, out, in] as each member's are, or, with
+//! NNDL_PACK_WEIGHTS=in-out (`store_weights_in_out`), [M, in, out]: the batched products in the
+//! other orientation, for cuBLAS to pick other kernels (an A/B route for CUDA). A member's
+//! value is then its slice transposed, so checkpoints and weights keep a single run's shapes.
 use crate::config::ModelKind;
 use crate::models::cnn::flatten_nhwc;
 use crate::models::conv_block::{conv_relu_pool, ConvPlan, Layout};
@@ -36,6 +41,21 @@ pub struct Leaf {
     pub name: String,
     pub member: Option<i64>,
     pub tensor: Tensor,
+    /// A stacked linear weight kept [M, in, out]: each member's value is its slice transposed.
+    pub transposed: bool,
+}
+
+impl Leaf {
+    /// Member m's part of `t` (this leaf, or a tensor shaped like it, such as Adam's moments),
+    /// shaped as the member's own parameter; None if the leaf is another member's.
+    pub fn member_part(&self, t: &Tensor, m: i64) -> Option<Tensor> {
+        match self.member {
+            None if self.transposed => Some(t.get(m).transpose(0, 1)),
+            None => Some(t.get(m)),
+            Some(k) if k == m => Some(t.shallow_clone()),
+            Some(_) => None,
+        }
+    }
 }
 
 pub struct PackedNet {
@@ -63,23 +83,47 @@ impl PackedNet {
         for (k, (name, _)) in each[0].iter().enumerate() {
             let parts: Vec<Tensor> = each.iter().map(|p| p[k].1.detach()).collect();
             if stacked {
-                leaves.push(Leaf { name: name.clone(), member: None, tensor: Tensor::stack(&parts, 0).set_requires_grad(true) });
+                leaves.push(Leaf { name: name.clone(), member: None, tensor: Tensor::stack(&parts, 0).set_requires_grad(true), transposed: false });
             } else {
-                leaves.extend(parts.iter().enumerate().map(|(m, t)| Leaf { name: name.clone(), member: Some(m as i64), tensor: t.copy().set_requires_grad(true) }));
+                leaves.extend(parts.iter().enumerate().map(|(m, t)| Leaf { name: name.clone(), member: Some(m as i64), tensor: t.copy().set_requires_grad(true), transposed: false }));
             }
         }
         Ok(PackedNet { model, members: each.len() as i64, stacked, leaves, plan })
     }
 
+    /// Keeps the stacked linear weights [M, in, out] (NNDL_PACK_WEIGHTS=in-out; stacked only).
+    pub fn store_weights_in_out(&mut self) {
+        for leaf in self.leaves.iter_mut().filter(|l| l.member.is_none() && l.tensor.dim() == 3 && l.name.ends_with(".weight")) {
+            leaf.tensor = leaf.tensor.detach().transpose(1, 2).contiguous().set_requires_grad(true);
+            leaf.transposed = true;
+        }
+    }
+
+    /// Whether the stacked linear weights are kept [M, in, out].
+    pub fn weights_in_out(&self) -> bool {
+        self.leaves.iter().any(|l| l.transposed)
+    }
+
     /// The stacked leaf of `name`.
+    fn leaf(&self, name: &str) -> &Leaf {
+        self.leaves.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("packed net has no {name}"))
+    }
+
     fn p(&self, name: &str) -> &Tensor {
-        &self.leaves.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("packed net has no {name}")).tensor
+        &self.leaf(name).tensor
     }
 
     /// Member `m`'s value of parameter `name` (a view into a stacked leaf, or its own leaf).
     pub fn param(&self, name: &str, m: i64) -> Tensor {
         let leaf = self.leaves.iter().find(|l| l.name == name && l.member.is_none_or(|k| k == m)).unwrap_or_else(|| panic!("packed net has no {name}"));
-        if leaf.member.is_some() { leaf.tensor.shallow_clone() } else { leaf.tensor.get(m) }
+        leaf.member_part(&leaf.tensor, m).expect("the member's own leaf")
+    }
+
+    /// Layer `layer`'s stacked weights as [M, in, out], for products `h @ w`, and its bias.
+    fn weights_in_out_of(&self, layer: &str) -> (Tensor, &Tensor) {
+        let w = self.leaf(&format!("{layer}.weight"));
+        let w_in_out = if w.transposed { w.tensor.shallow_clone() } else { w.tensor.transpose(1, 2) };
+        (w_in_out, self.p(&format!("{layer}.bias")))
     }
 
     /// Member `m`'s parameters (detached views), under the names a single run's VarStore uses.
@@ -112,8 +156,8 @@ impl PackedNet {
 
     /// [M, B, in] -> [M, B, out]: each member's batch through its own layer.
     fn linear(&self, h: &Tensor, layer: &str) -> Tensor {
-        let (w, b) = (self.p(&format!("{layer}.weight")), self.p(&format!("{layer}.bias")));
-        b.unsqueeze(1).baddbmm(h, &w.transpose(1, 2), 1.0, 1.0)
+        let (w, b) = self.weights_in_out_of(layer);
+        b.unsqueeze(1).baddbmm(h, &w, 1.0, 1.0)
     }
 
     /// The first linear layer; shared inputs go through all members' weights in one product.
@@ -121,9 +165,16 @@ impl PackedNet {
         match x {
             Input::PerMember(h) => self.linear(h, layer),
             Input::Shared(h) => {
-                let (w, b) = (self.p(&format!("{layer}.weight")), self.p(&format!("{layer}.bias")));
-                let (m, out) = (self.members, w.size()[1]);
-                h.linear(&w.view([m * out, -1]), Some(b.view([m * out]))).view([-1, m, out]).transpose(0, 1)
+                let w = self.leaf(&format!("{layer}.weight"));
+                let b = self.p(&format!("{layer}.bias"));
+                let (m, out) = (self.members, b.size()[1]);
+                let wide = if w.transposed {
+                    // [M, in, out] -> [in, M * out]: a copy of the weights, once an evaluation chunk.
+                    b.view([m * out]).addmm(h, &w.tensor.permute([1, 0, 2]).reshape([-1, m * out]))
+                } else {
+                    h.linear(&w.tensor.view([m * out, -1]), Some(b.view([m * out])))
+                };
+                wide.view([-1, m, out]).transpose(0, 1)
             }
         }
     }

@@ -35,15 +35,6 @@ fn rate_for(rate: &Tensor, leaf: &Leaf) -> Tensor {
     }
 }
 
-/// Leaf `leaf`'s share of member m: the leaf itself, a slice of a stacked one, or none.
-fn member_part(leaf: &Leaf, t: &Tensor, m: i64) -> Option<Tensor> {
-    match leaf.member {
-        None => Some(t.get(m)),
-        Some(k) if k == m => Some(t.shallow_clone()),
-        Some(_) => None,
-    }
-}
-
 impl PackedOptim {
     pub fn new(kind: Optimizer, leaves: &[Leaf], members: i64, device: Device) -> PackedOptim {
         let moments = match kind {
@@ -108,7 +99,7 @@ impl PackedOptim {
             Optimizer::Sgd => (vec![], None),
             Optimizer::Adam => {
                 let tensors = leaves.iter().zip(&self.moments).flat_map(|(l, (mo, v))| {
-                    let (mo, v) = (member_part(l, mo, m), member_part(l, v, m));
+                    let (mo, v) = (l.member_part(mo, m), l.member_part(v, m));
                     [mo.map(|t| (format!("adam.m.{}", l.name), t)), v.map(|t| (format!("adam.v.{}", l.name), t))]
                 }).flatten().collect();
                 (tensors, Some(self.adam_step))
@@ -125,7 +116,7 @@ impl PackedOptim {
         tch::no_grad(|| -> Result<()> {
             for (l, (mo, v)) in leaves.iter().zip(&self.moments) {
                 for (key, dst) in [(format!("adam.m.{}", l.name), mo), (format!("adam.v.{}", l.name), v)] {
-                    let Some(mut dst) = member_part(l, dst, m) else { continue };
+                    let Some(mut dst) = l.member_part(dst, m) else { continue };
                     let src = find(&key)?;
                     ensure!(src.size() == dst.size(), "checkpoint's {key} has shape {:?}, the model's {} {:?}", src.size(), l.name, dst.size());
                     dst.copy_(&src);
@@ -147,7 +138,7 @@ mod tests {
     fn a_stacked_leaf_takes_each_members_current_rate() {
         // The expanded rates are a copy: every set_lrs must refresh them, or a stopped member
         // (rate 0) would go on stepping at its old rate.
-        let leaf = Leaf { name: "w".into(), member: None, tensor: Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)) };
+        let leaf = Leaf { name: "w".into(), member: None, tensor: Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)), transposed: false };
         let leaves = [leaf];
         let grad = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
         let mut opt = PackedOptim::new(Optimizer::Sgd, &leaves, 2, Device::Cpu);

@@ -171,7 +171,10 @@ fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps
         rngs.push(b.rng);
     }
     let cfg0 = &group[0].cfg;
-    let net = PackedNet::from_members(cfg0.model, params, super::stacked_on(cfg0.model, rt.device.is_cuda()))?;
+    let mut net = PackedNet::from_members(cfg0.model, params, super::stacked_on(cfg0.model, rt.device.is_cuda()))?;
+    if net.stacked && super::weights_in_out() {
+        net.store_weights_in_out();
+    }
     let cfgs: Vec<TrainConfig> = group.iter().map(|c| c.cfg.clone()).collect();
     let starts: Vec<MemberStart> = group.iter().zip(rngs).map(|(c, rng)| match &c.checkpoint {
         Some(ck) => MemberStart::Resume(ck),

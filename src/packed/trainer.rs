@@ -239,6 +239,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let cuda_graph = graph.as_ref().is_some_and(|g| g.is_captured());
     drop(graph);
     let arrangement = match (net.stacked, branches.is_some()) {
+        (true, _) if net.weights_in_out() => Arrangement::StackedInOut,
         (true, _) => Arrangement::Stacked,
         (false, true) => Arrangement::Streams,
         (false, false) => Arrangement::InTurn,

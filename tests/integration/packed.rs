@@ -59,6 +59,38 @@ fn packed_with(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>,
 
 /// Each member's per-step losses and outcome (its evaluations included).
 fn packed_outcomes(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>, bias_at: BiasAt) -> Vec<(Vec<f64>, trainer::TrainOutcome)> {
+    packed_kept(cfgs, data, stacked, bias_at, false).into_iter().map(|(k, out)| (k.losses, out)).collect()
+}
+
+/// What an observer of a packed member keeps: each step's loss and its last checkpoint's tensors.
+#[derive(Default)]
+struct Kept {
+    losses: Vec<f64>,
+    checkpoint: std::collections::HashMap<String, tch::Tensor>,
+}
+
+impl Observer for Kept {
+    fn on_eval(&mut self, _: &nndl::metrics::EvalPoint) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn checkpoint_due(&mut self, _: usize) -> bool {
+        false
+    }
+    fn on_checkpoint(&mut self, ck: &nndl::checkpoint::Checkpoint) -> anyhow::Result<()> {
+        self.checkpoint = ck.tensors.iter().map(|(k, t)| (k.clone(), t.copy())).collect();
+        Ok(())
+    }
+    fn stop_requested(&self) -> Option<i32> {
+        None
+    }
+    fn on_loss(&mut self, _: usize, loss: f64) {
+        self.losses.push(loss);
+    }
+}
+
+/// `packed_outcomes`, keeping each member's last checkpoint too; `in_out`: a stacked pack's
+/// linear weights kept [M, in, out] (NNDL_PACK_WEIGHTS=in-out).
+fn packed_kept(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>, bias_at: BiasAt, in_out: bool) -> Vec<(Kept, trainer::TrainOutcome)> {
     let mut networks = vec![];
     let mut starts = vec![];
     for cfg in cfgs {
@@ -67,11 +99,14 @@ fn packed_outcomes(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layo
     }
     let mut net = PackedNet::stack(cfgs[0].model, &networks, stacked.is_some()).unwrap();
     net.plan = ConvPlan { layout: stacked.unwrap_or(net.plan.layout), bias_at };
+    if in_out {
+        net.store_weights_in_out();
+    }
     let ctx = PackContext { net: &net, cfgs, data, allow_graph: false, quiet: true, profile_steps: None };
-    let mut observers: Vec<PerStep<f64>> = cfgs.iter().map(|_| PerStep::new(|loss| loss)).collect();
+    let mut observers: Vec<Kept> = cfgs.iter().map(|_| Kept::default()).collect();
     let mut obs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| o as &mut dyn Observer).collect();
     let outcomes = train_packed(&ctx, &starts, &mut obs).unwrap();
-    observers.into_iter().zip(outcomes).map(|(o, out)| (o.seen, out)).collect()
+    observers.into_iter().zip(outcomes).collect()
 }
 
 /// Each member's per-step relative loss differences from its single run.
@@ -222,6 +257,40 @@ fn stacked_evaluations_are_the_members_own() {
             let rel = ((s.test_loss - a.test_loss) / a.test_loss).abs();
             assert!(rel <= 1e-4, "{model:?} member {k}: test loss {} stacked, {} apart", s.test_loss, a.test_loss);
             assert!((s.test_accuracy - a.test_accuracy).abs() <= 1.0 / 200.0, "{model:?} member {k}: accuracy {} vs {}", s.test_accuracy, a.test_accuracy);
+        }
+    }
+}
+
+#[test]
+fn weights_stored_in_out_train_and_checkpoint_as_the_members_own() {
+    // NNDL_PACK_WEIGHTS=in-out: stacked linear weights kept [M, in, out]. Against the default
+    // stacked pack: the same steps (step 1 to rounding; the MLP's chaotic start then amplifies
+    // it), the same evaluations, and checkpoints in a single run's shapes with its values. fc2
+    // of the MLP is square, so a member's weights left untransposed would keep their shape
+    // and fail on their values; Adam's moments (modern) are checkpointed the same way.
+    let _rng = rng_lock();
+    tch::set_num_threads(1);
+    let data = small_mnist();
+    for (model, preset, steps) in [(ModelKind::Mlp, Preset::Faithful, 5), (ModelKind::Mlp, Preset::Modern, 5), (ModelKind::Cnn, Preset::Faithful, 3)] {
+        let cfgs = three_members(model, preset, 30, steps);
+        let default = packed_kept(&cfgs, &data, Some(Layout::Nchw), BiasAt::Conv, false);
+        let in_out = packed_kept(&cfgs, &data, Some(Layout::Nchw), BiasAt::Conv, true);
+        for (k, ((d, d_out), (io, io_out))) in default.iter().zip(&in_out).enumerate() {
+            let about = format!("{model:?} {preset:?} member {k}");
+            assert_eq!(io_out.pack, Some(PackInfo { members: 3, arrangement: Arrangement::StackedInOut }), "{about}");
+            let rel: Vec<f64> = io.losses.iter().zip(&d.losses).map(|(a, b)| ((a - b) / b).abs()).collect();
+            assert!(rel.len() == steps && rel[0] <= 1e-5 && rel.iter().all(|&r| r <= 1e-3), "{about}: losses {rel:?}");
+            let (p, q) = (&io_out.points[0], &d_out.points[0]);
+            assert!(((p.test_loss - q.test_loss) / q.test_loss).abs() <= 1e-3, "{about}: test loss {} against {}", p.test_loss, q.test_loss);
+            let mut keys: Vec<&String> = d.checkpoint.keys().collect();
+            keys.sort();
+            assert_eq!(keys, { let mut k: Vec<&String> = io.checkpoint.keys().collect(); k.sort(); k }, "{about}");
+            for key in keys.into_iter().filter(|k| k.starts_with("param.") || k.starts_with("adam.")) {
+                let (a, b) = (&io.checkpoint[key], &d.checkpoint[key]);
+                assert_eq!(a.size(), b.size(), "{about}: {key}");
+                let apart = (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-30);
+                assert!(apart <= 1e-3, "{about}: {key} {apart:e} from the default pack's");
+            }
         }
     }
 }
