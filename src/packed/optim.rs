@@ -2,10 +2,12 @@
 //! device, so a captured CUDA graph reads the current values). The arithmetic is the single
 //! run's (`crate::optim`), member by member.
 //!
-//! A stacked leaf's rates are kept expanded to its whole shape: with a rate broadcast over each
-//! member's slice, CUDA's `addcmul` takes its unvectorised kernel (27 us of the MLP pack's 190
-//! us step on an H200), and with all operands contiguous its vectorised one. The values, and
-//! each element's arithmetic, are the same.
+//! With SGD a stacked leaf's rates are kept expanded to its whole shape: with a rate broadcast
+//! over each member's slice, CUDA's `addcmul` takes its unvectorised kernel (27 us of the MLP
+//! pack's 190 us step on an H200), and with all operands contiguous its vectorised one. The
+//! values, and each element's arithmetic, are the same. Adam's rates change every step (its
+//! bias correction), where a refresh would cost a copy a leaf, on steps no graph replays; they
+//! stay broadcast.
 use super::net::Leaf;
 use crate::config::Optimizer;
 use anyhow::{ensure, Result};
@@ -19,20 +21,32 @@ pub struct PackedOptim {
     kind: Optimizer,
     /// Per member: the learning rate (SGD) or Adam's step size lr / (1 - beta1^t), negated.
     neg_rate: Tensor,
-    /// Per leaf, the rates that apply to it (`rate_for`), kept shaped like a stacked leaf.
+    /// Per leaf, the rates that apply to it (`rate_for`).
     rates: Vec<Tensor>,
+    /// Whether a stacked leaf's rates are a copy expanded to its shape (SGD), which `set_lrs`
+    /// refreshes.
+    expanded: bool,
     /// Adam's (first, second) moments, one pair per leaf and shaped like it.
     moments: Vec<(Tensor, Tensor)>,
     pub adam_step: i64,
 }
 
 /// The rates that apply to `leaf`: its member's (a 0-dim view), or, for a stacked [M, ...]
-/// leaf, all of them expanded to its shape, in a tensor of their own (filled by `set_lrs`).
-fn rate_for(rate: &Tensor, leaf: &Leaf) -> Tensor {
+/// leaf, all of them: `expanded`, in a tensor of its shape (filled by `set_lrs`), else viewed to
+/// broadcast over it.
+fn rate_for(rate: &Tensor, leaf: &Leaf, expanded: bool) -> Tensor {
     match leaf.member {
         Some(m) => rate.get(m),
-        None => leaf.tensor.zeros_like().detach(),
+        None if expanded => leaf.tensor.zeros_like().detach(),
+        None => rate.view(per_member(leaf.tensor.dim()).as_slice()),
     }
+}
+
+/// The shape [-1, 1, 1, ...] of `dim` dimensions: one value per member, broadcast over the rest.
+fn per_member(dim: usize) -> Vec<i64> {
+    let mut shape = vec![1i64; dim];
+    shape[0] = -1;
+    shape
 }
 
 impl PackedOptim {
@@ -42,8 +56,9 @@ impl PackedOptim {
             Optimizer::Adam => leaves.iter().map(|l| (l.tensor.zeros_like().detach(), l.tensor.zeros_like().detach())).collect(),
         };
         let neg_rate = Tensor::zeros([members], (Kind::Float, device));
-        let rates = leaves.iter().map(|l| rate_for(&neg_rate, l)).collect();
-        PackedOptim { kind, neg_rate, rates, moments, adam_step: 0 }
+        let expanded = kind == Optimizer::Sgd;
+        let rates = leaves.iter().map(|l| rate_for(&neg_rate, l, expanded)).collect();
+        PackedOptim { kind, neg_rate, rates, expanded, moments, adam_step: 0 }
     }
 
     /// This step's learning rates, one per member (a stopped member's is 0).
@@ -54,10 +69,9 @@ impl PackedOptim {
         };
         let values: Vec<f32> = lrs.iter().map(|lr| (-(lr / divisor)) as f32).collect();
         self.neg_rate.copy_(&Tensor::from_slice(&values));
-        for rates in self.rates.iter_mut().filter(|r| r.dim() > 0) {
-            let mut per_member = vec![1i64; rates.dim()];
-            per_member[0] = -1;
-            rates.copy_(&self.neg_rate.view(per_member.as_slice()).expand_as(rates));
+        // Expanded, a stacked leaf's rates are a copy (a member's own leaf's: a 0-dim view).
+        for rates in self.rates.iter_mut().filter(|r| self.expanded && r.dim() > 0) {
+            rates.copy_(&self.neg_rate.view(per_member(rates.dim()).as_slice()).expand_as(rates));
         }
     }
 
