@@ -8,9 +8,9 @@ before the ReLU, TF's NHWC flatten, fc1's weights [out, in], dropout with keep_p
 and variants, checks that each computes the baseline's losses, and times each as CUDA-graph
 replays with cuDNN's benchmark mode on, as nndl runs:
 
-  before            nndl's step before this change: the labels gathered in the
-                    step and the correct predictions summed every step (now: the labels planned
-                    with the indices, the correct predictions added by batch position)
+  before            nndl's step as build 69e484e issued it: the labels gathered in the step
+                    and the correct predictions summed every step (now: the labels planned with
+                    the indices, the correct predictions added by batch position)
   bias-after-pool   each convolution's bias added after its pooling (NNDL_CNN_BIAS=pool in
                     nndl, built and timed by gpu-speed.sh): a quarter of the elements for the
                     bias's add and its gradient's sum

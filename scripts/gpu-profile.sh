@@ -12,10 +12,10 @@
 # MLP and CNN (nndl's CNN also with NNDL_CNN_BIAS=pool), and nndl's packs of 10 (each also in
 # its other arrangement, stacked or on streams; the MLP's also with NNDL_PACK_WEIGHTS=in-out).
 # Then ncu times each kernel of a short eager run alone (--clock-control none, one metric);
-# ncu_steps.py prints one training step of each, kernel by kernel: the faithful MLP and CNN of nndl and of
-# PyTorch eager (the CUDA-graph peer replays the same kernels), and a pack of 10 MLP seeds. The
-# lists go to ncu.tar.gz, the summaries to steps.txt; the Chrome traces of the MLP pack's and
-# the CNN's profiled steps to traces.tar.gz.
+# ncu_steps.py prints one training step of each, kernel by kernel: the faithful MLP and CNN of
+# nndl and of PyTorch eager (the CUDA-graph peer replays the same kernels), and a pack of 10 MLP
+# seeds. The lists go to ncu.tar.gz, the summaries to steps.txt; the Chrome traces of the MLP
+# pack's and the CNN's profiled steps to traces.tar.gz.
 # With NNDL_BEFORE=PATH (an earlier build, its CUDA-graph shim beside it), right after
 # routes.txt: before.txt, that build against this one, alternating, 2 rounds (about 45 s): a
 # faithful MLP run, a CNN run and a pack of 10 MLP seeds, each program's loop and accuracy.
