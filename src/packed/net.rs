@@ -46,15 +46,24 @@ pub struct Leaf {
 }
 
 impl Leaf {
+    /// Whether this leaf holds member m's values (stacked, or its own).
+    fn holds(&self, m: i64) -> bool {
+        self.member.is_none_or(|k| k == m)
+    }
+
     /// Member m's part of `t` (this leaf, or a tensor shaped like it, such as Adam's moments),
-    /// shaped as the member's own parameter; None if the leaf is another member's.
-    pub fn member_part(&self, t: &Tensor, m: i64) -> Option<Tensor> {
-        match self.member {
-            None if self.transposed => Some(t.get(m).transpose(0, 1)),
-            None => Some(t.get(m)),
-            Some(k) if k == m => Some(t.shallow_clone()),
-            Some(_) => None,
+    /// shaped as the member's own parameter; the leaf must hold member m.
+    fn part(&self, t: &Tensor, m: i64) -> Tensor {
+        match (self.member, self.transposed) {
+            (Some(_), _) => t.shallow_clone(),
+            (None, true) => t.get(m).transpose(0, 1),
+            (None, false) => t.get(m),
         }
+    }
+
+    /// `part`, or None if the leaf is another member's.
+    pub fn member_part(&self, t: &Tensor, m: i64) -> Option<Tensor> {
+        self.holds(m).then(|| self.part(t, m))
     }
 }
 
@@ -115,8 +124,8 @@ impl PackedNet {
 
     /// Member `m`'s value of parameter `name` (a view into a stacked leaf, or its own leaf).
     pub fn param(&self, name: &str, m: i64) -> Tensor {
-        let leaf = self.leaves.iter().find(|l| l.name == name && l.member.is_none_or(|k| k == m)).unwrap_or_else(|| panic!("packed net has no {name}"));
-        leaf.member_part(&leaf.tensor, m).expect("the member's own leaf")
+        let leaf = self.leaves.iter().find(|l| l.name == name && l.holds(m)).unwrap_or_else(|| panic!("packed net has no {name}"));
+        leaf.part(&leaf.tensor, m)
     }
 
     /// Layer `layer`'s stacked weights as [M, in, out], for products `h @ w`, and its bias.

@@ -23,12 +23,15 @@ pub struct PackedOptim {
     neg_rate: Tensor,
     /// Per leaf, the rates that apply to it (`rate_for`).
     rates: Vec<Tensor>,
-    /// Whether a stacked leaf's rates are a copy expanded to its shape (SGD), which `set_lrs`
-    /// refreshes.
-    expanded: bool,
     /// Adam's (first, second) moments, one pair per leaf and shaped like it.
     moments: Vec<(Tensor, Tensor)>,
     pub adam_step: i64,
+}
+
+/// Whether a stacked leaf's rates are a copy expanded to its shape, which `set_lrs` refreshes
+/// (SGD; see the module's comment).
+fn expands(kind: Optimizer) -> bool {
+    kind == Optimizer::Sgd
 }
 
 /// The rates that apply to `leaf`: its member's (a 0-dim view), or, for a stacked [M, ...]
@@ -56,9 +59,8 @@ impl PackedOptim {
             Optimizer::Adam => leaves.iter().map(|l| (l.tensor.zeros_like().detach(), l.tensor.zeros_like().detach())).collect(),
         };
         let neg_rate = Tensor::zeros([members], (Kind::Float, device));
-        let expanded = kind == Optimizer::Sgd;
-        let rates = leaves.iter().map(|l| rate_for(&neg_rate, l, expanded)).collect();
-        PackedOptim { kind, neg_rate, rates, expanded, moments, adam_step: 0 }
+        let rates = leaves.iter().map(|l| rate_for(&neg_rate, l, expands(kind))).collect();
+        PackedOptim { kind, neg_rate, rates, moments, adam_step: 0 }
     }
 
     /// This step's learning rates, one per member (a stopped member's is 0).
@@ -70,7 +72,8 @@ impl PackedOptim {
         let values: Vec<f32> = lrs.iter().map(|lr| (-(lr / divisor)) as f32).collect();
         self.neg_rate.copy_(&Tensor::from_slice(&values));
         // Expanded, a stacked leaf's rates are a copy (a member's own leaf's: a 0-dim view).
-        for rates in self.rates.iter_mut().filter(|r| self.expanded && r.dim() > 0) {
+        let expanded = expands(self.kind);
+        for rates in self.rates.iter_mut().filter(|r| expanded && r.dim() > 0) {
             rates.copy_(&self.neg_rate.view(per_member(rates.dim()).as_slice()).expand_as(rates));
         }
     }
