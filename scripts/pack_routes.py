@@ -23,6 +23,10 @@ learns in about a minute which routes are worth building:
   weights-in-out    the weights stored [M, in, out]: the products' other orientation
   feature-major     the weights kept [M, out, in] (checkpoints as they are), the activations
                     [M, features, B]: each layer W @ h, its products in yet another orientation
+  groups-of-5       the baseline's step for two stacks of 5 members, each on a CUDA stream of
+  groups-of-2       its own inside the one graph (five stacks of 2): each stack's kernels fill
+                    the gaps between the other's, with half the members per batched product
+                    (ten members on streams of their own took 1.31x the stack on the H200)
   single            one member, a single run's ops (F.linear, cross-entropy, SGD): the 1x
 
 It also times one evaluation of the pack (10,000 test images in nndl's CUDA chunks of 5000, the
@@ -51,6 +55,8 @@ ROUTES = {
     "weights-in-out": {"weights_in_out": True},
     "feature-major": {"feature_major": True},
 }
+# Stacks of this many members, each stepping on a stream of its own (GroupedStep).
+GROUPED = {"groups-of-5": 5, "groups-of-2": 2}
 
 
 def initial(members, device):
@@ -124,6 +130,34 @@ class PackStep:
         return indices if self.r.get("labels_in_step") else torch.stack([indices, y[indices]], 0)
 
 
+class GroupedStep:
+    """The baseline's step for stacks of `size` members, each stack forked onto a CUDA stream of
+    its own and joined before the losses are returned (one after another on the CPU)."""
+
+    def __init__(self, size, start, x, y, members):
+        assert members % size == 0, f"{members} members do not split into stacks of {size}"
+        self.width = size * BATCH
+        self.stacks = [PackStep({}, [(w[a:a + size], b[a:a + size]) for w, b in start], x, y, size) for a in range(0, members, size)]
+        self.streams = [torch.cuda.Stream() for _ in self.stacks] if x.device.type == "cuda" else None
+
+    def step(self, planned):
+        parts = [planned[:, k * self.width:(k + 1) * self.width] for k in range(len(self.stacks))]
+        if self.streams is None:
+            return torch.cat([s.step(p) for s, p in zip(self.stacks, parts)])
+        here = torch.cuda.current_stream()
+        losses = []
+        for stack, part, stream in zip(self.stacks, parts, self.streams):
+            stream.wait_stream(here)
+            with torch.cuda.stream(stream):
+                losses.append(stack.step(part))
+        for stream in self.streams:
+            here.wait_stream(stream)
+        return torch.cat(losses)
+
+    def plan(self, indices, y):
+        return torch.stack([indices, y[indices]], 0)
+
+
 class SingleStep:
     """One member as a single run steps: F.linear layers, cross-entropy, SGD, the running sums."""
 
@@ -178,12 +212,22 @@ def check(start, x, y, members, batches):
     out = {}
     base = PackStep({}, start, x, y, members)
     want = [base.step(base.plan(b, y)).cpu() for b in batches]
-    for name, route in ROUTES.items():
-        step = PackStep(route, start, x, y, members)
+    for name, make in route_makers(start, x, y, members).items():
+        step = make()
         got = [step.step(step.plan(b, y)).cpu() for b in batches]
         apart = [float(((g - w).abs() / w.abs()).max()) for g, w in zip(got, want)]
         out[name] = (apart[0], max(apart))
     return out
+
+
+def route_makers(start, x, y, members):
+    """Each pack route's constructor, by name: the stacked variants, then the grouped ones that
+    split the members evenly."""
+    makes = {name: (lambda r=route: PackStep(r, start, x, y, members)) for name, route in ROUTES.items()}
+    for name, size in GROUPED.items():
+        if members % size == 0 and size < members:
+            makes[name] = lambda size=size: GroupedStep(size, start, x, y, members)
+    return makes
 
 
 def time_route(make, plans, device, graphs):
@@ -280,7 +324,7 @@ def main():
     gen = torch.Generator().manual_seed(1)
     indices = torch.randint(len(x), (steps, m * BATCH), generator=gen).to(device)
     errors = check(start, x, y, m, list(indices[:CHECK_STEPS]))
-    makes = {name: (lambda r=route: PackStep(r, start, x, y, m)) for name, route in ROUTES.items()}
+    makes = route_makers(start, x, y, m)
     makes["single"] = lambda: SingleStep(start, x, y)
     times = {name: [] for name in makes}
     for _ in range(a.rounds):
