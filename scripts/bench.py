@@ -158,14 +158,16 @@ def bench_packed(a, model, members, iterations, tmp):
     vmap = run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, "--members", str(members), *common, "--data", a.data])
     # Other packs on CUDA, for A/B figures: the other arrangement of the members (the MLP's
     # default stacks them, the CNN's puts each on a stream of its own); the MLP's stacked
-    # weights kept [M, in, out]; the CNN's convolutions channels-last (the default follows the
+    # weights kept [M, in, out], and its members in stacks of 5 or 2 on streams; the CNN's convolutions channels-last (the default follows the
     # single CNN's layout, NCHW), and with their bias after the pooling. One that fails is
     # reported, and the rest still measured.
     others = []
     if a.device == "cuda":
         if model == "mlp":
             routes = [("members on streams of their own (NNDL_PACK_STREAMS=on)", {"NNDL_PACK_STREAMS": "on"}),
-                      ("weights stored [M, in, out] (NNDL_PACK_WEIGHTS=in-out)", {"NNDL_PACK_WEIGHTS": "in-out"})]
+                      ("weights stored [M, in, out] (NNDL_PACK_WEIGHTS=in-out)", {"NNDL_PACK_WEIGHTS": "in-out"}),
+                      ("stacks of 5 on streams of their own (NNDL_PACK_STACK=5)", {"NNDL_PACK_STACK": "5"}),
+                      ("stacks of 2 on streams of their own (NNDL_PACK_STACK=2)", {"NNDL_PACK_STACK": "2"})]
         else:
             routes = [("members stacked, grouped convolutions (NNDL_PACK_STREAMS=off)", {"NNDL_PACK_STREAMS": "off"}),
                       ("channels-last (NNDL_CNN_LAYOUT=nhwc)", {"NNDL_CNN_LAYOUT": "nhwc"}),

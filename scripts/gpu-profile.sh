@@ -10,7 +10,8 @@
 # two minutes): nndl's (--profile-steps) and the PyTorch peer's (bench_torch.py
 # --profile-steps, summed by trace_table.py the same way), graph replays and eager steps of the
 # MLP and CNN (nndl's CNN also with NNDL_CNN_BIAS=pool), and nndl's packs of 10 (each also in
-# its other arrangement, stacked or on streams; the MLP's also with NNDL_PACK_WEIGHTS=in-out).
+# its other arrangement, stacked or on streams; the MLP's also with NNDL_PACK_WEIGHTS=in-out and
+# in stacks of 5, NNDL_PACK_STACK=5).
 # Then ncu times each kernel of a short eager run alone (--clock-control none, one metric);
 # ncu_steps.py prints one training step of each, kernel by kernel: the faithful MLP and CNN of
 # nndl and of PyTorch eager (the CUDA-graph peer replays the same kernels), and a pack of 10 MLP
@@ -81,10 +82,11 @@ fi
   profile cnn-pack10 cnn --seeds 0..9
   NNDL_PACK_STREAMS=on profile mlp-pack10-streams mlp --seeds 0..9
   NNDL_PACK_WEIGHTS=in-out profile mlp-pack10-in-out mlp --seeds 0..9
+  NNDL_PACK_STACK=5 profile mlp-pack10-stacks-of-5 mlp --seeds 0..9
   NNDL_PACK_STREAMS=off profile cnn-pack10-stacked cnn --seeds 0..9
 } 2>&1 | tee "$out/kineto.txt"
-# The Chrome traces behind three of those tables (for Perfetto: the gaps between kernels).
-(cd "$work" && find prof-mlp-pack10 prof-cnn-graph prof-cnn-graph-bias-pool -name profile-trace.json 2>/dev/null | tar -czf "$out/traces.tar.gz" -T -)
+# The Chrome traces behind four of those tables (for Perfetto: the gaps between kernels).
+(cd "$work" && find prof-mlp-pack10 prof-mlp-pack10-stacks-of-5 prof-cnn-graph prof-cnn-graph-bias-pool -name profile-trace.json 2>/dev/null | tar -czf "$out/traces.tar.gz" -T -)
 short=(--iterations 10 --eval-every 1000 --device cuda --data "$data")
 "$nndl" mlp "${short[@]}" --out "$work/warm" --quiet --force --no-cuda-graph >/dev/null  # the page cache
 {

@@ -13,6 +13,9 @@ pub const SWITCHES: [(&str, &[&str]); 6] = [
     ("NNDL_OVERLAP_START", &["on", "off"]),
 ];
 
+/// The switches that take a whole number, with its least and greatest values.
+pub const NUMBER_SWITCHES: [(&str, u64, u64); 1] = [("NNDL_PACK_STACK", 1, 10_000)];
+
 /// Fails on the first switch set to a value it does not take.
 pub fn check() -> Result<()> {
     check_with(|name| std::env::var(name).ok())
@@ -22,6 +25,14 @@ fn check_with(value_of: impl Fn(&str) -> Option<String>) -> Result<()> {
     for (name, values) in SWITCHES {
         match value_of(name) {
             Some(v) if !v.is_empty() && !values.contains(&v.as_str()) => bail!("{name}={v:?}: expected {}", values.join(" or ")),
+            _ => {}
+        }
+    }
+    for (name, least, most) in NUMBER_SWITCHES {
+        match value_of(name) {
+            Some(v) if !v.is_empty() && !v.parse::<u64>().is_ok_and(|n| (least..=most).contains(&n)) => {
+                bail!("{name}={v:?}: expected a whole number from {least} to {most}")
+            }
             _ => {}
         }
     }
@@ -44,5 +55,15 @@ mod tests {
         let e = check_with(with("NNDL_PACK_STREAMS", "yes")).unwrap_err().to_string();
         assert_eq!(e, "NNDL_PACK_STREAMS=\"yes\": expected on or off");
         assert!(check_with(with("NNDL_CNN_LAYOUT", "NHWC")).is_err());
+    }
+
+    #[test]
+    fn number_switches_take_whole_numbers_in_their_bounds() {
+        assert!(check_with(with("NNDL_PACK_STACK", "5")).is_ok());
+        assert!(check_with(with("NNDL_PACK_STACK", "")).is_ok());
+        for bad in ["0", "-2", "2.5", "five", "10001"] {
+            let e = check_with(with("NNDL_PACK_STACK", bad)).unwrap_err().to_string();
+            assert_eq!(e, format!("NNDL_PACK_STACK={bad:?}: expected a whole number from 1 to 10000"));
+        }
     }
 }

@@ -18,6 +18,10 @@ pub struct PackInfo {
     /// The members that trained together (on the CPU, those of its thread's sub-pack).
     pub members: usize,
     pub arrangement: Arrangement,
+    /// Split into stacks (NNDL_PACK_STACK): the members of each stack but the last, which may
+    /// have fewer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<usize>,
 }
 
 /// How a pack's members shared the device.
@@ -28,6 +32,10 @@ pub enum Arrangement {
     Stacked,
     /// Stacked, with the linear layers' weights kept [M, in, out] (NNDL_PACK_WEIGHTS=in-out).
     StackedInOut,
+    /// Stacks of a few members (NNDL_PACK_STACK), each stack's step on a CUDA stream of its own.
+    Stacks,
+    /// Stacks, with the linear layers' weights kept [M, in, out].
+    StacksInOut,
     /// Each member's own leaves, its step on a CUDA stream of its own.
     Streams,
     /// Each member's own leaves, one member after another (the CPU; CUDA without streams).
@@ -62,6 +70,16 @@ fn stacked_with(model: ModelKind, cuda: bool, streams: Option<&str>) -> bool {
 /// the CPU's packs do not stack (`stacked_on`).
 pub fn weights_in_out() -> bool {
     std::env::var("NNDL_PACK_WEIGHTS").is_ok_and(|v| v == "in-out")
+}
+
+/// How many members a stacked pack puts in each stack (NNDL_PACK_STACK=N), each stack a batched
+/// model stepping on a CUDA stream of its own: one stack's kernels can then run in the gaps
+/// between another's, with fewer members in each batched product. None (the default): one stack
+/// of all members. An A/B route for CUDA until a GPU has timed it (`scripts/pack_routes.py`'s
+/// `groups-of-5` and `groups-of-2` time the same step in PyTorch); the CPU's packs do not stack.
+/// `switches::check` has validated the value at start.
+pub fn stack_size() -> Option<i64> {
+    std::env::var("NNDL_PACK_STACK").ok().and_then(|v| v.parse().ok()).filter(|&n: &i64| n >= 1)
 }
 
 /// How many members train together when --pack is not given: 16 on CUDA (one run leaves the

@@ -17,6 +17,10 @@
 //! Inputs either differ per member ([M, B, 784], training) or are shared ([B, 784], evaluation:
 //! stacked, the first linear layer is then one wide product).
 //!
+//! Stacked, the members may also be split into stacks of a few (`split_stacks`,
+//! NNDL_PACK_STACK=N): each stack is a batched model of its own, and on CUDA each steps on a
+//! stream of its own, so that one stack's kernels run in the gaps between another's.
+//!
 //! Stacked, a linear layer's weights are [M, out, in] as each member's are, or, with
 //! NNDL_PACK_WEIGHTS=in-out (`store_weights_in_out`), [M, in, out]: the batched products in the
 //! other orientation, for cuBLAS to pick other kernels (an A/B route for CUDA). A member's
@@ -35,11 +39,25 @@ pub enum Input<'a> {
     Shared(&'a Tensor),
 }
 
-/// A trainable tensor: all members' values of one parameter (stacked, `member` None) or one
-/// member's.
+/// Members `first..first + count`: the members a leaf holds, or that train as one unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub first: i64,
+    pub count: i64,
+}
+
+impl Span {
+    fn holds(self, m: i64) -> bool {
+        (self.first..self.first + self.count).contains(&m)
+    }
+}
+
+/// A trainable tensor: one parameter of the members in `span`, stacked on a leading axis, or one
+/// member's own (`stacked` false, shaped as a single run's).
 pub struct Leaf {
     pub name: String,
-    pub member: Option<i64>,
+    pub span: Span,
+    pub stacked: bool,
     pub tensor: Tensor,
     /// A stacked linear weight kept [M, in, out]: each member's value is its slice transposed.
     pub transposed: bool,
@@ -48,16 +66,16 @@ pub struct Leaf {
 impl Leaf {
     /// Whether this leaf holds member m's values (stacked, or its own).
     fn holds(&self, m: i64) -> bool {
-        self.member.is_none_or(|k| k == m)
+        self.span.holds(m)
     }
 
     /// Member m's part of `t` (this leaf, or a tensor shaped like it, such as Adam's moments),
     /// shaped as the member's own parameter; the leaf must hold member m.
     fn part(&self, t: &Tensor, m: i64) -> Tensor {
-        match (self.member, self.transposed) {
-            (Some(_), _) => t.shallow_clone(),
-            (None, true) => t.get(m).transpose(0, 1),
-            (None, false) => t.get(m),
+        match (self.stacked, self.transposed) {
+            (false, _) => t.shallow_clone(),
+            (true, true) => t.get(m - self.span.first).transpose(0, 1),
+            (true, false) => t.get(m - self.span.first),
         }
     }
 
@@ -72,7 +90,9 @@ pub struct PackedNet {
     pub members: i64,
     /// Stacked leaves and batched kernels (else member by member).
     pub stacked: bool,
-    /// Name order; member by member, each name's members in order.
+    /// The units a step trains, in member order: each member (member by member), or each stack.
+    pub spans: Vec<Span>,
+    /// Name order; each name's members or stacks in order.
     pub leaves: Vec<Leaf>,
     /// The CNN's convolution blocks, as the single CNN computes them on this device.
     pub plan: ConvPlan,
@@ -88,21 +108,41 @@ impl PackedNet {
     pub fn from_members(model: ModelKind, each: Vec<Vec<(String, Tensor)>>, stacked: bool) -> Result<PackedNet> {
         ensure!(!each.is_empty() && !each[0].is_empty(), "a pack needs at least one member with parameters");
         let plan = ConvPlan::for_device(each[0][0].1.device());
+        let members = each.len() as i64;
+        let spans: Vec<Span> = match stacked {
+            true => vec![Span { first: 0, count: members }],
+            false => (0..members).map(|first| Span { first, count: 1 }).collect(),
+        };
         let mut leaves = Vec::new();
         for (k, (name, _)) in each[0].iter().enumerate() {
-            let parts: Vec<Tensor> = each.iter().map(|p| p[k].1.detach()).collect();
-            if stacked {
-                leaves.push(Leaf { name: name.clone(), member: None, tensor: Tensor::stack(&parts, 0).set_requires_grad(true), transposed: false });
-            } else {
-                leaves.extend(parts.iter().enumerate().map(|(m, t)| Leaf { name: name.clone(), member: Some(m as i64), tensor: t.copy().set_requires_grad(true), transposed: false }));
+            for &span in &spans {
+                let parts: Vec<Tensor> = each[span.first as usize..][..span.count as usize].iter().map(|p| p[k].1.detach()).collect();
+                let tensor = if stacked { Tensor::stack(&parts, 0) } else { parts[0].copy() };
+                leaves.push(Leaf { name: name.clone(), span, stacked, tensor: tensor.set_requires_grad(true), transposed: false });
             }
         }
-        Ok(PackedNet { model, members: each.len() as i64, stacked, leaves, plan })
+        Ok(PackedNet { model, members, stacked, spans, leaves, plan })
+    }
+
+    /// Splits a stacked pack into stacks of `size` members (the last one may be smaller), each
+    /// a batched model of its own (NNDL_PACK_STACK; stacked only). The values are the members'.
+    pub fn split_stacks(&mut self, size: i64) {
+        if !self.stacked || size >= self.members {
+            return;
+        }
+        self.spans = (0..self.members).step_by(size as usize).map(|first| Span { first, count: size.min(self.members - first) }).collect();
+        let whole = std::mem::take(&mut self.leaves);
+        for leaf in whole {
+            for &span in &self.spans {
+                let tensor = leaf.tensor.detach().narrow(0, span.first, span.count).contiguous().set_requires_grad(true);
+                self.leaves.push(Leaf { name: leaf.name.clone(), span, stacked: true, tensor, transposed: leaf.transposed });
+            }
+        }
     }
 
     /// Keeps the stacked linear weights [M, in, out] (NNDL_PACK_WEIGHTS=in-out; stacked only).
     pub fn store_weights_in_out(&mut self) {
-        for leaf in self.leaves.iter_mut().filter(|l| l.member.is_none() && l.tensor.dim() == 3 && l.name.ends_with(".weight")) {
+        for leaf in self.leaves.iter_mut().filter(|l| l.stacked && l.tensor.dim() == 3 && l.name.ends_with(".weight")) {
             leaf.tensor = leaf.tensor.detach().transpose(1, 2).contiguous().set_requires_grad(true);
             leaf.transposed = true;
         }
@@ -113,13 +153,13 @@ impl PackedNet {
         self.leaves.iter().any(|l| l.transposed)
     }
 
-    /// The stacked leaf of `name`.
-    fn leaf(&self, name: &str) -> &Leaf {
-        self.leaves.iter().find(|l| l.name == name).unwrap_or_else(|| panic!("packed net has no {name}"))
+    /// The stacked leaf of `name` for the stack `span`.
+    fn leaf(&self, name: &str, span: Span) -> &Leaf {
+        self.leaves.iter().find(|l| l.name == name && l.span == span).unwrap_or_else(|| panic!("packed net has no {name} for {span:?}"))
     }
 
-    fn p(&self, name: &str) -> &Tensor {
-        &self.leaf(name).tensor
+    fn p(&self, name: &str, span: Span) -> &Tensor {
+        &self.leaf(name, span).tensor
     }
 
     /// Member `m`'s value of parameter `name` (a view into a stacked leaf, or its own leaf).
@@ -129,10 +169,10 @@ impl PackedNet {
     }
 
     /// Layer `layer`'s stacked weights as [M, in, out], for products `h @ w`, and its bias.
-    fn weights_in_out_of(&self, layer: &str) -> (Tensor, &Tensor) {
-        let w = self.leaf(&format!("{layer}.weight"));
+    fn weights_in_out_of(&self, layer: &str, span: Span) -> (Tensor, &Tensor) {
+        let w = self.leaf(&format!("{layer}.weight"), span);
         let w_in_out = if w.transposed { w.tensor.shallow_clone() } else { w.tensor.transpose(1, 2) };
-        (w_in_out, self.p(&format!("{layer}.bias")))
+        (w_in_out, self.p(&format!("{layer}.bias"), span))
     }
 
     /// Member `m`'s parameters (detached views), under the names a single run's VarStore uses.
@@ -145,38 +185,58 @@ impl PackedNet {
     /// Logits [M, B, 10]. `noise` [M, B, 1024] is the CNN's dropout multiplier (already
     /// scaled by 1/keep_prob), drawn by the caller per member; None: no dropout.
     pub fn forward(&self, x: Input, noise: Option<&Tensor>) -> Tensor {
+        let mut parts: Vec<Tensor> = self.spans.iter().map(|&span| self.unit_logits(span, &x, noise)).collect();
+        match parts.len() {
+            1 => parts.remove(0),
+            _ => Tensor::cat(&parts, 0),
+        }
+    }
+
+    /// Logits [count, B, 10] of the members of `span`, one of `spans`: the stack's batched
+    /// model, or (member by member) the member's own network. `x` and `noise` hold every member's.
+    pub fn unit_logits(&self, span: Span, x: &Input, noise: Option<&Tensor>) -> Tensor {
+        if !self.stacked {
+            return self.member_logits(span.first, x, noise).unsqueeze(0);
+        }
+        let own;
+        let x = match x {
+            Input::PerMember(x) => {
+                own = x.narrow(0, span.first, span.count);
+                Input::PerMember(&own)
+            }
+            Input::Shared(x) => Input::Shared(x),
+        };
         match self.model {
-            _ if !self.stacked => Tensor::stack(&(0..self.members).map(|k| self.member_logits(k, &x, noise)).collect::<Vec<_>>(), 0),
             ModelKind::Mlp => {
-                let h = self.first_linear(x, "fc1").relu();
-                let h = self.linear(&h, "fc2").relu();
-                self.linear(&h, "fc3")
+                let h = self.first_linear(x, "fc1", span).relu();
+                let h = self.linear(&h, "fc2", span).relu();
+                self.linear(&h, "fc3", span)
             }
             ModelKind::Cnn => {
-                let h = self.linear(&self.features(x), "fc1").relu();
+                let h = self.linear(&self.features(x, span), "fc1", span).relu();
                 let h = match noise {
-                    Some(n) => h * n,
+                    Some(n) => h * n.narrow(0, span.first, span.count),
                     None => h,
                 };
-                self.linear(&h, "fc2")
+                self.linear(&h, "fc2", span)
             }
         }
     }
 
     /// [M, B, in] -> [M, B, out]: each member's batch through its own layer.
-    fn linear(&self, h: &Tensor, layer: &str) -> Tensor {
-        let (w, b) = self.weights_in_out_of(layer);
+    fn linear(&self, h: &Tensor, layer: &str, span: Span) -> Tensor {
+        let (w, b) = self.weights_in_out_of(layer, span);
         b.unsqueeze(1).baddbmm(h, &w, 1.0, 1.0)
     }
 
-    /// The first linear layer; shared inputs go through all members' weights in one product.
-    fn first_linear(&self, x: Input, layer: &str) -> Tensor {
+    /// The first linear layer; shared inputs go through all the stack's weights in one product.
+    fn first_linear(&self, x: Input, layer: &str, span: Span) -> Tensor {
         match x {
-            Input::PerMember(h) => self.linear(h, layer),
+            Input::PerMember(h) => self.linear(h, layer, span),
             Input::Shared(h) => {
-                let w = self.leaf(&format!("{layer}.weight"));
-                let b = self.p(&format!("{layer}.bias"));
-                let (m, out) = (self.members, b.size()[1]);
+                let w = self.leaf(&format!("{layer}.weight"), span);
+                let b = self.p(&format!("{layer}.bias"), span);
+                let (m, out) = (span.count, b.size()[1]);
                 let wide = if w.transposed {
                     // [M, in, out] -> [in, M * out]: a copy of the weights, once an evaluation chunk.
                     b.view([m * out]).addmm(h, &w.tensor.permute([1, 0, 2]).reshape([-1, m * out]))
@@ -189,16 +249,16 @@ impl PackedNet {
     }
 
     /// Member k's logits [B, 10] from its own leaves (member by member only).
-    pub fn member_logits(&self, k: i64, x: &Input, noise: Option<&Tensor>) -> Tensor {
+    fn member_logits(&self, k: i64, x: &Input, noise: Option<&Tensor>) -> Tensor {
         match self.model {
             ModelKind::Mlp => self.mlp_member(k, x),
             ModelKind::Cnn => self.cnn_member(k, x, noise),
         }
     }
 
-    /// The indices in `leaves` of member k's own leaves (member by member only).
-    pub fn member_leaves(&self, k: i64) -> Vec<usize> {
-        self.leaves.iter().enumerate().filter(|(_, l)| l.member == Some(k)).map(|(i, _)| i).collect()
+    /// The indices in `leaves` of the leaves of `span`, one of `spans`.
+    pub fn unit_leaves(&self, span: Span) -> Vec<usize> {
+        self.leaves.iter().enumerate().filter(|(_, l)| l.span == span).map(|(i, _)| i).collect()
     }
 
     /// Member k's logits [B, 10], op for op as `models::mlp` computes them.
@@ -226,10 +286,10 @@ impl PackedNet {
     }
 
     /// The CNN's grouped convolutions: [M, B, 784] or [B, 784] -> [M, B, 7*7*64] in TF's NHWC order.
-    fn features(&self, x: Input) -> Tensor {
-        let m = self.members;
+    fn features(&self, x: Input, span: Span) -> Tensor {
+        let m = span.count;
         let block = |h: &Tensor, layer: &str, groups: i64| {
-            let (w, b) = (self.p(&format!("{layer}.weight")), self.p(&format!("{layer}.bias")));
+            let (w, b) = (self.p(&format!("{layer}.weight"), span), self.p(&format!("{layer}.bias"), span));
             let s = w.size();
             conv_relu_pool(h, &w.view([m * s[1], s[2], s[3], s[4]]), &b.view([-1]), groups, self.plan.bias_at)
         };

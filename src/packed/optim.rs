@@ -8,7 +8,7 @@
 //! values, and each element's arithmetic, are the same. Adam's rates change every step (its
 //! bias correction), where a refresh would cost a copy a leaf, on steps no graph replays; they
 //! stay broadcast.
-use super::net::Leaf;
+use super::net::{Leaf, Span};
 use crate::config::Optimizer;
 use anyhow::{ensure, Result};
 use tch::{Device, Kind, Tensor};
@@ -21,8 +21,8 @@ pub struct PackedOptim {
     kind: Optimizer,
     /// Per member: the learning rate (SGD) or Adam's step size lr / (1 - beta1^t), negated.
     neg_rate: Tensor,
-    /// Per leaf, the rates that apply to it (`rate_for`).
-    rates: Vec<Tensor>,
+    /// Per leaf, the rates that apply to it (`rate_for`), and the members it holds.
+    rates: Vec<(Tensor, Span)>,
     /// Adam's (first, second) moments, one pair per leaf and shaped like it.
     moments: Vec<(Tensor, Tensor)>,
     pub adam_step: i64,
@@ -35,21 +35,22 @@ fn expands(kind: Optimizer) -> bool {
 }
 
 /// The rates that apply to `leaf`: its member's (a 0-dim view), or, for a stacked [M, ...]
-/// leaf, all of them: `expanded`, in a tensor of its shape (filled by `set_lrs`), else viewed to
-/// broadcast over it.
+/// leaf, its members': `expanded`, in a tensor of its shape (filled by `set_lrs`), else viewed
+/// to broadcast over it.
 fn rate_for(rate: &Tensor, leaf: &Leaf, expanded: bool) -> Tensor {
-    match leaf.member {
-        Some(m) => rate.get(m),
-        None if expanded => leaf.tensor.zeros_like().detach(),
-        None => rate.view(per_member(leaf.tensor.dim()).as_slice()),
+    match (leaf.stacked, expanded) {
+        (false, _) => rate.get(leaf.span.first),
+        (true, true) => leaf.tensor.zeros_like().detach(),
+        (true, false) => members_rates(rate, leaf.span, leaf.tensor.dim()),
     }
 }
 
-/// The shape [-1, 1, 1, ...] of `dim` dimensions: one value per member, broadcast over the rest.
-fn per_member(dim: usize) -> Vec<i64> {
+/// The rates of `span`'s members, shaped [-1, 1, 1, ...] over `dim` dimensions: one value per
+/// member, broadcast over the rest.
+fn members_rates(rate: &Tensor, span: Span, dim: usize) -> Tensor {
     let mut shape = vec![1i64; dim];
     shape[0] = -1;
-    shape
+    rate.narrow(0, span.first, span.count).view(shape.as_slice())
 }
 
 impl PackedOptim {
@@ -59,7 +60,7 @@ impl PackedOptim {
             Optimizer::Adam => leaves.iter().map(|l| (l.tensor.zeros_like().detach(), l.tensor.zeros_like().detach())).collect(),
         };
         let neg_rate = Tensor::zeros([members], (Kind::Float, device));
-        let rates = leaves.iter().map(|l| rate_for(&neg_rate, l, expands(kind))).collect();
+        let rates = leaves.iter().map(|l| (rate_for(&neg_rate, l, expands(kind)), l.span)).collect();
         PackedOptim { kind, neg_rate, rates, moments, adam_step: 0 }
     }
 
@@ -73,8 +74,8 @@ impl PackedOptim {
         self.neg_rate.copy_(&Tensor::from_slice(&values));
         // Expanded, a stacked leaf's rates are a copy (a member's own leaf's: a 0-dim view).
         let expanded = expands(self.kind);
-        for rates in self.rates.iter_mut().filter(|r| expanded && r.dim() > 0) {
-            rates.copy_(&self.neg_rate.view(per_member(rates.dim()).as_slice()).expand_as(rates));
+        for (rates, span) in self.rates.iter_mut().filter(|(r, _)| expanded && r.dim() > 0) {
+            rates.copy_(&members_rates(&self.neg_rate, *span, rates.dim()).expand_as(rates));
         }
     }
 
@@ -93,7 +94,7 @@ impl PackedOptim {
             for (&k, g) in which.iter().zip(grads) {
                 let leaf = &leaves[k];
                 let mut p = leaf.tensor.shallow_clone();
-                let rate = &self.rates[k];
+                let rate = &self.rates[k].0;
                 match self.kind {
                     Optimizer::Sgd => {
                         let _ = p.addcmul_(g, rate);
@@ -148,14 +149,14 @@ impl PackedOptim {
 mod tests {
     use super::PackedOptim;
     use crate::config::Optimizer;
-    use crate::packed::net::Leaf;
+    use crate::packed::net::{Leaf, Span};
     use tch::{Device, Kind, Tensor};
 
     #[test]
     fn a_stacked_leaf_takes_each_members_current_rate() {
         // The expanded rates are a copy: every set_lrs must refresh them, or a stopped member
         // (rate 0) would go on stepping at its old rate.
-        let leaf = Leaf { name: "w".into(), member: None, tensor: Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)), transposed: false };
+        let leaf = Leaf { name: "w".into(), span: Span { first: 0, count: 2 }, stacked: true, tensor: Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)), transposed: false };
         let leaves = [leaf];
         let grad = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
         let mut opt = PackedOptim::new(Optimizer::Sgd, &leaves, 2, Device::Cpu);

@@ -172,6 +172,9 @@ fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps
     }
     let cfg0 = &group[0].cfg;
     let mut net = PackedNet::from_members(cfg0.model, params, super::stacked_on(cfg0.model, rt.device.is_cuda()))?;
+    if let Some(size) = super::stack_size() {
+        net.split_stacks(size);
+    }
     if net.stacked && super::weights_in_out() {
         net.store_weights_in_out();
     }

@@ -113,7 +113,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let mut interrupted = None;
     // The loop's time ends with the last step; the checkpoint that closes the session follows.
     let mut closed_at = None;
-    let branches = member_branches(net, device, ctx.quiet);
+    let branches = unit_branches(net, device, ctx.quiet);
     let mut step_ctx = StepParts { net, cfg, train, rngs: &mut rngs, sums: &sums, branches: branches.as_deref() };
     for i in first..cfg.iterations {
         if let Some(signal) = obs[0].stop_requested() {
@@ -238,13 +238,16 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     }
     let cuda_graph = graph.as_ref().is_some_and(|g| g.is_captured());
     drop(graph);
-    let arrangement = match (net.stacked, branches.is_some()) {
-        (true, _) if net.weights_in_out() => Arrangement::StackedInOut,
-        (true, _) => Arrangement::Stacked,
-        (false, true) => Arrangement::Streams,
-        (false, false) => Arrangement::InTurn,
+    let stacks = net.stacked && net.spans.len() > 1;
+    let arrangement = match (net.stacked, stacks, net.weights_in_out()) {
+        (true, true, true) => Arrangement::StacksInOut,
+        (true, true, false) => Arrangement::Stacks,
+        (true, false, true) => Arrangement::StackedInOut,
+        (true, false, false) => Arrangement::Stacked,
+        (false, ..) if branches.is_some() => Arrangement::Streams,
+        (false, ..) => Arrangement::InTurn,
     };
-    let pack = PackInfo { members: m_count as usize, arrangement };
+    let pack = PackInfo { members: m_count as usize, arrangement, stack: stacks.then(|| net.spans[0].count as usize) };
     let train_seconds = closed_at.unwrap_or_else(|| seconds(&started));
     Ok(members.into_iter().map(|mb| {
         let ending = match (mb.diverged, interrupted) {
@@ -273,14 +276,15 @@ fn checkpoint_all(ctx: &PackContext, members: &[Member], opt: &PackedOptim, rngs
     Ok(())
 }
 
-/// On CUDA, a member-by-member pack's streams, one per member (see `super::stacked_on`); None
-/// elsewhere, or with a note when they cannot be made.
-fn member_branches(net: &PackedNet, device: Device, quiet: bool) -> Option<Vec<SideStream>> {
+/// On CUDA, a pack's streams, one per unit of its step (each member of a member-by-member pack,
+/// or each stack: see `super::stacked_on`, `super::stack_size`); None for a single stack or off
+/// CUDA, or with a note when they cannot be made.
+fn unit_branches(net: &PackedNet, device: Device, quiet: bool) -> Option<Vec<SideStream>> {
     let Device::Cuda(index) = device else { return None };
-    if net.stacked {
+    if net.spans.len() < 2 {
         return None;
     }
-    match (0..net.members).map(|_| SideStream::new(index)).collect::<Result<Vec<_>>>() {
+    match net.spans.iter().map(|_| SideStream::new(index)).collect::<Result<Vec<_>>>() {
         Ok(streams) => Some(streams),
         Err(e) => {
             if !quiet {
@@ -298,7 +302,7 @@ struct StepParts<'a> {
     train: &'a DeviceSplit,
     rngs: &'a mut MemberRngs,
     sums: &'a TrainSums,
-    /// One stream per member: each member's step in a branch of its own.
+    /// One stream per unit (`PackedNet::spans`): each unit's step in a branch of its own.
     branches: Option<&'a [SideStream]>,
 }
 
@@ -318,36 +322,33 @@ impl StepParts<'_> {
             Dropout::None {} => None,
         };
         opt.begin_step();
-        let (losses, hits) = if self.net.stacked {
-            let logits = self.net.forward(Input::PerMember(&xs), noise.as_ref());
-            let (likelihood, hits) = log_likelihood_and_hits(&logits, &ys);
-            let losses = likelihood / -(b as f64);
-            let all: Vec<usize> = (0..self.net.leaves.len()).collect();
-            self.backward_and_update(opt, &losses, &all);
-            (losses, hits)
-        } else {
-            // Member by member: forward, backward and update of one member at a time, so its
-            // parameters and gradients stay in cache (as in its single run); on CUDA with
-            // branches, each on its own stream, all side by side.
-            let mut parts = Vec::new();
-            for k in 0..m {
-                let mut member_step = || {
-                    let logits = self.net.member_logits(k, &Input::PerMember(&xs), noise.as_ref()).unsqueeze(0);
-                    let (likelihood, hits) = log_likelihood_and_hits(&logits, &ys.get(k).unsqueeze(0));
-                    let loss = likelihood / -(b as f64);
-                    self.backward_and_update(opt, &loss, &self.net.member_leaves(k));
-                    (loss.detach(), hits)
-                };
-                parts.push(match self.branches {
-                    Some(streams) => streams[k as usize].branch(member_step)?,
-                    None => member_step(),
-                });
+        // Unit by unit (the whole stack, each stack, or each member): forward, backward and
+        // update of one unit at a time, so that its parameters and gradients stay in cache (a
+        // member's as in its single run); on CUDA with branches, each unit on its own stream,
+        // all side by side.
+        let mut parts = Vec::new();
+        for (k, &span) in self.net.spans.iter().enumerate() {
+            let mut unit_step = || {
+                let logits = self.net.unit_logits(span, &Input::PerMember(&xs), noise.as_ref());
+                let (likelihood, hits) = log_likelihood_and_hits(&logits, &ys.narrow(0, span.first, span.count));
+                let loss = likelihood / -(b as f64);
+                self.backward_and_update(opt, &loss, &self.net.unit_leaves(span));
+                (loss.detach(), hits)
+            };
+            parts.push(match self.branches {
+                Some(streams) => streams[k].branch(unit_step)?,
+                None => unit_step(),
+            });
+        }
+        for stream in self.branches.unwrap_or_default() {
+            stream.join()?;
+        }
+        let (losses, hits) = match parts.len() {
+            1 => parts.remove(0),
+            _ => {
+                let (losses, hits): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
+                (Tensor::cat(&losses, 0), Tensor::cat(&hits, 0))
             }
-            for stream in self.branches.unwrap_or_default() {
-                stream.join()?;
-            }
-            let (losses, hits): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
-            (Tensor::cat(&losses, 0), Tensor::cat(&hits, 0))
         };
         tch::no_grad(|| {
             let _ = self.sums.loss.shallow_clone().g_add_(&losses.detach());

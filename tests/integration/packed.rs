@@ -59,7 +59,7 @@ fn packed_with(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>,
 
 /// Each member's per-step losses and outcome (its evaluations included).
 fn packed_outcomes(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>, bias_at: BiasAt) -> Vec<(Vec<f64>, trainer::TrainOutcome)> {
-    packed_kept(cfgs, data, stacked, bias_at, false).into_iter().map(|(k, out)| (k.losses, out)).collect()
+    packed_kept(cfgs, data, stacked, bias_at, Stacking::default()).into_iter().map(|(k, out)| (k.losses, out)).collect()
 }
 
 /// What an observer of a packed member keeps: each step's loss and its last checkpoint's tensors.
@@ -88,9 +88,17 @@ impl Observer for Kept {
     }
 }
 
-/// `packed_outcomes`, keeping each member's last checkpoint too; `in_out`: a stacked pack's
-/// linear weights kept [M, in, out] (NNDL_PACK_WEIGHTS=in-out).
-fn packed_kept(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>, bias_at: BiasAt, in_out: bool) -> Vec<(Kept, trainer::TrainOutcome)> {
+/// How a stacked pack holds its members, beyond the default one stack of [M, out, in] weights.
+#[derive(Clone, Copy, Default)]
+struct Stacking {
+    /// Linear weights kept [M, in, out] (NNDL_PACK_WEIGHTS=in-out).
+    in_out: bool,
+    /// Stacks of this many members (NNDL_PACK_STACK).
+    stack: Option<i64>,
+}
+
+/// `packed_outcomes`, keeping each member's last checkpoint too, stacked as `stacking` says.
+fn packed_kept(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>, bias_at: BiasAt, stacking: Stacking) -> Vec<(Kept, trainer::TrainOutcome)> {
     let mut networks = vec![];
     let mut starts = vec![];
     for cfg in cfgs {
@@ -99,7 +107,10 @@ fn packed_kept(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>,
     }
     let mut net = PackedNet::stack(cfgs[0].model, &networks, stacked.is_some()).unwrap();
     net.plan = ConvPlan { layout: stacked.unwrap_or(net.plan.layout), bias_at };
-    if in_out {
+    if let Some(size) = stacking.stack {
+        net.split_stacks(size);
+    }
+    if stacking.in_out {
         net.store_weights_in_out();
     }
     let ctx = PackContext { net: &net, cfgs, data, allow_graph: false, quiet: true, profile_steps: None };
@@ -251,8 +262,8 @@ fn stacked_evaluations_are_the_members_own() {
         let apart = packed_outcomes(&cfgs, &data, None, BiasAt::Conv);
         for (k, ((_, s), (_, a))) in stacked.iter().zip(&apart).enumerate() {
             // Each outcome says how its member trained.
-            assert_eq!(s.pack, Some(PackInfo { members: 3, arrangement: Arrangement::Stacked }));
-            assert_eq!(a.pack, Some(PackInfo { members: 3, arrangement: Arrangement::InTurn }));
+            assert_eq!(s.pack, Some(PackInfo { members: 3, arrangement: Arrangement::Stacked, stack: None }));
+            assert_eq!(a.pack, Some(PackInfo { members: 3, arrangement: Arrangement::InTurn, stack: None }));
             let (s, a) = (&s.points[0], &a.points[0]);
             let rel = ((s.test_loss - a.test_loss) / a.test_loss).abs();
             assert!(rel <= 1e-4, "{model:?} member {k}: test loss {} stacked, {} apart", s.test_loss, a.test_loss);
@@ -273,11 +284,11 @@ fn weights_stored_in_out_train_and_checkpoint_as_the_members_own() {
     let data = small_mnist();
     for (model, preset, steps) in [(ModelKind::Mlp, Preset::Faithful, 5), (ModelKind::Mlp, Preset::Modern, 5), (ModelKind::Cnn, Preset::Faithful, 3)] {
         let cfgs = three_members(model, preset, 30, steps);
-        let default = packed_kept(&cfgs, &data, Some(Layout::Nchw), BiasAt::Conv, false);
-        let in_out = packed_kept(&cfgs, &data, Some(Layout::Nchw), BiasAt::Conv, true);
+        let default = packed_kept(&cfgs, &data, Some(Layout::Nchw), BiasAt::Conv, Stacking::default());
+        let in_out = packed_kept(&cfgs, &data, Some(Layout::Nchw), BiasAt::Conv, Stacking { in_out: true, stack: None });
         for (k, ((d, d_out), (io, io_out))) in default.iter().zip(&in_out).enumerate() {
             let about = format!("{model:?} {preset:?} member {k}");
-            assert_eq!(io_out.pack, Some(PackInfo { members: 3, arrangement: Arrangement::StackedInOut }), "{about}");
+            assert_eq!(io_out.pack, Some(PackInfo { members: 3, arrangement: Arrangement::StackedInOut, stack: None }), "{about}");
             let rel: Vec<f64> = io.losses.iter().zip(&d.losses).map(|(a, b)| ((a - b) / b).abs()).collect();
             assert!(rel.len() == steps && rel[0] <= 1e-5 && rel.iter().all(|&r| r <= 1e-3), "{about}: losses {rel:?}");
             let (p, q) = (&io_out.points[0], &d_out.points[0]);
@@ -290,6 +301,53 @@ fn weights_stored_in_out_train_and_checkpoint_as_the_members_own() {
                 assert_eq!(a.size(), b.size(), "{about}: {key}");
                 let apart = (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-30);
                 assert!(apart <= 1e-3, "{about}: {key} {apart:e} from the default pack's");
+            }
+        }
+    }
+}
+
+#[test]
+fn stacks_of_a_few_members_train_as_the_one_stack_does() {
+    // NNDL_PACK_STACK=2: three members in a stack of 2 and a stack of 1, each a batched model
+    // of its own (on CUDA each on a stream of its own; here one after another). Against the
+    // default single stack: every step's loss, the evaluations and every checkpoint tensor
+    // equal, bit for bit (the CPU's batched kernels compute member by member, and each
+    // member's learning rate, 1, 2 and 3 times the preset's, must reach its own stack's slot);
+    // with the weights kept [M, in, out] too, the same values as in-out alone. One exception:
+    // the CNN's stack of one member runs plain convolutions (one group), which round
+    // differently (6e-8 at step 2 here): within 1e-5.
+    let _rng = rng_lock();
+    tch::set_num_threads(1);
+    let data = small_mnist();
+    let stacks = |in_out| Stacking { in_out, stack: Some(2) };
+    for (model, preset, steps, in_out) in [(ModelKind::Mlp, Preset::Faithful, 5, false), (ModelKind::Mlp, Preset::Modern, 5, true), (ModelKind::Cnn, Preset::Faithful, 3, false)] {
+        let cfgs = three_members(model, preset, 40, steps);
+        let one = packed_kept(&cfgs, &data, Some(Layout::Nchw), BiasAt::Conv, Stacking { in_out, stack: None });
+        let split = packed_kept(&cfgs, &data, Some(Layout::Nchw), BiasAt::Conv, stacks(in_out));
+        for (k, ((o, o_out), (s, s_out))) in one.iter().zip(&split).enumerate() {
+            let about = format!("{model:?} {preset:?} member {k}");
+            let arrangement = if in_out { Arrangement::StacksInOut } else { Arrangement::Stacks };
+            assert_eq!(s_out.pack, Some(PackInfo { members: 3, arrangement, stack: Some(2) }), "{about}");
+            assert!(!s.checkpoint.is_empty() && s.checkpoint.len() == o.checkpoint.len(), "{about}");
+            if model == ModelKind::Cnn && k == 2 {
+                let rel = |a: f64, b: f64| ((a - b) / b).abs();
+                assert!(s.losses.len() == steps && s.losses.iter().zip(&o.losses).all(|(a, b)| rel(*a, *b) <= 1e-5), "{about}: {:?} against {:?}", s.losses, o.losses);
+                assert!(rel(s_out.points[0].test_loss, o_out.points[0].test_loss) <= 1e-5, "{about}");
+                for (key, a) in &s.checkpoint {
+                    let b = &o.checkpoint[key];
+                    if a.kind() != tch::Kind::Float {
+                        assert!(a.equal(b), "{about}: {key} differs from the one stack's");
+                        continue;
+                    }
+                    let apart = (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-30);
+                    assert!(apart <= 1e-5, "{about}: {key} {apart:e} from the one stack's");
+                }
+                continue;
+            }
+            assert_eq!((s.losses.len(), &s.losses), (steps, &o.losses), "{about}");
+            assert_eq!((s_out.points[0].test_loss, s_out.points[0].test_accuracy), (o_out.points[0].test_loss, o_out.points[0].test_accuracy), "{about}");
+            for (key, a) in &s.checkpoint {
+                assert!(a.equal(&o.checkpoint[key]), "{about}: {key} differs from the one stack's");
             }
         }
     }
