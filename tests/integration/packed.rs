@@ -120,6 +120,11 @@ fn packed_kept(cfgs: &[TrainConfig], data: &DeviceData, stacked: Option<Layout>,
     observers.into_iter().zip(outcomes).collect()
 }
 
+/// How far tensor `a` is from `b`, relative to `b`'s norm.
+fn norm_apart(a: &tch::Tensor, b: &tch::Tensor) -> f64 {
+    (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-30)
+}
+
 /// Each member's per-step relative loss differences from its single run.
 fn compare(cfgs: &[TrainConfig], data: &DeviceData) -> Vec<Vec<f64>> {
     compare_as(cfgs, data, None)
@@ -241,7 +246,7 @@ fn each_arrangement_adds_the_bias_where_its_plan_says() {
         tch::Tensor::stack(&grads, 0).view([3, -1])
     };
     let apart = conv2_grads(false, BiasAt::Pool);
-    let rel = |g: &tch::Tensor| (g - &apart).norm().double_value(&[]) / apart.norm().double_value(&[]);
+    let rel = |g: &tch::Tensor| norm_apart(g, &apart);
     assert!(rel(&conv2_grads(true, BiasAt::Pool)) <= 1e-4, "stacked: {:e}", rel(&conv2_grads(true, BiasAt::Pool)));
     for stacked in [false, true] {
         assert!(rel(&conv2_grads(stacked, BiasAt::Conv)) > 0.1, "stacked {stacked}: the bias at the convolution should route elsewhere");
@@ -299,7 +304,7 @@ fn weights_stored_in_out_train_and_checkpoint_as_the_members_own() {
             for key in keys.into_iter().filter(|k| k.starts_with("param.") || k.starts_with("adam.")) {
                 let (a, b) = (&io.checkpoint[key], &d.checkpoint[key]);
                 assert_eq!(a.size(), b.size(), "{about}: {key}");
-                let apart = (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-30);
+                let apart = norm_apart(a, b);
                 assert!(apart <= 1e-3, "{about}: {key} {apart:e} from the default pack's");
             }
         }
@@ -339,7 +344,7 @@ fn stacks_of_a_few_members_train_as_the_one_stack_does() {
                         assert!(a.equal(b), "{about}: {key} differs from the one stack's");
                         continue;
                     }
-                    let apart = (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-30);
+                    let apart = norm_apart(a, b);
                     assert!(apart <= 1e-5, "{about}: {key} {apart:e} from the one stack's");
                 }
                 continue;
