@@ -400,14 +400,14 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
         if let Some(p) = profiler.as_mut() {
             p.before_step(i);
         }
-        if i % per_chunk == 0 || plan.is_none() {
-            plan = Some(plan_batches(&Tensor::from_slice(&st.draw_chunk(i, cfg)).view([-1, bs]), &train.labels));
-        }
-        let slot = (i - st.chunk_start) as i64;
+        let planned = match &mut plan {
+            Some(planned) if i % per_chunk != 0 => planned,
+            slot => slot.insert(plan_batches(&Tensor::from_slice(&st.draw_chunk(i, cfg)).view([-1, bs]), &train.labels)),
+        };
         if !matches!(cfg.schedule, Schedule::Constant {}) {
             opt.set_lr(cfg.lr_at(i));
         }
-        batch.copy_(&plan.as_ref().expect("planned above").get(slot));
+        batch.copy_(&planned.get((i - st.chunk_start) as i64));
         let loss = match graph.as_mut() {
             Some(g) if g.is_captured() => {
                 g.replay()?;

@@ -125,17 +125,19 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
         if let Some(p) = profiler.as_mut() {
             p.before_step(i);
         }
-        if i % per_chunk == 0 || plan.is_none() {
-            let chunks: Vec<i64> = members.iter_mut().flat_map(|mb| mb.st.draw_chunk(i, &ctx.cfgs[0])).collect();
-            let n = chunks.len() as i64 / (m_count * bs);
-            plan = Some(plan_batches(&Tensor::from_slice(&chunks).view([m_count, n, bs]).transpose(0, 1).contiguous(), &train.labels));
-        }
-        let slot = (i - members[0].st.chunk_start) as i64;
+        let planned = match &mut plan {
+            Some(planned) if i % per_chunk != 0 => planned,
+            slot => {
+                let chunks: Vec<i64> = members.iter_mut().flat_map(|mb| mb.st.draw_chunk(i, &ctx.cfgs[0])).collect();
+                let n = chunks.len() as i64 / (m_count * bs);
+                slot.insert(plan_batches(&Tensor::from_slice(&chunks).view([m_count, n, bs]).transpose(0, 1).contiguous(), &train.labels))
+            }
+        };
         // Adam's bias correction changes every step, a schedule's rate too.
         if cfg.optimizer == Optimizer::Adam || !matches!(cfg.schedule, Schedule::Constant {}) {
             opt.set_lrs(&lrs_at(i, &members));
         }
-        batch.copy_(&plan.as_ref().expect("planned above").get(slot));
+        batch.copy_(&planned.get((i - members[0].st.chunk_start) as i64));
         let losses = match graph.as_mut() {
             Some(g) if g.is_captured() => {
                 g.replay()?;
