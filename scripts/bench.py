@@ -7,6 +7,7 @@ alternating the two programs so that machine noise hits both alike).
   XOR: nndl vs the seed's own Python (one 3001-epoch run), and nndl's 1000 seeds.
   packed: M seeds in one `nndl mlp|cnn --seeds` vs M single runs (half before the pack, half
           after), vs one single run, and vs PyTorch's vmap ensemble (bench_torch.py --members M);
+          on the CPU also about what such a pack takes (M one-thread runs split evenly);
           on CUDA also the pack's other arrangement (the MLP's members on streams of their own,
           the CNN's stacked), and the CNN's pack channels-last.
   denormals: the MLP with denormals flushed (as TF, nndl's default) and kept (PyTorch's default),
@@ -16,7 +17,8 @@ alternating the two programs so that machine noise hits both alike).
           the CNN's bias after the pooling switched on, alternating, with each variant's
           metrics compared to the default's.
   floor: this machine's sgemm rate and each schedule's FLOP floor (scripts/cpu_floor.py), beside
-          nndl's single-run loop time, and where nndl's MLP and CNN steps spend it (libtorch's
+          nndl's single-run loop time, a one-thread run's time split evenly over the threads (about
+          the least these ops could take), and where nndl's MLP and CNN steps spend it (libtorch's
           profiler on nndl's own steps: nndl --profile-steps).
   startup: whole processes of one MLP iteration and its one evaluation (what every short run of
           a sweep or a Slurm array pays around its training): nndl vs the PyTorch script, and vs
@@ -146,7 +148,8 @@ def seeds_loop(run):
 
 def bench_packed(a, model, members, iterations, tmp):
     """M seeds packed vs the same M seeds one after another, one single run, and the vmap peer."""
-    common = ["--iterations", str(iterations), "--device", a.device, "--flush-denormals", a.flush_denormals, *cuda_flags(a)] + (["--threads", str(a.threads)] if a.threads else [])
+    schedule = ["--iterations", str(iterations), "--device", a.device, "--flush-denormals", a.flush_denormals, *cuda_flags(a)]
+    common = schedule + (["--threads", str(a.threads)] if a.threads else [])
     nndl = [a.nndl, model, *common, "--data", a.data, "--json", "--quiet", "--force"]
     single = lambda k: run_json(nndl + ["--seed", str(k), "--out", os.path.join(tmp, f"{model}-single-{k}")])
     # Half the single runs before the pack and half after, so that a slow or fast phase of a
@@ -155,6 +158,16 @@ def bench_packed(a, model, members, iterations, tmp):
     packed = run_json(nndl + ["--seeds", f"0..{members - 1}", "--out", os.path.join(tmp, f"{model}-packed")])
     packed_loop = seeds_loop(packed)
     singles += [single(k) for k in range(members // 2, members)]
+    # On the CPU a pack splits its members over the threads, each computing as a one-thread
+    # single run does (bit for bit), so it takes about M one-thread runs split evenly over the
+    # threads: what the ratio comes to while the members compute so (the median of 3 runs, as
+    # one run's time varies by 20% here).
+    n = a.threads or os.cpu_count()
+    one_thread = None
+    if a.device == "cpu" and n > 1:
+        ones = [run_json([a.nndl, model, *schedule, "--threads", "1", "--data", a.data, "--json", "--quiet", "--force", "--seed", "0",
+                          "--out", os.path.join(tmp, f"{model}-single-1-thread")])["train_seconds"] for _ in range(max(a.repeats, 3))]
+        one_thread = sorted(ones)[len(ones) // 2]
     vmap = run_json([a.python, os.path.join(HERE, "bench_torch.py"), "--model", model, "--members", str(members), *common, "--data", a.data])
     # Other packs on CUDA, for A/B figures: the other arrangement of the members (the MLP's
     # default stacks them, the CNN's puts each on a stream of its own); the MLP's stacked
@@ -189,6 +202,9 @@ def bench_packed(a, model, members, iterations, tmp):
         "single_accuracies": [r["final_test_accuracy"] for r in singles],
     }
     row["other_packs"] = others
+    if one_thread:
+        row["one_thread_single_loop_seconds"] = one_thread
+        row["even_split_ratio"] = members * one_thread / n / row["singles_loop_seconds"]
     print(f"{model.upper()} x{members} on {a.device}, {a.threads or 'default'} threads, {iterations} iterations:")
     print(f"  packed (--seeds): loop {packed_loop:.2f} s, process {packed['process_seconds']:.2f} s")
     print(f"  {members} single runs: loop {row['singles_loop_seconds']:.2f} s, process {row['singles_process_seconds']:.2f} s; one: loop {row['one_single_loop_seconds']:.2f} s")
@@ -203,6 +219,9 @@ def bench_packed(a, model, members, iterations, tmp):
     print(f"  ratios: packed/{members} singles loop {packed_loop / row['singles_loop_seconds']:.3f} process {packed['process_seconds'] / row['singles_process_seconds']:.3f}; "
           f"packed/one single loop {packed_loop / row['one_single_loop_seconds']:.2f} process {packed['process_seconds'] / row['one_single_process_seconds']:.2f}; "
           f"packed/vmap loop {packed_loop / vmap['train_seconds']:.3f}")
+    if one_thread:
+        print(f"  one single run on one thread: loop {one_thread:.2f} s (median of {', '.join(f'{t:.2f}' for t in ones)}); {members} of them split evenly over {n} threads "
+              f"{members * one_thread / n:.2f} s, {row['even_split_ratio']:.3f}x the {members} single runs: about what a pack of such members takes")
     same = [abs(p - q) for p, q in zip(row["packed_accuracies"], row["single_accuracies"])]
     print(f"  final accuracies packed vs single: largest difference {max(same):.4f}")
     return row
@@ -323,6 +342,24 @@ def bench_floor(a, tmp):
                      f"evaluations {eval_seconds:.2f} s vs {f_evals:.2f} ({eval_seconds / f_evals:.2f}x)")
         print(f"{model.upper()} ({its} iterations, {evals} evaluations): nndl loop {loop:.2f} s (median of {a.repeats}), floor {f:.2f} s: {loop / f:.2f}x the floor; {split}")
         print(f"  at the sgemm rate measured around each run ({', '.join(f'{r:.0f}' for _, r in ratios)} GFLOP/s): {bracketed:.2f}x the floor (median)")
+        n = a.threads or 2
+        if n > 1:
+            # About the least time these same ops could take on n threads: a one-thread run's
+            # time split evenly over them. No op here runs faster per core on two threads than on
+            # one (the large products about as fast, the MLP's 100-row ones slower), so no
+            # arrangement of nndl's libtorch ops gets much under it, up to the machine's noise.
+            ones = []
+            for _ in range(a.repeats):
+                before = rate_now()
+                one = run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, "--threads", "1", "--data", a.data,
+                                "--json", "--quiet", "--force", "--out", os.path.join(tmp, f"{model}-floor-1")])
+                ones.append((one["train_seconds"], (before + rate_now()) / 2))
+            one_seconds, bracket = sorted(ones)[len(ones) // 2]
+            split = one_seconds / n
+            split_ratio = split * bracket / floor["sgemm_gflops"] / f
+            rows[model].update({"one_thread_seconds": one_seconds, "even_split_seconds": split, "even_split_ratio": split_ratio})
+            print(f"  one thread {one_seconds:.2f} s (median of {a.repeats}), split evenly over {n} threads {split:.2f} s: {split_ratio:.2f}x the floor "
+                  f"at the {bracket:.0f} GFLOP/s around it, about the least any arrangement of these ops could reach")
     # Where a step's time goes: nndl's own steps, recorded by libtorch's profiler.
     for model, its, steps in (("mlp", 60, 45), ("cnn", 12, 6)):
         out = os.path.join(tmp, f"{model}-profile")

@@ -309,7 +309,9 @@ impl SweepSpec {
             let name = if params.is_empty() { "trial".to_string() } else {
                 params.iter().map(|(k, v)| format!("{k}={}", v.label())).collect::<Vec<_>>().join(",")
             };
-            let config = self.config_for(&combo).map_err(|e| anyhow!("trial {name}: {e:#}"))?;
+            // A spec with nothing varying has one trial, with no name worth repeating.
+            let config = self.config_for(&combo)
+                .map_err(|e| if params.is_empty() { anyhow!("{e:#}") } else { anyhow!("trial {name}: {e:#}") })?;
             if !trials.iter().any(|t| t.name == name) {
                 trials.push(Trial { name, params, config });
             }
@@ -478,7 +480,7 @@ mod tests {
             ("model = \"mlp\"\nlr = { from = 0.1, to = 1, stride = 2 }", "spec.toml: `lr` has an unknown field `stride`"),
             ("model = \"mlp\"\nlr = [0.01, -1]", "trial lr=-1: invalid spec.toml: lr -1: must be a finite number > 0"),
             ("model = \"mlp\"\nseed = [0, 1]\nbatch_size = [100, 70000]", "trial batch_size=70000,seed=0: invalid spec.toml: batch_size 70000: must be between 1 and 55000"),
-            ("model = \"mlp\"\nseed = -1", "trial trial: invalid spec.toml: seed -1: must be >= 0"),
+            ("model = \"mlp\"\nseed = -1", "invalid spec.toml: seed -1: must be >= 0"),
             ("model = \"mlp\"\npreset = \"ancient\"", "spec.toml: `preset` must be \"faithful\" or \"modern\", got \"ancient\""),
             ("model = \"mlp\"\nrandom = 0", "spec.toml: `random` must be an integer from 1 to 100000, got 0"),
             ("model = \"mlp\"\nseed = { from = 0, to = 999 }\nlr = { from = 0.001, to = 1, count = 1000 }", "spec.toml: the grid has more than 100000 trials"),
