@@ -314,17 +314,23 @@ def bench_floor(a, tmp):
     threads = ["--threads", str(a.threads)] if a.threads else []
     rate_now = lambda: float(subprocess.run([a.python, os.path.join(HERE, "cpu_floor.py"), "--threads", str(a.threads or 2), "--rate-only"],
                                             capture_output=True, text=True, check=True).stdout.split()[-1])
+
+    def bracketed_run(model, its, threads, out):
+        """One run, and the mean of the sgemm rates measured right before and right after it:
+        this machine's rate drifts by 1.5x within minutes, so each run's floor is also taken
+        at the rate around it."""
+        before = rate_now()
+        run = run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, *threads, "--data", a.data,
+                        "--json", "--quiet", "--force", "--out", os.path.join(tmp, out)])
+        return run, (before + rate_now()) / 2
+
     rows = {}
     for model, its in (("mlp", a.mlp_iterations), ("cnn", a.cnn_iterations)):
         runs, ratios = [], []
         for _ in range(a.repeats):
-            # This machine's sgemm rate drifts by 1.5x within minutes: each run's floor is also
-            # taken at the mean of the rates measured right before and right after it.
-            before = rate_now()
-            runs.append(run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, *threads, "--data", a.data, "--json", "--quiet", "--force",
-                                  "--out", os.path.join(tmp, f"{model}-floor")]))
-            bracket = (before + rate_now()) / 2
-            ratios.append((runs[-1]["train_seconds"] * bracket / floor["sgemm_gflops"], bracket))
+            run, bracket = bracketed_run(model, its, threads, f"{model}-floor")
+            runs.append(run)
+            ratios.append((run["train_seconds"] * bracket / floor["sgemm_gflops"], bracket))
         loop, evals = median(runs, "train_seconds"), runs[0]["evaluations"]
         eval_seconds = median(runs, "eval_seconds")
         parts = floor["floor_parts"][model]
@@ -348,13 +354,8 @@ def bench_floor(a, tmp):
             # time split evenly over them. No op here runs faster per core on two threads than on
             # one (the large products about as fast, the MLP's 100-row ones slower), so no
             # arrangement of nndl's libtorch ops gets much under it, up to the machine's noise.
-            ones = []
-            for _ in range(a.repeats):
-                before = rate_now()
-                one = run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, "--threads", "1", "--data", a.data,
-                                "--json", "--quiet", "--force", "--out", os.path.join(tmp, f"{model}-floor-1")])
-                ones.append((one["train_seconds"], (before + rate_now()) / 2))
-            one_seconds, bracket = sorted(ones)[len(ones) // 2]
+            ones = [bracketed_run(model, its, ["--threads", "1"], f"{model}-floor-1") for _ in range(a.repeats)]
+            one_seconds, bracket = sorted((run["train_seconds"], rate) for run, rate in ones)[len(ones) // 2]
             split = one_seconds / n
             split_ratio = split * bracket / floor["sgemm_gflops"] / f
             rows[model].update({"one_thread_seconds": one_seconds, "even_split_seconds": split, "even_split_ratio": split_ratio})
