@@ -315,12 +315,12 @@ def bench_floor(a, tmp):
     rate_now = lambda: float(subprocess.run([a.python, os.path.join(HERE, "cpu_floor.py"), "--threads", str(a.threads or 2), "--rate-only"],
                                             capture_output=True, text=True, check=True).stdout.split()[-1])
 
-    def bracketed_run(model, its, threads, out):
+    def bracketed_run(model, its, thread_flags, out):
         """One run, and the mean of the sgemm rates measured right before and right after it:
         this machine's rate drifts by 1.5x within minutes, so each run's floor is also taken
         at the rate around it."""
         before = rate_now()
-        run = run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, *threads, "--data", a.data,
+        run = run_json([a.nndl, model, "--iterations", str(its), "--device", "cpu", "--flush-denormals", a.flush_denormals, *thread_flags, "--data", a.data,
                         "--json", "--quiet", "--force", "--out", os.path.join(tmp, out)])
         return run, (before + rate_now()) / 2
 
