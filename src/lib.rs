@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod run;
 pub mod report;
 pub mod sweep;
+pub mod sweep_workers;
 pub mod run_dir;
 pub mod tensor_file;
 pub mod export;
