@@ -231,7 +231,8 @@ def bench_packed(a, model, members, iterations, tmp):
 VARIANTS = {
     "mlp": [("default", {}, []), ("steps one by one, no CUDA graph", {}, ["--no-cuda-graph"]),
             ("CUDA context after the data", {"NNDL_OVERLAP_START": "off"}, []),
-            ("evaluations inline (CPU)", {"NNDL_EVAL_OVERLAP": "off"}, [])],
+            ("evaluations inline (CPU)", {"NNDL_EVAL_OVERLAP": "off"}, []),
+            ("evaluations beside, each side its half (CPU)", {"NNDL_EVAL_OVERLAP": "fixed"}, [])],
     "cnn": [("default", {}, []), ("steps one by one, no CUDA graph", {}, ["--no-cuda-graph"]),
             ("channels-last convolutions", {"NNDL_CNN_LAYOUT": "nhwc"}, []),
             # On, where the others are off: its metrics differ (the bias's gradient sums in another order).
@@ -342,7 +343,8 @@ def bench_floor(a, tmp):
                        "bracketing_gflops": [r for _, r in ratios], "ratio_at_bracketing_rate": bracketed}
         if runs[0].get("eval_overlap"):
             # The evaluations ran on their own thread beside the steps: the loop is the steps'.
-            split = f"evaluations beside the steps, half the threads each (the evaluations' own time {eval_seconds:.2f} s; their floor {f_evals:.2f})"
+            shares = "the steps taking the evaluation's half while it waits" if runs[0].get("eval_threads_lent") else "half the threads each"
+            split = f"evaluations beside the steps, {shares} (the evaluations' own time {eval_seconds:.2f} s; their floor {f_evals:.2f})"
         else:
             split = (f"steps {loop - eval_seconds:.2f} s vs {f_steps:.2f} ({(loop - eval_seconds) / f_steps:.2f}x), "
                      f"evaluations {eval_seconds:.2f} s vs {f_evals:.2f} ({eval_seconds / f_evals:.2f}x)")

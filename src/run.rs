@@ -46,6 +46,10 @@ pub struct RunSummary {
     /// Whether the evaluations ran beside the steps (the MLP on two CPU threads or more).
     #[serde(default)]
     pub eval_overlap: bool,
+    /// Whether, beside, the steps took the evaluation thread's share of the threads while it
+    /// had nothing to evaluate (only where a step computes the same bits on either share).
+    #[serde(default)]
+    pub eval_threads_lent: bool,
     pub evaluations: usize,
     /// Whether the training steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
@@ -311,6 +315,7 @@ pub(crate) fn closing(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(
         train_seconds: outcome.train_seconds,
         eval_seconds: outcome.eval_seconds,
         eval_overlap: outcome.eval_overlap,
+        eval_threads_lent: outcome.eval_threads_lent,
         evaluations: points.len(),
         cuda_graph: outcome.cuda_graph,
         pack: outcome.pack.clone(),

@@ -9,7 +9,7 @@ pub const SWITCHES: [(&str, &[&str]); 6] = [
     ("NNDL_CNN_BIAS", &["conv", "pool"]),
     ("NNDL_PACK_STREAMS", &["on", "off"]),
     ("NNDL_PACK_WEIGHTS", &["out-in", "in-out"]),
-    ("NNDL_EVAL_OVERLAP", &["on", "off"]),
+    ("NNDL_EVAL_OVERLAP", &["on", "off", "fixed"]),
     ("NNDL_OVERLAP_START", &["on", "off"]),
 ];
 

@@ -112,6 +112,9 @@ pub struct TrainOutcome {
     pub eval_seconds: f64,
     /// Whether the evaluations ran beside the steps, on a thread of their own.
     pub eval_overlap: bool,
+    /// Whether the steps took the evaluation thread's share of the threads while it had
+    /// nothing to evaluate.
+    pub eval_threads_lent: bool,
     /// Whether the steps ran as a replayed CUDA graph.
     pub cuda_graph: bool,
     /// How a pack's member trained beside the others; None for a single run.
@@ -397,6 +400,9 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             ending = Ending::Interrupted { signal, next_iteration: i };
             break;
         }
+        if let Some(worker) = beside.as_mut() {
+            worker.lend_idle_threads();
+        }
         if let Some(p) = profiler.as_mut() {
             p.before_step(i);
         }
@@ -496,11 +502,12 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     // A run that diverged between two evaluations still records the earlier one.
     settle(beside.as_mut(), &mut st, obs)?;
     let eval_overlap = beside.is_some();
+    let eval_threads_lent = beside.as_ref().is_some_and(OverlappedEval::lends);
     drop(beside);
     let cuda_graph = graph.as_ref().is_some_and(StepGraph::is_captured);
     drop(graph);
     let train_seconds = closed_at.unwrap_or_else(|| seconds(&started));
-    Ok(TrainOutcome { points: st.points, train_seconds, eval_seconds: st.eval_seconds, eval_overlap, cuda_graph, pack: None, ending, profile })
+    Ok(TrainOutcome { points: st.points, train_seconds, eval_seconds: st.eval_seconds, eval_overlap, eval_threads_lent, cuda_graph, pack: None, ending, profile })
 }
 
 /// An evaluation point is complete: the observer sees it and the loop keeps it.

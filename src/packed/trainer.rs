@@ -257,7 +257,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             (None, Some((signal, next_iteration))) => Ending::Interrupted { signal, next_iteration },
             (None, None) => Ending::Finished,
         };
-        TrainOutcome { points: mb.st.points, train_seconds, eval_seconds: mb.st.eval_seconds, eval_overlap: false, cuda_graph, pack: Some(pack.clone()), ending, profile: profile.clone() }
+        TrainOutcome { points: mb.st.points, train_seconds, eval_seconds: mb.st.eval_seconds, eval_overlap: false, eval_threads_lent: false, cuda_graph, pack: Some(pack.clone()), ending, profile: profile.clone() }
     }).collect())
 }
 

@@ -253,7 +253,9 @@ fn sigint_delivered(pid: u32) {
 
 /// On two CPU threads the MLP evaluates beside its steps, one thread each, so its files are a
 /// one-thread run's byte for byte: with checkpoints and evaluations interleaved, interrupted
-/// and resumed, and diverging (the evaluation in flight is kept).
+/// and resumed, and diverging (the evaluation in flight is kept); with the steps taking the idle
+/// worker's thread, and at a batch size where two threads would round otherwise (the check
+/// at start keeps the steps to their half there).
 #[test]
 fn evaluations_beside_the_steps_give_the_one_thread_run() {
     let dir = tempdir("overlap");
@@ -271,7 +273,22 @@ fn evaluations_beside_the_steps_give_the_one_thread_run() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary = json(&out);
     assert_eq!((summary["eval_overlap"].as_bool(), summary["threads"].as_i64()), (Some(true), Some(2)));
+    // On this CPU a 100-image step computes the same bits on one and two threads, so the steps
+    // take the worker's thread whenever it waits: the files must still be the one-thread run's.
+    assert_eq!(summary["eval_threads_lent"], true, "the steps take the idle worker's thread");
     same_files(&one, &dir.join("two"));
+    let fixed = on_two_threads(&dir.join("fixed"), "fixed", &args).output().unwrap();
+    assert_eq!((json(&fixed)["eval_overlap"].as_bool(), json(&fixed)["eval_threads_lent"].as_bool()), (Some(true), Some(false)));
+    same_files(&one, &dir.join("fixed"));
+
+    // 1000 images a step: two threads sum them otherwise here, so lending would make the
+    // files depend on timing; the check at start keeps each side to its half.
+    let wide = ["mlp", "--iterations", "40", "--eval-every", "8", "--batch-size", "1000"];
+    let wide_one = dir.join("wide-one");
+    train(&[&wide[..], &["--out", wide_one.to_str().unwrap()]].concat());
+    let out = on_two_threads(&dir.join("wide-two"), "on", &wide).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    same_files(&wide_one, &dir.join("wide-two"));
 
     let inline = json(&on_two_threads(&dir.join("inline"), "off", &args).output().unwrap());
     assert_eq!(inline["eval_overlap"], false, "NNDL_EVAL_OVERLAP=off evaluates inline");
