@@ -272,8 +272,7 @@ pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut su
                 Some((_, child)) => child.try_wait().ok().flatten().is_some(),
                 None => false,
             };
-            if exited {
-                let (pack, child) = worker.take().expect("checked above");
+            if let Some((pack, child)) = exited.then(|| worker.take()).flatten() {
                 let ends = if pack.len() == 1 { vec![wait_worker(child)] } else { wait_pack(child, &pack) };
                 for (t, ended) in pack.iter().zip(ends) {
                     tally(&mut summary, &t.name, ended, &progress, quiet);
