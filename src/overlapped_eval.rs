@@ -76,7 +76,7 @@ impl OverlappedEval {
         let (theirs, ours) = (parameters(&copy.vs), parameters(vs));
         ensure!(theirs.iter().map(|p| &p.0).eq(ours.iter().map(|p| &p.0)), "the evaluation copy has other parameters than the network");
         let copies: Vec<(Tensor, Tensor)> = theirs.into_iter().zip(ours).map(|((_, dst), (_, src))| (dst, src)).collect();
-        tch::no_grad(|| copies.iter().for_each(|(dst, src)| dst.shallow_clone().copy_(src)));
+        copy_weights(&copies);
         let all = tch::get_num_threads();
         let lend = std::env::var("NNDL_EVAL_OVERLAP").as_deref() != Ok("fixed")
             && steps_agree_across_threads(&copy, test, cfg.batch_size as i64, all - all / 2, all);
@@ -92,11 +92,7 @@ impl OverlappedEval {
             tch::set_num_threads(self.worker.loop_threads);
             self.lent = false;
         }
-        tch::no_grad(|| {
-            for (dst, src) in &mut self.copies {
-                dst.copy_(src);
-            }
-        });
+        copy_weights(&self.copies);
         self.worker.submit()?;
         self.pending = Some(point);
         Ok(())
@@ -126,6 +122,11 @@ impl OverlappedEval {
         point.test_accuracy = accuracy;
         Ok(Some((point, seconds)))
     }
+}
+
+/// Copies each training parameter into the evaluated copy's (pairs of (copy's, training's)).
+fn copy_weights(copies: &[(Tensor, Tensor)]) {
+    tch::no_grad(|| copies.iter().for_each(|(dst, src)| dst.shallow_clone().copy_(src)));
 }
 
 /// Whether a step's forward and backward (the copy's, on a batch of test images) give the same
