@@ -6,6 +6,7 @@
 use crate::config::TrainConfig;
 use crate::data::BatcherPosition;
 use crate::metrics::EvalPoint;
+use crate::models::conv_block::ConvPlan;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -35,6 +36,10 @@ pub struct CheckpointMeta {
     pub eval_seconds: f64,
     /// Where the run trained; on CUDA the GPU generator is re-seeded on resume, not restored.
     pub device: String,
+    /// How the CNN's convolutions computed (NNDL_CNN_LAYOUT, NNDL_CNN_BIAS): they change how a
+    /// run rounds, so a resumed session that computes otherwise says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convolutions: Option<ConvPlan>,
 }
 
 #[derive(Debug)]
@@ -67,6 +72,16 @@ impl Checkpoint {
         if meta.next_iteration > meta.config.iterations || meta.chunk_start > meta.next_iteration {
             bail!("position {} (chunk {}) outside a run of {} iterations", meta.next_iteration, meta.chunk_start, meta.config.iterations);
         }
+        // The history must be the evaluations a run of this config made before its position,
+        // and the running sums must cover the steps since the last of them.
+        let due: Vec<usize> = (0..meta.next_iteration).filter(|&i| meta.config.is_eval_point(i)).collect();
+        if meta.points.len() != due.len() || meta.points.iter().zip(&due).any(|(p, &i)| p.iteration != i) {
+            bail!("its {} evaluation points are not the ones due before iteration {}", meta.points.len(), meta.next_iteration);
+        }
+        let since_last = meta.next_iteration - due.last().map_or(0, |&i| i + 1);
+        if meta.since_eval != since_last {
+            bail!("since_eval {} where {since_last} steps followed the last evaluation", meta.since_eval);
+        }
         let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
         for key in ["rng.cpu", "batcher.order", "sums.loss", "sums.correct"] {
             if !tensors.contains_key(key) {
@@ -74,6 +89,16 @@ impl Checkpoint {
             }
         }
         Ok(Checkpoint { meta, tensors })
+    }
+
+    /// A note when this session computes the convolutions otherwise than the run's earlier
+    /// ones did (`now`, this session's plan): it goes on, but not as an uninterrupted run would.
+    pub fn changed_plan(&self, now: Option<ConvPlan>) -> Option<String> {
+        let (before, now) = (self.meta.convolutions?, now?);
+        let plan = |p: ConvPlan| format!("{:?} layout, bias at the {:?}", p.layout, p.bias_at).to_lowercase();
+        (before != now).then(|| format!(
+            "note: this run's convolutions ran in {} before and run in {} now (NNDL_CNN_LAYOUT, NNDL_CNN_BIAS): it goes on, rounding as an uninterrupted run would not",
+            plan(before), plan(now)))
     }
 
     pub fn tensor(&self, key: &str) -> Result<&Tensor> {

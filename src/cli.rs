@@ -82,8 +82,8 @@ impl Command {
             Command::Report(a) => a.report,
             Command::Xor(a) => a.output.report,
             Command::Bptt(a) => a.report,
-            Command::Data(_) => ReportArgs::default(),
-            Command::Info(a) => ReportArgs { json: a.json, quiet: false },
+            Command::Data(DataCommand::Fetch { report, .. } | DataCommand::Verify { report, .. }) => *report,
+            Command::Info(a) => a.report,
         }
     }
 }
@@ -96,19 +96,22 @@ pub enum DataCommand {
         data: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "auto")]
         source: Source,
+        #[command(flatten)]
+        report: ReportArgs,
     },
     /// Check that the four files are present and intact.
     Verify {
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
+        #[command(flatten)]
+        report: ReportArgs,
     },
 }
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// One JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 }
 
 /// How much is said: every command.
@@ -125,7 +128,7 @@ pub struct ReportArgs {
 /// Where results go: every command that writes a run folder.
 #[derive(Args, Debug, Clone)]
 pub struct OutputArgs {
-    /// Output folder (default: runs/<name>-<time>).
+    /// Output folder (default: runs/<name>-<unix time>, with -2, -3... after it for runs started in the same second).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Replace an earlier run (or other files) in --out; the old folder is moved aside first.
@@ -287,7 +290,7 @@ pub struct SweepArgs {
     pub list: bool,
     /// Run this trial (by name, as --list prints it) in this process; given several times, the
     /// trials train together as one pack.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["dry_run", "list"])]
     pub trial: Vec<String>,
     /// Train up to M trials that differ only in seed and learning rate together, as one batched
     /// model in one worker; 1 turns packing off [default: 16 on CUDA, 10 on the CPU; never more
@@ -327,7 +330,7 @@ pub struct ReproduceArgs {
     /// A short smoke schedule (MLP 300 and CNN 100 iterations) instead of the full 4001.
     #[arg(long)]
     pub quick: bool,
-    /// Seed of every part [default: 0].
+    /// Seed of every part.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]
@@ -340,7 +343,7 @@ pub struct XorArgs {
     /// reliably ("seed" is still read as homework, for one release).
     #[arg(long, value_enum, default_value = "homework")]
     pub preset: XorPreset,
-    /// Random seed of the (first) run [default: 0].
+    /// Random seed of the (first) run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Train this many seeds (seed, seed+1, ...) and report how many converge.
@@ -372,7 +375,7 @@ pub struct BpttArgs {
     /// Random problems per activation (sizes and sequence lengths drawn at random).
     #[arg(long = "trials", visible_alias = "problems", default_value_t = 50)]
     pub problems: usize,
-    /// Random seed of the problems [default: 0].
+    /// Random seed of the problems.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]

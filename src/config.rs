@@ -129,14 +129,17 @@ fn default_device() -> String {
 pub enum Origin {
     Flags,
     File(std::path::PathBuf),
+    /// A config file with flags over it: the flags set these keys, the file the rest.
+    FileAndFlags(std::path::PathBuf, Vec<&'static str>),
 }
 
 impl Origin {
-    /// `--batch-size` for flags, `config.json: batch_size` for a file.
+    /// `--batch-size` for flags, `runs/x/config.json: batch_size` for a file.
     pub fn name(&self, key: &str) -> String {
         match self {
+            Origin::FileAndFlags(_, flags) if flags.contains(&key) => Origin::Flags.name(key),
             Origin::Flags => format!("--{}", key.replace('_', "-")),
-            Origin::File(path) => format!("{}: {key}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
+            Origin::File(path) | Origin::FileAndFlags(path, _) => format!("{}: {key}", path.display()),
         }
     }
 }
@@ -243,11 +246,16 @@ impl TrainConfig {
 
     /// Reads a config.json and checks its values, naming the file in any error.
     pub fn load(path: &Path) -> Result<TrainConfig> {
-        let name = path.display();
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {name}"))?;
-        let cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("config {name} is not a valid nndl config: {e}"))?;
+        let cfg = TrainConfig::read(path)?;
         cfg.validate(&Origin::File(path.to_path_buf()))?;
         Ok(cfg)
+    }
+
+    /// Reads a config.json without checking its values (flags may still replace them).
+    pub fn read(path: &Path) -> Result<TrainConfig> {
+        let name = path.display();
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {name}"))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("config {name} is not a valid nndl config: {e}"))
     }
 
     /// Rejects values that cannot train, naming the setting as `origin` spells it.
@@ -366,7 +374,12 @@ mod tests {
         let flag = cfg.validate(&Origin::Flags).unwrap_err().to_string();
         assert!(flag.starts_with("invalid --lr 1e39"), "{flag}");
         let file = cfg.validate(&Origin::File("runs/x/config.json".into())).unwrap_err().to_string();
-        assert!(file.starts_with("invalid config.json: lr 1e39"), "{file}");
+        assert!(file.starts_with("invalid runs/x/config.json: lr 1e39"), "{file}");
+        let both = Origin::FileAndFlags("runs/x/config.json".into(), vec!["batch_size"]);
+        assert!(cfg.validate(&both).unwrap_err().to_string().starts_with("invalid runs/x/config.json: lr 1e39"));
+        cfg.lr = 0.1;
+        cfg.batch_size = 0;
+        assert!(cfg.validate(&both).unwrap_err().to_string().starts_with("invalid --batch-size 0"));
     }
 
     #[test]

@@ -15,10 +15,20 @@ pub const HEADER: &str = "iteration,split,loss,accuracy\n";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalPoint {
     pub iteration: usize,
+    #[serde(deserialize_with = "f64_or_null")]
     pub train_loss: f64,
+    #[serde(deserialize_with = "f64_or_null")]
     pub train_accuracy: f64,
+    #[serde(deserialize_with = "f64_or_null")]
     pub test_loss: f64,
+    #[serde(deserialize_with = "f64_or_null")]
     pub test_accuracy: f64,
+}
+
+/// JSON has no NaN, and serde_json writes a NaN (or infinite) f64 as null: read null back as
+/// NaN, so that the files of an --allow-nan run that diverged read back.
+pub fn f64_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl EvalPoint {
@@ -61,6 +71,7 @@ impl MetricsLog {
 /// Reads metrics.csv back into points (for `nndl report` and tests).
 pub fn read_csv(path: &Path) -> Result<Vec<EvalPoint>> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    anyhow::ensure!(text.lines().next() == HEADER.lines().next(), "{}: not an nndl metrics file (its first line is not {:?})", path.display(), HEADER.trim_end());
     let mut points: Vec<EvalPoint> = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();

@@ -98,7 +98,7 @@ enum Read {
     Failed(FailedRun),
 }
 
-fn read_run(dir: &Path) -> Result<Read, String> {
+fn read_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Read, String> {
     let config = TrainConfig::load(&dir.join("config.json")).map_err(|e| format!("{e:#}"))?;
     let Ok(text) = std::fs::read_to_string(dir.join("summary.json")) else {
         return match crate::run_dir::recorded_failure(dir) {
@@ -107,7 +107,23 @@ fn read_run(dir: &Path) -> Result<Read, String> {
         };
     };
     let s: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("corrupt summary.json: {e}"))?;
+    // JSON writes NaN as null: an --allow-nan run that diverged finished without figures.
+    if ["final_test_loss", "final_test_accuracy"].iter().any(|k| s[k].is_null()) {
+        let reason = "its final test figures are NaN (it diverged, trained on with allow_nan)".to_string();
+        return Ok(Read::Failed(FailedRun { dir: dir.to_path_buf(), config, reason }));
+    }
     let num = |k: &str| s[k].as_f64().ok_or_else(|| format!("summary.json lacks {k}"));
+    let points = match read_csv(&dir.join("metrics.csv")) {
+        Ok(points) if points.last().is_some_and(|p| p.iteration + 1 == config.iterations) => points,
+        Ok(_) => {
+            warnings.push(format!("{}: metrics.csv stops before the run's last iteration; its curves are left out", dir.display()));
+            vec![]
+        }
+        Err(e) => {
+            warnings.push(format!("{e:#}; the curves of {} are left out", dir.display()));
+            vec![]
+        }
+    };
     Ok(Read::Finished(RunRecord {
         dir: dir.to_path_buf(),
         config,
@@ -115,7 +131,7 @@ fn read_run(dir: &Path) -> Result<Read, String> {
         final_test_loss: num("final_test_loss")?,
         best_test_accuracy: num("best_test_accuracy")?,
         train_seconds: num("train_seconds").unwrap_or(f64::NAN),
-        points: read_csv(&dir.join("metrics.csv")).unwrap_or_default(),
+        points,
     }))
 }
 
@@ -125,10 +141,18 @@ fn read_run(dir: &Path) -> Result<Read, String> {
 pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
     let mut found = Found::default();
     let is_run = |d: &Path| d.join(crate::run_dir::MARKER).exists() && d.join("config.json").exists();
-    let mut consider = |d: &Path, found: &mut Found| match read_run(d) {
-        Ok(Read::Finished(r)) => found.finished.push(r),
-        Ok(Read::Failed(f)) => found.failed.push(f),
-        Err(e) => warnings.push(format!("{}: {e}; left out", d.display())),
+    // A run reached twice (a folder and its parent, one folder given twice) counts once.
+    let mut seen = std::collections::HashSet::new();
+    let mut consider = |d: &Path, found: &mut Found| {
+        if !seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())) {
+            warnings.push(format!("{}: reached twice; counted once", d.display()));
+            return;
+        }
+        match read_run(d, warnings) {
+            Ok(Read::Finished(r)) => found.finished.push(r),
+            Ok(Read::Failed(f)) => found.failed.push(f),
+            Err(e) => warnings.push(format!("{}: {e}; left out", d.display())),
+        }
     };
     for dir in dirs {
         if is_run(dir) {

@@ -31,10 +31,15 @@ pub struct RunSummary {
     pub seed: u64,
     pub lr: f64,
     pub iterations: usize,
+    #[serde(deserialize_with = "crate::metrics::f64_or_null")]
     pub final_test_loss: f64,
+    #[serde(deserialize_with = "crate::metrics::f64_or_null")]
     pub final_test_accuracy: f64,
+    #[serde(deserialize_with = "crate::metrics::f64_or_null")]
     pub final_train_loss: f64,
+    #[serde(deserialize_with = "crate::metrics::f64_or_null")]
     pub final_train_accuracy: f64,
+    #[serde(deserialize_with = "crate::metrics::f64_or_null")]
     pub best_test_accuracy: f64,
     pub homework_test_loss: f64,
     pub homework_test_accuracy: f64,
@@ -233,6 +238,9 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
         run.write_json("config.json", cfg)?;
     }
     crate::signals::install()?;
+    if let (Some(note), false) = (resume.and_then(|ck| ck.changed_plan(ConvPlan::for_run(cfg.model, rt.device))), rt.quiet) {
+        eprintln!("{note}");
+    }
     let name = cfg.model.name();
     let earlier: Vec<EvalPoint> = resume.map(|c| c.meta.points.clone()).unwrap_or_default();
     let pb = Progress::new(cfg.iterations as u64, name, rt.quiet);
@@ -319,7 +327,7 @@ pub(crate) fn closing(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(
         evaluations: points.len(),
         cuda_graph: outcome.cuda_graph,
         pack: outcome.pack.clone(),
-        convolutions: (cfg.model == ModelKind::Cnn).then(|| ConvPlan::for_device(rt.device)),
+        convolutions: ConvPlan::for_run(cfg.model, rt.device),
         deterministic: cfg.deterministic,
         tf32: cfg.tf32,
         flush_denormals: cfg.flush_denormals,
@@ -382,7 +390,10 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
     let started = Instant::now();
     let (run_dir, state) = RunDir::claim(dir)?;
     let ck = match state {
-        FolderState::FinishedRun => return Ok((RunEnd::Finished(Box::new(read_summary(dir)?)), false)),
+        FolderState::FinishedRun => {
+            check_saved_config(cfg, &run_dir)?;
+            return Ok((RunEnd::Finished(Box::new(read_summary(dir)?)), false));
+        }
         FolderState::UnfinishedRun => saved_checkpoint(cfg, &run_dir)?,
         _ => None,
     };
@@ -393,21 +404,39 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
 /// The checkpoint of an unfinished run of `cfg` in `run` (None when it has none yet); a run
 /// of another configuration is refused.
 pub(crate) fn saved_checkpoint(cfg: &TrainConfig, run: &RunDir) -> Result<Option<Checkpoint>> {
-    if let Ok(saved) = TrainConfig::load(&run.file("config.json")) {
-        if !saved.same_run(cfg) {
-            let dir = run.path.display();
-            bail!("{dir} holds another configuration's run ({}); continue it as it is with `nndl resume {dir}`, or remove it or choose another folder",
-                saved.differences(cfg).join("; "));
-        }
-    }
+    check_saved_config(cfg, run)?;
     let ck_path = run.file(checkpoint::FILE);
     Ok(if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None })
 }
 
+/// A run folder met again (a rerun of the same command, a sweep) must hold a run of `cfg`:
+/// another configuration's run, finished or not, is refused, as is a config.json that does not
+/// read.
+pub(crate) fn check_saved_config(cfg: &TrainConfig, run: &RunDir) -> Result<()> {
+    let dir = run.path.display();
+    let config = run.file("config.json");
+    match TrainConfig::load(&config) {
+        Ok(saved) if !saved.same_run(cfg) => {
+            let differences = saved.differences(cfg).join("; ");
+            if run.file("summary.json").exists() {
+                bail!("{dir} holds a finished run of another configuration ({differences}); remove it or choose another folder");
+            }
+            bail!("{dir} holds another configuration's run ({differences}); continue it as it is with `{}`, or remove it or choose another folder", crate::run_dir::resume_command(&run.path));
+        }
+        Ok(_) => {}
+        // A run stopped before it wrote its config has nothing of it to keep.
+        Err(_) if !config.exists() => {}
+        Err(e) => bail!("{e}; repair it or remove {dir}"),
+    }
+    Ok(())
+}
+
 /// A finished run's summary.json.
 pub(crate) fn read_summary(dir: &std::path::Path) -> Result<RunSummary> {
-    let text = std::fs::read_to_string(dir.join("summary.json"))?;
-    serde_json::from_str(&text).with_context(|| format!("{}/summary.json", dir.display()))
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    // The last checkpoint holds the end of a finished run: resuming it writes the summary again.
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} does not read ({e}); remove it and `{}` writes it again", path.display(), crate::run_dir::resume_command(dir)))
 }
 
 /// One human line for stderr at the end of a run.
@@ -421,5 +450,5 @@ pub fn describe(s: &RunSummary) -> String {
 
 /// What `resume` and the interruption message tell the user.
 pub fn resume_hint(out_dir: &std::path::Path, next_iteration: usize) -> String {
-    format!("interrupted before iteration {next_iteration}; checkpoint written; continue with `nndl resume {}`", out_dir.display())
+    format!("interrupted before iteration {next_iteration}; checkpoint written; continue with `{}`", crate::run_dir::resume_command(out_dir))
 }

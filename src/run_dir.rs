@@ -257,8 +257,8 @@ impl RunDir {
             (FolderState::Missing | FolderState::Empty, _) => {}
             (FolderState::FinishedRun, false) => bail!("{shown} already holds a run; choose another --out or pass --force to replace it"),
             (FolderState::UnfinishedRun, false) => match recorded_failure(path) {
-                Some(reason) => bail!("{shown} holds a run that failed ({reason}); pass --force to replace it, or `nndl resume {shown}` to try again"),
-                None => bail!("{shown} holds an unfinished run; resume it with `nndl resume {shown}`, or pass --force to replace it"),
+                Some(reason) => bail!("{shown} holds a run that failed ({reason}); pass --force to replace it, or `{}` to try again", resume_command(path)),
+                None => bail!("{shown} holds an unfinished run; resume it with `{}`, or pass --force to replace it", resume_command(path)),
             },
             (FolderState::ForeignFiles, false) => bail!("{shown} holds files nndl did not write; choose another --out or pass --force to replace them"),
             (_, true) => lock = replace(path, lock)?,
@@ -316,11 +316,46 @@ impl RunDir {
 
 }
 
+/// Before a run starts: the folder `dir` (made here if missing) must take new files, so that
+/// what is written there after the training (`--export-final`) does not fail then.
+pub fn check_writable_folder(dir: &Path, flag: &str) -> Result<()> {
+    if fs::symlink_metadata(dir).is_ok() && !dir.is_dir() {
+        bail!("{flag} {}: a file of that name exists", dir.display());
+    }
+    fs::create_dir_all(dir).map_err(|e| anyhow!("{flag} {}: cannot create it: {e}", dir.display()))?;
+    writable(dir).map_err(|e| anyhow!("{flag} {}: cannot write there: {e}", dir.display()))
+}
+
+/// Before a run starts: the file `path` must be creatable (its folder exists and takes files).
+pub fn check_writable_file(path: &Path, flag: &str) -> Result<()> {
+    if path.is_dir() {
+        bail!("{flag} {}: a folder of that name exists", path.display());
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        bail!("{flag} {}: no folder {}", path.display(), parent.display());
+    }
+    writable(parent).map_err(|e| anyhow!("{flag} {}: cannot write there: {e}", path.display()))
+}
+
+/// Whether this process may create files in `dir` (access(2), which also sees read-only mounts).
+fn writable(dir: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: access only reads the NUL-terminated path.
+    match unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// Fails early, with both numbers, when the file system that `path` is (or would be) on has less
 /// than `bytes` free.
 pub fn check_free_space(path: &Path, bytes: u64) -> Result<()> {
     let existing = path.ancestors().find(|p| p.is_dir()).unwrap_or(Path::new("."));
     let existing = if existing.as_os_str().is_empty() { Path::new(".") } else { existing };
+    // A read-only place reports no free space: say what is wrong with it instead.
+    writable(existing).map_err(|e| anyhow!("cannot write in {} (for {}): {e}", existing.display(), path.display()))?;
     let free = free_bytes(existing)?;
     if free < bytes {
         bail!("not enough free space for {}: about {} MB needed, {} MB free", path.display(), bytes.div_ceil(1 << 20), free >> 20);
@@ -355,10 +390,46 @@ pub fn free_bytes(dir: &Path) -> Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-/// `runs/<name>-<unix seconds>` when no --out is given.
-pub fn default_out(name: &str) -> PathBuf {
+/// Quotes a word for a POSIX shell when it needs it.
+pub fn shell_word(w: &str) -> String {
+    if w.chars().all(|c| c.is_ascii_alphanumeric() || "/._-=,+:".contains(c)) { w.to_string() } else { format!("'{}'", w.replace('\'', "'\\''")) }
+}
+
+/// `nndl resume DIR`, as a line a user can paste into a shell.
+pub fn resume_command(dir: &Path) -> String {
+    format!("nndl resume {}", shell_word(&dir.display().to_string()))
+}
+
+/// Where runs go when no --out is given.
+pub const DEFAULT_PARENT: &str = "runs";
+
+/// The folder of a run given no --out: `runs/<name>-<unix seconds>`, or `-2`, `-3`... after it
+/// when that is taken (runs started in the same second). It is created here, empty, so that
+/// processes started together never pick the same one; call it once the run is about to start.
+pub fn fresh_default_out(name: &str) -> Result<PathBuf> {
+    fresh_folder_in(Path::new(DEFAULT_PARENT), name)
+}
+
+fn fresh_folder_in(parent: &Path, name: &str) -> Result<PathBuf> {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    PathBuf::from("runs").join(format!("{name}-{secs}"))
+    fs::create_dir_all(parent).map_err(|e| anyhow!("cannot create output folder {}: {e}", parent.display()))?;
+    for n in 1..=1000 {
+        let path = match n {
+            1 => parent.join(format!("{name}-{secs}")),
+            n => parent.join(format!("{name}-{secs}-{n}")),
+        };
+        match fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => bail!("cannot create output folder {}: {e}", path.display()),
+        }
+    }
+    bail!("{}/{name}-{secs}-1000 and all before it exist; give --out", parent.display())
+}
+
+/// `--out`, or a fresh folder under runs/ for `name` (`fresh_default_out`).
+pub fn out_or_fresh(out: Option<&Path>, name: &str) -> Result<PathBuf> {
+    out.map_or_else(|| fresh_default_out(name), |p| Ok(p.to_path_buf()))
 }
 
 #[cfg(test)]
@@ -386,6 +457,20 @@ mod tests {
         drop(lock);
         assert!(!dir.path().join(LOCK).exists());
         DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn resume_commands_paste_into_a_shell() {
+        assert_eq!(resume_command(Path::new("runs/mlp-1")), "nndl resume runs/mlp-1");
+        assert_eq!(resume_command(Path::new("sp ace/it's")), "nndl resume 'sp ace/it'\\''s'");
+    }
+
+    #[test]
+    fn default_folders_started_together_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let made: Vec<PathBuf> = (0..3).map(|_| fresh_folder_in(&dir.path().join("runs"), "xor").unwrap()).collect();
+        assert!(made[0] != made[1] && made[1] != made[2] && made[0] != made[2], "{made:?}");
+        assert!(made.iter().all(|p| p.is_dir() && p.starts_with(dir.path())));
     }
 
     #[test]

@@ -221,9 +221,10 @@ impl Axis {
     fn sample(&self, rng: &mut Rng) -> Value {
         match &self.values {
             Values::List(v) => v[rng.below(v.len() as u64) as usize].clone(),
-            Values::Range { .. } => {
-                let grid = self.grid();
-                grid[rng.below(grid.len() as u64) as usize].clone()
+            &Values::Range { from, to, step } => {
+                // The grid's point i, without building the grid at every draw.
+                let n = ((to - from) / step + 1e-9).floor() as u64 + 1;
+                as_value(self.kind, from + step * rng.below(n) as f64)
             }
             &Values::Spaced { from, to, log, .. } => {
                 let t = rng.next_f64();
@@ -303,6 +304,7 @@ impl SweepSpec {
         };
         let varying: Vec<bool> = self.axes.iter().map(|a| a.varies() || self.random.is_some()).collect();
         let mut trials: Vec<Trial> = Vec::with_capacity(combos.len());
+        let mut names = std::collections::HashSet::new();
         for combo in combos {
             let params: Vec<(String, Value)> = self.axes.iter().zip(&combo).zip(&varying)
                 .filter(|(_, &v)| v).map(|((a, v), _)| (a.key.clone(), v.clone())).collect();
@@ -312,7 +314,7 @@ impl SweepSpec {
             // A spec with nothing varying has one trial, with no name worth repeating.
             let config = self.config_for(&combo)
                 .map_err(|e| if params.is_empty() { anyhow!("{e:#}") } else { anyhow!("trial {name}: {e:#}") })?;
-            if !trials.iter().any(|t| t.name == name) {
+            if names.insert(name.clone()) {
                 trials.push(Trial { name, params, config });
             }
         }

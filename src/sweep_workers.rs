@@ -47,8 +47,14 @@ pub fn trial_dir(out: &Path, t: &Trial) -> PathBuf {
     out.join(&t.name)
 }
 
-/// A trial is done when its summary.json reads as a run summary.
-pub fn finished(dir: &Path) -> Option<RunSummary> {
+/// A trial is done when its summary.json reads as a run summary and its config.json is the
+/// trial's (a folder a since-changed spec left there is not this trial's result).
+pub fn finished(out: &Path, trial: &Trial) -> Option<RunSummary> {
+    let dir = trial_dir(out, trial);
+    let saved = crate::config::TrainConfig::load(&dir.join("config.json")).ok()?;
+    if !saved.same_run(&trial.config) {
+        return None;
+    }
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()
 }
 
@@ -78,7 +84,7 @@ impl Workers {
         self.pack.unwrap_or(crate::packed::default_pack(self.gpus > 0).min(spread))
     }
 
-    fn spawn(&self, spec: &Path, out: &Path, pack: &[&Trial], slot: usize) -> Result<Child> {
+    fn spawn(&self, spec: &Path, out: &Path, pack: &[&Trial], slot: usize) -> Result<Worker> {
         let exe = nndl_executable()?;
         let mut cmd = Command::new(exe);
         cmd.arg("sweep").arg(spec).arg("--out").arg(out).args(["--quiet", "--json"]);
@@ -101,8 +107,59 @@ impl Workers {
                 Ok(())
             });
         }
-        cmd.spawn().context("cannot start a sweep worker")
+        Worker::start(cmd)
     }
+}
+
+/// A running worker. Its stdout and stderr are read while it runs, by a thread each: a pack's
+/// JSON (about 1.5 KB a member) outgrows a pipe's 64 KB, and a worker blocked on a full pipe
+/// would never exit.
+struct Worker {
+    child: Child,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+impl Worker {
+    fn start(mut cmd: Command) -> Result<Worker> {
+        let mut child = cmd.spawn().context("cannot start a sweep worker")?;
+        let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+        Ok(Worker { child, stdout, stderr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn has_exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Its exit status and everything it wrote.
+    fn output(mut self) -> std::io::Result<std::process::Output> {
+        let status = self.child.wait()?;
+        let stdout = self.stdout.join().unwrap_or_default();
+        let stderr = self.stderr.join().unwrap_or_default();
+        Ok(std::process::Output { status, stdout, stderr })
+    }
+}
+
+/// Reads a worker's pipe to its end on a thread of its own.
+fn drain<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
+/// A worker that a SIGINT or SIGTERM ended before its handlers were in place (a stop passed on
+/// as it started) was interrupted, not failed: its trials resume on the next run.
+fn stopped_by_signal(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    matches!(status.code(), Some(130) | Some(143)) || matches!(status.signal(), Some(libc::SIGINT) | Some(libc::SIGTERM))
 }
 
 /// This program's path, for workers. A binary rebuilt while the sweep runs shows as
@@ -125,8 +182,8 @@ enum Ended {
     Failed(String),
 }
 
-fn wait_worker(child: Child) -> Ended {
-    let out = match child.wait_with_output() {
+fn wait_worker(worker: Worker) -> Ended {
+    let out = match worker.output() {
         Ok(o) => o,
         Err(e) => return Ended::Failed(format!("lost the worker: {e}")),
     };
@@ -148,15 +205,15 @@ fn wait_worker(child: Child) -> Ended {
             }
         }
         Some(c) if c == EXIT_BUSY as i32 => Ended::Busy,
-        Some(130) | Some(143) => Ended::Interrupted,
+        _ if stopped_by_signal(out.status) => Ended::Interrupted,
         Some(c) => Ended::Failed(if line.is_empty() { format!("exit status {c}") } else { line }),
         None => Ended::Failed(format!("killed by a signal{}", if line.is_empty() { String::new() } else { format!(" ({line})") })),
     }
 }
 
 /// How each trial of a pack's worker ended: from its JSON rows, or all alike when it gave none.
-fn wait_pack(child: Child, pack: &[&Trial]) -> Vec<Ended> {
-    let out = match child.wait_with_output() {
+fn wait_pack(worker: Worker, pack: &[&Trial]) -> Vec<Ended> {
+    let out = match worker.output() {
         Ok(o) => o,
         Err(e) => return pack.iter().map(|_| Ended::Failed(format!("lost the worker: {e}"))).collect(),
     };
@@ -173,10 +230,13 @@ fn wait_pack(child: Child, pack: &[&Trial]) -> Vec<Ended> {
     }
     let Ok(rows) = serde_json::from_slice::<Rows>(&out.stdout) else {
         let last_line = String::from_utf8_lossy(&out.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-        return pack.iter().map(|_| match out.status.code() {
-            Some(130) | Some(143) => Ended::Interrupted,
-            c => Ended::Failed(if last_line.is_empty() { format!("the pack's worker ended with {c:?}") } else { last_line.clone() }),
-        }).collect();
+        let line = last_line.strip_prefix("nndl: error: ").unwrap_or(&last_line).to_string();
+        let why = match (out.status.code(), line.is_empty()) {
+            (_, false) => line,
+            (Some(c), true) => format!("the pack's worker gave no result (exit status {c})"),
+            (None, true) => "the pack's worker was killed by a signal".to_string(),
+        };
+        return pack.iter().map(|_| if stopped_by_signal(out.status) { Ended::Interrupted } else { Ended::Failed(why.clone()) }).collect();
     };
     pack.iter().map(|t| match rows.pack.iter().find(|r| r.trial == t.name) {
         Some(Row { state, summary: Some(s), .. }) if state == "done" => Ended::Done(s.clone()),
@@ -237,7 +297,7 @@ pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut su
     let progress = Progress::new(mine.len() as u64, "sweep", quiet);
     let mut queue: Vec<&Trial> = Vec::new();
     for t in mine {
-        match finished(&trial_dir(out, t)) {
+        match finished(out, t) {
             Some(s) => {
                 summary.skipped += 1;
                 note_best(&mut summary, &t.name, &s);
@@ -248,7 +308,7 @@ pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut su
     }
     let size = workers.pack_size(queue.len());
     let mut queue = into_packs(queue, size);
-    let mut running: Vec<Option<(Vec<&Trial>, Child)>> = (0..workers.jobs).map(|_| None).collect();
+    let mut running: Vec<Option<(Vec<&Trial>, Worker)>> = (0..workers.jobs).map(|_| None).collect();
     let mut forwarded = false;
     loop {
         let stopping = crate::signals::requested().is_some();
@@ -257,7 +317,7 @@ pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut su
             // only this process: pass it on, so each worker checkpoints and stops now.
             for (_, child) in running.iter().flatten() {
                 // SAFETY: kill(2) on our own live child's pid; at worst it has just exited.
-                unsafe { libc::kill(child.id() as i32, signal) };
+                unsafe { libc::kill(child.pid() as i32, signal) };
             }
             forwarded = true;
         }
@@ -269,7 +329,7 @@ pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut su
                 }
             }
             let exited = match worker.as_mut() {
-                Some((_, child)) => child.try_wait().ok().flatten().is_some(),
+                Some((_, child)) => child.has_exited(),
                 None => false,
             };
             if let Some((pack, child)) = exited.then(|| worker.take()).flatten() {

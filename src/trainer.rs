@@ -246,7 +246,7 @@ impl LoopState {
     }
 
     /// Puts parameters, optimizer, generator and position back as the checkpoint has them.
-    fn restore(ck: &Checkpoint, vs: &nn::VarStore, opt: &mut Optim, device: Device) -> Result<LoopState> {
+    fn restore(ck: &Checkpoint, vs: &nn::VarStore, opt: &mut Optim, train_len: usize, device: Device) -> Result<LoopState> {
         let m = &ck.meta;
         restore_params(ck, vs.variables())?;
         let (adam, _) = opt.state();
@@ -258,13 +258,14 @@ impl LoopState {
             // position, so a resumed CUDA run is reproducible, though not the uninterrupted one.
             tch::Cuda::manual_seed(m.config.seed.wrapping_add(m.next_iteration as u64));
         }
-        LoopState::position_from(ck, device)
+        LoopState::position_from(ck, train_len, device)
     }
 
     /// The loop's position as a checkpoint has it: step, batch order, running sums, history.
-    pub(crate) fn position_from(ck: &Checkpoint, device: Device) -> Result<LoopState> {
+    pub(crate) fn position_from(ck: &Checkpoint, train_len: usize, device: Device) -> Result<LoopState> {
         let m = &ck.meta;
         let order: Vec<i64> = Vec::try_from(ck.tensor("batcher.order")?.to_kind(Kind::Int64))?;
+        anyhow::ensure!(order.len() == train_len, "batcher.order has {} entries, the training set {train_len}", order.len());
         let order: Vec<u32> = order.into_iter().map(u32::try_from).collect::<Result<_, _>>().map_err(|_| anyhow!("batcher.order holds a negative index"))?;
         let chunk_batcher = Batcher::restore(order, &m.batcher).ok_or_else(|| anyhow!("batcher.order is not a permutation of the training set"))?;
         let scalar = |key: &str, kind: Kind| -> Result<Tensor> {
@@ -335,6 +336,7 @@ impl LoopState {
             train_seconds,
             eval_seconds: self.eval_seconds,
             device: crate::device::name(device),
+            convolutions: crate::models::conv_block::ConvPlan::for_run(cfg.model, device),
         };
         Checkpoint { meta, tensors }
     }
@@ -345,8 +347,8 @@ pub(crate) fn restore_params(ck: &Checkpoint, params: impl IntoIterator<Item = (
     tch::no_grad(|| {
         for (name, mut var) in params {
             let src = ck.tensor(&format!("param.{name}"))?;
-            if src.size() != var.size() {
-                bail!("checkpoint's {name} has shape {:?}, the model's {:?}", src.size(), var.size());
+            if src.size() != var.size() || src.kind() != var.kind() {
+                bail!("checkpoint's {name} is {:?} {:?}, the model's {:?} {:?}", src.kind(), src.size(), var.kind(), var.size());
             }
             var.copy_(src);
         }
@@ -369,7 +371,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let mut opt = Optim::new(cfg, ctx.vs)?;
     let mut st = match resume {
         None => LoopState::fresh(cfg, train.len() as usize, device),
-        Some(ck) => LoopState::restore(ck, ctx.vs, &mut opt, device)?,
+        Some(ck) => LoopState::restore(ck, ctx.vs, &mut opt, train.len() as usize, device)?,
     };
     let (mut graph, no_graph) = graph_for(cfg, device, ctx.allow_graph, cfg.iterations - st.next);
     if let (Some(why), false) = (no_graph, ctx.quiet) {

@@ -4,9 +4,9 @@ use crate::data::{fetch::Source, mnist};
 use anyhow::Result;
 use std::path::Path;
 
-pub fn fetch(flag: Option<&Path>, source: Source) -> Result<Outcome> {
+pub fn fetch(flag: Option<&Path>, source: Source, quiet: bool) -> Result<Outcome> {
     let dir = mnist::resolve_dir(flag);
-    let n = crate::data::fetch::fetch(&dir, source)?;
+    let n = crate::data::fetch::fetch(&dir, source, quiet)?;
     let human = format!("MNIST in {}: {n} file(s) fetched, all four verified", dir.display());
     Outcome::new(human, &serde_json::json!({ "dir": dir, "fetched": n }))
 }

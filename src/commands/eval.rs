@@ -11,6 +11,7 @@ use crate::runtime::Runtime;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use tch::{nn, Kind, Tensor};
 
 #[derive(Serialize)]
@@ -52,15 +53,38 @@ pub fn load_weights(vs: &nn::VarStore, saved: Vec<(String, Tensor)>, what: &str,
     Ok(())
 }
 
+/// Refuses, in words, a folder that is not one MNIST run: a reproduce, a folder of runs, XOR.
+fn check_one_mnist_run(dir: &Path) -> Result<()> {
+    let shown = dir.display();
+    if dir.join(super::reproduce::SETTINGS).is_file() {
+        bail!("{shown} is a reproduce folder: evaluate one of its runs, as `nndl eval {}`", crate::run_dir::shell_word(&dir.join("mlp").display().to_string()));
+    }
+    let config = dir.join("config.json");
+    if !config.exists() {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.join(crate::run_dir::MARKER).exists()).collect()).unwrap_or_default();
+        runs.sort();
+        if let Some(first) = runs.first() {
+            bail!("{shown} holds {} runs, not one: evaluate each, as `nndl eval {}`", runs.len(), crate::run_dir::shell_word(&first.display().to_string()));
+        }
+    }
+    let json: Option<serde_json::Value> = std::fs::read_to_string(&config).ok().and_then(|t| serde_json::from_str(&t).ok());
+    if json.is_some_and(|v| v.get("epochs").is_some() && v.get("model").is_none()) {
+        bail!("{shown} is an XOR run: `nndl eval` evaluates MNIST runs (mlp, cnn)");
+    }
+    Ok(())
+}
+
 pub fn run(args: &EvalArgs) -> Result<Outcome> {
     let dir = &args.run_dir;
+    check_one_mnist_run(dir)?;
     let mut cfg = TrainConfig::load(&dir.join("config.json"))?;
     let model_path = dir.join(MODEL_FILE);
     if !model_path.is_file() {
         let shown = dir.display();
         match crate::run_dir::recorded_failure(dir) {
             Some(reason) => bail!("{shown} has no {MODEL_FILE}: the run failed ({reason})"),
-            None => bail!("{shown} has no {MODEL_FILE}: the run has not finished (continue it with `nndl resume {shown}`)"),
+            None if dir.join("summary.json").exists() => bail!("{shown} has no {MODEL_FILE} although the run finished (removed?): train it again with --force"),
+            None => bail!("{shown} has no {MODEL_FILE}: the run has not finished (if it is not running, continue it with `{}`)", crate::run_dir::resume_command(dir)),
         }
     }
     if let Some(d) = &args.device {

@@ -58,8 +58,8 @@ pub fn run(command: Command) -> Result<Outcome> {
         Command::Reproduce(args) => reproduce::run(&args),
         Command::Xor(args) => xor::run(&args),
         Command::Bptt(args) => bptt::run(&args),
-        Command::Data(DataCommand::Fetch { data, source }) => data::fetch(data.as_deref(), source),
-        Command::Data(DataCommand::Verify { data }) => data::verify(data.as_deref()),
+        Command::Data(DataCommand::Fetch { data, source, report }) => data::fetch(data.as_deref(), source, report.quiet),
+        Command::Data(DataCommand::Verify { data, .. }) => data::verify(data.as_deref()),
         Command::Info(_) => info::run(),
     }
 }

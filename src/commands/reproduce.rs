@@ -9,11 +9,11 @@ use crate::config::{ModelKind, Preset, TrainConfig};
 use crate::data::DeviceData;
 use crate::homework;
 use crate::run::{self, RunEnd, RunSummary};
-use crate::run_dir::{default_out, write_atomic, RunDir};
+use crate::run_dir::{out_or_fresh, write_atomic, RunDir};
 use crate::runtime::Runtime;
 use crate::scratch::xor::{self, XorConfig, XorPreset};
 use crate::scratch::xor_stats::{self, ManySummary};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -42,6 +42,17 @@ pub enum StageName {
     Cnn,
 }
 
+impl StageName {
+    fn name(self) -> &'static str {
+        match self {
+            StageName::Bptt => "bptt",
+            StageName::Xor => "xor",
+            StageName::Mlp => "mlp",
+            StageName::Cnn => "cnn",
+        }
+    }
+}
+
 impl From<Stage> for StageName {
     fn from(s: Stage) -> StageName {
         match s {
@@ -62,7 +73,9 @@ pub struct ReproduceSummary {
     pub xor: Option<XorResult>,
     pub mlp: Option<RunSummary>,
     pub cnn: Option<RunSummary>,
+    /// This session's time: a resumed reproduce (`resumed`) does not count the earlier ones.
     pub wall_seconds: f64,
+    pub resumed: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -81,6 +94,8 @@ pub type ManySummaryRecord = serde_json::Value;
 
 pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
     let started = Instant::now();
+    // Before the folder exists: a stop asked for once it does is always taken in good order.
+    crate::signals::install()?;
     let mut stages: Vec<StageName> = args.only.clone().unwrap_or_else(|| vec![Stage::Bptt, Stage::Xor, Stage::Mlp, Stage::Cnn])
         .into_iter().map(StageName::from).collect();
     // Each part once, in the homework's order, however --only spelt it.
@@ -94,29 +109,41 @@ pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
     let mut rt = Runtime::for_device(&device, common.threads, common.output.report.quiet)?;
     let needs_mnist = stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(common.data.as_deref(), rt.device)?) } else { None };
-    let out = common.output.out.clone().unwrap_or_else(|| default_out("reproduce"));
+    let out = out_or_fresh(common.output.out.as_deref(), "reproduce")?;
     let root = RunDir::create(&out, common.output.force)?;
     rt.say_note();
     let settings = ReproduceSettings { stages, quick: args.quick, seed: args.seed, device, threads: tch::get_num_threads() as usize };
     root.write_json(SETTINGS, &settings)?;
-    run_stages(&root, &settings, data.as_ref(), &rt, common.output.report.quiet, common.no_cuda_graph, started)
+    run_stages(&root, &settings, data.as_ref(), &rt, common.output.report.quiet, common.no_cuda_graph, Session { started, resumed: false })
+}
+
+/// When this process started on the folder, and whether an earlier one began it.
+struct Session {
+    started: Instant,
+    resumed: bool,
 }
 
 /// `nndl resume DIR` on a reproduce folder.
 pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Result<Outcome> {
     let started = Instant::now();
     let root = RunDir::open(dir)?;
+    if root.file("summary.json").exists() {
+        bail!("{} is finished (it has summary.json); nothing to resume", dir.display());
+    }
     let text = std::fs::read_to_string(root.file(SETTINGS)).with_context(|| format!("cannot read {}", root.file(SETTINGS).display()))?;
     let settings: ReproduceSettings = serde_json::from_str(&text).map_err(|e| anyhow!("{SETTINGS}: {e}"))?;
     let mut rt = Runtime::for_device(&settings.device, Some(settings.threads), report.quiet)?;
     let needs_mnist = settings.stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(data_flag, rt.device)?) } else { None };
     rt.say_note();
-    run_stages(&root, &settings, data.as_ref(), &rt, report.quiet, false, started)
+    run_stages(&root, &settings, data.as_ref(), &rt, report.quiet, false, Session { started, resumed: true })
 }
 
-fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceData>, rt: &Runtime, quiet: bool, no_graph: bool, started: Instant) -> Result<Outcome> {
-    let mut summary = ReproduceSummary { out_dir: root.path.clone(), device: crate::device::name(rt.device), quick: settings.quick, ..Default::default() };
+fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceData>, rt: &Runtime, quiet: bool, no_graph: bool, session: Session) -> Result<Outcome> {
+    let started = session.started;
+    let mut summary = ReproduceSummary { out_dir: root.path.clone(), device: crate::device::name(rt.device), quick: settings.quick, resumed: session.resumed, ..Default::default() };
+    // A stop asked for during the short stages takes effect when the stage has stored its result.
+    crate::signals::install()?;
     let say = |line: String| {
         if !quiet {
             eprintln!("{line}");
@@ -124,6 +151,11 @@ fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceD
     };
     let n = settings.stages.len();
     for (i, stage) in settings.stages.iter().enumerate() {
+        if let Some(signal) = crate::signals::requested() {
+            let json = serde_json::json!({ "interrupted": true, "signal": signal, "stage": stage, "out_dir": root.path });
+            let line = format!("interrupted before the {} stage; continue with `{}`", stage.name(), crate::run_dir::resume_command(&root.path));
+            return Ok(Outcome::new(String::new(), &json)?.failing(line, crate::signals::exit_status(signal)));
+        }
         say(format!("[{}/{n}] {stage:?} ({:.0} s so far)", i + 1, started.elapsed().as_secs_f64()));
         match stage {
             StageName::Bptt => {
@@ -151,7 +183,7 @@ fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceD
                     }
                     RunEnd::Interrupted { signal, next_iteration, .. } => {
                         let json = serde_json::json!({ "interrupted": true, "signal": signal, "stage": stage, "next_iteration": next_iteration, "out_dir": root.path });
-                        let line = format!("interrupted in the {} stage before iteration {next_iteration}; continue with `nndl resume {}`", model.name(), root.path.display());
+                        let line = format!("interrupted in the {} stage before iteration {next_iteration}; continue with `{}`", model.name(), crate::run_dir::resume_command(&root.path));
                         return Ok(Outcome::new(String::new(), &json)?.failing(line, crate::signals::exit_status(signal)));
                     }
                 }
@@ -246,10 +278,13 @@ fn report(s: &ReproduceSummary) -> String {
         let _ = writeln!(md, "| XOR 2-2-2-1 | {first}; {converged}/{runs} seeds converge | {:.3e} (one run) | {secs:.3} s for {runs} runs |", homework::XOR_FINAL_LOSS);
     }
     for r in [&s.mlp, &s.cnn].into_iter().flatten() {
-        let _ = writeln!(md, "| {} on MNIST | test loss {:.3}, accuracy {:.2}% ({} iterations) | loss {}, accuracy {:.1}% | {:.1} s |",
-            r.model.to_uppercase(), r.final_test_loss, 100.0 * r.final_test_accuracy, r.iterations, r.homework_test_loss, 100.0 * r.homework_test_accuracy, r.wall_seconds);
+        // A resumed run's wall time is its last session's; its training time covers them all.
+        let time = if r.resumed { format!("{:.1} s training, over its sessions", r.train_seconds) } else { format!("{:.1} s", r.wall_seconds) };
+        let _ = writeln!(md, "| {} on MNIST | test loss {:.3}, accuracy {:.2}% ({} iterations) | loss {}, accuracy {:.1}% | {time} |",
+            r.model.to_uppercase(), r.final_test_loss, 100.0 * r.final_test_accuracy, r.iterations, r.homework_test_loss, 100.0 * r.homework_test_accuracy);
     }
-    let _ = writeln!(md, "\nTotal: {:.1} s.\n", s.wall_seconds);
+    let session = if s.resumed { " in the last session (resumed: the earlier sessions are not counted)" } else { "" };
+    let _ = writeln!(md, "\nTotal: {:.1} s{session}.\n", s.wall_seconds);
     let figures = [("mlp-loss.png", s.mlp.is_some()), ("mlp-accuracy.png", s.mlp.is_some()), ("cnn-loss.png", s.cnn.is_some()),
         ("cnn-accuracy.png", s.cnn.is_some()), ("mlp-xor-loss.png", s.xor.is_some())];
     for (f, present) in figures {

@@ -17,7 +17,13 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     }
     let started = Instant::now();
     let shown = args.run_dir.display();
+    if args.run_dir.is_file() {
+        bail!("{shown} is a file; give the run's folder");
+    }
     if crate::run_dir::folder_state(&args.run_dir)? == crate::run_dir::FolderState::Empty {
+        if !args.run_dir.join(crate::run_dir::MARKER).exists() {
+            bail!("{shown} is empty: not an nndl run folder");
+        }
         bail!("{shown} holds no run yet (it was stopped before it wrote its config); run the training command again");
     }
     let run_dir = RunDir::open(&args.run_dir)?;

@@ -7,10 +7,10 @@ use crate::config::{ModelKind, TrainConfig};
 use crate::data::DeviceData;
 use crate::packed::runs::{run_members, MemberEnd};
 use crate::run::{self, RunEnd};
-use crate::run_dir::{default_out, RunDir};
+use crate::run_dir::{out_or_fresh, RunDir, DEFAULT_PARENT};
 use crate::runtime::Runtime;
 use anyhow::{bail, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The most seeds one command takes.
 const MAX_SEEDS: usize = 10_000;
@@ -50,7 +50,6 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     if args.export_steps.is_some() {
         bail!("--export-steps records one run: drop --seeds");
     }
-    let out = common.output.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}-seeds", model.name(), base.preset.name())));
     let mut rt = Runtime::new(&base, common.output.report.quiet, !common.no_cuda_graph)?;
     rt.profile_steps = super::train::profile_steps(args, rt.device)?;
     base.threads = Some(tch::get_num_threads() as usize);
@@ -61,8 +60,9 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     };
     let data = DeviceData::load(common.data.as_deref(), rt.device)?;
     let cfgs: Vec<TrainConfig> = seeds.iter().map(|&seed| TrainConfig { seed, ..base.clone() }).collect();
+    crate::run_dir::check_free_space(common.output.out.as_deref().unwrap_or(Path::new(DEFAULT_PARENT)), cfgs.iter().map(run::disk_estimate).sum())?;
+    let out = out_or_fresh(common.output.out.as_deref(), &format!("{}-{}-seeds", model.name(), base.preset.name()))?;
     let dirs: Vec<PathBuf> = seeds.iter().map(|s| out.join(format!("seed-{s}"))).collect();
-    crate::run_dir::check_free_space(&out, cfgs.iter().map(run::disk_estimate).sum())?;
     if common.output.force {
         for dir in dirs.iter().filter(|d| d.exists()) {
             drop(RunDir::create(dir, true)?);

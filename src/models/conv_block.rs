@@ -127,6 +127,11 @@ impl ConvPlan {
     pub fn for_device(device: tch::Device) -> ConvPlan {
         ConvPlan { layout: Layout::for_device(device), bias_at: BiasAt::from_env() }
     }
+
+    /// A run's plan: None for the MLP, which has no convolutions.
+    pub fn for_run(model: crate::config::ModelKind, device: tch::Device) -> Option<ConvPlan> {
+        (model == crate::config::ModelKind::Cnn).then(|| ConvPlan::for_device(device))
+    }
 }
 
 #[cfg(test)]

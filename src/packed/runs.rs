@@ -57,7 +57,7 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
         let claim = || -> Result<Option<Claimed>> {
             let (run, state) = RunDir::claim(dir)?;
             match state {
-                FolderState::FinishedRun => Ok(None),
+                FolderState::FinishedRun => run::check_saved_config(cfg, &run).map(|()| None),
                 FolderState::UnfinishedRun => Ok(Some(Claimed { index, checkpoint: run::saved_checkpoint(cfg, &run)?, run, cfg: cfg.clone() })),
                 _ => Ok(Some(Claimed { index, run, cfg: cfg.clone(), checkpoint: None })),
             }

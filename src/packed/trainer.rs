@@ -75,7 +75,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             MemberStart::Resume(ck) => {
                 restore_member(ctx, &mut opt, m as i64, ck)?;
                 rng_states.push(checkpoint_rng(ck)?);
-                LoopState::position_from(ck, device)?
+                LoopState::position_from(ck, train.len() as usize, device)?
             }
         };
         // The member's running sums become views of the pack's.

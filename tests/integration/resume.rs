@@ -202,6 +202,30 @@ fn reproduce_resumes_without_redoing_finished_parts() {
     assert!(root.join("report.md").is_file());
     assert_eq!(std::fs::read(root.join("bptt.json")).unwrap(), bptt_before, "BPTT was not redone");
     assert!(out.status.success());
+    let report = std::fs::read_to_string(root.join("report.md")).unwrap();
+    assert!(report.contains("s training, over its sessions") && report.contains("resumed: the earlier sessions are not counted"), "{report}");
+    // Finished now: nothing to resume, and the report is left as it is.
+    let again = nndl().arg("resume").arg(&root).arg("--quiet").output().unwrap();
+    crate::util::assert_one_line_error(&again, "is finished (it has summary.json); nothing to resume");
+    assert_eq!(std::fs::read_to_string(root.join("report.md")).unwrap(), report);
+}
+
+#[test]
+fn sigterm_in_reproduces_short_stages_stops_between_them() {
+    let dir = tempdir("repro-term");
+    let root = dir.join("r");
+    let child = nndl().args(["reproduce", "--only", "bptt,xor", "--threads", "1", "--out"]).arg(&root)
+        .stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for(&root.join(".nndl-run"));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.trim_end().lines().last().unwrap().contains("; continue with `nndl resume "), "{err}");
+    assert!(!root.join(".nndl.lock").exists(), "the lock is released");
+    resume(&root);
+    assert!(root.join("report.md").is_file() && root.join("xor.json").is_file());
 }
 
 #[test]
@@ -312,4 +336,41 @@ fn evaluations_beside_the_steps_give_the_one_thread_run() {
     assert!(!out.status.success(), "diverges");
     assert!(!metrics(&dir.join("nan-one")).is_empty());
     assert_eq!(metrics(&dir.join("nan-two")), metrics(&dir.join("nan-one")));
+}
+
+#[test]
+fn hand_edited_checkpoints_are_refused_in_one_line() {
+    use nndl::checkpoint::{Checkpoint, FILE};
+    let dir = tempdir("ck-edited");
+    let run = dir.join("run");
+    train(&["mlp", "--iterations", "20", "--eval-every", "10", "--out", run.to_str().unwrap()]);
+    // Without its summary the run is unfinished, and resume reads its last checkpoint.
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let original = Checkpoint::load(&run.join(FILE)).unwrap();
+    type Edit = fn(&mut Checkpoint);
+    let edits: [(&str, Edit); 4] = [
+        ("batcher.order has 10 entries, the training set 55000", |ck| {
+            let cut = ck.tensors["batcher.order"].narrow(0, 0, 10);
+            ck.tensors.insert("batcher.order".into(), cut);
+        }),
+        ("since_eval 1000000 where 0 steps followed the last evaluation", |ck| ck.meta.since_eval = 1_000_000),
+        ("its 4 evaluation points are not the ones due before iteration 20", |ck| {
+            let extra = nndl::metrics::EvalPoint { iteration: 5, ..ck.meta.points[0].clone() };
+            ck.meta.points.push(extra);
+        }),
+        ("checkpoint's fc1.bias is Double [256], the model's Float [256]", |ck| {
+            let wide = ck.tensors["param.fc1.bias"].to_kind(tch::Kind::Double);
+            ck.tensors.insert("param.fc1.bias".into(), wide);
+        }),
+    ];
+    for (why, edit) in edits {
+        let mut ck = Checkpoint { meta: original.meta.clone(), tensors: original.tensors.iter().map(|(k, t)| (k.clone(), t.copy())).collect() };
+        edit(&mut ck);
+        ck.save(&run.join(FILE)).unwrap();
+        let out = nndl().arg("resume").arg(&run).args(["--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+        crate::util::assert_one_line_error(&out, why);
+    }
+    // The checkpoint as it was still resumes (to its end, with nothing left to train).
+    original.save(&run.join(FILE)).unwrap();
+    resume(&run);
 }

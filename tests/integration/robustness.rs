@@ -147,7 +147,43 @@ const CASES: &[Case] = &[
         let mut v = default_config();
         v["lr"] = serde_json::json!(-1.0);
         fs::write(&cfg, v.to_string()).unwrap();
-        (mlp(&["--config", cfg.to_str().unwrap()], &d.join("run")), 1, err("invalid config.json: lr -1: must be a finite number > 0 that float32 can hold (at most 3.4028235e38)"))
+        (mlp(&["--config", cfg.to_str().unwrap()], &d.join("run")), 1, err(format!("invalid {}: lr -1: must be a finite number > 0 that float32 can hold (at most 3.4028235e38)", cfg.display())))
+    }},
+    Case { name: "a flag replaces a bad value in config.json", run: |d| {
+        let cfg = d.join("config.json");
+        let mut v = default_config();
+        v["batch_size"] = serde_json::json!(0);
+        fs::write(&cfg, v.to_string()).unwrap();
+        (mlp(&["--config", cfg.to_str().unwrap(), "--batch-size", "50", "--iterations", "2"], &d.join("run")), 0, String::new())
+    }},
+    Case { name: "--export-final onto a file is refused before the run", run: |d| {
+        let file = d.join("afile");
+        fs::write(&file, b"x").unwrap();
+        let out = mlp(&["--iterations", "2", "--export-final", file.to_str().unwrap()], &d.join("run"));
+        assert!(!d.join("run").exists(), "nothing trained");
+        (out, 1, err(format!("--export-final {}: a file of that name exists", file.display())))
+    }},
+    Case { name: "resume of a file", run: |d| {
+        fs::write(d.join("config.json"), b"{}").unwrap();
+        (nndl().arg("resume").arg(d.join("config.json")).output().unwrap(), 1, err(format!("{} is a file; give the run's folder", d.join("config.json").display())))
+    }},
+    Case { name: "resume of an empty folder nndl never wrote", run: |d| {
+        (nndl().arg("resume").arg(&**d).output().unwrap(), 1, err(format!("{} is empty: not an nndl run folder", d.display())))
+    }},
+    Case { name: "eval of an XOR run", run: |d| {
+        let run = d.join("xor");
+        assert!(nndl().args(["xor", "--quiet", "--out"]).arg(&run).status().unwrap().success());
+        (nndl().arg("eval").arg(&run).output().unwrap(), 1, err(format!("{} is an XOR run: `nndl eval` evaluates MNIST runs (mlp, cnn)", run.display())))
+    }},
+    Case { name: "eval of a folder of runs", run: |d| {
+        fake_run(&d.join("seed-0"), true);
+        fake_run(&d.join("seed-1"), true);
+        (nndl().arg("eval").arg(&**d).output().unwrap(), 1, err(format!("{} holds 2 runs, not one: evaluate each, as `nndl eval {}`", d.display(), d.join("seed-0").display())))
+    }},
+    Case { name: "a bad flag over config.json names the flag", run: |d| {
+        let cfg = d.join("config.json");
+        fs::write(&cfg, default_config().to_string()).unwrap();
+        (mlp(&["--config", cfg.to_str().unwrap(), "--batch-size", "0"], &d.join("run")), 1, err("invalid --batch-size 0: must be between 1 and 55000"))
     }},
     Case { name: "a misspelt key in config.json", run: |d| {
         let cfg = d.join("config.json");
@@ -191,7 +227,7 @@ const CASES: &[Case] = &[
         fake_run(d, false);
         fs::write(d.join("config.json"), default_config().to_string()).unwrap();
         (nndl().arg("eval").arg(&**d).output().unwrap(), 1,
-            err(format!("{0} has no model.safetensors: the run has not finished (continue it with `nndl resume {0}`)", d.display())))
+            err(format!("{0} has no model.safetensors: the run has not finished (if it is not running, continue it with `nndl resume {0}`)", d.display())))
     }},
     Case { name: "free space below what the run writes", run: |d| {
         let mnt = d.join("small");

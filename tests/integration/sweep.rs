@@ -127,7 +127,7 @@ fn bad_spec_is_one_line_before_anything_runs() {
     let dir = tempdir("sweep-bad");
     let spec = spec(&dir, "model = \"mlp\"\nseed = [0, 1]\nlr = [0.01, 0]\n");
     let out = sweep(&spec, &dir.join("sweep"), &[]).output().unwrap();
-    crate::util::assert_one_line_error(&out, "trial lr=0,seed=0: invalid spec.toml: lr 0: must be a finite number > 0");
+    crate::util::assert_one_line_error(&out, &format!("trial lr=0,seed=0: invalid {}: lr 0: must be a finite number > 0", spec.display()));
     assert!(!dir.join("sweep").exists());
 }
 
@@ -273,4 +273,80 @@ fn listed_packs_cover_every_trial_once_and_run_as_workers() {
     }
     let summary = ok(sweep(&spec, &out, &[]).output().unwrap());
     assert_eq!((summary["skipped"].as_u64(), summary["done"].as_u64()), (Some(8), Some(0)), "{summary}");
+}
+
+/// `cmd`'s output, or a failed test when it has not ended within `seconds`.
+fn output_within(mut cmd: Command, seconds: u64) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed().as_secs() > seconds {
+            child.kill().unwrap();
+            panic!("still running after {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_pack_whose_json_outgrows_a_pipe_still_ends() {
+    // About 1.5 KB of JSON a member: 48 members are more than a pipe's 64 KB, which the worker
+    // can only write if its driver reads while it runs.
+    let dir = tempdir("sweep-pipe");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 2\neval_every = 2\nseed = { from = 0, to = 47 }\n"), dir.join("sweep"));
+    let s = ok(output_within(sweep(&spec, &out, &["--pack", "48"]), 120));
+    assert_eq!((s["done"].as_u64(), s["failed"].as_u64()), (Some(48), Some(0)), "{s}");
+}
+
+#[test]
+fn a_changed_spec_does_not_take_the_old_trials_as_done() {
+    let dir = tempdir("sweep-changed");
+    let out = dir.join("sweep");
+    let first = spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\n");
+    ok(sweep(&first, &out, &[]).output().unwrap());
+    let changed = spec(&dir, "model = \"mlp\"\niterations = 4\neval_every = 3\nseed = [0, 1]\n");
+    let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
+    assert!(rows.as_array().unwrap().iter().all(|r| r["state"] == "other-config"), "{rows}");
+    let run = sweep(&changed, &out, &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(err.contains("2 of 2 trials failed: seed=0 (") && err.contains("holds a finished run of another configuration (iterations 3 there, 4 here)"), "{err}");
+    // The old runs are kept as they were.
+    assert_eq!(crate::util::metrics(&out.join("seed=0")).last().unwrap().0, 2);
+}
+
+#[test]
+fn workers_train_the_trials_their_driver_expanded() {
+    // The spec through a pipe: only the driver can read it; its workers read sweep.json.
+    let dir = tempdir("sweep-pipe-spec");
+    let text = "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\n";
+    let mut cmd = sweep(Path::new("/dev/stdin"), &dir.join("sweep"), &[]);
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let s = ok(child.wait_with_output().unwrap());
+    assert_eq!(s["done"], 2, "{s}");
+}
+
+#[test]
+fn a_trial_that_trained_on_through_nan_finishes_and_is_reported_as_diverged() {
+    let dir = tempdir("sweep-nan");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nallow_nan = true\nlr = [0.005, 1e30]\n"), dir.join("sweep"));
+    let s = ok(sweep(&spec, &out, &["--pack", "2"]).output().unwrap());
+    assert_eq!(s["done"], 2, "{s}");
+    assert_eq!(ok(sweep(&spec, &out, &[]).output().unwrap())["skipped"], 2);
+    let r = ok(nndl().arg("report").arg(&out).arg("--json").output().unwrap());
+    assert_eq!((r["runs"].as_u64(), r["failed"].as_u64()), (Some(1), Some(1)), "{r}");
+}
+
+#[test]
+fn report_counts_a_run_reached_twice_once() {
+    let dir = tempdir("report-twice");
+    for seed in [0, 1] {
+        fake_run(&dir.join(format!("lr=0.01,seed={seed}")), 0.01, seed, 0.9, 0.3);
+    }
+    let out = nndl().arg("report").arg(&*dir).arg(&*dir).arg(dir.join("lr=0.01,seed=0")).args(["--json"]).output().unwrap();
+    let r = ok(out.clone());
+    assert_eq!(r["configurations"][0]["seeds"], serde_json::json!([0, 1]), "{r}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reached twice; counted once"));
 }
