@@ -155,6 +155,13 @@ fn drain<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> std::thread::Joi
     })
 }
 
+/// A worker's last words: the last line it wrote to stderr, without nndl's prefix.
+fn last_line(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    last.strip_prefix("nndl: error: ").or_else(|| last.strip_prefix("nndl: ")).unwrap_or(last).to_string()
+}
+
 /// A worker that a SIGINT or SIGTERM ended before its handlers were in place (a stop passed on
 /// as it started) was interrupted, not failed: its trials resume on the next run.
 fn stopped_by_signal(status: std::process::ExitStatus) -> bool {
@@ -187,8 +194,7 @@ fn wait_worker(worker: Worker) -> Ended {
         Ok(o) => o,
         Err(e) => return Ended::Failed(format!("lost the worker: {e}")),
     };
-    let last_line = String::from_utf8_lossy(&out.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-    let line = last_line.strip_prefix("nndl: error: ").or_else(|| last_line.strip_prefix("nndl: ")).unwrap_or(&last_line).to_string();
+    let line = last_line(&out.stderr);
     match out.status.code() {
         Some(0) => {
             #[derive(Deserialize)]
@@ -229,8 +235,7 @@ fn wait_pack(worker: Worker, pack: &[&Trial]) -> Vec<Ended> {
         pack: Vec<Row>,
     }
     let Ok(rows) = serde_json::from_slice::<Rows>(&out.stdout) else {
-        let last_line = String::from_utf8_lossy(&out.stderr).lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-        let line = last_line.strip_prefix("nndl: error: ").unwrap_or(&last_line).to_string();
+        let line = last_line(&out.stderr);
         let why = match (out.status.code(), line.is_empty()) {
             (_, false) => line,
             (Some(c), true) => format!("the pack's worker gave no result (exit status {c})"),

@@ -196,10 +196,12 @@ fn checkpoint_target(bytes: &[u8]) -> Result<Checkpoint, String> {
 fn meta(edit: impl FnOnce(&mut Value)) -> Value {
     let mut config = serde_json::to_value(TrainConfig::preset(ModelKind::Mlp, Preset::Faithful)).unwrap();
     config["iterations"] = json!(3);
+    // A finished run of 3 iterations evaluated at its first and its last.
+    let point = |i: u64| json!({"iteration": i, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.0, "test_accuracy": 0.5});
     let mut m = json!({
         "format": 1, "next_iteration": 3, "config": config, "adam_step": null, "chunk_start": 0,
         "batcher": {"index_in_epoch": 0, "epochs_completed": 0, "rng_state": 7},
-        "since_eval": 0, "points": [], "train_seconds": 0.1, "eval_seconds": 0.1, "device": "cpu",
+        "since_eval": 0, "points": [point(0), point(2)], "train_seconds": 0.1, "eval_seconds": 0.1, "device": "cpu",
     });
     edit(&mut m);
     m
@@ -227,6 +229,9 @@ fn a_small_synthetic_checkpoint_loads() {
     let ck = checkpoint_target(&checkpoint_bytes(&meta(|_| {}))).unwrap();
     assert_eq!(ck.meta.next_iteration, 3);
     assert_eq!(ck.tensor("sums.correct").unwrap().int64_value(&[]), 5);
+    // JSON has no NaN: an allow_nan run's diverged figures are written as null and read as NaN.
+    let ck = checkpoint_target(&checkpoint_bytes(&meta(|m| m["points"][1]["test_loss"] = json!(null)))).unwrap();
+    assert!(ck.meta.points[1].test_loss.is_nan());
 }
 
 #[test]
@@ -267,6 +272,11 @@ fn hostile_checkpoint_metadata_is_an_error() {
         (meta(|m| m["next_iteration"] = json!(4)), "outside a run"),
         (meta(|m| m["chunk_start"] = json!(u64::MAX)), "outside a run"),
         (meta(|m| m["format"] = json!(2)), "format 2"),
+        (meta(|m| m["since_eval"] = json!(1_000_000)), "since_eval 1000000 where 0 steps"),
+        (meta(|m| m["points"][1]["iteration"] = json!(1)), "not the ones due before iteration 3"),
+        (meta(|m| m["points"] = json!([])), "its 0 evaluation points"),
+        // NaN figures, as an allow_nan run writes them, read back.
+        (meta(|m| m["points"][1]["test_loss"] = json!("NaN")), "bad metadata"),
         (meta(|m| m["config"]["lr"] = json!(1e39)), "lr 1e39"),
         (meta(|m| m["config"]["iterations"] = json!(0)), "iterations 0"),
         (meta(|m| m["next_iteration"] = json!(-1)), "bad metadata"),
