@@ -389,8 +389,11 @@ impl Shard {
         };
         let id: usize = id.trim().parse().map_err(|_| anyhow!("SLURM_ARRAY_TASK_ID={id} is not a number"))?;
         if let Some(n) = shards {
-            if n == 0 || id >= n {
-                bail!("SLURM_ARRAY_TASK_ID={id} is not a shard of --shards {n}: submit ids 0 to {}", n.max(1) - 1);
+            if n == 0 {
+                bail!("invalid --shards 0: must be at least 1");
+            }
+            if id >= n {
+                bail!("SLURM_ARRAY_TASK_ID={id} is not a shard of --shards {n}: submit ids 0 to {}", n - 1);
             }
             return Ok(Some(Shard { index: id, count: n }));
         }
