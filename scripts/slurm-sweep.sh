@@ -6,10 +6,11 @@
 # Each array task runs `nndl sweep SPEC --out OUT_DIR`; nndl reads SLURM_ARRAY_TASK_ID and
 # SLURM_ARRAY_TASK_COUNT (or _MIN/_MAX) and runs only its shard: trial k belongs to task k mod N,
 # so the tasks partition the trials. An array of N tasks runs about trials/N trials a task; more
-# tasks than trials leaves the extra tasks with nothing to do (they exit 0 at once). Use a plain
-# range (0-15, and a throttle such as 0-15%4 is fine): nndl ignores SLURM_ARRAY_TASK_STEP and
-# assumes contiguous ids, so a step (0-30:2) or a list (1,5,7) leaves trials unrun and makes
-# the tasks past the count fail with "SLURM_ARRAY_TASK_ID=... is outside the array".
+# tasks than trials leaves the extra tasks with nothing to do (they exit 0 at once). Use a range
+# (0-15), a throttled one (0-15%4) or a stepped one (0-30:2): the k-th id of the range runs shard
+# k. A list of ids (--array=1,3, to redo two tasks of a 4-task array) says nothing about the
+# array it came from: add --shards 4 after the arguments, and each id is the 0-based shard of 4
+# (without it, a list's tasks fail at once, saying so). See docs/slurm.md.
 # (`nndl sweep SPEC --out OUT_DIR --dry-run --shard 1/1` lists the trials and what is done.)
 #
 # - OUT_DIR must be on a file system that every node shares (home, NFS, Lustre, BeeGFS...),
@@ -19,8 +20,8 @@
 #   are skipped, interrupted ones resume from their checkpoints, and a trial another task is
 #   still training is left to it (each trial folder is locked while it trains). At the --time
 #   limit Slurm sends SIGTERM to every process of the task: nndl checkpoints and exits 143
-#   (state TIMEOUT); resubmit to continue. Do not add --signal=B:...: it signals only the main
-#   nndl process, whose trials then run on, and the time limit's TERM then kills them unsaved.
+#   (state TIMEOUT); resubmit to continue. --signal=B:TERM@60 (a warning before the limit) works
+#   too: the sweep passes the signal on to its trials, which checkpoint and stop.
 # - Each trial gets --threads $SLURM_CPUS_PER_TASK (1 when unset), divided by --jobs N when you
 #   pass it (N trials at once in one task); pass --threads yourself to override it.
 # - Extra flags go to nndl as they are: --device cuda (with --gres=gpu:1), --data DIR (or

@@ -215,7 +215,7 @@ impl StepProfiler {
         // The step of the next evaluation point is the last one recorded.
         let eval = (from..cfg.iterations).find(|&i| cfg.is_eval_point(i)).unwrap_or(cfg.iterations - 1);
         let to = (from + steps).min(eval + 1);
-        let clipped = (to - from < steps).then(|| format!("{steps} steps asked; the evaluation after iteration {eval} ends the window at {} steps", to - from));
+        let clipped = (to - from < steps).then(|| format!("{steps} steps asked; the evaluation after iteration {eval} ends the window at {} step{}", to - from, if to - from == 1 { "" } else { "s" }));
         if let (Some(why), false) = (&clipped, quiet) {
             eprintln!("note: --profile-steps: {why}");
         }

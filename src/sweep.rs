@@ -399,9 +399,14 @@ impl Shard {
         }
         let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
         let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
-        let count = match (num("SLURM_ARRAY_TASK_COUNT")?, num("SLURM_ARRAY_TASK_MAX")?) {
+        let max = num("SLURM_ARRAY_TASK_MAX")?;
+        let on_range = max.filter(|&max| max >= min).map(|max| (max - min) / step + 1);
+        let count = match (num("SLURM_ARRAY_TASK_COUNT")?, on_range) {
+            // A list of ids (--array=1,3) has fewer tasks than its span: its ids are not shards.
+            (Some(c), Some(r)) if c != r => bail!("SLURM_ARRAY_TASK_COUNT={c} where ids {min} to {} step {step} would be {r}: \
+                for a list of ids (--array=1,3) pass --shards N, N the size of the full array", max.unwrap_or(min)),
             (Some(c), _) => c,
-            (None, Some(max)) if max >= min => (max - min) / step + 1,
+            (None, Some(r)) => r,
             _ => bail!("SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor SLURM_ARRAY_TASK_MAX is"),
         };
         let offset = id.checked_sub(min).filter(|o| o % step == 0).map(|o| o / step).filter(|&k| k < count);
@@ -531,6 +536,9 @@ mod tests {
         let listed = env(&[(id, "3"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_MAX", "3"), ("SLURM_ARRAY_TASK_COUNT", "2")]);
         assert!(Shard::from_slurm(&listed, None).unwrap_err().to_string().contains("pass --shards N"));
         assert_eq!(Shard::from_slurm(&listed, Some(4)).unwrap(), Some(Shard { index: 3, count: 4 }));
+        // Its first id too, which lies on the span: the count gives the list away.
+        let first = env(&[(id, "1"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_MAX", "3"), ("SLURM_ARRAY_TASK_COUNT", "2")]);
+        assert!(Shard::from_slurm(&first, None).unwrap_err().to_string().contains("pass --shards N"));
     }
 
 }

@@ -31,6 +31,9 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
     }
     let groups = report::aggregate(&found);
     let out = args.out.clone().unwrap_or_else(|| args.dirs[0].clone());
+    if out.join(super::reproduce::SETTINGS).is_file() {
+        bail!("{} is a reproduce folder, whose report.md is the reproduction's; give --out for this report", out.display());
+    }
     std::fs::create_dir_all(&out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
     write_atomic(&out.join("report.md"), report::markdown(&groups, &warnings).as_bytes())?;
     write_atomic(&out.join("report.csv"), report::csv(&groups).as_bytes())?;
@@ -55,12 +58,18 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
         left_out.push(format!("{failed} failed, see report.md"));
     }
     if !warnings.is_empty() {
-        left_out.push(format!("{} left out, see warnings", warnings.len()));
+        left_out.push(count(warnings.len(), "warning", "warnings") + ", see above");
     }
-    let human = format!("{} runs in {} configurations -> {}; best {}: {:.2}% ± {:.2} over {} seeds{}",
-        found.finished.len(), groups.len(), out.join("report.md").display(), best.label, 100.0 * accuracy.mean, 100.0 * accuracy.std,
-        best.seeds.len(), if left_out.is_empty() { String::new() } else { format!(" ({})", left_out.join("; ")) });
+    let human = format!("{} in {} -> {}; best {}: {:.2}% ± {:.2} over {}{}",
+        count(found.finished.len(), "run", "runs"), count(groups.len(), "configuration", "configurations"), out.join("report.md").display(),
+        best.label, 100.0 * accuracy.mean, 100.0 * accuracy.std, count(best.seeds.len(), "seed", "seeds"),
+        if left_out.is_empty() { String::new() } else { format!(" ({})", left_out.join("; ")) });
     Outcome::new(human, &serde_json::json!({ "runs": found.finished.len(), "failed": failed, "configurations": groups, "warnings": warnings, "out_dir": out }))
+}
+
+/// `1 run`, `2 runs`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Per configuration: at each evaluation iteration, the mean, min and max over its runs.

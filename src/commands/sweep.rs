@@ -41,6 +41,8 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         }
     };
     let shard = match &args.shard {
+        // A worker trains the trials it is named, whatever shard its driver runs.
+        _ if !args.trial.is_empty() => Shard::ALL,
         Some(s) => Shard::parse(s)?,
         None => Shard::from_slurm(|k| std::env::var(k).ok(), args.shards)?.unwrap_or(Shard::ALL),
     };

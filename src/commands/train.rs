@@ -101,8 +101,10 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
             bail!("--export-steps records on the CPU only; add --device cpu");
         }
     }
-    if let Some(dir) = &args.export_final {
-        crate::run_dir::check_writable_folder(dir, "--export-final")?;
+    for (dir, flag) in [(&args.export_init, "--export-init"), (&args.export_final, "--export-final")] {
+        if let Some(dir) = dir {
+            crate::run_dir::check_writable_folder(dir, flag)?;
+        }
     }
     let data = DeviceData::load(common.data.as_deref(), rt.device)?;
     crate::run_dir::check_free_space(common.output.out.as_deref().unwrap_or(Path::new(DEFAULT_PARENT)), run::disk_estimate(&cfg))?;

@@ -86,7 +86,12 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
             indices.iter().for_each(|&k| ends[k] = Some(MemberEnd::NotStarted { signal }));
             continue;
         }
-        match train_split(group, data, rt) {
+        let trained = match group.len() {
+            // A pack of one is a single run, computed by the single run's own loop.
+            1 => train_alone(group.pop().expect("a group of one"), data, rt).map(|end| vec![end]),
+            _ => train_split(group, data, rt),
+        };
+        match trained {
             Ok(results) => indices.iter().zip(results).for_each(|(&k, r)| ends[k] = Some(r)),
             Err(e) => {
                 let line = format!("{e:#}");
@@ -95,6 +100,13 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
         }
     }
     ends.into_iter().map(|e| e.expect("every member ended")).collect()
+}
+
+/// A member alone: its single run, as `nndl mlp|cnn` or `sweep --pack 1` trains it.
+fn train_alone(member: Claimed, data: &DeviceData, rt: &Runtime) -> Result<MemberEnd> {
+    let network = run::build_network(&member.cfg, rt.device);
+    let end = run::train_into(&member.cfg, &network, data, &member.run, rt, member.checkpoint.as_ref(), Instant::now())?;
+    Ok(MemberEnd::Ended { end, trained: true })
 }
 
 /// One pack on the CPU's threads. libtorch's products and convolutions gain less from a

@@ -490,3 +490,16 @@ fn sigint_stops_the_pack_and_leaves_the_later_seeds_unstarted() {
     assert_eq!((&runs[1]["started"], &runs[2]["started"]), (&serde_json::json!(false), &serde_json::json!(false)));
     assert!(!out.join("seed-1/metrics.csv").exists() && !out.join("seed-2/metrics.csv").exists());
 }
+
+#[test]
+fn seeds_with_pack_1_are_their_single_runs_file_for_file() {
+    // `--pack 1` turns packing off: each seed runs the single run's own loop, so its metrics
+    // (the running training sums included) equal `--seed N`'s to the last digit.
+    let dir = tempdir("pack-one");
+    let (single, packs) = (dir.join("single"), dir.join("packs"));
+    train(&["mlp", "--seed", "2", "--iterations", "30", "--eval-every", "10", "--out", single.to_str().unwrap()]);
+    train(&["mlp", "--seeds", "2", "--pack", "1", "--iterations", "30", "--eval-every", "10", "--out", packs.to_str().unwrap()]);
+    for f in ["metrics.csv", "model.safetensors"] {
+        assert!(std::fs::read(single.join(f)).unwrap() == std::fs::read(packs.join("seed-2").join(f)).unwrap(), "{f} differs");
+    }
+}

@@ -350,3 +350,18 @@ fn report_counts_a_run_reached_twice_once() {
     assert_eq!(r["configurations"][0]["seeds"], serde_json::json!([0, 1]), "{r}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("reached twice; counted once"));
 }
+
+#[test]
+fn a_list_array_given_its_shards_runs_its_shard_in_its_workers() {
+    // `sbatch --array=1,3 ... --shards 4`: task 3 is shard 4 of 4. Its workers, which see the same
+    // Slurm variables, train the trials they are named.
+    let dir = tempdir("sweep-list-array");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = { from = 0, to = 7 }\n"), dir.join("sweep"));
+    let mut cmd = sweep(&spec, &out, &["--shards", "4", "--pack", "1"]);
+    for (k, v) in [("SLURM_ARRAY_TASK_ID", "3"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_MAX", "3"), ("SLURM_ARRAY_TASK_COUNT", "2"), ("SLURM_ARRAY_TASK_STEP", "1")] {
+        cmd.env(k, v);
+    }
+    let s = ok(cmd.output().unwrap());
+    assert_eq!((s["shard"].as_str(), s["done"].as_u64()), (Some("4/4"), Some(2)), "{s}");
+    assert!(out.join("seed=3/summary.json").is_file() && out.join("seed=7/summary.json").is_file());
+}
