@@ -101,7 +101,7 @@ impl Checkpoint {
         let (before, now) = (self.meta.convolutions?, now?);
         let plan = |p: ConvPlan| format!("{:?} layout, bias at the {:?}", p.layout, p.bias_at).to_lowercase();
         (before != now).then(|| format!(
-            "note: this run's convolutions ran in {} before and run in {} now (NNDL_CNN_LAYOUT, NNDL_CNN_BIAS): it goes on, rounding as an uninterrupted run would not",
+            "this run's convolutions ran in {} before and run in {} now (NNDL_CNN_LAYOUT, NNDL_CNN_BIAS): it goes on, rounding as an uninterrupted run would not",
             plan(before), plan(now)))
     }
 

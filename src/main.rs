@@ -79,6 +79,7 @@ fn run() -> u8 {
         let _ = nndl::device::load_cuda_library();
     }
     let flags = cli.command.report_flags();
+    nndl::run_dir::set_quiet(flags.quiet);
     match std::panic::catch_unwind(|| nndl::switches::check().and_then(|()| commands::run(cli.command))) {
         Ok(Ok(outcome)) => {
             report(flags, &outcome);

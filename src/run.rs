@@ -239,7 +239,7 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
     }
     crate::signals::install()?;
     if let (Some(note), false) = (resume.and_then(|ck| ck.changed_plan(ConvPlan::for_run(cfg.model, rt.device))), rt.quiet) {
-        eprintln!("{note}");
+        eprintln!("note: {note}");
     }
     let name = cfg.model.name();
     let earlier: Vec<EvalPoint> = resume.map(|c| c.meta.points.clone()).unwrap_or_default();

@@ -126,6 +126,14 @@ impl std::fmt::Display for Busy {
 
 impl std::error::Error for Busy {}
 
+/// --quiet for the notes said deep in folder handling (a lock taken over from a dead process),
+/// where no command's flags reach: set once, at start.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// An exclusive lock on a folder, released when dropped (and by the kernel if the process dies).
 pub struct DirLock {
     file: File,
@@ -160,7 +168,7 @@ impl DirLock {
                 continue;
             }
             let previous = fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<LockOwner>(&t).ok());
-            if let Some(p) = previous.filter(|p| p.pid != std::process::id()) {
+            if let Some(p) = previous.filter(|p| p.pid != std::process::id() && !QUIET.load(std::sync::atomic::Ordering::Relaxed)) {
                 eprintln!("note: {} was locked by pid {} on {}, which is gone; taking it over", dir.display(), p.pid, p.host);
             }
             let owner = serde_json::to_string(&LockOwner { pid: std::process::id(), host: hostname() })?;

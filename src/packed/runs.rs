@@ -7,6 +7,7 @@ use super::trainer::{train_packed, MemberStart, PackContext};
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
 use crate::data::DeviceData;
+use crate::models::conv_block::ConvPlan;
 use crate::progress::Progress;
 use crate::run::{self, Closing, RunEnd, RunObserver, Session};
 use crate::run_dir::{FolderState, RunDir};
@@ -175,8 +176,11 @@ fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps
     let mut params = Vec::new();
     let mut rngs = Vec::new();
     for b in built {
-        if b.claimed.checkpoint.is_none() {
-            b.claimed.run.write_json("config.json", &b.claimed.cfg)?;
+        match &b.claimed.checkpoint {
+            None => b.claimed.run.write_json("config.json", &b.claimed.cfg)?,
+            Some(ck) => if let (Some(note), false) = (ck.changed_plan(ConvPlan::for_run(b.claimed.cfg.model, rt.device)), rt.quiet) {
+                eprintln!("note: {}: {note}", b.claimed.run.path.display());
+            },
         }
         group.push(b.claimed);
         params.push(b.params);

@@ -374,3 +374,24 @@ fn hand_edited_checkpoints_are_refused_in_one_line() {
     original.save(&run.join(FILE)).unwrap();
     resume(&run);
 }
+
+#[test]
+fn a_lock_left_by_a_dead_process_is_taken_over_with_a_note_that_quiet_keeps() {
+    let dir = tempdir("dead-lock");
+    let run = dir.join("run");
+    train(&["mlp", "--iterations", "3", "--out", run.to_str().unwrap()]);
+    for quiet in [false, true] {
+        // Unfinished again, locked by a pid past the kernel's limit (never alive).
+        std::fs::remove_file(run.join("summary.json")).unwrap();
+        std::fs::write(run.join(".nndl.lock"), r#"{"pid": 4194999, "host": "elsewhere"}"#).unwrap();
+        let mut cmd = nndl();
+        cmd.arg("resume").arg(&run).arg("--data").arg(mnist_dir());
+        if quiet {
+            cmd.arg("--quiet");
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(err.contains("was locked by pid 4194999 on elsewhere, which is gone; taking it over"), !quiet, "{err}");
+    }
+}
