@@ -18,10 +18,7 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
     }
     let found = report::collect(&args.dirs, &mut warnings);
     let shown_dirs = || args.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
-    if let Some(first) = found.failed.first().filter(|_| found.finished.is_empty()) {
-        bail!("no finished runs under {}: {} failed; {}: {}", shown_dirs(), found.failed.len(), first.dir.display(), first.reason);
-    }
-    if found.finished.is_empty() {
+    if found.finished.is_empty() && found.failed.is_empty() {
         bail!("no finished runs under {}", shown_dirs());
     }
     for w in &warnings {
@@ -37,6 +34,12 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
     std::fs::create_dir_all(&out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
     write_atomic(&out.join("report.md"), report::markdown(&groups, &warnings).as_bytes())?;
     write_atomic(&out.join("report.csv"), report::csv(&groups).as_bytes())?;
+    // Every run failed: the tables say which and why; there is nothing to draw.
+    if let Some(first) = found.failed.first().filter(|_| found.finished.is_empty()) {
+        let json = serde_json::json!({ "runs": 0, "failed": found.failed.len(), "configurations": groups, "warnings": warnings, "out_dir": out });
+        let line = format!("error: no finished runs under {}: {} failed ({}: {}); see {}", shown_dirs(), found.failed.len(), first.dir.display(), first.reason, out.join("report.md").display());
+        return Ok(Outcome::new(String::new(), &json)?.failing(line, 1));
+    }
     let curves = |f: fn(&crate::metrics::EvalPoint) -> f64| bands(&groups, &found.finished, f);
     band_chart(&out.join("report-accuracy.png"), "Test accuracy (mean, min-max over seeds)", "Iteration", "Test accuracy", &curves(|p| p.test_accuracy), Scale::Linear)?;
     band_chart(&out.join("report-loss.png"), "Test loss (mean, min-max over seeds)", "Iteration", "Test loss (log scale)", &curves(|p| p.test_loss), Scale::Log)?;

@@ -165,7 +165,10 @@ fn diverging_run_stops_with_one_line_and_keeps_its_metrics() {
     crate::util::assert_one_line_error(&eval, "has no model.safetensors: the run failed (training diverged: ");
     let report = nndl().arg("report").arg(dir.join("run")).output().unwrap();
     crate::util::assert_one_line_error(&report, "no finished runs under ");
-    assert!(String::from_utf8_lossy(&report.stderr).contains(": 1 failed; "), "{}", String::from_utf8_lossy(&report.stderr));
+    assert!(String::from_utf8_lossy(&report.stderr).contains(": 1 failed ("), "{}", String::from_utf8_lossy(&report.stderr));
+    // Its tables still say which run failed and why.
+    let md = std::fs::read_to_string(dir.join("run/report.md")).unwrap();
+    assert!(md.contains("training diverged"), "{md}");
     // --allow-nan goes on to the end, as TF would.
     let out = nndl().args(["mlp", "--lr", "1e10", "--iterations", "30", "--eval-every", "10", "--allow-nan", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
         .arg(mnist_dir()).arg("--out").arg(dir.join("nan")).output().unwrap();
