@@ -10,6 +10,18 @@ fn one_line(text: &str) -> String {
     text.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown error").trim().to_string()
 }
 
+/// A panic's message as one short line. libtorch's errors reach us through tch's `unwrap` as
+/// ``called `Result::unwrap()` on an `Err` value: Torch("...")``, newlines escaped and the C++
+/// stack frames after the first line: keep libtorch's first line, and name a failed allocation.
+fn panic_line(msg: &str) -> String {
+    let inner = msg.split_once("Torch(\"").map_or(msg, |(_, rest)| rest);
+    let first = one_line(inner.split("\\n").next().unwrap_or(inner));
+    if ["can't allocate memory", "not enough memory", "out of memory"].iter().any(|m| first.contains(m)) {
+        return format!("out of memory ({first}); try a smaller --batch-size, or fewer runs at once");
+    }
+    first
+}
+
 /// clap's message (the lines before its usage block, which name the arguments) as one line.
 fn clap_line(text: &str) -> String {
     let message: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
@@ -60,7 +72,7 @@ fn run() -> u8 {
         let msg = info.payload().downcast_ref::<String>().map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("internal error");
-        eprintln!("nndl: error: {} (RUST_BACKTRACE=1 shows where)", one_line(msg));
+        eprintln!("nndl: error: {} (RUST_BACKTRACE=1 shows where)", panic_line(msg));
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -87,8 +87,10 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
             indices.iter().for_each(|&k| ends[k] = Some(MemberEnd::NotStarted { signal }));
             continue;
         }
-        let trained = match group.len() {
-            // A pack of one is a single run, computed by the single run's own loop.
+        let trained = match pack {
+            // --pack 1: no packs, each member computed by the single run's own loop. (A member
+            // of a larger pack resumed alone stays a pack of one: its evaluations then sum as the
+            // pack's did, and a killed pack resumes bit for bit.)
             1 => train_alone(group.pop().expect("a group of one"), data, rt).map(|end| vec![end]),
             _ => train_split(group, data, rt),
         };

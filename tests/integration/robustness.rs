@@ -156,6 +156,16 @@ const CASES: &[Case] = &[
         fs::write(&cfg, v.to_string()).unwrap();
         (mlp(&["--config", cfg.to_str().unwrap(), "--batch-size", "50", "--iterations", "2"], &d.join("run")), 0, String::new())
     }},
+    Case { name: "an allocation libtorch cannot make is one line", run: |d| {
+        // 55,000 CNN images a batch need 5.5 GB for the first activation; the address space is
+        // capped below it (libtorch itself takes about 2 GB of it).
+        let script = format!("ulimit -v 6000000; exec {} cnn --device cpu --threads 1 --quiet --iterations 1 --batch-size 55000 --data {} --out {}",
+            env!("CARGO_BIN_EXE_nndl"), mnist_dir().display(), d.join("run").display());
+        let out = std::process::Command::new("sh").arg("-c").arg(script).env_remove("RUST_BACKTRACE").output().unwrap();
+        let line = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert!(line.starts_with(&err("out of memory ([enforce fail at alloc_cpu.cpp")) && line.ends_with("try a smaller --batch-size, or fewer runs at once (RUST_BACKTRACE=1 shows where)"), "{line}");
+        (out, 1, line)
+    }},
     Case { name: "--export-final onto a file is refused before the run", run: |d| {
         let file = d.join("afile");
         fs::write(&file, b"x").unwrap();
