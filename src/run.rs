@@ -122,6 +122,8 @@ pub(crate) struct RunObserver<'a> {
     pb: &'a Progress,
     quiet: bool,
     last_checkpoint: Instant,
+    /// How many evaluations the figures drawn in this session show (None: none drawn yet).
+    drawn: Option<usize>,
 }
 
 impl Observer for RunObserver<'_> {
@@ -145,9 +147,11 @@ impl Observer for RunObserver<'_> {
     fn on_checkpoint(&mut self, ck: &Checkpoint) -> Result<()> {
         self.log.sync()?;
         ck.save(&self.run.file(checkpoint::FILE))?;
-        // The last checkpoint's figures are drawn once, by finish_run, right after it.
-        if ck.meta.next_iteration < self.cfg.iterations {
+        // The last checkpoint's figures are drawn once, by finish_run, right after it; others
+        // only when an evaluation came since (--checkpoint-every 1 redrew them at every step).
+        if ck.meta.next_iteration < self.cfg.iterations && self.drawn != Some(ck.meta.points.len()) {
             write_figures(self.run, self.cfg.model.name(), &ck.meta.points)?;
+            self.drawn = Some(ck.meta.points.len());
         }
         self.last_checkpoint = Instant::now();
         Ok(())
@@ -193,6 +197,7 @@ impl<'a> RunObserver<'a> {
             pb,
             quiet,
             last_checkpoint: Instant::now(),
+            drawn: None,
         })
     }
 

@@ -101,7 +101,8 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
             serde_json::json!({ "trial": t.name, "dir": dir, "state": state, "error": failure })
         }).collect();
         let human = rows.iter().map(|r| format!("{:<10} {}", r["state"].as_str().unwrap_or(""), r["dir"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n");
-        return Outcome::new(format!("{human}\n{} trials (shard {}/{})", rows.len(), shard.index + 1, shard.count), &rows);
+        let json = serde_json::json!({ "shard": format!("{}/{}", shard.index + 1, shard.count), "trials": rows });
+        return Outcome::new(format!("{human}\n{} trials (shard {}/{})", rows.len(), shard.index + 1, shard.count), &json);
     }
     prepare_folder(&out, &trials)?;
     let started = Instant::now();
@@ -148,11 +149,13 @@ fn list(args: &SweepArgs, mine: &[&Trial], out: &Path, threads: usize) -> Result
         let trials: String = pack.iter().map(|t| format!(" --trial {}", shell_word(&t.name))).collect();
         format!("{exe} sweep {} --out {}{trials} {common}\n", shell_word(&args.spec.display().to_string()), shell_word(&out.display().to_string()))
     }).collect();
+    // With --json: the commands, and the trials each runs.
     let names = |pack: &Vec<&Trial>| pack.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
-    if args.pack.is_some() {
-        return Outcome::output(lines, &packs.iter().map(names).collect::<Vec<_>>());
-    }
-    Outcome::output(lines, &packs.iter().flat_map(names).collect::<Vec<_>>())
+    let json = serde_json::json!({
+        "commands": lines.lines().collect::<Vec<_>>(),
+        "trials": packs.iter().map(names).collect::<Vec<_>>(),
+    });
+    Outcome::output(lines, &json)
 }
 
 /// The trials a driver wrote into the sweep's folder (sweep.json), if it has.

@@ -107,7 +107,7 @@ fn a_failed_trial_is_recorded_and_the_others_go_on() {
     let failures: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("failures.json")).unwrap()).unwrap();
     assert_eq!(failures[0]["trial"], "lr=1e10");
     assert!(out.join("lr=0.005/summary.json").is_file());
-    let listed = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap());
+    let listed = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap())["trials"].clone();
     let states: Vec<&str> = listed.as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["done", "failed"]);
     assert!(listed[1]["error"].as_str().unwrap().starts_with("training diverged"), "{listed}");
@@ -136,9 +136,12 @@ fn dry_run_and_list_run_nothing() {
     let dir = tempdir("sweep-dry");
     let (spec, out) = (spec(&dir, EIGHT), dir.join("sweep"));
     let d = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap());
-    assert_eq!(d.as_array().unwrap().len(), 8);
-    assert_eq!(d[0]["state"], "new");
+    assert_eq!((d["shard"].as_str(), d["trials"].as_array().unwrap().len()), (Some("1/1"), 8));
+    assert_eq!(d["trials"][0]["state"], "new");
     assert!(!out.exists());
+    // --list --json: one object, the commands and the trials each runs.
+    let l = ok(sweep(&spec, &out, &["--list", "--pack", "2"]).output().unwrap());
+    assert_eq!((l["commands"].as_array().unwrap().len(), l["trials"][0].as_array().unwrap().len()), (4, 2), "{l}");
 }
 
 /// A finished run folder as `report` reads it, with the numbers the test chooses.
@@ -224,8 +227,8 @@ fn sigterm_to_the_sweep_stops_its_trials_at_a_checkpoint() {
     assert!(stopped.elapsed().as_secs() < 30, "the trials stopped at once instead of running on");
     // Nothing left running, and the rerun's dry run finds both trials resumable.
     let d = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap());
-    assert_eq!(d[0]["state"], "unfinished");
-    assert_eq!(d[1]["state"], "unfinished");
+    assert_eq!(d["trials"][0]["state"], "unfinished");
+    assert_eq!(d["trials"][1]["state"], "unfinished");
 }
 
 #[test]
@@ -307,7 +310,7 @@ fn a_changed_spec_does_not_take_the_old_trials_as_done() {
     ok(sweep(&first, &out, &[]).output().unwrap());
     let changed = spec(&dir, "model = \"mlp\"\niterations = 4\neval_every = 3\nseed = [0, 1]\n");
     let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
-    assert!(rows.as_array().unwrap().iter().all(|r| r["state"] == "other-config"), "{rows}");
+    assert!(rows["trials"].as_array().unwrap().iter().all(|r| r["state"] == "other-config"), "{rows}");
     let run = sweep(&changed, &out, &[]).output().unwrap();
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{err}");
