@@ -103,7 +103,10 @@ fn read_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Read, String> {
     let Ok(text) = std::fs::read_to_string(dir.join("summary.json")) else {
         return match crate::run_dir::recorded_failure(dir) {
             Some(reason) => Ok(Read::Failed(FailedRun { dir: dir.to_path_buf(), config, reason })),
-            None => Err("no summary.json (unfinished? `nndl resume` it)".to_string()),
+            None => Err(match crate::run_dir::holder(dir) {
+                Some(pid) => format!("still training (pid {pid})"),
+                None => "no summary.json (unfinished? `nndl resume` it)".to_string(),
+            }),
         };
     };
     let s: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("corrupt summary.json: {e}"))?;

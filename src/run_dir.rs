@@ -186,6 +186,13 @@ impl DirLock {
     }
 }
 
+/// The live process of this machine that holds `dir`'s lock, if one does (its pid, from the
+/// lock file; a holder on another machine cannot be checked from here).
+pub fn holder(dir: &Path) -> Option<u32> {
+    let owner: LockOwner = serde_json::from_str(&fs::read_to_string(dir.join(LOCK)).ok()?).ok()?;
+    (owner.host == hostname() && pid_alive(owner.pid)).then_some(owner.pid)
+}
+
 fn same_file(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (file.metadata(), fs::metadata(path)) {

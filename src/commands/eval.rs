@@ -56,6 +56,9 @@ pub fn load_weights(vs: &nn::VarStore, saved: Vec<(String, Tensor)>, what: &str,
 /// Refuses, in words, a folder that is not one MNIST run: a reproduce, a folder of runs, XOR.
 fn check_one_mnist_run(dir: &Path) -> Result<()> {
     let shown = dir.display();
+    if !dir.is_dir() {
+        bail!("{shown} is not a folder");
+    }
     if dir.join(super::reproduce::SETTINGS).is_file() {
         bail!("{shown} is a reproduce folder: evaluate one of its runs, as `nndl eval {}`", crate::run_dir::shell_word(&dir.join("mlp").display().to_string()));
     }
