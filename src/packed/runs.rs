@@ -91,7 +91,7 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
             // --pack 1: no packs, each member computed by the single run's own loop. (A member
             // of a larger pack resumed alone stays a pack of one: its evaluations then sum as the
             // pack's did, and a killed pack resumes bit for bit.)
-            1 => train_alone(group.pop().expect("a group of one"), data, rt).map(|end| vec![end]),
+            1 => group.into_iter().map(|member| train_alone(member, data, rt)).collect(),
             _ => train_split(group, data, rt),
         };
         match trained {
