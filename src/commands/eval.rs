@@ -53,34 +53,30 @@ pub fn load_weights(vs: &nn::VarStore, saved: Vec<(String, Tensor)>, what: &str,
     Ok(())
 }
 
-/// Refuses, in words, a folder that is not one MNIST run: a reproduce, a folder of runs, XOR.
-fn check_one_mnist_run(dir: &Path) -> Result<()> {
+/// What a folder whose config.json does not load as an MNIST run's is instead, in words: not a
+/// folder, a reproduce, a folder of runs, an XOR run (None: the load's own error says it).
+fn not_one_mnist_run(dir: &Path) -> Option<String> {
     let shown = dir.display();
     if !dir.is_dir() {
-        bail!("{shown} is not a folder");
+        return Some(format!("{shown} is not a folder"));
     }
     if dir.join(super::reproduce::SETTINGS).is_file() {
-        bail!("{shown} is a reproduce folder: evaluate one of its runs, as `nndl eval {}`", crate::run_dir::shell_word(&dir.join("mlp").display().to_string()));
+        return Some(format!("{shown} is a reproduce folder: evaluate one of its runs, as `nndl eval {}`", crate::run_dir::shell_word(&dir.join("mlp").display().to_string())));
     }
     let config = dir.join("config.json");
     if !config.exists() {
-        let mut runs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.join(crate::run_dir::MARKER).exists()).collect()).unwrap_or_default();
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).filter(|p| p.join(crate::run_dir::MARKER).exists()).collect();
         runs.sort();
-        if let Some(first) = runs.first() {
-            bail!("{shown} holds {} runs, not one: evaluate each, as `nndl eval {}`", runs.len(), crate::run_dir::shell_word(&first.display().to_string()));
-        }
+        let first = runs.first()?;
+        return Some(format!("{shown} holds {} runs, not one: evaluate each, as `nndl eval {}`", runs.len(), crate::run_dir::shell_word(&first.display().to_string())));
     }
-    let json: Option<serde_json::Value> = std::fs::read_to_string(&config).ok().and_then(|t| serde_json::from_str(&t).ok());
-    if json.is_some_and(|v| v.get("epochs").is_some() && v.get("model").is_none()) {
-        bail!("{shown} is an XOR run: `nndl eval` evaluates MNIST runs (mlp, cnn)");
-    }
-    Ok(())
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).ok()?).ok()?;
+    (json.get("epochs").is_some() && json.get("model").is_none()).then(|| format!("{shown} is an XOR run: `nndl eval` evaluates MNIST runs (mlp, cnn)"))
 }
 
 pub fn run(args: &EvalArgs) -> Result<Outcome> {
     let dir = &args.run_dir;
-    check_one_mnist_run(dir)?;
-    let mut cfg = TrainConfig::load(&dir.join("config.json"))?;
+    let mut cfg = TrainConfig::load(&dir.join("config.json")).map_err(|e| not_one_mnist_run(dir).map_or(e, |why| anyhow::anyhow!(why)))?;
     let model_path = dir.join(MODEL_FILE);
     if !model_path.is_file() {
         let shown = dir.display();

@@ -94,7 +94,8 @@ pub type ManySummaryRecord = serde_json::Value;
 
 pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
     let started = Instant::now();
-    // Before the folder exists: a stop asked for once it does is always taken in good order.
+    // Before the folder exists: a stop asked for once it does is taken in good order, in the
+    // short stages when the stage has stored its result.
     crate::signals::install()?;
     let mut stages: Vec<StageName> = args.only.clone().unwrap_or_else(|| vec![Stage::Bptt, Stage::Xor, Stage::Mlp, Stage::Cnn])
         .into_iter().map(StageName::from).collect();
@@ -126,6 +127,7 @@ struct Session {
 /// `nndl resume DIR` on a reproduce folder.
 pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Result<Outcome> {
     let started = Instant::now();
+    crate::signals::install()?;
     let root = RunDir::open(dir)?;
     if root.file("summary.json").exists() {
         bail!("{} is finished (it has summary.json); nothing to resume", dir.display());
@@ -142,8 +144,6 @@ pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Resul
 fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceData>, rt: &Runtime, quiet: bool, no_graph: bool, session: Session) -> Result<Outcome> {
     let started = session.started;
     let mut summary = ReproduceSummary { out_dir: root.path.clone(), device: crate::device::name(rt.device), quick: settings.quick, resumed: session.resumed, ..Default::default() };
-    // A stop asked for during the short stages takes effect when the stage has stored its result.
-    crate::signals::install()?;
     let say = |line: String| {
         if !quiet {
             eprintln!("{line}");
