@@ -211,7 +211,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub flush_denormals: Option<OnOff>,
     /// Also write the initial parameters (TF layout) and the batch order as .npy files into DIR,
-    /// for scripts/tf_compare.py.
+    /// for scripts/tf_compare.py (replacing an earlier export's files there, step folders included).
     #[arg(long, value_name = "DIR")]
     pub export_init: Option<PathBuf>,
     /// With --export-init, also write what the first N steps did (CPU): each step's loss, the

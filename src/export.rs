@@ -35,17 +35,56 @@ fn tf_params(vs: &nn::VarStore, model: ModelKind) -> Vec<(String, Tensor)> {
 /// Writes w1.npy, b1.npy, ... (float32, TF layout) into `dir`.
 pub fn export_params(dir: &Path, vs: &nn::VarStore, model: ModelKind) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    tf_params(vs, model).iter().try_for_each(|(name, t)| write_npy(dir, name, t))
+    let params = tf_params(vs, model);
+    // A folder that held the CNN's 4 layers keeps no w4.npy beside the MLP's 3.
+    for layer in params.len() / 2 + 1..=4 {
+        remove_stale(&dir.join(format!("w{layer}.npy")))?;
+        remove_stale(&dir.join(format!("b{layer}.npy")))?;
+    }
+    params.iter().try_for_each(|(name, t)| write_npy(dir, name, t))
 }
 
 /// The initial parameters, and batches.npy (int64 [iterations, batch size], indices into the
-/// 55000 training images).
+/// 55000 training images). What an earlier export left there and this one would not write
+/// (its losses, masks, step-K folders) goes first, so that no comparison reads another run's.
 pub fn export_init(dir: &Path, vs: &nn::VarStore, cfg: &TrainConfig, train_len: usize) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    remove_earlier_steps(dir)?;
     export_params(dir, vs, cfg.model)?;
     let mut batcher = Batcher::new(train_len, cfg.seed);
     let order: Vec<i64> = (0..cfg.iterations).flat_map(|_| batcher.next_batch(cfg.batch_size)).collect();
     let batches = Tensor::from_slice(&order).view([cfg.iterations as i64, cfg.batch_size as i64]);
     write_npy(dir, "batches", &batches)
+}
+
+/// Removes one file an earlier export wrote, if it is there.
+fn remove_stale(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(anyhow!("cannot remove the earlier export's {}: {e}", path.display())),
+        _ => Ok(()),
+    }
+}
+
+/// The files `export_steps` writes, and its step-K folders (parameters only; a folder holding
+/// anything else is the user's and stays).
+fn remove_earlier_steps(dir: &Path) -> Result<()> {
+    for name in ["losses", "masks_train", "masks_eval"] {
+        remove_stale(&dir.join(format!("{name}.npy")))?;
+    }
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_step = name.to_str().and_then(|n| n.strip_prefix("step-")).is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
+        if !is_step || !entry.path().is_dir() {
+            continue;
+        }
+        for layer in 1..=4 {
+            remove_stale(&entry.path().join(format!("w{layer}.npy")))?;
+            remove_stale(&entry.path().join(format!("b{layer}.npy")))?;
+        }
+        let _ = std::fs::remove_dir(entry.path()); // fails, and keeps it, when not empty
+    }
+    Ok(())
 }
 
 /// Packs the last axis of a 0/1 tensor into bytes, first element in the highest bit (as

@@ -37,8 +37,9 @@ pub struct Found {
 #[derive(Serialize, Clone, Copy, Debug, PartialEq)]
 pub struct Stats {
     pub mean: f64,
-    /// Sample standard deviation (n - 1); 0 for a single run.
-    pub std: f64,
+    /// Sample standard deviation (n - 1); none (null) for a single run, which has no spread to
+    /// estimate.
+    pub std: Option<f64>,
     pub min: f64,
     pub max: f64,
 }
@@ -47,8 +48,8 @@ impl Stats {
     pub fn of(xs: &[f64]) -> Stats {
         let n = xs.len() as f64;
         let mean = xs.iter().sum::<f64>() / n;
-        let var = if xs.len() > 1 { xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-        Stats { mean, std: var.sqrt(), min: xs.iter().copied().fold(f64::INFINITY, f64::min), max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max) }
+        let var = (xs.len() > 1).then(|| xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0));
+        Stats { mean, std: var.map(f64::sqrt), min: xs.iter().copied().fold(f64::INFINITY, f64::min), max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max) }
     }
 }
 
@@ -266,8 +267,9 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
         let _ = write!(md, "| {} | {} | {} |", g.label, g.seeds.len(), g.failed.len());
         match (&g.test_accuracy, &g.test_loss, g.best_test_accuracy, g.mean_train_seconds) {
             (Some(a), Some(l), Some(best), Some(seconds)) => {
-                let _ = writeln!(md, " {:.2}% ± {:.2} | {:.2}% | {:.2}% | {:.4} ± {:.4} | {:.4} | {:.4} | {:.2}% | {:.1} |",
-                    100.0 * a.mean, 100.0 * a.std, 100.0 * a.min, 100.0 * a.max, l.mean, l.std, l.min, l.max, 100.0 * best, seconds);
+                let _ = writeln!(md, " {:.2}%{} | {:.2}% | {:.2}% | {:.4}{} | {:.4} | {:.4} | {:.2}% | {:.1} |",
+                    100.0 * a.mean, plus_minus(a.std.map(|s| 100.0 * s), 2), 100.0 * a.min, 100.0 * a.max,
+                    l.mean, plus_minus(l.std, 4), l.min, l.max, 100.0 * best, seconds);
             }
             _ => {
                 let _ = writeln!(md, "{}", " — |".repeat(8));
@@ -293,12 +295,17 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
     md
 }
 
+/// ` ± 0.31`, or nothing for a single run (its spread unknown, not zero).
+pub fn plus_minus(std: Option<f64>, decimals: usize) -> String {
+    std.map_or_else(String::new, |s| format!(" ± {s:.decimals$}"))
+}
+
 /// One row per configuration; a configuration whose every run failed has empty statistics.
 pub fn csv(groups: &[GroupReport]) -> String {
     let mut out = String::from("configuration,seeds,accuracy_mean,accuracy_std,accuracy_min,accuracy_max,loss_mean,loss_std,loss_min,loss_max,best_accuracy,train_seconds_mean,failed\n");
     for g in groups {
-        let stats = |s: Option<Stats>| s.map_or_else(|| ",,,".to_string(), |s| format!("{},{},{},{}", s.mean, s.std, s.min, s.max));
         let value = |v: Option<f64>| v.map_or_else(String::new, |v| v.to_string());
+        let stats = |s: Option<Stats>| s.map_or_else(|| ",,,".to_string(), |s| format!("{},{},{},{}", s.mean, value(s.std), s.min, s.max));
         out.push_str(&format!("\"{}\",{},{},{},{},{},{}\n", g.label.replace('"', "'"), g.seeds.len(), stats(g.test_accuracy), stats(g.test_loss),
             value(g.best_test_accuracy), value(g.mean_train_seconds), g.failed.len()));
     }
@@ -313,8 +320,8 @@ mod tests {
     fn stats_by_hand() {
         let s = Stats::of(&[0.90, 0.92, 0.94]);
         assert!((s.mean - 0.92).abs() < 1e-12);
-        assert!((s.std - 0.02).abs() < 1e-12, "sample std of 0.90, 0.92, 0.94 is 0.02: {}", s.std);
+        assert!((s.std.unwrap() - 0.02).abs() < 1e-12, "sample std of 0.90, 0.92, 0.94 is 0.02: {:?}", s.std);
         assert_eq!((s.min, s.max), (0.90, 0.94));
-        assert_eq!(Stats::of(&[0.5]).std, 0.0);
+        assert_eq!(Stats::of(&[0.5]).std, None);
     }
 }

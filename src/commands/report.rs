@@ -63,9 +63,9 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
     if !warnings.is_empty() {
         left_out.push(count(warnings.len(), "warning", "warnings") + ", see above");
     }
-    let human = format!("{} in {} -> {}; best {}: {:.2}% ± {:.2} over {}{}",
+    let human = format!("{} in {} -> {}; best {}: {:.2}%{} over {}{}",
         count(found.finished.len(), "run", "runs"), count(groups.len(), "configuration", "configurations"), out.join("report.md").display(),
-        best.label, 100.0 * accuracy.mean, 100.0 * accuracy.std, count(best.seeds.len(), "seed", "seeds"),
+        best.label, 100.0 * accuracy.mean, report::plus_minus(accuracy.std.map(|s| 100.0 * s), 2), count(best.seeds.len(), "seed", "seeds"),
         if left_out.is_empty() { String::new() } else { format!(" ({})", left_out.join("; ")) });
     Outcome::new(human, &serde_json::json!({ "runs": found.finished.len(), "failed": failed, "configurations": groups, "warnings": warnings, "out_dir": out }))
 }
@@ -88,6 +88,6 @@ fn bands(groups: &[GroupReport], records: &[RunRecord], f: fn(&crate::metrics::E
             let s = report::Stats::of(&ys);
             (it as f64, s.mean, s.min, s.max)
         }).collect();
-        Band { label: format!("{} ({} seeds)", g.label, g.seeds.len()), points }
+        Band { label: format!("{} ({})", g.label, count(g.seeds.len(), "seed", "seeds")), points }
     }).collect()
 }

@@ -197,13 +197,16 @@ fn report_numbers_match_a_hand_computation() {
     let second = &r["configurations"][1];
     assert_eq!((second["label"].as_str(), &second["seeds"], second["failed"][0]["seed"].as_u64()), (Some("lr=0.1"), &serde_json::json!([0]), Some(2)));
     assert_eq!(second["test_accuracy"]["mean"].as_f64(), Some(0.5));
+    // One finished seed has no spread to estimate: null, and no "± 0.00".
+    assert!(second["test_accuracy"]["std"].is_null());
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(md.contains("| lr=0.1 | 1 | 1 | 50.00% ± 0.00 |") && md.contains("lr=0.1,seed=2: training diverged: (the test's words)"), "{md}");
+    assert!(md.contains("| lr=0.1 | 1 | 1 | 50.00% | 50.00% |") && md.contains("lr=0.1,seed=2: training diverged: (the test's words)"), "{md}");
     assert!(md.contains("| lr=0.01 | 3 | 0 | 92.00% ± 2.00 | 90.00% | 94.00% | 0.2000 ± 0.1000 | 0.1000 | 0.3000 | 94.10% | 2.0 |"), "{md}");
     let csv = std::fs::read_to_string(dir.join("report.csv")).unwrap();
     let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
     assert_eq!(&row[..2], ["\"lr=0.01\"", "3"]);
     assert!((row[2].parse::<f64>().unwrap() - 0.92).abs() < 1e-12 && (row[3].parse::<f64>().unwrap() - 0.02).abs() < 1e-12, "{csv}");
+    assert_eq!(csv.lines().nth(2).unwrap().split(',').nth(3), Some(""), "one seed's std is left empty: {csv}");
     for f in ["report-accuracy.png", "report-loss.png", "report-lr.png"] {
         assert!(dir.join(f).is_file(), "{f}");
     }

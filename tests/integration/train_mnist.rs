@@ -100,6 +100,28 @@ fn export_init_writes_tf_layout_npy_files() {
     assert_eq!(shape("w4"), "1024,10");
     assert_eq!(shape("b3"), "1024");
     assert_eq!(shape("batches"), "3,100");
+    // The CNN's losses, masks and step folders; then an MLP exported into the same folder
+    // leaves none of them, nor the CNN's fourth layer, for a comparison to read as its own.
+    train(&["cnn", "--iterations", "3", "--eval-every", "3", "--export-init", dir.join("init").to_str().unwrap(),
+        "--export-steps", "2", "--out", dir.join("run2").to_str().unwrap()]);
+    for f in ["losses.npy", "masks_train.npy", "step-1/w4.npy", "step-2/w1.npy"] {
+        assert!(dir.join("init").join(f).is_file(), "{f} missing");
+    }
+    std::fs::write(dir.join("init/step-1/notes.txt"), "mine").unwrap();
+    train(&["mlp", "--iterations", "3", "--eval-every", "3", "--export-init", dir.join("init").to_str().unwrap(), "--out", dir.join("run3").to_str().unwrap()]);
+    let mut left: Vec<String> = walk(&dir.join("init"));
+    left.sort();
+    assert_eq!(left, ["b1.npy", "b2.npy", "b3.npy", "batches.npy", "step-1/notes.txt", "w1.npy", "w2.npy", "w3.npy"]);
+    assert_eq!(shape("w1"), "784,256");
+}
+
+/// The files under `dir`, as paths relative to it.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().flat_map(|e| {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() { walk(&e.path()).into_iter().map(|f| format!("{name}/{f}")).collect() } else { vec![name] }
+    }).collect()
 }
 
 #[test]
