@@ -47,6 +47,11 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) ->
         if format!("{e:#}").contains("No space left on device") {
             return Err(anyhow!("no space left on device writing {}", path.display()));
         }
+        // A folder removed under a running process (a cleanup script, a user's `rm -r`).
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.exists() {
+            return Err(anyhow!("cannot write {}: its folder {} no longer exists (removed while nndl was writing into it?)", path.display(), parent.display()));
+        }
         return Err(e);
     }
     Ok(())
@@ -472,6 +477,14 @@ mod tests {
         drop(lock);
         assert!(!dir.path().join(LOCK).exists());
         DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_write_into_a_removed_folder_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("run");
+        let err = format!("{:#}", write_atomic(&gone.join("metrics.csv"), b"x").unwrap_err());
+        assert!(err.contains("no longer exists") && err.contains(&gone.display().to_string()), "{err}");
     }
 
     #[test]
