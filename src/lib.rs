@@ -1,6 +1,16 @@
 //! nndl: a Rust port of "Neural Networks and Deep Learning, assignment 2".
 //! `commands` holds one file per command; everything else is the library they share.
 //! `scratch` is pure Rust (XOR, BPTT); the rest drives libtorch through tch.
+/// `eprintln!` that shrugs off a failed write: a log line lost to a full disk (a Slurm log on a
+/// full file system) or a closed stderr must not end a run, where `eprintln!` would panic.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod cli;
 pub mod commands;
 

@@ -28,21 +28,26 @@ fn clap_line(text: &str) -> String {
     if message.is_empty() { one_line(text) } else { message.join(" ") }
 }
 
-/// Prints to stdout, ignoring a reader that went away (`nndl ... --json | head -c 10`).
-fn print_stdout(text: &str) {
+/// Prints to stdout. A reader that went away (`nndl ... --json | head -c 10`) took what it
+/// wanted; any other failure (a full disk) lost the output: an error.
+fn print_stdout(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
+    }
 }
 
-fn report(flags: nndl::cli::ReportArgs, outcome: &Outcome) {
-    if flags.json {
-        print_stdout(&format!("{}\n", outcome.json));
-    } else if let Some(text) = &outcome.stdout {
-        print_stdout(text);
-    }
+fn report(flags: nndl::cli::ReportArgs, outcome: &Outcome) -> std::io::Result<()> {
+    let printed = if flags.json {
+        print_stdout(&format!("{}\n", outcome.json))
+    } else {
+        outcome.stdout.as_deref().map_or(Ok(()), print_stdout)
+    };
     if !flags.quiet && !outcome.human.is_empty() {
-        eprintln!("{}", outcome.human);
+        nndl::say!("{}", outcome.human);
     }
+    printed
 }
 
 fn main() {
@@ -72,8 +77,18 @@ fn run() -> u8 {
         let msg = info.payload().downcast_ref::<String>().map(String::as_str)
             .or_else(|| info.payload().downcast_ref::<&str>().copied())
             .unwrap_or("internal error");
-        eprintln!("nndl: error: {} (RUST_BACKTRACE=1 shows where)", panic_line(msg));
+        nndl::say!("nndl: error: {} (RUST_BACKTRACE=1 shows where)", panic_line(msg));
     }));
+    // Paths and values go into JSON files and output, which hold UTF-8 text only: refused here,
+    // before any work, rather than failing once the run is done.
+    if let Some(arg) = std::env::args_os().skip(1).find(|a| a.to_str().is_none()) {
+        nndl::say!("nndl: error: {:?} is not valid UTF-8; nndl takes UTF-8 paths and values", arg.to_string_lossy());
+        return 2;
+    }
+    if std::env::var_os("MNIST_DIR").is_some_and(|v| v.to_str().is_none()) {
+        nndl::say!("nndl: error: MNIST_DIR is not valid UTF-8; nndl takes UTF-8 paths");
+        return 2;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -81,7 +96,7 @@ fn run() -> u8 {
             return 0;
         }
         Err(e) => {
-            eprintln!("nndl: {}", clap_line(&e.render().to_string()));
+            nndl::say!("nndl: {}", clap_line(&e.render().to_string()));
             return 2;
         }
     };
@@ -94,17 +109,20 @@ fn run() -> u8 {
     nndl::run_dir::set_quiet(flags.quiet);
     match std::panic::catch_unwind(|| nndl::switches::check().and_then(|()| commands::run(cli.command))) {
         Ok(Ok(outcome)) => {
-            report(flags, &outcome);
+            if let Err(e) = report(flags, &outcome) {
+                nndl::say!("nndl: error: cannot write the output to stdout: {e}");
+                return 1;
+            }
             match outcome.failure {
                 None => 0,
                 Some((line, status)) => {
-                    eprintln!("nndl: {line}");
+                    nndl::say!("nndl: {line}");
                     status
                 }
             }
         }
         Ok(Err(e)) => {
-            eprintln!("nndl: error: {}", one_line(&format!("{e:#}")));
+            nndl::say!("nndl: error: {}", one_line(&format!("{e:#}")));
             1
         }
         Err(_) => 1,

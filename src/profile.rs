@@ -208,7 +208,7 @@ impl StepProfiler {
         }
         if from >= cfg.iterations {
             if !quiet {
-                eprintln!("note: --profile-steps: no step left to record: the warm-up takes {warm} steps, the run has {}", cfg.iterations);
+                crate::say!("note: --profile-steps: no step left to record: the warm-up takes {warm} steps, the run has {}", cfg.iterations);
             }
             return None;
         }
@@ -217,7 +217,7 @@ impl StepProfiler {
         let to = (from + steps).min(eval + 1);
         let clipped = (to - from < steps).then(|| format!("{steps} steps asked; the evaluation after iteration {eval} ends the window at {} step{}", to - from, if to - from == 1 { "" } else { "s" }));
         if let (Some(why), false) = (&clipped, quiet) {
-            eprintln!("note: --profile-steps: {why}");
+            crate::say!("note: --profile-steps: {why}");
         }
         let cuda = match device {
             Device::Cuda(d) => Some(d),
@@ -253,7 +253,7 @@ impl StepProfiler {
     }
 
     fn fail(&mut self, e: anyhow::Error) {
-        eprintln!("warning: --profile-steps: {e:#}; the run goes on without a profile");
+        crate::say!("warning: --profile-steps: {e:#}; the run goes on without a profile");
         self.failed = true;
     }
 

@@ -51,7 +51,7 @@ impl Progress {
             let (pos, len) = (self.bar.position(), self.bar.length().unwrap_or(0));
             let secs = p.1.elapsed().as_secs_f64();
             let eta = if pos > 0 { secs * (len.saturating_sub(pos)) as f64 / pos as f64 } else { f64::NAN };
-            eprintln!("{}: {pos}/{len} after {secs:.0} s, about {eta:.0} s to go {}", p.0, self.bar.message());
+            crate::say!("{}: {pos}/{len} after {secs:.0} s, about {eta:.0} s to go {}", p.0, self.bar.message());
         }
     }
 
@@ -66,7 +66,7 @@ impl Progress {
     /// Prints a log line to stderr without tearing the bar (and even when the bar is hidden).
     pub fn log(&self, quiet: bool, line: &str) {
         if !quiet {
-            self.bar.suspend(|| eprintln!("{line}"));
+            self.bar.suspend(|| crate::say!("{line}"));
         }
     }
 }

@@ -209,7 +209,7 @@ impl<'a> RunObserver<'a> {
     /// An export is a side product: a failure is said once and the run goes on.
     fn failed_export(&mut self, result: Result<()>) {
         if let Err(e) = result {
-            eprintln!("warning: --export-steps: {e:#}");
+            crate::say!("warning: --export-steps: {e:#}");
             self.export = None;
         }
     }
@@ -244,7 +244,7 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
     }
     crate::signals::install()?;
     if let (Some(note), false) = (resume.and_then(|ck| ck.changed_plan(ConvPlan::for_run(cfg.model, rt.device))), rt.quiet) {
-        eprintln!("note: {note}");
+        crate::say!("note: {note}");
     }
     let name = cfg.model.name();
     let earlier: Vec<EvalPoint> = resume.map(|c| c.meta.points.clone()).unwrap_or_default();

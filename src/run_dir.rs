@@ -174,7 +174,7 @@ impl DirLock {
             }
             let previous = fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<LockOwner>(&t).ok());
             if let Some(p) = previous.filter(|p| p.pid != std::process::id() && !QUIET.load(std::sync::atomic::Ordering::Relaxed)) {
-                eprintln!("note: {} was locked by pid {} on {}, which is gone; taking it over", dir.display(), p.pid, p.host);
+                crate::say!("note: {} was locked by pid {} on {}, which is gone; taking it over", dir.display(), p.pid, p.host);
             }
             let owner = serde_json::to_string(&LockOwner { pid: std::process::id(), host: hostname() })?;
             let mut f = &file;
@@ -347,9 +347,16 @@ pub fn check_writable_folder(dir: &Path, flag: &str) -> Result<()> {
 }
 
 /// Before a run starts: the file `path` must be creatable (its folder exists and takes files).
+/// An earlier regular file is replaced; anything else there (a device such as /dev/null, a
+/// pipe, a link to one) is refused, since the rename would put a file in its place.
 pub fn check_writable_file(path: &Path, flag: &str) -> Result<()> {
     if path.is_dir() {
         bail!("{flag} {}: a folder of that name exists", path.display());
+    }
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if !meta.file_type().is_file() {
+            bail!("{flag} {}: not a regular file (nndl writes a new file there, replacing what is there)", path.display());
+        }
     }
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !parent.is_dir() {
@@ -477,6 +484,18 @@ mod tests {
         drop(lock);
         assert!(!dir.path().join(LOCK).exists());
         DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn only_regular_files_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = dir.path().join("dump.json");
+        fs::write(&earlier, b"{}").unwrap();
+        check_writable_file(&earlier, "--dump").unwrap();
+        let err = check_writable_file(Path::new("/dev/null"), "--dump").unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::os::unix::fs::symlink(&earlier, dir.path().join("link")).unwrap();
+        assert!(check_writable_file(&dir.path().join("link"), "--dump").is_err());
     }
 
     #[test]

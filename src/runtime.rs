@@ -44,7 +44,7 @@ impl Runtime {
     /// Prints the CPU fall-back note (once), after every input was found good.
     pub fn say_note(&mut self) {
         if let (Some(note), false) = (self.note.take(), self.quiet) {
-            eprintln!("note: {note}");
+            crate::say!("note: {note}");
         }
     }
 }

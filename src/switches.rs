@@ -18,7 +18,8 @@ pub const NUMBER_SWITCHES: [(&str, u64, u64); 1] = [("NNDL_PACK_STACK", 1, 10_00
 
 /// Fails on the first switch set to a value it does not take.
 pub fn check() -> Result<()> {
-    check_with(|name| std::env::var(name).ok())
+    // A value that is not UTF-8 reads as its lossy text, which no switch takes: an error, not unset.
+    check_with(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
 }
 
 fn check_with(value_of: impl Fn(&str) -> Option<String>) -> Result<()> {

@@ -99,7 +99,7 @@ impl DenormalMode {
         let previous = flush_denormal_enabled();
         if !set_flush_denormal(flush)? && flush {
             static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| eprintln!("note: this CPU cannot flush denormal floats to zero; they are kept"));
+            SAID.call_once(|| crate::say!("note: this CPU cannot flush denormal floats to zero; they are kept"));
         }
         Ok(DenormalMode { previous })
     }

@@ -375,7 +375,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     };
     let (mut graph, no_graph) = graph_for(cfg, device, ctx.allow_graph, cfg.iterations - st.next);
     if let (Some(why), false) = (no_graph, ctx.quiet) {
-        eprintln!("note: training steps run one by one, not as a CUDA graph: {why}");
+        crate::say!("note: training steps run one by one, not as a CUDA graph: {why}");
     }
     let capture_at = st.next + GRAPH_WARMUP;
     let mut profiler = StepProfiler::plan(ctx.profile_steps, capture_at + 1, cfg, device, profile_about(cfg, device, graph.is_some(), 1), ctx.quiet);

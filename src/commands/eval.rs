@@ -43,6 +43,10 @@ pub fn load_weights(vs: &nn::VarStore, saved: Vec<(String, Tensor)>, what: &str,
             if src.size() != var.size() {
                 bail!("{what} holds {name} of shape {:?} but the {model} needs {:?}", src.size(), var.size());
             }
+            // Floats of another width convert; integers would be some other file's bits.
+            if !src.is_floating_point() {
+                bail!("{what} holds {name} as {:?}, not floating point (not nndl's weights?)", src.kind());
+            }
             var.copy_(&src.to_kind(var.kind()));
         }
         Ok(())

@@ -23,7 +23,7 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
     }
     for w in &warnings {
         if !args.report.quiet {
-            eprintln!("warning: {w}");
+            crate::say!("warning: {w}");
         }
     }
     let groups = report::aggregate(&found);

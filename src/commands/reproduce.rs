@@ -146,7 +146,7 @@ fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceD
     let mut summary = ReproduceSummary { out_dir: root.path.clone(), device: crate::device::name(rt.device), quick: settings.quick, resumed: session.resumed, ..Default::default() };
     let say = |line: String| {
         if !quiet {
-            eprintln!("{line}");
+            crate::say!("{line}");
         }
     };
     let n = settings.stages.len();
@@ -156,7 +156,7 @@ fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceD
             let line = format!("interrupted before the {} stage; continue with `{}`", stage.name(), crate::run_dir::resume_command(&root.path));
             return Ok(Outcome::new(String::new(), &json)?.failing(line, crate::signals::exit_status(signal)));
         }
-        say(format!("[{}/{n}] {stage:?} ({:.0} s so far)", i + 1, started.elapsed().as_secs_f64()));
+        say(format!("[{}/{n}] {} ({:.0} s so far)", i + 1, stage.name(), started.elapsed().as_secs_f64()));
         match stage {
             StageName::Bptt => {
                 let r: BpttReport = done_or(root, "bptt.json", || Ok(bptt_autograd::run(if settings.quick { 10 } else { 50 }, settings.seed, quiet)))?;
@@ -236,7 +236,7 @@ fn reproduce_xor(root: &RunDir, seed: u64, quiet: bool) -> Result<XorResult> {
     let runs: Vec<_> = seeds.map(|s| xor::train(s, &cfg, false)).collect();
     let stats: ManySummary = xor_stats::summarize(&cfg, seed, runs.iter().map(|r| r.final_loss()).collect(), started.elapsed().as_secs_f64());
     if !quiet {
-        eprintln!("{}", xor_stats::describe_many(&stats));
+        crate::say!("{}", xor_stats::describe_many(&stats));
     }
     let (result, shown) = xor_result(runs, &stats)?;
     super::xor::write_figure(root, &shown)?;

@@ -45,11 +45,11 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     rt.say_note();
     if !args.report.quiet {
         if let Some(reason) = crate::run_dir::recorded_failure(&args.run_dir) {
-            eprintln!("{shown} failed before ({reason}); trying again");
+            crate::say!("{shown} failed before ({reason}); trying again");
         }
         match &ck {
-            Some(ck) => eprintln!("resuming {shown} at iteration {} of {}", ck.meta.next_iteration, cfg.iterations),
-            None => eprintln!("{shown} stopped before its first checkpoint: training it from the start"),
+            Some(ck) => crate::say!("resuming {shown} at iteration {} of {}", ck.meta.next_iteration, cfg.iterations),
+            None => crate::say!("{shown} stopped before its first checkpoint: training it from the start"),
         }
     }
     let network = run::build_network(&cfg, rt.device);

@@ -35,7 +35,7 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
             let spec = SweepSpec::load(&args.spec)?;
             let trials = spec.trials()?;
             if let Some(n) = spec.random.filter(|&n| n > trials.len() && !args.report.quiet) {
-                eprintln!("note: random = {n} drew {} distinct trials (the others repeated one)", trials.len());
+                crate::say!("note: random = {n} drew {} distinct trials (the others repeated one)", trials.len());
             }
             trials
         }

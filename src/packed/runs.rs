@@ -181,7 +181,7 @@ fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps
         match &b.claimed.checkpoint {
             None => b.claimed.run.write_json("config.json", &b.claimed.cfg)?,
             Some(ck) => if let (Some(note), false) = (ck.changed_plan(ConvPlan::for_run(b.claimed.cfg.model, rt.device)), rt.quiet) {
-                eprintln!("note: {}: {note}", b.claimed.run.path.display());
+                crate::say!("note: {}: {note}", b.claimed.run.path.display());
             },
         }
         group.push(b.claimed);

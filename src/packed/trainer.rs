@@ -93,7 +93,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let mut rngs = MemberRngs::new(device, rng_states);
     let (mut graph, no_graph) = graph_for(cfg, device, ctx.allow_graph, cfg.iterations - first);
     if let (Some(why), false) = (no_graph, ctx.quiet) {
-        eprintln!("note: training steps run one by one, not as a CUDA graph: {why}");
+        crate::say!("note: training steps run one by one, not as a CUDA graph: {why}");
     }
     let capture_at = first + GRAPH_WARMUP;
     let about = profile_about(cfg, device, graph.is_some(), m_count);
@@ -290,7 +290,7 @@ fn unit_branches(net: &PackedNet, device: Device, quiet: bool) -> Option<Vec<Sid
         Ok(streams) => Some(streams),
         Err(e) => {
             if !quiet {
-                eprintln!("note: the pack's members run one after another, not on streams of their own: {e:#}");
+                crate::say!("note: the pack's members run one after another, not on streams of their own: {e:#}");
             }
             None
         }

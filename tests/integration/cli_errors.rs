@@ -107,3 +107,37 @@ fn a_mistyped_speed_switch_is_named_not_ignored() {
     assert_one_line_error(&run, "NNDL_PACK_STREAMS=\"yes\": expected on or off");
     assert!(!out.join("run").exists(), "nothing is written before the switches are checked");
 }
+
+#[test]
+fn arguments_that_are_not_utf8_are_refused_before_any_work() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = crate::util::tempdir("not-utf8");
+    let bad = dir.join(std::ffi::OsStr::from_bytes(b"m\xffm"));
+    let out = nndl().args(["xor", "--quiet", "--out"]).arg(&bad).output().unwrap();
+    assert_one_line_error(&out, "is not valid UTF-8; nndl takes UTF-8 paths and values");
+    assert!(!bad.exists(), "nothing is made");
+    let out = nndl().args(["data", "verify"]).env("MNIST_DIR", std::ffi::OsStr::from_bytes(b"d\xff")).output().unwrap();
+    assert_one_line_error(&out, "MNIST_DIR is not valid UTF-8");
+}
+
+#[test]
+fn dumps_replace_files_but_never_devices() {
+    let dir = crate::util::tempdir("dump-device");
+    let out = nndl().args(["xor", "--quiet", "--dump", "/dev/null", "--out"]).arg(dir.join("run")).output().unwrap();
+    assert_one_line_error(&out, "--dump /dev/null: not a regular file");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+}
+
+#[test]
+fn lost_output_fails_and_lost_logs_do_not() {
+    let dev_full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    // stdout on a full disk: the output is lost, so the command fails, in one line.
+    let out = nndl().args(["info", "--json"]).stdout(dev_full()).output().unwrap();
+    assert_one_line_error(&out, "cannot write the output to stdout");
+    // stderr on a full disk (a Slurm log on a full file system): the run goes on and finishes.
+    let dir = crate::util::tempdir("stderr-full");
+    let status = nndl().args(["xor", "--out"]).arg(dir.join("run")).stderr(dev_full()).status().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(dir.join("run/summary.json").is_file());
+}
