@@ -154,6 +154,25 @@ pub fn max_threads() -> usize {
     4 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// A thread count asked for here, `what` (a flag), between 1 and `max_threads()`.
+pub fn check_threads(n: usize, what: &str) -> Result<()> {
+    let max = max_threads();
+    if n == 0 || n > max {
+        bail!("invalid {what} {n}: must be between 1 and {max} (4 per core)");
+    }
+    Ok(())
+}
+
+/// A thread count a saved file recorded, `what` (its key): it may come from a bigger machine
+/// (a 64-core Slurm node's run reported or resumed on a laptop), so only nonsense is refused.
+pub fn check_saved_threads(n: usize, what: &str) -> Result<()> {
+    const MOST: usize = 4096;
+    if n == 0 || n > MOST {
+        bail!("invalid {what} {n}: must be between 1 and {MOST}");
+    }
+    Ok(())
+}
+
 pub const TRAIN_SIZE: usize = 55_000;
 /// A bound on --iterations that keeps every count in range (a billion steps is years on a CPU).
 pub const MAX_ITERATIONS: usize = 1_000_000_000;
@@ -278,16 +297,18 @@ impl TrainConfig {
             bail!("invalid {} 0: must be at least 1", name("checkpoint_every"));
         }
         if let Some(n) = self.threads {
-            let max = max_threads();
-            if n == 0 || n > max {
-                bail!("invalid {} {n}: must be between 1 and {max} (4 per core)", name("threads"));
+            match origin {
+                Origin::File(_) => check_saved_threads(n, &name("threads"))?,
+                Origin::FileAndFlags(_, flags) if !flags.contains(&"threads") => check_saved_threads(n, &name("threads"))?,
+                _ => check_threads(n, &name("threads"))?,
             }
         }
         crate::device::DeviceSpec::parse(&self.device).map_err(|_| {
             anyhow::anyhow!("invalid {} '{}': expected auto, cpu, cuda or cuda:N", name("device"), self.device)
         })?;
         if let Dropout::KeepProb { keep_prob, .. } = self.dropout {
-            if !(keep_prob > 0.0 && keep_prob <= 1.0) {
+            // float32's, as the net keeps it: 1e-300 would become 0 and keep nothing.
+            if !(keep_prob > 0.0 && keep_prob <= 1.0 && (keep_prob as f32) > 0.0) {
                 bail!("invalid {} {keep_prob}: must be in (0, 1]", name("keep_prob"));
             }
         }

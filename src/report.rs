@@ -158,15 +158,27 @@ pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
             Err(e) => warnings.push(format!("{}: {e}; left out", d.display())),
         }
     };
+    // A folder of runs that holds reproduce or sweep folders (several reproductions side by
+    // side): their runs are one level further down.
+    let holds_runs = |d: &Path| ["reproduce.json", "sweep.json"].iter().any(|f| d.join(f).is_file());
+    let subdirs = |dir: &Path| {
+        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+        subdirs.sort();
+        subdirs
+    };
     for dir in dirs {
         if is_run(dir) {
             consider(dir, &mut found);
             continue;
         }
-        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
-        subdirs.sort();
-        for d in subdirs.iter().filter(|d| d.join(crate::run_dir::MARKER).exists()) {
-            consider(d, &mut found);
+        for d in subdirs(dir) {
+            if !is_run(&d) && holds_runs(&d) {
+                for inner in subdirs(&d).iter().filter(|i| i.join(crate::run_dir::MARKER).exists()) {
+                    consider(inner, &mut found);
+                }
+            } else if d.join(crate::run_dir::MARKER).exists() {
+                consider(&d, &mut found);
+            }
         }
     }
     found
@@ -230,6 +242,22 @@ pub fn aggregate(found: &Found) -> Vec<GroupReport> {
     let mean_accuracy = |g: &GroupReport| g.test_accuracy.map_or(f64::NEG_INFINITY, |s| s.mean);
     out.sort_by(|a, b| mean_accuracy(b).total_cmp(&mean_accuracy(a)).then_with(|| a.label.cmp(&b.label)));
     out
+}
+
+/// One warning per seed that several runs of one configuration share (the same reproduction
+/// run twice, say): each counts in the statistics, whose spread they understate.
+pub fn repeated_seeds(groups: &[GroupReport], records: &[RunRecord]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for g in groups {
+        let mut by_seed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for &i in &g.runs {
+            by_seed.entry(records[i].config.seed).or_default().push(records[i].dir.display().to_string());
+        }
+        for (seed, dirs) in by_seed.into_iter().filter(|(_, dirs)| dirs.len() > 1) {
+            warnings.push(format!("{}: seed {seed} is in {} runs ({}); each counts in the statistics", g.label, dirs.len(), dirs.join(", ")));
+        }
+    }
+    warnings
 }
 
 /// A setting's value as a label shows it (numbers compact, strings bare, objects by their kind).

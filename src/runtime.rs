@@ -22,10 +22,18 @@ impl Runtime {
             // cuBLAS reads this when it creates its first handle, which has not happened yet.
             std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
         }
+        let mut notes = Vec::new();
         if let Some(n) = cfg.threads {
-            tch::set_num_threads(n as i32);
+            // A saved run from a bigger machine (a 64-core node's, resumed or evaluated here).
+            let most = crate::config::max_threads();
+            if n > most {
+                notes.push(format!("the run's {n} threads are more than this machine takes (4 per core); using {most}"));
+            }
+            tch::set_num_threads(n.min(most) as i32);
         }
-        let (device, note) = crate::device::resolve(&cfg.device)?;
+        let (device, device_note) = crate::device::resolve(&cfg.device)?;
+        notes.extend(device_note);
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
         crate::torch_extras::set_deterministic(cfg.deterministic)?;
         // Fixed shapes: unless determinism is asked for, let cuDNN pick the fastest convolution.
         crate::torch_extras::set_cudnn_benchmark(device.is_cuda() && !cfg.deterministic)?;

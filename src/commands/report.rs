@@ -18,24 +18,33 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
     }
     let found = report::collect(&args.dirs, &mut warnings);
     let shown_dirs = || args.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
-    if found.finished.is_empty() && found.failed.is_empty() {
-        bail!("no finished runs under {}", shown_dirs());
-    }
+    let groups = report::aggregate(&found);
+    warnings.extend(report::repeated_seeds(&groups, &found.finished));
+    // First, so that "no finished runs" comes after what each folder lacks.
     for w in &warnings {
         if !args.report.quiet {
             crate::say!("warning: {w}");
         }
     }
-    let groups = report::aggregate(&found);
+    if found.finished.is_empty() && found.failed.is_empty() {
+        match warnings.first() {
+            Some(w) => bail!("no finished runs under {} ({w})", shown_dirs()),
+            None => bail!("no finished runs under {}", shown_dirs()),
+        }
+    }
     let out = args.out.clone().unwrap_or_else(|| args.dirs[0].clone());
     if out.join(super::reproduce::SETTINGS).is_file() {
         bail!("{} is a reproduce folder, whose report.md is the reproduction's; give --out for this report", out.display());
     }
     std::fs::create_dir_all(&out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
-    write_atomic(&out.join("report.md"), report::markdown(&groups, &warnings).as_bytes())?;
-    write_atomic(&out.join("report.csv"), report::csv(&groups).as_bytes())?;
+    // The tables last, so that report.md never links figures that failed to be drawn.
+    let write_tables = || -> Result<()> {
+        write_atomic(&out.join("report.csv"), report::csv(&groups).as_bytes())?;
+        write_atomic(&out.join("report.md"), report::markdown(&groups, &warnings).as_bytes())
+    };
     // Every run failed: the tables say which and why; there is nothing to draw.
     if let Some(first) = found.failed.first().filter(|_| found.finished.is_empty()) {
+        write_tables()?;
         let json = serde_json::json!({ "runs": 0, "failed": found.failed.len(), "configurations": groups, "warnings": warnings, "out_dir": out });
         let line = format!("error: no finished runs under {}: {} failed ({}: {}); see {}", shown_dirs(), found.failed.len(), first.dir.display(), first.reason, out.join("report.md").display());
         return Ok(Outcome::new(String::new(), &json)?.failing(line, 1));
@@ -52,6 +61,7 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         error_bar_chart(&out.join(format!("report-{axis}.png")), &format!("Final test accuracy against {axis} (mean, min-max over seeds)"), &axis, "Final test accuracy", &pts)?;
     }
+    write_tables()?;
     // Sorted best first, and some run finished: the first group has statistics.
     let best = &groups[0];
     let accuracy = best.test_accuracy.context("the best configuration has no finished run")?;

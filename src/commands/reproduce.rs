@@ -107,6 +107,9 @@ pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
         xor_stats::seed_range(args.seed, 100).map_err(|e| anyhow!(e))?;
     }
     let device = common.device.clone().unwrap_or_else(|| "auto".into());
+    if let Some(n) = common.threads {
+        crate::config::check_threads(n, "--threads")?;
+    }
     let mut rt = Runtime::for_device(&device, common.threads, common.output.report.quiet)?;
     let needs_mnist = stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(common.data.as_deref(), rt.device)?) } else { None };
@@ -134,6 +137,7 @@ pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Resul
     }
     let text = std::fs::read_to_string(root.file(SETTINGS)).with_context(|| format!("cannot read {}", root.file(SETTINGS).display()))?;
     let settings: ReproduceSettings = serde_json::from_str(&text).map_err(|e| anyhow!("{SETTINGS}: {e}"))?;
+    crate::config::check_saved_threads(settings.threads, &format!("{}: threads", root.file(SETTINGS).display()))?;
     let mut rt = Runtime::for_device(&settings.device, Some(settings.threads), report.quiet)?;
     let needs_mnist = settings.stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(data_flag, rt.device)?) } else { None };

@@ -141,3 +141,11 @@ fn lost_output_fails_and_lost_logs_do_not() {
     assert!(status.success(), "{status}");
     assert!(dir.join("run/summary.json").is_file());
 }
+
+#[test]
+fn reproduce_checks_its_thread_count() {
+    let dir = crate::util::tempdir("reproduce-threads");
+    let out = nndl().args(["reproduce", "--quick", "--only", "bptt", "--threads", "0", "--quiet", "--out"]).arg(dir.join("r")).output().unwrap();
+    assert_one_line_error(&out, "invalid --threads 0: must be between 1 and");
+    assert!(!dir.join("r").exists());
+}

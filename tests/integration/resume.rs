@@ -104,6 +104,27 @@ fn config_json_holds_threads_and_device_and_reruns_identically() {
 }
 
 #[test]
+fn a_run_from_a_bigger_machine_is_reported_and_evaluated_here() {
+    // A 64-core Slurm node records 64 threads; this machine allows fewer from its flags, but
+    // its saved runs stay readable.
+    let dir = tempdir("threads-64");
+    let run = dir.join("run");
+    train(&["mlp", "--iterations", "20", "--eval-every", "10", "--out", run.to_str().unwrap()]);
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    cfg["threads"] = 4096.into();
+    std::fs::write(run.join("config.json"), cfg.to_string()).unwrap();
+    let report = nndl().arg("report").arg(&run).arg("--out").arg(dir.join("report")).args(["--json", "--quiet"]).output().unwrap();
+    assert_eq!(json(&report)["runs"], 1, "{}", String::from_utf8_lossy(&report.stderr));
+    let eval = nndl().args(["eval", "--device", "cpu", "--quiet", "--data"]).arg(mnist_dir()).arg(&run).output().unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    // Nonsense is still refused, naming the file.
+    cfg["threads"] = 4097.into();
+    std::fs::write(run.join("config.json"), cfg.to_string()).unwrap();
+    let eval = nndl().args(["eval", "--device", "cpu", "--quiet", "--data"]).arg(mnist_dir()).arg(&run).output().unwrap();
+    crate::util::assert_one_line_error(&eval, "config.json: threads 4097: must be between 1 and 4096");
+}
+
+#[test]
 fn a_session_on_another_thread_count_still_resumes() {
     // A sweep or `--seeds` rerun may continue a run on another thread count (other --jobs):
     // its checkpoints then name that count, and config.json the first session's.

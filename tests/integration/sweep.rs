@@ -358,6 +358,30 @@ fn report_counts_a_run_reached_twice_once() {
 }
 
 #[test]
+fn report_reads_reproductions_side_by_side_and_names_repeated_seeds() {
+    // Two reproduce folders of the same seed in one folder: their runs are found one level
+    // down, and the seed they share is named rather than counted as two independent seeds.
+    let dir = tempdir("report-reproductions");
+    for r in ["r1", "r2"] {
+        std::fs::create_dir_all(dir.join(r)).unwrap();
+        std::fs::write(dir.join(r).join(".nndl-run"), "{}").unwrap();
+        std::fs::write(dir.join(r).join("reproduce.json"), "{}").unwrap();
+        fake_run(&dir.join(r).join("mlp"), 0.005, 0, 0.92, 0.3);
+    }
+    let out = nndl().arg("report").arg(&*dir).args(["--json"]).output().unwrap();
+    let r = ok(out.clone());
+    assert_eq!(r["runs"], 2, "{r}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("seed 0 is in 2 runs") && err.contains("r1/mlp") && err.contains("r2/mlp"), "{err}");
+    // Nothing finished: the reason comes with the error, not only "no finished runs".
+    std::fs::remove_file(dir.join("r1/mlp/summary.json")).unwrap();
+    let out = nndl().arg("report").arg(dir.join("r1")).arg("--out").arg(dir.join("rep")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap();
+    assert!(!out.status.success() && last.contains("no finished runs under") && last.contains("no summary.json"), "{err}");
+}
+
+#[test]
 fn a_list_array_given_its_shards_runs_its_shard_in_its_workers() {
     // `sbatch --array=1,3 ... --shards 4`: task 3 is shard 4 of 4. Its workers, which see the same
     // Slurm variables, train the trials they are named.
