@@ -2,11 +2,20 @@
 //! boundary (it checkpoints, writes what it has and exits 130 or 143); a second exits at once.
 //! A SIGINT that was ignored when nndl started (a background job of a non-interactive shell,
 //! `nohup`) stays ignored, as the one who started it meant.
+//!
+//! A sweep's worker often gets one signal twice within milliseconds: from the terminal or Slurm,
+//! which signal every process of the group or step, and from its driver, which passes the signal
+//! on. A repeat within `SAME_SIGNAL` of the first is taken as that same stop, not as the second
+//! that exits at once (which would cut a checkpoint in the middle of its write).
 use signal_hook::consts::{SIGINT, SIGTERM};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
-static REQUESTED: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+static REQUESTED: AtomicUsize = AtomicUsize::new(0);
+/// CLOCK_MONOTONIC nanoseconds of the first signal.
+static FIRST_AT: AtomicU64 = AtomicU64::new(0);
+static INSTALLED: OnceLock<()> = OnceLock::new();
+const SAME_SIGNAL_NS: u64 = 500_000_000;
 
 fn ignored_at_start(signal: i32) -> bool {
     // SAFETY: a query only (null new action); `old` is a valid, zeroed sigaction.
@@ -15,29 +24,47 @@ fn ignored_at_start(signal: i32) -> bool {
     queried && old.sa_sigaction == libc::SIG_IGN
 }
 
+/// Monotonic time in nanoseconds; clock_gettime is async-signal-safe.
+fn now_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64).max(1)
+}
+
+/// The handler: only atomics, clock_gettime and _exit, all async-signal-safe.
+fn on_signal(signal: i32) {
+    let now = now_ns();
+    if REQUESTED.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        FIRST_AT.store(now, Ordering::SeqCst);
+        return;
+    }
+    let first = FIRST_AT.load(Ordering::SeqCst);
+    if first != 0 && now.saturating_sub(first) >= SAME_SIGNAL_NS {
+        // SAFETY: _exit ends the process at once, which is what a second signal asks.
+        unsafe { libc::_exit(128 + signal) };
+    }
+}
+
 /// Installs the handlers once; later calls do nothing.
 pub fn install() -> anyhow::Result<()> {
-    if REQUESTED.get().is_some() {
+    if INSTALLED.get().is_some() {
         return Ok(());
     }
-    let requested = Arc::new(AtomicUsize::new(0));
-    let armed = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
         if signal == SIGINT && ignored_at_start(SIGINT) {
             continue;
         }
-        // Handlers run in registration order: a second signal finds `armed` set and exits.
-        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&armed))?;
-        signal_hook::flag::register_usize(signal, Arc::clone(&requested), signal as usize)?;
-        signal_hook::flag::register(signal, Arc::clone(&armed))?;
+        // SAFETY: `on_signal` does only async-signal-safe work (above).
+        unsafe { signal_hook::low_level::register(signal, move || on_signal(signal)) }?;
     }
-    let _ = REQUESTED.set(requested);
+    let _ = INSTALLED.set(());
     Ok(())
 }
 
 /// The signal that asked for a stop, if one did.
 pub fn requested() -> Option<i32> {
-    let n = REQUESTED.get()?.load(Ordering::SeqCst);
+    let n = REQUESTED.load(Ordering::SeqCst);
     (n != 0).then_some(n as i32)
 }
 

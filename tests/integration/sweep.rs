@@ -235,6 +235,31 @@ fn sigterm_to_the_sweep_stops_its_trials_at_a_checkpoint() {
 }
 
 #[test]
+fn a_signal_to_the_whole_group_stops_each_worker_once() {
+    // Ctrl-C in a terminal, or Slurm signalling every process of a step: each worker gets the
+    // signal itself and again from its driver, within milliseconds. That is one stop, not the
+    // second signal that exits at once: the worker checkpoints and leaves no lock or partial file.
+    use std::os::unix::process::CommandExt;
+    let dir = tempdir("sweep-group");
+    let (spec, out) = (spec(&dir, "model = \"cnn\"\niterations = 100000\neval_every = 100000\ncheckpoint_every = 5\nseed = [0]\n"), dir.join("sweep"));
+    let child = sweep(&spec, &out, &[]).process_group(0).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let trial = out.join("trial");
+    let start = std::time::Instant::now();
+    while !trial.join("checkpoint.safetensors").exists() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-TERM", "--", &format!("-{}", child.id())]).status().unwrap();
+    let end = child.wait_with_output().unwrap();
+    assert_eq!(end.status.code(), Some(143), "{}", String::from_utf8_lossy(&end.stderr));
+    let left: Vec<String> = std::fs::read_dir(&trial).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n == ".nndl.lock" || n.starts_with(".partial")).collect();
+    assert!(left.is_empty(), "the worker was cut short: {left:?}");
+    let d = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap());
+    assert_eq!(d["trials"][0]["state"], "unfinished");
+}
+
+#[test]
 fn packed_trials_match_unpacked_ones() {
     // The default packs these four MLP trials (seeds and learning rates) into one worker;
     // --pack 1 trains each alone.
