@@ -15,8 +15,12 @@ Three modes (scripts/tf-compare wraps them, with the venv and the nndl runs they
 
 The graphs below are the homework's code. In `step` mode the only changes are the initial values
 (nndl's), the batches (nndl's order) and, for the CNN, `tf.nn.dropout`'s own draws replaced by
-nndl's masks with the same arithmetic (x * mask / keep_prob; keep_prob 0.25 = 2^-2, so both
-frameworks' products are exact and equal).
+nndl's masks with the same arithmetic (x * (mask / keep_prob), the quotient in float32 as libtorch
+takes it; keep_prob 0.25 = 2^-2, so both frameworks' products are exact and equal). The run's
+config.json is read: a CNN run with another keep_prob, without dropout at evaluation
+("in_eval": false) or without dropout ("kind": "none") is followed with those settings (said in
+the output, as a departure from the homework's graph); a setting the graph cannot follow (another
+optimizer or schedule, augmentation, a model other than the export's) is refused in one line.
 
 Tolerances (--check). float32 GEMMs and convolutions sum in a different order in MKL/oneDNN
 (TF) and libtorch, so equal inputs give results that differ by a few ulps per reduction:
@@ -31,15 +35,24 @@ import csv
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 tf.compat.v1.disable_eager_execution()
 v1 = tf.compat.v1
-KEEP_PROB = 0.25
+KEEP_PROB = 0.25  # the homework's tf.nn.dropout(x, 0.25): its keep probability
+
+# The homework's parameter shapes (TF layout), which its graphs below hard-code.
+SHAPES = {
+    "mlp": {"w1": (784, 256), "b1": (256,), "w2": (256, 256), "b2": (256,), "w3": (256, 10), "b3": (10,)},
+    "cnn": {"w1": (5, 5, 1, 32), "b1": (32,), "w2": (5, 5, 32, 64), "b2": (64,), "w3": (3136, 1024), "b3": (1024,),
+            "w4": (1024, 10), "b4": (10,)},
+}
 
 # Per model: (loss rtol per step up to N, parameter (rtol, atol) after step 1, after step N).
 TOLERANCES = {
@@ -80,7 +93,7 @@ def homework_mlp(init, X, dropout=None):
     return tf.add(tf.matmul(layer2, w3), b3), [w1, b1, w2, b2, w3, b3]
 
 
-def homework_cnn(init, X, dropout=None):
+def homework_cnn(init, X, dropout=None, keep_prob=KEEP_PROB):
     padding = "SAME"
     X_ = tf.reshape(X, [-1, 28, 28, 1])
     w1, w2, w3, w4 = (tf.Variable(init[f"w{i}"], name=f"w{i}") for i in (1, 2, 3, 4))
@@ -93,7 +106,7 @@ def homework_cnn(init, X, dropout=None):
     p2 = tf.nn.max_pool(layer_2, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding=padding)
     layer_full_connection = tf.nn.relu(tf.nn.bias_add(tf.matmul(tf.reshape(p2, [-1, 3136]), w3), b3))
     if dropout is None:
-        layer_dropout = v1.nn.dropout(layer_full_connection, KEEP_PROB)  # TF1: the 0.25 is keep_prob
+        layer_dropout = v1.nn.dropout(layer_full_connection, keep_prob)  # TF1: the 0.25 is keep_prob
     else:
         layer_dropout = layer_full_connection * dropout  # nndl's mask, already scaled by 1/keep_prob
     return tf.nn.bias_add(tf.matmul(layer_dropout, w4), b4), [w1, b1, w2, b2, w3, b3, w4, b4]
@@ -110,23 +123,112 @@ def graph(model, init, lr, masked):
     return X, Y, M, loss, train, accuracy, params
 
 
-def unpack(masks):
+def unpack(masks, keep_prob):
     """nndl's bit-packed keep masks as the multiplier x * mask / keep_prob uses."""
-    return np.unpackbits(masks, axis=-1).astype(np.float32) / np.float32(KEEP_PROB)
+    return np.unpackbits(masks, axis=-1).astype(np.float32) / np.float32(keep_prob)
+
+
+def fail(msg):
+    """One line on stderr and exit 2: the inputs cannot be compared (not a comparison failure)."""
+    sys.exit(f"tf_compare: {msg}")
+
+
+def atomic_write(path, write, binary=False):
+    """Writes path through write(file) under a temporary name in the same folder, then renames it,
+    so that an interrupted run never leaves a half-written file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def is_eval_point(cfg, i):
     return i % cfg["eval_every"] == 0 or i + 1 == cfg["iterations"]
 
 
-def load_dir(d):
-    return {os.path.splitext(f)[0]: np.load(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".npy")}
+def load_dir(d, what):
+    if not os.path.isdir(d):
+        fail(f"{what} {d} is not a folder" if os.path.exists(d) else f"{what} {d} not found")
+    out = {}
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".npy"):
+            try:
+                out[os.path.splitext(f)[0]] = np.load(os.path.join(d, f))
+            except (OSError, ValueError, EOFError) as e:
+                fail(f"cannot read {os.path.join(d, f)}: {e}")
+    return out
+
+
+def read_config(run):
+    """The run's config.json, after checking that the folder holds one."""
+    if not os.path.isdir(run):
+        fail(f"--run {run} is not a folder" if os.path.exists(run) else f"--run {run} not found")
+    path = os.path.join(run, "config.json")
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+    except FileNotFoundError:
+        fail(f"{path} not found: --run must be an nndl run folder")
+    except (OSError, ValueError) as e:
+        fail(f"cannot read {path}: {e}")
+    missing = [k for k in ("model", "lr", "iterations", "eval_every", "optimizer", "schedule") if k not in cfg]
+    if not isinstance(cfg, dict) or missing:
+        fail(f"{path} is not an nndl run config (no {', '.join(missing) or 'fields'})")
+    return cfg
+
+
+def check_run(cfg, exported, a, model=None):
+    """Refuses, in one line, a run and export the homework's graph cannot follow. Returns the
+    model and the parameters; leaves batches, losses and masks in `exported`."""
+    if model is not None and cfg["model"] != model:
+        fail(f"{a.run}/config.json is a {cfg['model']} run; this mode follows the {model}")
+    model = cfg["model"]
+    if model not in SHAPES:
+        fail(f"{a.run}/config.json: model {model!r}, the homework's graphs are mlp and cnn")
+    if cfg["optimizer"] != "sgd" or cfg["schedule"].get("kind") != "constant":
+        fail(f"only the faithful presets (constant-rate SGD) match the homework's graph; this run has optimizer "
+             f"{cfg['optimizer']}, schedule {cfg['schedule'].get('kind')}")
+    if cfg.get("augment_shift", 0):
+        fail(f"this run shifts its images (augment_shift {cfg['augment_shift']}); the homework's graph does not")
+    if "batches" not in exported:
+        fail(f"{a.init}/batches.npy not found: --init must be a folder written by nndl --export-init")
+    params = {k: v for k, v in exported.items() if re.fullmatch(r"[wb]\d+", k)}
+    if set(params) != set(SHAPES[model]):
+        other = next((m for m in SHAPES if set(SHAPES[m]) == set(params)), None)
+        found = f"a {other} export" if other else f"parameters {', '.join(sorted(params)) or 'none'}"
+        fail(f"{a.init} holds {found}, but {a.run}/config.json is a {model} run")
+    for k, shape in SHAPES[model].items():
+        if tuple(params[k].shape) != shape:
+            fail(f"{a.init}/{k}.npy has shape {tuple(params[k].shape)}, the homework's {model} {k} is {shape}")
+    batches = exported["batches"]
+    if batches.ndim != 2 or batches.shape[0] < 1:
+        fail(f"{a.init}/batches.npy has shape {batches.shape}, expected [iterations, batch]")
+    if batches.shape[0] != cfg["iterations"]:
+        fail(f"{a.init}/batches.npy holds {batches.shape[0]} batches, {a.run}/config.json {cfg['iterations']} iterations: "
+             "not the same run")
+    return model, params
 
 
 def read_metrics(run):
+    path = os.path.join(run, "metrics.csv")
     out = {}
-    for r in csv.DictReader(open(os.path.join(run, "metrics.csv"))):
-        out[(int(r["iteration"]), r["split"])] = (float(r["loss"]), float(r["accuracy"]))
+    try:
+        with open(path) as f:
+            for r in csv.DictReader(f):
+                out[(int(r["iteration"]), r["split"])] = (float(r["loss"]), float(r["accuracy"]))
+    except FileNotFoundError:
+        fail(f"{path} not found: --run must be an nndl run folder")
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        fail(f"cannot read {path}: {e!r}")
     return out
 
 
@@ -151,25 +253,62 @@ def tf_flushes_denormals():
     return bool(np.all(square == 0) and np.all(product == 0))
 
 
+def dropout_settings(cfg, model):
+    """(keep_prob or None, in_eval) of the run, and how they differ from the homework's graph."""
+    d = cfg.get("dropout", {"kind": "none"})
+    if not isinstance(d, dict) or d.get("kind") not in ("none", "keep_prob"):
+        fail(f"{model} run with dropout {d!r}: tf_compare knows kind none and keep_prob")
+    if model == "mlp":
+        if d["kind"] != "none":
+            fail(f"the homework's MLP has no dropout; this run has {d}")
+        return None, False, []
+    if d["kind"] == "none":
+        return None, False, ["no dropout (the homework's CNN keeps 0.25 in training and evaluation)"]
+    try:
+        keep_prob, in_eval = float(d["keep_prob"]), bool(d["in_eval"])
+    except (KeyError, TypeError, ValueError):
+        fail(f"cannot read the run's dropout settings {d!r}")
+    notes = []
+    if keep_prob != KEEP_PROB:
+        notes.append(f"dropout keep_prob {keep_prob:g} (the homework's {KEEP_PROB:g})")
+    if not in_eval:
+        notes.append("no dropout at evaluation (the homework's evaluation runs through its dropout)")
+    return keep_prob, in_eval, notes
+
+
 def step_mode(a):
-    cfg = json.load(open(os.path.join(a.run, "config.json")))
-    if cfg["optimizer"] != "sgd" or cfg["schedule"]["kind"] != "constant":
-        sys.exit("tf_compare: only the faithful presets (constant-rate SGD) match the homework's graph")
-    exported = load_dir(a.init)
-    batches = exported.pop("batches")
-    losses = exported.pop("losses", None)
-    masks_train, masks_eval = exported.pop("masks_train", None), exported.pop("masks_eval", None)
-    init = exported
-    model = cfg["model"]
+    cfg = read_config(a.run)
+    exported = load_dir(a.init, "--init")
+    model, init = check_run(cfg, exported, a)
+    batches = exported["batches"]
+    losses = exported.get("losses")
+    masks_train, masks_eval = exported.get("masks_train"), exported.get("masks_eval")
     steps = len(losses) if losses is not None else 0
-    masked = model == "cnn"
-    if masked and masks_train is None:
-        sys.exit("tf_compare: the CNN needs nndl's dropout masks: export with --export-steps N")
-    # The CNN can follow nndl only as far as its masks go.
-    iterations = steps if masked else cfg["iterations"]
+    keep_prob, in_eval, departures = dropout_settings(cfg, model)
+    masked = model == "cnn"  # the CNN's dropout layer takes a multiplier: nndl's mask, or ones
+    if keep_prob is not None and (steps == 0 or masks_train is None):
+        fail(f"the CNN needs nndl's dropout masks: {a.init} has no masks_train.npy (export with --export-steps N)")
+    # The CNN with dropout can follow nndl only as far as its masks go.
+    iterations = steps if keep_prob is not None else cfg["iterations"]
+    if steps > iterations or (keep_prob is not None and len(masks_train) < steps):
+        fail(f"{a.init}: {steps} steps' losses but {len(masks_train) if keep_prob is not None else iterations} "
+             f"{'training masks' if keep_prob is not None else 'iterations'}: not one export")
+    eval_points = sum(1 for i in range(iterations) if is_eval_point(cfg, i))
+    if keep_prob is not None and in_eval and (masks_eval is None or len(masks_eval) < eval_points):
+        fail(f"{a.init} holds {0 if masks_eval is None else len(masks_eval)} evaluations' dropout masks "
+             f"(masks_eval.npy), the run evaluates {eval_points} times in its first {iterations} steps")
+    for done in sorted({1, steps} - {0}):
+        if not os.path.isdir(os.path.join(a.init, f"step-{done}")):
+            fail(f"{a.init}/step-{done} not found: export with --export-steps {steps}")
+    if batches.max() >= 55000 or batches.min() < 0:
+        fail(f"{a.init}/batches.npy indexes past the 55000 training images")
     train_x, train_y, test_x, test_y = mnist(a.data)
     X, Y, M, loss, train, accuracy, params = graph(model, init, cfg["lr"], masked)
     ours = read_metrics(a.run)
+    for i in range(iterations):
+        if is_eval_point(cfg, i) and (i, "test") not in ours:
+            fail(f"{a.run}/metrics.csv has no test evaluation at iteration {i}")
+    ones = lambda n: np.ones([n, 1024], np.float32)  # x * 1 = x: no dropout
     tol = TOLERANCES[model]
     failures, step_losses, evals, param_checks = [], [], [], {}
     with v1.Session() as sess:
@@ -178,14 +317,14 @@ def step_mode(a):
         for i in range(iterations):
             feed = {X: train_x[batches[i]], Y: train_y[batches[i]]}
             if masked:
-                feed[M] = unpack(masks_train[i])
+                feed[M] = unpack(masks_train[i], keep_prob) if keep_prob is not None else ones(len(batches[i]))
             _, l = sess.run([train, loss], feed_dict=feed)
             if i < steps:
                 step_losses.append((i, float(losses[i]), float(l)))
             if is_eval_point(cfg, i):
                 feed = {X: test_x, Y: test_y}
                 if masked:
-                    feed[M] = unpack(masks_eval[ev])
+                    feed[M] = unpack(masks_eval[ev], keep_prob) if keep_prob is not None and in_eval else ones(len(test_x))
                 ev += 1
                 tl, ta = sess.run([loss, accuracy], feed_dict=feed)
                 nl, na = ours[(i, "test")]
@@ -193,10 +332,14 @@ def step_mode(a):
             done = i + 1
             if steps and done in (1, steps):
                 theirs = dict(zip([p.op.name for p in params], sess.run(params)))
-                mine = load_dir(os.path.join(a.init, f"step-{done}"))
+                mine = load_dir(os.path.join(a.init, f"step-{done}"), "export folder")
+                if set(mine) != set(theirs):
+                    fail(f"{a.init}/step-{done} holds {', '.join(sorted(mine)) or 'nothing'}, not the {model}'s parameters")
                 rtol, atol = tol["step1"] if done == 1 else tol["stepN"]
                 param_checks[done] = (rtol, atol, compare_tensors(mine, theirs, rtol, atol))
-    print(f"{model.upper()}: the homework's TF graph (TF {tf.__version__}) against nndl, same start, batches{' and dropout masks' if masked else ''}")
+    print(f"{model.upper()}: the homework's TF graph (TF {tf.__version__}) against nndl, same start, batches{' and dropout masks' if keep_prob is not None else ''}")
+    for d in departures:
+        print(f"  as this run's config.json, not the homework's graph: {d}")
     if step_losses:
         print(f"\nper-step training loss (the batch before its update), {len(step_losses)} steps:")
         print(f"{'step':>5} {'nndl':>14} {'tf':>14} {'rel diff':>9}")
@@ -286,9 +429,18 @@ def seeds_mode(a):
     for seed in a.seeds:
         run = os.path.join(a.work, f"nndl-{a.model}-{seed}")
         # One libtorch thread: two OpenMP threads on a busy 2-core machine run many times slower.
-        subprocess.run([a.nndl, a.model, "--seed", str(seed), "--iterations", str(a.iterations), "--device", "cpu", "--threads", "1", "--quiet",
-                        "--data", a.data, "--out", run, "--force"], check=True)
-        s = json.load(open(os.path.join(run, "summary.json")))
+        try:
+            subprocess.run([a.nndl, a.model, "--seed", str(seed), "--iterations", str(a.iterations), "--device", "cpu", "--threads", "1", "--quiet",
+                            "--data", a.data, "--out", run, "--force"], check=True)
+        except OSError as e:
+            fail(f"cannot run --nndl {a.nndl}: {e.strerror or e}")
+        except subprocess.CalledProcessError as e:
+            fail(f"nndl {a.model} --seed {seed} failed (exit {e.returncode})")
+        try:
+            with open(os.path.join(run, "summary.json")) as f:
+                s = json.load(f)
+        except (OSError, ValueError) as e:
+            fail(f"cannot read nndl's {os.path.join(run, 'summary.json')}: {e}")
         tl, ta = original_run(a.model, seed, a.iterations, a.iterations, data, lr)
         rows.append((seed, s["final_test_accuracy"], s["final_test_loss"], ta, tl))
         print(f"seed {seed}: nndl {100 * s['final_test_accuracy']:.2f}% / {s['final_test_loss']:.4f}   TF {100 * ta:.2f}% / {tl:.4f}", flush=True)
@@ -303,28 +455,35 @@ def seeds_mode(a):
     print(f"difference of mean accuracy: {100 * (n_acc.mean() - t_acc.mean()):+.2f} percentage points; "
           f"Welch's t p = {welch.pvalue:.3f}, Mann-Whitney U p = {mw.pvalue:.3f}; loss: Welch's t p = {welch_loss.pvalue:.3f}")
     if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
+        def write(f):
             f.write("seed,nndl_accuracy,nndl_loss,tf_accuracy,tf_loss\n")
             f.writelines(",".join(str(x) for x in r) + "\n" for r in rows)
+        atomic_write(a.out, write)
 
 
 def growth_mode(a):
     """Runs step mode's MLP comparison silently and writes |loss difference| against step."""
-    exported = load_dir(a.init)
-    batches, losses = exported.pop("batches"), exported.pop("losses")
-    cfg = json.load(open(os.path.join(a.run, "config.json")))
+    cfg = read_config(a.run)
+    exported = load_dir(a.init, "--init")
+    _, init = check_run(cfg, exported, a, model="mlp")
+    dropout_settings(cfg, "mlp")
+    batches, losses = exported["batches"], exported.get("losses")
+    if losses is None or len(losses) == 0:
+        fail(f"{a.init}/losses.npy not found: export with --export-steps N")
+    if len(losses) > len(batches):
+        fail(f"{a.init}: {len(losses)} steps' losses but {len(batches)} batches: not one export")
     train_x, train_y, _, _ = mnist(a.data)
-    X, Y, _, loss, train, _, _ = graph("mlp", exported, cfg["lr"], False)
+    X, Y, _, loss, train, _, _ = graph("mlp", init, cfg["lr"], False)
     rows = []
     with v1.Session() as sess:
         v1.global_variables_initializer().run()
         for i in range(len(losses)):
             _, l = sess.run([train, loss], feed_dict={X: train_x[batches[i]], Y: train_y[batches[i]]})
             rows.append((i, float(losses[i]), float(l), abs(float(losses[i]) - float(l)) / abs(float(l))))
-    with open(a.out, "w") as f:
+    def write(f):
         f.write("step,nndl_loss,tf_loss,rel_diff\n")
         f.writelines(f"{i},{n},{t},{r}\n" for i, n, t, r in rows)
+    atomic_write(a.out, write)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -336,7 +495,8 @@ def growth_mode(a):
     ax.set_title("Faithful MLP from the same start and batches: float32 rounding grows")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(a.figure)
+    fmt = os.path.splitext(a.figure)[1].lstrip(".").lower() or "png"
+    atomic_write(a.figure, lambda f: fig.savefig(f, format=fmt), binary=True)
     for i, n, t, r in rows[:: max(1, len(rows) // 15)]:
         print(f"{i:>4} {n:>14.8g} {t:>14.8g} {r:>9.2e}")
 

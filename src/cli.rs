@@ -282,7 +282,7 @@ pub struct SweepArgs {
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
     /// List the trials and their folders, and what is done; run nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "list")]
     pub dry_run: bool,
     /// Print one command per trial on stdout, for other drivers (GNU parallel, xargs), or one
     /// per pack of up to M trials with --pack M; run nothing.
@@ -290,7 +290,7 @@ pub struct SweepArgs {
     pub list: bool,
     /// Run this trial (by name, as --list prints it) in this process; given several times, the
     /// trials train together as one pack.
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["dry_run", "list"])]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["dry_run", "list", "shard", "shards", "pack"])]
     pub trial: Vec<String>,
     /// Train up to M trials that differ only in seed and learning rate together, as one batched
     /// model in one worker; 1 turns packing off [default: 16 on CUDA, 10 on the CPU; never more

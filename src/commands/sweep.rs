@@ -13,7 +13,7 @@ use crate::run_dir::{record_failure, recorded_failure, shell_word, write_atomic,
 use crate::runtime::Runtime;
 use crate::sweep::{Shard, SweepSpec, Trial};
 use crate::sweep_workers::{drive, finished, into_packs, nndl_executable, trial_dir, Failure, SweepSummary, Workers, EXIT_BUSY};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -28,7 +28,7 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     let out = args.out.clone().unwrap_or_else(|| default_out(&args.spec));
     // A worker trains the trials as its driver expanded them into the folder: the spec may have
     // been edited since, or be a pipe that only the driver could read.
-    let expanded = if args.trial.is_empty() { None } else { expanded_trials(&out) };
+    let expanded = if args.trial.is_empty() { None } else { expanded_trials(&out)? };
     let trials = match expanded {
         Some(trials) => trials,
         None => {
@@ -102,7 +102,8 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         }).collect();
         let human = rows.iter().map(|r| format!("{:<10} {}", r["state"].as_str().unwrap_or(""), r["dir"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n");
         let json = serde_json::json!({ "shard": format!("{}/{}", shard.index + 1, shard.count), "trials": rows });
-        return Outcome::new(format!("{human}\n{} trials (shard {}/{})", rows.len(), shard.index + 1, shard.count), &json);
+        // The listing is the command's output: on stdout, as --list's, and kept by --quiet.
+        return Outcome::output(format!("{human}\n{} trials (shard {}/{})\n", rows.len(), shard.index + 1, shard.count), &json);
     }
     prepare_folder(&out, &trials)?;
     let started = Instant::now();
@@ -158,17 +159,27 @@ fn list(args: &SweepArgs, mine: &[&Trial], out: &Path, threads: usize) -> Result
     Outcome::output(lines, &json)
 }
 
-/// The trials a driver wrote into the sweep's folder (sweep.json), if it has.
-fn expanded_trials(out: &Path) -> Option<Vec<Trial>> {
+/// The trials a driver wrote into the sweep's folder (sweep.json), if it has; each checked as
+/// a spec's would be, since the file may have been edited by hand.
+fn expanded_trials(out: &Path) -> Result<Option<Vec<Trial>>> {
     #[derive(serde::Deserialize)]
     struct Expanded {
         trials: Vec<Trial>,
     }
-    if !out.join(MARKER).exists() {
-        return None;
+    let path = out.join("sweep.json");
+    if !out.join(MARKER).exists() || !path.exists() {
+        return Ok(None);
     }
-    let text = std::fs::read_to_string(out.join("sweep.json")).ok()?;
-    serde_json::from_str::<Expanded>(&text).ok().map(|e| e.trials)
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let trials = serde_json::from_str::<Expanded>(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?.trials;
+    for t in &trials {
+        let one_folder = matches!(Path::new(&t.name).components().collect::<Vec<_>>().as_slice(), [std::path::Component::Normal(_)]);
+        if !one_folder {
+            bail!("{}: trial name {:?} is not one folder name inside the sweep", path.display(), t.name);
+        }
+        t.config.validate(&crate::config::Origin::File(path.clone())).map_err(|e| anyhow!("trial {}: {e:#}", t.name))?;
+    }
+    Ok(Some(trials))
 }
 
 /// The sweep's folder: its marker and the expanded spec (every trial's full config).

@@ -260,6 +260,27 @@ fn a_signal_to_the_whole_group_stops_each_worker_once() {
 }
 
 #[test]
+fn a_hand_edited_sweep_json_is_checked_before_its_trials_run() {
+    let dir = tempdir("sweep-json-edited");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 3\nseed = [0, 1]\n"), dir.join("sweep"));
+    ok(sweep(&spec, &out, &["--list"]).output().unwrap());
+    let original = std::fs::read_to_string(out.join("sweep.json")).unwrap();
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+        f(&mut v);
+        std::fs::write(out.join("sweep.json"), v.to_string()).unwrap();
+    };
+    edit(&|v| v["trials"][0]["config"]["batch_size"] = 0.into());
+    let worker = sweep(&spec, &out, &["--trial", "seed=0"]).output().unwrap();
+    crate::util::assert_one_line_error(&worker, "trial seed=0: invalid");
+    assert!(String::from_utf8_lossy(&worker.stderr).contains("sweep.json: batch_size 0"), "{}", String::from_utf8_lossy(&worker.stderr));
+    edit(&|v| v["trials"][0]["name"] = "../escaped".into());
+    let worker = sweep(&spec, &out, &["--trial", "../escaped"]).output().unwrap();
+    crate::util::assert_one_line_error(&worker, "trial name \"../escaped\" is not one folder name inside the sweep");
+    assert!(!dir.join("escaped").exists() && !out.join("seed=0").exists());
+}
+
+#[test]
 fn packed_trials_match_unpacked_ones() {
     // The default packs these four MLP trials (seeds and learning rates) into one worker;
     // --pack 1 trains each alone.
