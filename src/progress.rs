@@ -50,8 +50,8 @@ impl Progress {
             p.2 = Instant::now();
             let (pos, len) = (self.bar.position(), self.bar.length().unwrap_or(0));
             let secs = p.1.elapsed().as_secs_f64();
-            let eta = if pos > 0 { secs * (len.saturating_sub(pos)) as f64 / pos as f64 } else { f64::NAN };
-            crate::say!("{}: {pos}/{len} after {secs:.0} s, about {eta:.0} s to go {}", p.0, self.bar.message());
+            let eta = if pos > 0 { format!("about {:.0} s to go", secs * (len.saturating_sub(pos)) as f64 / pos as f64) } else { "starting".into() };
+            crate::say!("{}: {pos}/{len} after {secs:.0} s, {eta} {}", p.0, self.bar.message());
         }
     }
 

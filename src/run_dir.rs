@@ -394,7 +394,11 @@ pub fn check_free_space(path: &Path, bytes: u64) -> Result<()> {
 /// held on the new folder), then deletes the old one. An interruption leaves the old run whole
 /// (under `.NAME.replaced-PID` beside it) or the new one.
 fn replace(path: &Path, old_lock: DirLock) -> Result<DirLock> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+    // `--out .` or `--out ..`: a folder that is moved aside by its own name only.
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        let real = fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|n| format!(" (../{})", n.to_string_lossy()))).unwrap_or_default();
+        bail!("--force cannot replace {}: name the folder itself{real}, not . or ..", path.display());
+    };
     let aside = path.with_file_name(format!(".{name}.replaced-{}", std::process::id()));
     fs::rename(path, &aside).map_err(|e| anyhow!("cannot move the old {} aside: {e}", path.display()))?;
     let mut old_lock = old_lock;

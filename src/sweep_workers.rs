@@ -315,8 +315,11 @@ pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut su
     let mut queue = into_packs(queue, size);
     let mut running: Vec<Option<(Vec<&Trial>, Worker)>> = (0..workers.jobs).map(|_| None).collect();
     let mut forwarded = false;
+    // A worker that cannot start (no processes left) stops the sweep, after the running ones
+    // end: they are waited for, not left to die with the driver.
+    let mut spawn_error = None;
     loop {
-        let stopping = crate::signals::requested().is_some();
+        let stopping = crate::signals::requested().is_some() || spawn_error.is_some();
         if let (Some(signal), false) = (crate::signals::requested(), forwarded) {
             // A signal meant for the sweep (Slurm's `--signal=B:...`, a plain `kill`) reaches
             // only this process: pass it on, so each worker checkpoints and stops now.
@@ -329,8 +332,10 @@ pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut su
         for (slot, worker) in running.iter_mut().enumerate() {
             if worker.is_none() && !stopping {
                 if let Some(pack) = queue.pop_front() {
-                    let child = workers.spawn(spec, out, &pack, slot)?;
-                    *worker = Some((pack, child));
+                    match workers.spawn(spec, out, &pack, slot) {
+                        Ok(child) => *worker = Some((pack, child)),
+                        Err(e) => spawn_error = Some(e),
+                    }
                 }
             }
             let exited = match worker.as_mut() {
@@ -353,6 +358,9 @@ pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut su
         std::thread::sleep(Duration::from_millis(50));
     }
     progress.finish();
+    if let Some(e) = spawn_error {
+        return Err(e.context(format!("{} trials finished, {} failed before it", summary.done, summary.failed)));
+    }
     summary.wall_seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -59,10 +59,26 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 /// Tensors by name, and the file's metadata map.
 pub type Contents = (Vec<(String, Tensor)>, HashMap<String, String>);
 
+/// safetensors' error in words (its Display prints the enum's Debug name).
+fn in_words(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooSmall | E::InvalidHeaderLength => "truncated (its header is cut short)".into(),
+        E::HeaderTooLarge => "its header claims more than 100 MB".into(),
+        E::InvalidHeader | E::InvalidHeaderStart | E::InvalidHeaderDeserialization | E::JsonError(_) => "its header is not safetensors' JSON".into(),
+        E::TensorInvalidInfo | E::InvalidTensorView(..) | E::MetadataIncompleteBuffer | E::ValidationOverflow => {
+            "its tensors' shapes, types and data offsets do not fit the file (truncated or damaged)".into()
+        }
+        E::InvalidOffset(name) => format!("tensor {name}'s data offsets are invalid"),
+        E::TensorNotFound(name) => format!("no tensor {name}"),
+        E::IoError(e) => e.to_string(),
+    }
+}
+
 pub fn decode(bytes: &[u8]) -> Result<Contents> {
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{e:?}"))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{}", in_words(&e)))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
-    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e:?}"))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{}", in_words(&e)))?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let kind: Kind = view.dtype().try_into().map_err(|e| anyhow!("tensor {name}: {e}"))?;

@@ -231,6 +231,8 @@ const CASES: &[Case] = &[
         let out = nndl().arg("resume").arg(&**d).output().unwrap();
         let line = String::from_utf8_lossy(&out.stderr).trim().to_string();
         assert!(line.starts_with(&err(format!("{} is not a valid safetensors file", d.join("checkpoint.safetensors").display()))), "{line}");
+        // In words, not the library's enum names (InvalidHeaderDeserialization here).
+        assert!(line.ends_with("its header is not safetensors' JSON"), "{line}");
         (out, 1, line)
     }},
     Case { name: "eval of a run without weights", run: |d| {
