@@ -42,6 +42,14 @@ pub struct CheckpointMeta {
     pub convolutions: Option<ConvPlan>,
 }
 
+/// Where the run in `dir` stands by its checkpoint (the iteration it continues from), read
+/// from the file's header alone; None without a readable one.
+pub fn peek_position(dir: &Path) -> Option<usize> {
+    let metadata = crate::tensor_file::read_metadata(&dir.join(FILE)).ok()?;
+    let meta: serde_json::Value = serde_json::from_str(metadata.get(META_KEY)?).ok()?;
+    meta.get("next_iteration")?.as_u64().map(|n| n as usize)
+}
+
 #[derive(Debug)]
 pub struct Checkpoint {
     pub meta: CheckpointMeta,

@@ -91,6 +91,28 @@ pub fn decode(bytes: &[u8]) -> Result<Contents> {
 }
 
 /// Reads a file written by `write` (or by anyone writing safetensors).
+/// The metadata map of a safetensors file, from its header alone (8 bytes of length, then
+/// that much JSON): a checkpoint's position without reading its tensors.
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        bail!("{}: its header claims more than 100 MB", path.display());
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__", default)]
+        metadata: HashMap<String, String>,
+    }
+    let header: Header = serde_json::from_slice(&header).map_err(|e| anyhow!("{}: its header is not safetensors' JSON: {e}", path.display()))?;
+    Ok(header.metadata)
+}
+
 pub fn read(path: &Path) -> Result<Contents> {
     let size = std::fs::metadata(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?.len();
     if size > MAX_FILE_BYTES {

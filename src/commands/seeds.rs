@@ -83,9 +83,11 @@ fn report(out: &std::path::Path, seeds: &[u64], pack: usize, ends: Vec<MemberEnd
                 let line = if trained { run::describe(&s) } else { format!("seed {seed} was already done: {:.2}% -> {}", 100.0 * s.final_test_accuracy, s.out_dir.display()) };
                 (line, serde_json::json!({ "seed": seed, "state": if trained { "done" } else { "already_done" }, "summary": s }))
             }
-            MemberEnd::Ended { end: RunEnd::Interrupted { signal: sig, next_iteration, out_dir }, .. } => {
+            MemberEnd::Ended { end: RunEnd::Interrupted { signal: sig, next_iteration, .. }, .. } => {
                 signal = Some(sig);
-                (format!("seed {seed}: {}", run::resume_hint(&out_dir, next_iteration)), serde_json::json!({ "seed": seed, "state": "interrupted", "next_iteration": next_iteration }))
+                // No `nndl resume` for the member: rerunning the command (the last line says so)
+                // packs it again, bit for bit; alone it would continue as a single run rounds.
+                (format!("seed {seed}: interrupted before iteration {next_iteration}; checkpoint written"), serde_json::json!({ "seed": seed, "state": "interrupted", "next_iteration": next_iteration }))
             }
             MemberEnd::NotStarted { signal: sig } => {
                 signal = Some(sig);

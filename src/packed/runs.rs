@@ -50,59 +50,75 @@ struct Built {
 }
 
 /// Trains `cfgs[k]` into `dirs[k]`, at most `pack` members at a time in one batched model.
-/// Every config must be `packable` with the first.
+/// Every config must be `packable` with the first. A member's folder is claimed (locked, its
+/// checkpoint loaded) only when its pack is about to train, so that ten thousand seeds hold one
+/// pack's locks and checkpoints at a time, not all of them.
 pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &DeviceData, rt: &Runtime) -> Vec<MemberEnd> {
     let mut ends: Vec<Option<MemberEnd>> = cfgs.iter().map(|_| None).collect();
-    let mut claimed = Vec::new();
-    for (index, (cfg, dir)) in cfgs.iter().zip(dirs).enumerate() {
-        let claim = || -> Result<Option<Claimed>> {
-            let (run, state) = RunDir::claim(dir)?;
-            match state {
-                FolderState::FinishedRun => run::check_saved_config(cfg, &run).map(|()| None),
-                FolderState::UnfinishedRun => Ok(Some(Claimed { index, checkpoint: run::saved_checkpoint(cfg, &run)?, run, cfg: cfg.clone() })),
-                _ => Ok(Some(Claimed { index, run, cfg: cfg.clone(), checkpoint: None })),
-            }
-        };
-        match claim() {
-            Ok(Some(c)) => claimed.push(c),
-            Ok(None) => ends[index] = Some(match run::read_summary(dir) {
-                Ok(s) => MemberEnd::Ended { end: RunEnd::Finished(Box::new(s)), trained: false },
-                Err(e) => MemberEnd::Failed(e),
-            }),
-            Err(e) if e.is::<crate::run_dir::Busy>() => ends[index] = Some(MemberEnd::Busy(format!("{e}"))),
-            Err(e) => ends[index] = Some(MemberEnd::Failed(e)),
+    // Members that stand at the same iteration train together: where each stands, read from
+    // its checkpoint's header alone (a claim checks it again).
+    let mut order: Vec<(usize, usize)> = dirs.iter().enumerate().map(|(k, dir)| (crate::checkpoint::peek_position(dir).unwrap_or(0), k)).collect();
+    order.sort();
+    let mut rest = order.into_iter().peekable();
+    while let Some((at, first)) = rest.next() {
+        let mut indices = vec![first];
+        while indices.len() < pack.max(1) && rest.peek().is_some_and(|&(a, _)| a == at) {
+            indices.push(rest.next().expect("peeked").1);
         }
-    }
-    // Members that stand at the same iteration train together.
-    claimed.sort_by_key(|c| (c.checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration), c.index));
-    let mut rest = claimed.into_iter().peekable();
-    while let Some(first) = rest.next() {
-        let at = first.checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration);
-        let mut group = vec![first];
-        while group.len() < pack.max(1) && rest.peek().is_some_and(|c| c.checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration) == at) {
-            group.push(rest.next().expect("peeked"));
-        }
-        let indices: Vec<usize> = group.iter().map(|c| c.index).collect();
         if let Some(signal) = crate::signals::requested() {
             indices.iter().for_each(|&k| ends[k] = Some(MemberEnd::NotStarted { signal }));
             continue;
         }
-        let trained = match pack {
-            // --pack 1: no packs, each member computed by the single run's own loop. (A member
-            // of a larger pack resumed alone stays a pack of one: its evaluations then sum as the
-            // pack's did, and a killed pack resumes bit for bit.)
-            1 => group.into_iter().map(|member| train_alone(member, data, rt)).collect(),
-            _ => train_split(group, data, rt),
-        };
-        match trained {
-            Ok(results) => indices.iter().zip(results).for_each(|(&k, r)| ends[k] = Some(r)),
-            Err(e) => {
-                let line = format!("{e:#}");
-                indices.iter().for_each(|&k| ends[k] = Some(MemberEnd::Failed(anyhow::anyhow!("{line}"))));
+        let mut claimed = Vec::new();
+        for k in indices {
+            match claim(k, &cfgs[k], &dirs[k]) {
+                Ok(Some(c)) => claimed.push(c),
+                Ok(None) => ends[k] = Some(match run::read_summary(&dirs[k]) {
+                    Ok(s) => MemberEnd::Ended { end: RunEnd::Finished(Box::new(s)), trained: false },
+                    Err(e) => MemberEnd::Failed(e),
+                }),
+                Err(e) if e.is::<crate::run_dir::Busy>() => ends[k] = Some(MemberEnd::Busy(format!("{e}"))),
+                Err(e) => ends[k] = Some(MemberEnd::Failed(e)),
+            }
+        }
+        // A folder that another process moved on since it was peeked at trains apart.
+        claimed.sort_by_key(|c| (c.checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration), c.index));
+        for group in claimed.chunk_by(|a, b| position(a) == position(b)).map(<[Claimed]>::len).collect::<Vec<_>>() {
+            let group: Vec<Claimed> = claimed.drain(..group).collect();
+            let indices: Vec<usize> = group.iter().map(|c| c.index).collect();
+            let trained = match pack {
+                // --pack 1: no packs, each member computed by the single run's own loop. (A member
+                // of a larger pack resumed alone stays a pack of one: its evaluations then sum as the
+                // pack's did, and a killed pack resumes bit for bit.)
+                1 => group.into_iter().map(|member| train_alone(member, data, rt)).collect(),
+                _ => train_split(group, data, rt),
+            };
+            match trained {
+                Ok(results) => indices.iter().zip(results).for_each(|(&k, r)| ends[k] = Some(r)),
+                Err(e) => {
+                    let line = format!("{e:#}");
+                    indices.iter().for_each(|&k| ends[k] = Some(MemberEnd::Failed(anyhow::anyhow!("{line}"))));
+                }
             }
         }
     }
     ends.into_iter().map(|e| e.expect("every member ended")).collect()
+}
+
+/// The iteration a claimed member starts from.
+fn position(c: &Claimed) -> usize {
+    c.checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration)
+}
+
+/// Claims member `index`'s folder as `run::run_or_resume` claims one: None when it is finished
+/// (with this config), else the member with its checkpoint if it has one.
+fn claim(index: usize, cfg: &TrainConfig, dir: &std::path::Path) -> Result<Option<Claimed>> {
+    let (run, state) = RunDir::claim(dir)?;
+    match state {
+        FolderState::FinishedRun => run::check_saved_config(cfg, &run).map(|()| None),
+        FolderState::UnfinishedRun => Ok(Some(Claimed { index, checkpoint: run::saved_checkpoint(cfg, &run)?, run, cfg: cfg.clone() })),
+        _ => Ok(Some(Claimed { index, run, cfg: cfg.clone(), checkpoint: None })),
+    }
 }
 
 /// A member alone: its single run, as `nndl mlp|cnn` or `sweep --pack 1` trains it.

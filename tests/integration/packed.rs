@@ -503,3 +503,16 @@ fn seeds_with_pack_1_are_their_single_runs_file_for_file() {
         assert!(std::fs::read(single.join(f)).unwrap() == std::fs::read(packs.join("seed-2").join(f)).unwrap(), "{f} differs");
     }
 }
+
+#[test]
+fn many_seeds_hold_one_packs_folders_at_a_time() {
+    // Each claimed folder holds its lock's file open: 40 seeds in packs of 10 under a limit of
+    // 48 open files train when only the pack in hand is claimed.
+    let dir = tempdir("seeds-fds");
+    let out = dir.join("seeds");
+    let script = format!("ulimit -n 48 && exec \"$0\" mlp --seeds 0..39 --pack 10 --iterations 1 --device cpu --threads 1 --quiet --json --data {} --out {}",
+        mnist_dir().display(), out.display());
+    let end = std::process::Command::new("sh").arg("-c").arg(&script).arg(env!("CARGO_BIN_EXE_nndl")).output().unwrap();
+    assert!(end.status.success(), "{}", String::from_utf8_lossy(&end.stderr));
+    assert_eq!(json(&end)["runs"].as_array().unwrap().iter().filter(|r| r["state"] == "done").count(), 40);
+}
