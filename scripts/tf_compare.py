@@ -128,26 +128,39 @@ def unpack(masks, keep_prob):
     return np.unpackbits(masks, axis=-1).astype(np.float32) / np.float32(keep_prob)
 
 
+def a_model(model):
+    return f"{'an' if model == 'mlp' else 'a'} {model}"
+
+
 def fail(msg):
-    """One line on stderr and exit 2: the inputs cannot be compared (not a comparison failure)."""
-    sys.exit(f"tf_compare: {msg}")
+    """One line on stderr and exit 2: the inputs cannot be compared (--check's FAIL exits 1)."""
+    print(f"tf_compare: {msg}", file=sys.stderr)
+    sys.exit(2)
 
 
 def atomic_write(path, write, binary=False):
     """Writes path through write(file) under a temporary name in the same folder, then renames it,
     so that an interrupted run never leaves a half-written file."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as e:
+        fail(f"cannot write {path}: {e.strerror or e}")
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open(path, "w") would (mkstemp's file is 0600)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            fail(f"cannot write {path}: {e.strerror or e}")
         raise
 
 
@@ -180,9 +193,10 @@ def read_config(run):
         fail(f"{path} not found: --run must be an nndl run folder")
     except (OSError, ValueError) as e:
         fail(f"cannot read {path}: {e}")
-    missing = [k for k in ("model", "lr", "iterations", "eval_every", "optimizer", "schedule") if k not in cfg]
-    if not isinstance(cfg, dict) or missing:
-        fail(f"{path} is not an nndl run config (no {', '.join(missing) or 'fields'})")
+    missing = [k for k in ("model", "lr", "iterations", "eval_every", "optimizer", "schedule") if k not in cfg] \
+        if isinstance(cfg, dict) else ["fields"]
+    if missing or not isinstance(cfg["schedule"], dict):
+        fail(f"{path} is not an nndl run config (no {', '.join(missing) or 'schedule kind'})")
     return cfg
 
 
@@ -190,7 +204,7 @@ def check_run(cfg, exported, a, model=None):
     """Refuses, in one line, a run and export the homework's graph cannot follow. Returns the
     model and the parameters; leaves batches, losses and masks in `exported`."""
     if model is not None and cfg["model"] != model:
-        fail(f"{a.run}/config.json is a {cfg['model']} run; this mode follows the {model}")
+        fail(f"{a.run}/config.json is {a_model(cfg['model'])} run; this mode follows the {model}")
     model = cfg["model"]
     if model not in SHAPES:
         fail(f"{a.run}/config.json: model {model!r}, the homework's graphs are mlp and cnn")
@@ -204,8 +218,8 @@ def check_run(cfg, exported, a, model=None):
     params = {k: v for k, v in exported.items() if re.fullmatch(r"[wb]\d+", k)}
     if set(params) != set(SHAPES[model]):
         other = next((m for m in SHAPES if set(SHAPES[m]) == set(params)), None)
-        found = f"a {other} export" if other else f"parameters {', '.join(sorted(params)) or 'none'}"
-        fail(f"{a.init} holds {found}, but {a.run}/config.json is a {model} run")
+        found = f"{a_model(other)} export" if other else f"parameters {', '.join(sorted(params)) or 'none'}"
+        fail(f"{a.init} holds {found}, but {a.run}/config.json is {a_model(model)} run")
     for k, shape in SHAPES[model].items():
         if tuple(params[k].shape) != shape:
             fail(f"{a.init}/{k}.npy has shape {tuple(params[k].shape)}, the homework's {model} {k} is {shape}")
@@ -297,12 +311,15 @@ def step_mode(a):
     if keep_prob is not None and in_eval and (masks_eval is None or len(masks_eval) < eval_points):
         fail(f"{a.init} holds {0 if masks_eval is None else len(masks_eval)} evaluations' dropout masks "
              f"(masks_eval.npy), the run evaluates {eval_points} times in its first {iterations} steps")
-    for done in sorted({1, steps} - {0}):
+    for name, drawn in (("masks_train", keep_prob is not None), ("masks_eval", keep_prob is not None and in_eval)):
+        if exported.get(name) is not None and not drawn:
+            fail(f"{a.init} holds {name}.npy but {a.run}/config.json draws no such masks: not one run's export")
+    for done in sorted({1, steps}) if steps else []:
         if not os.path.isdir(os.path.join(a.init, f"step-{done}")):
             fail(f"{a.init}/step-{done} not found: export with --export-steps {steps}")
-    if batches.max() >= 55000 or batches.min() < 0:
-        fail(f"{a.init}/batches.npy indexes past the 55000 training images")
     train_x, train_y, test_x, test_y = mnist(a.data)
+    if batches.size and (batches.max() >= len(train_x) or batches.min() < 0):
+        fail(f"{a.init}/batches.npy indexes past the {len(train_x)} training images")
     X, Y, M, loss, train, accuracy, params = graph(model, init, cfg["lr"], masked)
     ours = read_metrics(a.run)
     for i in range(iterations):

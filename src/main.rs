@@ -95,6 +95,13 @@ fn run() -> u8 {
             let _ = e.print();
             return 0;
         }
+        // `nndl` or `nndl data` alone: clap would print the whole help as the error.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let words: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+            let command = ["nndl".to_string()].into_iter().chain(words).collect::<Vec<_>>().join(" ");
+            nndl::say!("nndl: error: {command} needs a subcommand (`{command} --help` lists them)");
+            return 2;
+        }
         Err(e) => {
             nndl::say!("nndl: {}", clap_line(&e.render().to_string()));
             return 2;

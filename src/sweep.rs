@@ -115,7 +115,11 @@ fn scalar(spec: &str, key: &str, kind: Kind, v: &toml::Value) -> Result<Value> {
 }
 
 fn number_of(spec: &str, key: &str, field: &str, v: &toml::Value) -> Result<f64> {
+    // Ranges are stepped in f64, which holds every integer up to 2^53 exactly (and seeds
+    // beyond it would silently become others).
+    const EXACT: i64 = 1 << 53;
     match v {
+        toml::Value::Integer(i) if i.unsigned_abs() > EXACT as u64 => bail!("{spec}: `{key}.{field}` {i}: a range's bounds and step must be within ±2^53 ({EXACT}); list larger values instead"),
         toml::Value::Integer(i) => Ok(*i as f64),
         toml::Value::Float(f) if f.is_finite() => Ok(*f),
         _ => bail!("{spec}: `{key}.{field}` must be a finite number, got {v}"),
@@ -400,7 +404,14 @@ impl Shard {
         let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
         let step = num("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
         let max = num("SLURM_ARRAY_TASK_MAX")?;
-        let on_range = max.filter(|&max| max >= min).map(|max| (max - min) / step + 1);
+        if let Some(max) = max.filter(|&max| max < min) {
+            bail!("SLURM_ARRAY_TASK_MAX={max} is below SLURM_ARRAY_TASK_MIN={min}");
+        }
+        let on_range = match max.map(|max| ((max - min) / step).checked_add(1)) {
+            Some(None) => bail!("SLURM_ARRAY_TASK_MAX={} is not an array's last id", max.unwrap_or(0)),
+            Some(Some(n)) => Some(n),
+            None => None,
+        };
         let count = match (num("SLURM_ARRAY_TASK_COUNT")?, on_range) {
             // A list of ids (--array=1,3) has fewer tasks than its span: its ids are not shards.
             (Some(c), Some(r)) if c != r => bail!("SLURM_ARRAY_TASK_COUNT={c} where ids {min} to {} step {step} would be {r}: \
@@ -439,6 +450,15 @@ mod tests {
         assert!(t.iter().all(|t| t.config.iterations == 20));
         assert_eq!(t[4].config.seed, 1);
         assert_eq!(t[4].config.lr, 0.01);
+    }
+
+    #[test]
+    fn integer_ranges_stay_where_f64_is_exact() {
+        let t = trials("model = \"mlp\"\nseed = { from = 9007199254740990, to = 9007199254740992 }\n").unwrap();
+        let seeds: Vec<u64> = t.iter().map(|t| t.config.seed).collect();
+        assert_eq!(seeds, [9007199254740990, 9007199254740991, 9007199254740992]);
+        let err = trials("model = \"mlp\"\nseed = { from = 9007199254740993, to = 9007199254740995 }\n").unwrap_err().to_string();
+        assert!(err.contains("within ±2^53"), "{err}");
     }
 
     #[test]
@@ -539,6 +559,11 @@ mod tests {
         // Its first id too, which lies on the span: the count gives the list away.
         let first = env(&[(id, "1"), ("SLURM_ARRAY_TASK_MIN", "1"), ("SLURM_ARRAY_TASK_MAX", "3"), ("SLURM_ARRAY_TASK_COUNT", "2")]);
         assert!(Shard::from_slurm(&first, None).unwrap_err().to_string().contains("pass --shards N"));
+        // Nonsense in the variables is named, not wrapped around.
+        let below = env(&[(id, "1"), ("SLURM_ARRAY_TASK_MIN", "4"), ("SLURM_ARRAY_TASK_MAX", "3")]);
+        assert!(Shard::from_slurm(&below, None).unwrap_err().to_string().contains("is below SLURM_ARRAY_TASK_MIN=4"));
+        let huge = env(&[(id, "1"), ("SLURM_ARRAY_TASK_MAX", &u64::MAX.to_string())]);
+        assert!(Shard::from_slurm(&huge, None).unwrap_err().to_string().contains("is not an array's last id"));
     }
 
 }
