@@ -216,9 +216,10 @@ pub struct TrainArgs {
     pub export_init: Option<PathBuf>,
     /// With --export-init, also write what the first N steps did (CPU): each step's loss, the
     /// parameters after step 1 and step N (step-1/, step-N/), and the CNN's dropout masks.
-    #[arg(long, value_name = "N", requires = "export_init")]
+    #[arg(long, value_name = "N", requires = "export_init", allow_hyphen_values = true)]
     pub export_steps: Option<usize>,
-    /// Also write the final parameters in TF's layout as .npy files into DIR.
+    /// Also write the final parameters in TF's layout as .npy files into DIR (by `nndl resume`
+    /// if the run is interrupted).
     #[arg(long, value_name = "DIR")]
     pub export_final: Option<PathBuf>,
     /// Record N training steps (1 to 1000; after the warm-up, between two evaluations) with

@@ -52,7 +52,8 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
             None => crate::say!("{shown} stopped before its first checkpoint: training it from the start"),
         }
     }
+    let export_final = super::train::saved_export_final(&run_dir)?;
     let network = run::build_network(&cfg, rt.device);
     let end = run::train_into(&cfg, &network, &data, &run_dir, &rt, ck.as_ref(), started)?;
-    super::train::finish(end, &network, &cfg, None)
+    super::train::finish(end, &network, &cfg, export_final.as_deref())
 }

@@ -17,6 +17,12 @@ const MAX_EXPORTED_STEPS: usize = 1000;
 /// --profile-steps keeps every operator call of the window in memory (about 100 a step).
 const MAX_PROFILED_STEPS: usize = 1000;
 
+/// --export-steps on the CNN keeps each evaluation's dropout masks in memory until step N.
+const MAX_EXPORTED_EVALUATIONS: usize = 10;
+
+/// Where `--export-final` goes, kept in the run folder so that `nndl resume` writes it too.
+pub const EXPORT_FILE: &str = "export.json";
+
 /// --export-init's batches.npy is 8 bytes an index: 400 MB at most.
 const MAX_EXPORTED_INDICES: usize = 50_000_000;
 
@@ -100,6 +106,18 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
         if rt.device != tch::Device::Cpu {
             bail!("--export-steps records on the CPU only; add --device cpu");
         }
+        // The CNN keeps each evaluation's masks (10,000 x 1024) until step N: about 90 MB each.
+        let evaluations = (n - 1) / cfg.eval_every + 1;
+        let masks_in_eval = matches!(cfg.dropout, crate::config::Dropout::KeepProb { in_eval: true, .. });
+        if model == ModelKind::Cnn && masks_in_eval && evaluations > MAX_EXPORTED_EVALUATIONS {
+            bail!("--export-steps {n} with --eval-every {} keeps the dropout masks of {evaluations} evaluations (about 90 MB each); at most {MAX_EXPORTED_EVALUATIONS}: raise --eval-every or lower --export-steps", cfg.eval_every);
+        }
+    }
+    if let (Some(init), Some(last)) = (&args.export_init, &args.export_final) {
+        let same = |a: &Path, b: &Path| a == b || std::fs::canonicalize(a).ok().is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a));
+        if same(init, last) {
+            bail!("--export-init and --export-final name the same folder {}: the final weights would replace the initial ones beside their batches", init.display());
+        }
     }
     for (dir, flag) in [(&args.export_init, "--export-init"), (&args.export_final, "--export-final")] {
         if let Some(dir) = dir {
@@ -115,12 +133,37 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     if let Some(dir) = &args.export_init {
         crate::export::export_init(dir, &network.vs, &cfg, data.train.len() as usize)?;
     }
+    if let Some(dir) = &args.export_final {
+        // Absolute: a resume may start from another working directory.
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        run_dir.write_json(EXPORT_FILE, &serde_json::json!({ "export_final": dir }))?;
+    }
     let export = match (args.export_steps, &args.export_init) {
         (Some(steps), Some(dir)) => Some(run::StepExport { dir: dir.clone(), steps }),
         _ => None,
     };
     let end = run::train_exporting(&cfg, &network, &data, &run_dir, &rt, run::Start { resume: None, export: export.as_ref(), at: started })?;
+    if let (RunEnd::Interrupted { next_iteration, .. }, Some(n)) = (&end, args.export_steps) {
+        if *next_iteration < n && !common.output.report.quiet {
+            // The first N steps' masks lived in this process only; a resume cannot draw them again.
+            crate::say!("warning: --export-steps {n}: interrupted before step {n}, so the steps' export is incomplete; run the export again from the start");
+        }
+    }
     finish(end, &network, &cfg, args.export_final.as_deref())
+}
+
+/// The `--export-final` folder a run was started with, if any.
+pub fn saved_export_final(run_dir: &RunDir) -> Result<Option<std::path::PathBuf>> {
+    let path = run_dir.file(EXPORT_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    match value.get("export_final") {
+        Some(serde_json::Value::String(dir)) => Ok(Some(dir.into())),
+        _ => bail!("{}: no export_final folder in it", path.display()),
+    }
 }
 
 /// The outcome of a run that ended: its summary, or the interruption with the resume command.

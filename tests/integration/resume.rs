@@ -125,6 +125,26 @@ fn a_run_from_a_bigger_machine_is_reported_and_evaluated_here() {
 }
 
 #[test]
+fn a_resumed_run_writes_its_export_final_too() {
+    // --export-final is written when the run finishes, which may be in `nndl resume`, started
+    // from another folder: the run keeps the export's absolute path (export.json).
+    let dir = tempdir("resume-export");
+    let out = nndl().current_dir(&*dir).args(["mlp", "--iterations", "20", "--eval-every", "10", "--export-final", "final", "--out", "run"])
+        .args(["--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = std::fs::read(dir.join("final/w1.npy")).unwrap();
+    // As if interrupted after the last checkpoint: no summary, no export yet.
+    std::fs::remove_dir_all(dir.join("final")).unwrap();
+    std::fs::remove_file(dir.join("run/summary.json")).unwrap();
+    resume(&dir.join("run"));
+    assert!(std::fs::read(dir.join("final/w1.npy")).unwrap() == first, "the resumed run's export is the run's final weights");
+    // --export-init and --export-final into one folder would mix the start with the end.
+    let both = nndl().args(["mlp", "--iterations", "2", "--export-init"]).arg(dir.join("x")).arg("--export-final").arg(dir.join("x"))
+        .args(["--device", "cpu", "--quiet", "--out"]).arg(dir.join("run2")).output().unwrap();
+    crate::util::assert_one_line_error(&both, "--export-init and --export-final name the same folder");
+}
+
+#[test]
 fn a_session_on_another_thread_count_still_resumes() {
     // A sweep or `--seeds` rerun may continue a run on another thread count (other --jobs):
     // its checkpoints then name that count, and config.json the first session's.
