@@ -22,7 +22,7 @@ pub enum Command {
     Mlp(TrainArgs),
     /// Train the two-conv CNN on MNIST.
     Cnn(TrainArgs),
-    /// Continue an interrupted MNIST run from its last checkpoint.
+    /// Continue an interrupted MNIST run (or reproduce) from its last checkpoint.
     Resume(ResumeArgs),
     /// Evaluate a run's saved weights on the test set: loss, accuracy, confusion matrix.
     Eval(EvalArgs),
@@ -233,7 +233,8 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct ResumeArgs {
-    /// The run folder (it holds config.json and checkpoint.safetensors).
+    /// The run folder (config.json and checkpoint.safetensors), or a reproduce folder
+    /// (reproduce.json).
     pub run_dir: PathBuf,
     /// MNIST directory (default: $MNIST_DIR, else data/mnist).
     #[arg(long, value_name = "DIR")]
@@ -328,7 +329,8 @@ pub struct ReproduceArgs {
     /// Only these parts, comma-separated (default: all); each runs once, in the homework's order.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Option<Vec<Stage>>,
-    /// A short smoke schedule (MLP 300 and CNN 100 iterations) instead of the full 4001.
+    /// A short smoke schedule (MLP 300 and CNN 100 iterations instead of the full 4001; the
+    /// BPTT check on 30 random RNNs instead of 150).
     #[arg(long)]
     pub quick: bool,
     /// Seed of every part.

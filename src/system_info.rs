@@ -134,12 +134,12 @@ impl Environment {
 pub fn describe(i: &Info) -> String {
     let dir = i.libtorch_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "?".into());
     let mut out = format!(
-        "nndl {} ({})\ntch {} / torch {}\nlibtorch: {dir}\nCUDA: {}{}\ncuDNN: {}\nGPUs: {}\nCUDA graphs: {}\nthreads: {}\nMKL: {}, OpenMP: {}",
+        "nndl {} ({})\ntch {} / torch {}\nlibtorch: {dir}\nCUDA: {}{}\ncuDNN: {}\nGPUs: {}\nCUDA graphs: {}\nthreads: {}\nTF32: {} (libtorch's default; runs set their own --tf32)\nMKL: {}, OpenMP: {}",
         i.nndl, i.git_commit, i.tch, i.torch.as_deref().unwrap_or("?"),
         if i.cuda_available { "available" } else { "not available" },
         i.cuda_note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
         match i.cudnn_version { Some(v) => format!("available ({v})"), None => "not available".into() },
-        i.gpu_count, i.cuda_graphs, i.threads, i.mkl, i.openmp
+        i.gpu_count, i.cuda_graphs, i.threads, if i.tf32 { "on" } else { "off" }, i.mkl, i.openmp
     );
     out.push('\n');
     out

@@ -65,7 +65,11 @@ fn not_one_mnist_run(dir: &Path) -> Option<String> {
         return Some(format!("{shown} is not a folder"));
     }
     if dir.join(super::reproduce::SETTINGS).is_file() {
-        return Some(format!("{shown} is a reproduce folder: evaluate one of its runs, as `nndl eval {}`", crate::run_dir::shell_word(&dir.join("mlp").display().to_string())));
+        let stage = ["mlp", "cnn"].iter().map(|s| dir.join(s)).find(|d| d.join("config.json").is_file());
+        return Some(match stage {
+            Some(run) => format!("{shown} is a reproduce folder: evaluate one of its runs, as `nndl eval {}`", crate::run_dir::shell_word(&run.display().to_string())),
+            None => format!("{shown} is a reproduce folder that holds no MNIST run (yet)"),
+        });
     }
     let config = dir.join("config.json");
     if !config.exists() {

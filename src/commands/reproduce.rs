@@ -30,6 +30,9 @@ pub struct ReproduceSettings {
     pub seed: u64,
     pub device: String,
     pub threads: usize,
+    /// `--no-cuda-graph`, kept so that a resumed reproduce steps as the first session did.
+    #[serde(default)]
+    pub no_cuda_graph: bool,
 }
 
 /// A stage by name, as settings files spell it.
@@ -69,6 +72,7 @@ pub struct ReproduceSummary {
     pub out_dir: std::path::PathBuf,
     pub device: String,
     pub quick: bool,
+    pub seed: u64,
     pub bptt: Option<BpttReport>,
     pub xor: Option<XorResult>,
     pub mlp: Option<RunSummary>,
@@ -103,8 +107,8 @@ pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
     stages.sort();
     stages.dedup();
     let common = &args.common;
-    if stages.contains(&StageName::Xor) {
-        xor_stats::seed_range(args.seed, 100).map_err(|e| anyhow!(e))?;
+    if stages.contains(&StageName::Xor) && xor_stats::seed_range(args.seed, 100).is_err() {
+        bail!("invalid --seed {}: the XOR part runs 100 seeds from it, past the largest seed {}; use --only to leave xor out, or a smaller --seed", args.seed, u64::MAX);
     }
     let device = common.device.clone().unwrap_or_else(|| "auto".into());
     if let Some(n) = common.threads {
@@ -113,12 +117,13 @@ pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
     let mut rt = Runtime::for_device(&device, common.threads, common.output.report.quiet)?;
     let needs_mnist = stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(common.data.as_deref(), rt.device)?) } else { None };
+    let settings = ReproduceSettings { stages, quick: args.quick, seed: args.seed, device, threads: tch::get_num_threads() as usize, no_cuda_graph: common.no_cuda_graph };
+    check_space(common.output.out.as_deref().unwrap_or(Path::new(crate::run_dir::DEFAULT_PARENT)), &settings)?;
     let out = out_or_fresh(common.output.out.as_deref(), "reproduce")?;
     let root = RunDir::create(&out, common.output.force)?;
     rt.say_note();
-    let settings = ReproduceSettings { stages, quick: args.quick, seed: args.seed, device, threads: tch::get_num_threads() as usize };
     root.write_json(SETTINGS, &settings)?;
-    run_stages(&root, &settings, data.as_ref(), &rt, common.output.report.quiet, common.no_cuda_graph, Session { started, resumed: false })
+    run_stages(&root, &settings, data.as_ref(), &rt, common.output.report.quiet, Session { started, resumed: false })
 }
 
 /// When this process started on the folder, and whether an earlier one began it.
@@ -141,13 +146,14 @@ pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Resul
     let mut rt = Runtime::for_device(&settings.device, Some(settings.threads), report.quiet)?;
     let needs_mnist = settings.stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(data_flag, rt.device)?) } else { None };
+    check_space(dir, &settings)?;
     rt.say_note();
-    run_stages(&root, &settings, data.as_ref(), &rt, report.quiet, false, Session { started, resumed: true })
+    run_stages(&root, &settings, data.as_ref(), &rt, report.quiet, Session { started, resumed: true })
 }
 
-fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceData>, rt: &Runtime, quiet: bool, no_graph: bool, session: Session) -> Result<Outcome> {
+fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceData>, rt: &Runtime, quiet: bool, session: Session) -> Result<Outcome> {
     let started = session.started;
-    let mut summary = ReproduceSummary { out_dir: root.path.clone(), device: crate::device::name(rt.device), quick: settings.quick, resumed: session.resumed, ..Default::default() };
+    let mut summary = ReproduceSummary { out_dir: root.path.clone(), device: crate::device::name(rt.device), quick: settings.quick, seed: settings.seed, resumed: session.resumed, ..Default::default() };
     let say = |line: String| {
         if !quiet {
             crate::say!("{line}");
@@ -179,7 +185,7 @@ fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceD
                 let model = if *stage == StageName::Mlp { ModelKind::Mlp } else { ModelKind::Cnn };
                 let data = data.context("MNIST loaded for the MNIST stages")?;
                 let mut rt_stage = Runtime::for_device(&settings.device, Some(settings.threads), quiet)?;
-                rt_stage.allow_graph = !no_graph;
+                rt_stage.allow_graph = !settings.no_cuda_graph;
                 match mnist_stage(root, model, settings, data, &rt_stage)? {
                     RunEnd::Finished(s) => {
                         say(run::describe(&s));
@@ -198,7 +204,12 @@ fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceD
     root.write_text("report.md", &report(&summary))?;
     root.write_json("summary.json", &summary)?;
     let human = format!("done in {:.1} s: {}", summary.wall_seconds, root.file("report.md").display());
-    Outcome::new(human, &summary)
+    let outcome = Outcome::new(human, &summary)?;
+    // The report is whole either way; a failed check is still a failure.
+    Ok(match &summary.bptt {
+        Some(b) if !b.passed => outcome.failing("error: the BPTT check failed its targets; see the report".into(), 1),
+        _ => outcome,
+    })
 }
 
 /// A stage's stored result when an earlier session finished it, else `make` it and store it.
@@ -211,9 +222,8 @@ fn done_or<T: Serialize + for<'de> Deserialize<'de>>(root: &RunDir, file: &str, 
     Ok(result)
 }
 
-/// One MNIST stage in its subfolder: reused when finished, resumed when started, else new.
-fn mnist_stage(root: &RunDir, model: ModelKind, settings: &ReproduceSettings, data: &DeviceData, rt: &Runtime) -> Result<RunEnd> {
-    let name = model.name();
+/// An MNIST stage's config: the faithful preset, on the quick schedule if asked.
+fn stage_config(model: ModelKind, settings: &ReproduceSettings) -> TrainConfig {
     let mut cfg = TrainConfig::preset(model, Preset::Faithful);
     cfg.seed = settings.seed;
     cfg.device = settings.device.clone();
@@ -221,9 +231,30 @@ fn mnist_stage(root: &RunDir, model: ModelKind, settings: &ReproduceSettings, da
     if settings.quick {
         cfg.iterations = if model == ModelKind::Mlp { 300 } else { 100 };
     }
+    cfg
+}
+
+/// What the MNIST stages still to run will write, checked against the free space before any
+/// training (a reproduce that trains for an hour and then cannot write its checkpoint loses it).
+fn check_space(folder: &Path, settings: &ReproduceSettings) -> Result<()> {
+    let bytes = settings.stages.iter().filter_map(|s| match s {
+        StageName::Mlp => Some(ModelKind::Mlp),
+        StageName::Cnn => Some(ModelKind::Cnn),
+        _ => None,
+    }).map(|m| run::disk_estimate(&stage_config(m, settings))).sum();
+    crate::run_dir::check_free_space(folder, bytes)
+}
+
+/// One MNIST stage in its subfolder: reused when finished, resumed when started, else new.
+fn mnist_stage(root: &RunDir, model: ModelKind, settings: &ReproduceSettings, data: &DeviceData, rt: &Runtime) -> Result<RunEnd> {
+    let name = model.name();
+    let cfg = stage_config(model, settings);
     let dir = root.file(name);
-    let (end, _) = run::run_or_resume(&cfg, &dir, data, rt)?;
-    if let RunEnd::Finished(_) = &end {
+    let (mut end, _) = run::run_or_resume(&cfg, &dir, data, rt)?;
+    if let RunEnd::Finished(summary) = &mut end {
+        // Where the stage is now: a finished stage's summary.json names the folder it was made
+        // in, which a copied or moved reproduce folder has left.
+        summary.out_dir = dir.clone();
         for fig in ["loss", "accuracy"] {
             let file = format!("{name}-{fig}.png");
             let bytes = std::fs::read(dir.join(&file)).with_context(|| format!("cannot read {file}"))?;
@@ -266,12 +297,13 @@ fn xor_result(runs: Vec<xor::XorRun>, stats: &ManySummary) -> Result<(XorResult,
 fn report(s: &ReproduceSummary) -> String {
     let info = crate::system_info::gather();
     let mut md = String::from("# nndl: assignment 2, reproduced\n\n");
-    let _ = writeln!(md, "Device: {}; torch {}; tch {}; libtorch threads {}; {}.\n", s.device, info.torch.as_deref().unwrap_or("?"), info.tch, info.threads,
+    let _ = writeln!(md, "nndl {} ({}), seed {}. Device: {}; torch {}; tch {}; libtorch threads {}; {}.\n", info.nndl, info.git_commit, s.seed,
+        s.device, info.torch.as_deref().unwrap_or("?"), info.tch, info.threads,
         if s.quick { "**quick smoke schedule** (not the homework's 4001 iterations)" } else { "the homework's full schedules" });
     md.push_str("| part | nndl | homework | wall time |\n|---|---|---|---|\n");
     if let Some(b) = &s.bptt {
-        let _ = writeln!(md, "| BPTT dL/dU formula | max rel. error {:.1e} vs finite differences, {:.1e} vs libtorch autograd ({} random RNNs) | derived, not checked | {:.2} s |",
-            b.max_rel_error_finite_diff, b.max_rel_error_autograd, b.problems, b.wall_seconds);
+        let _ = writeln!(md, "| BPTT dL/dU formula | **{}**: max rel. error {:.1e} vs finite differences, {:.1e} vs libtorch autograd ({} random RNNs) | derived, not checked | {:.2} s |",
+            if b.passed { "pass" } else { "FAIL" }, b.max_rel_error_finite_diff, b.max_rel_error_autograd, b.problems, b.wall_seconds);
     }
     if let Some(x) = &s.xor {
         let (converged, runs, secs) = (&x.seeds["converged"], &x.seeds["runs"], x.seeds["wall_seconds"].as_f64().unwrap_or(0.0));

@@ -242,7 +242,13 @@ fn reproduce_resumes_without_redoing_finished_parts() {
     }
     let bptt_before = std::fs::read(root.join("bptt.json")).unwrap();
     std::fs::remove_file(root.join("mlp/summary.json")).unwrap();
+    // Moved before it is resumed: the finished parts are read where they are now.
+    let moved = dir.join("moved");
+    std::fs::rename(&root, &moved).unwrap();
+    let root = moved;
     let out = resume(&root);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["mlp"]["out_dir"].as_str(), Some(root.join("mlp").to_str().unwrap()));
     assert!(root.join("report.md").is_file());
     assert_eq!(std::fs::read(root.join("bptt.json")).unwrap(), bptt_before, "BPTT was not redone");
     assert!(out.status.success());
@@ -252,6 +258,24 @@ fn reproduce_resumes_without_redoing_finished_parts() {
     let again = nndl().arg("resume").arg(&root).arg("--quiet").output().unwrap();
     crate::util::assert_one_line_error(&again, "is finished (it has summary.json); nothing to resume");
     assert_eq!(std::fs::read_to_string(root.join("report.md")).unwrap(), report);
+}
+
+#[test]
+fn a_failed_bptt_check_fails_the_reproduction() {
+    let dir = tempdir("repro-bptt-fail");
+    let root = dir.join("r");
+    json(&train(&["reproduce", "--only", "bptt", "--quick", "--json", "--out", root.to_str().unwrap()]));
+    assert!(std::fs::read_to_string(root.join("report.md")).unwrap().contains("| BPTT dL/dU formula | **pass**"));
+    // As if the check had failed in an earlier session.
+    let mut bptt: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("bptt.json")).unwrap()).unwrap();
+    bptt["passed"] = false.into();
+    std::fs::write(root.join("bptt.json"), bptt.to_string()).unwrap();
+    for f in ["summary.json", "report.md"] {
+        std::fs::remove_file(root.join(f)).unwrap();
+    }
+    let out = nndl().arg("resume").arg(&root).arg("--quiet").output().unwrap();
+    crate::util::assert_one_line_error(&out, "the BPTT check failed its targets");
+    assert!(std::fs::read_to_string(root.join("report.md")).unwrap().contains("**FAIL**"));
 }
 
 #[test]

@@ -109,7 +109,7 @@ const CASES: &[Case] = &[
     Case { name: "reproduce's 100 XOR seeds past 2^64", run: |d| {
         let out = nndl().args(["reproduce", "--only", "xor", "--seed", "18446744073709551600", "--quiet", "--out"]).arg(d.join("r")).output().unwrap();
         assert!(!d.join("r").exists());
-        (out, 1, err("invalid --seed 18446744073709551600 with --runs 100: the last seed would pass 18446744073709551615"))
+        (out, 1, err("invalid --seed 18446744073709551600: the XOR part runs 100 seeds from it, past the largest seed 18446744073709551615; use --only to leave xor out, or a smaller --seed"))
     }},
     Case { name: "xor --force without --out", run: |_| {
         (nndl().args(["xor", "--runs", "3", "--force", "--quiet"]).output().unwrap(), 1, err("--force replaces what --out holds; give --out too"))
@@ -249,6 +249,19 @@ const CASES: &[Case] = &[
         let _ = std::process::Command::new("umount").arg(&mnt).status();
         let line = String::from_utf8_lossy(&out.stderr).trim().to_string();
         assert!(line.starts_with(&err(format!("not enough free space for {}: about ", mnt.join("run").display()))) && line.ends_with("MB free"), "{line}");
+        (out, 1, line)
+    }},
+    Case { name: "free space below what a reproduction writes", run: |d| {
+        let mnt = d.join("small-reproduce");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt).status().unwrap().success());
+        let out = nndl().args(["reproduce", "--quick", "--only", "mlp", "--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(crate::util::mnist_dir())
+            .arg("--out").arg(mnt.join("r")).output().unwrap();
+        let made = mnt.join("r").exists();
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        assert!(!made, "refused before the folder is made");
+        let line = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert!(line.starts_with(&err(format!("not enough free space for {}: about ", mnt.join("r").display()))), "{line}");
         (out, 1, line)
     }},
     Case { name: "a full disk while writing", run: |d| {
