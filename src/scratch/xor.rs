@@ -207,8 +207,9 @@ impl XorConfig {
             return Err("invalid log_every 0: must be at least 1".into());
         }
         if let XorInit::Uniform { low, high } = self.init {
-            if !(low.is_finite() && high.is_finite() && low < high) {
-                return Err(format!("invalid --init-low/--init-high {low}..{high}: need finite low < high"));
+            // high - low scales every draw: it must be finite too (-1e308..1e308 is not).
+            if !(low.is_finite() && high.is_finite() && low < high && (high - low).is_finite()) {
+                return Err(format!("invalid --init-low/--init-high {low}..{high}: need finite low < high, less than about 1.8e308 apart"));
             }
         }
         Ok(())
