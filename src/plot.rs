@@ -2,6 +2,7 @@
 //! font library is needed.
 use crate::run_dir::write_atomic_with;
 use anyhow::{anyhow, Result};
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use std::path::Path;
@@ -55,18 +56,34 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
             let pad = ((y_max - y_min) * 0.05).max(1e-6);
             draw(tmp, &text, series, x_max, (y_min - pad)..(y_max + pad), scale)
         }
-        Scale::Log => draw(tmp, &text, series, x_max, ((y_min * 0.8)..(y_max * 1.25)).log_scale(), scale),
+        Scale::Log => draw(tmp, &text, series, x_max, log_axis(y_min * 0.8, y_max * 1.25), scale),
     })
 }
 
-/// A log axis gets a key point every 1-2-5 of each decade; only those are labelled, so the
-/// labels near a decade's top do not pile up.
+/// A log axis from `lo` to `hi` with a light grid line at 1 to 9 of each decade, labelled at 1,
+/// 2 and 5 (at every grid line where the range holds fewer than two of those). plotters' own
+/// log key points left short ranges with one or two labels and crowded a decade's top.
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let mut grid = Vec::new();
+    for exponent in lo.log10().floor() as i32..=hi.log10().ceil() as i32 {
+        // m / 10^k, not m * 0.1^k: 3 / 10 is 0.3, 3 * 0.1 is not.
+        let at = |m: f64| if exponent >= 0 { m * 10f64.powi(exponent) } else { m / 10f64.powi(-exponent) };
+        grid.extend((1..=9).map(|m| at(m as f64)).filter(|y| (lo..=hi).contains(y)));
+    }
+    let one_two_five = |y: &f64| {
+        let mantissa = y / 10f64.powf(y.log10().floor());
+        [1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6)
+    };
+    let mut labelled: Vec<f64> = grid.iter().copied().filter(one_two_five).collect();
+    if labelled.len() < 2 {
+        labelled = grid.clone();
+    }
+    (lo..hi).log_scale().with_key_points(labelled).with_light_points(grid)
+}
+
+/// A log axis's label: plain numbers from 0.01 to 10^5, else 1e-3 and the like.
 fn log_label(y: f64) -> String {
     if y <= 0.0 {
-        return String::new();
-    }
-    let mantissa = y / 10f64.powf(y.log10().floor());
-    if ![1.0, 2.0, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-6) {
         return String::new();
     }
     if (0.01..1e5).contains(&y) { format!("{}", (y * 1e6).round() / 1e6) } else { format!("{y:.0e}") }
@@ -206,7 +223,9 @@ pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands:
             ($chart:expr) => {{
                 let mut chart = $chart.map_err(|e| fail(&e))?;
                 chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 16)).axis_desc_style(("sans-serif", 18))
-                    .x_label_formatter(&|x| format!("{x:.0}")).draw().map_err(|e| fail(&e))?;
+                    .x_label_formatter(&|x| format!("{x:.0}"))
+                    .y_label_formatter(&|y| if scale == Scale::Log { log_label(*y) } else { tick(*y) })
+                    .draw().map_err(|e| fail(&e))?;
                 for (b, color) in bands.iter().zip(PALETTE.iter().cycle()) {
                     let pts: Vec<_> = b.points.iter().filter(|p| finite(p.1) && finite(p.2) && finite(p.3)).collect();
                     let outline: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.3)).chain(pts.iter().rev().map(|p| (p.0, p.2))).collect();
@@ -226,7 +245,7 @@ pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands:
                 let pad = ((hi - lo) * 0.05).max(1e-6);
                 body!(builder.build_cartesian_2d(0f64..x_max, (lo - pad)..(hi + pad)))
             }
-            Scale::Log => body!(builder.build_cartesian_2d(0f64..x_max, ((lo * 0.8)..(hi * 1.25)).log_scale())),
+            Scale::Log => body!(builder.build_cartesian_2d(0f64..x_max, log_axis(lo * 0.8, hi * 1.25))),
         }
         Ok(())
     })
@@ -276,4 +295,21 @@ pub fn error_bar_chart(path: &Path, title: &str, x_label: &str, y_label: &str, p
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_axes_label_at_least_two_points_and_grid_each_decade_evenly() {
+        // A CNN's quick run: 1.5 to 20, labelled 2, 5, 10, 20 (plotters gave only 10 and 20).
+        let axis = log_axis(1.5, 20.0);
+        assert_eq!(axis.bold_points(), [2.0, 5.0, 10.0, 20.0]);
+        assert_eq!(axis.light_points().len(), 8 + 2, "2..9, then 10 and 20");
+        // Less than a 1-2-5 step wide: every grid line is labelled.
+        assert_eq!(log_axis(0.3, 0.45).bold_points(), [0.3, 0.4]);
+        assert_eq!(log_label(0.3), "0.3");
+        assert_eq!(log_label(2e-5), "2e-5");
+    }
 }
