@@ -134,7 +134,7 @@ pub struct OutputArgs {
     /// Output folder (default: runs/<name>-<unix time>, with -2, -3... after it for runs started in the same second).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Replace an earlier run (or other files) in --out; the old folder is moved aside first.
+    /// Replace an earlier run (or other files) in --out: the old folder is moved aside, then deleted.
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]

@@ -32,9 +32,25 @@ fn tf_params(vs: &nn::VarStore, model: ModelKind) -> Vec<(String, Tensor)> {
     out
 }
 
+/// The weights and biases of `model`'s layers (w1.npy, b1.npy, ...).
+fn param_names(model: ModelKind) -> Vec<String> {
+    let layers = match model {
+        ModelKind::Mlp => 3,
+        ModelKind::Cnn => 4,
+    };
+    (1..=layers).flat_map(|k| [format!("w{k}"), format!("b{k}")]).collect()
+}
+
+/// Whether `dir` holds every parameter file of an export of `model`.
+pub fn holds_params(dir: &Path, model: ModelKind) -> bool {
+    param_names(model).iter().all(|n| dir.join(format!("{n}.npy")).is_file())
+}
+
 /// Writes w1.npy, b1.npy, ... (float32, TF layout) into `dir`.
 pub fn export_params(dir: &Path, vs: &nn::VarStore, model: ModelKind) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // What an export killed mid-write left (its own temporary files).
+    crate::run_dir::remove_stale_partials(dir);
     let params = tf_params(vs, model);
     // A folder that held the CNN's 4 layers keeps no w4.npy beside the MLP's 3.
     for layer in params.len() / 2 + 1..=4 {

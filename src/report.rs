@@ -158,9 +158,10 @@ pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
             Err(e) => warnings.push(format!("{}: {e}; left out", d.display())),
         }
     };
-    // A folder of runs that holds reproduce or sweep folders (several reproductions side by
-    // side): their runs are one level further down.
-    let holds_runs = |d: &Path| ["reproduce.json", "sweep.json"].iter().any(|f| d.join(f).is_file());
+    // A folder of runs that holds reproduce, sweep or `--seeds` folders (several side by side):
+    // their runs are one level further down.
+    let holds_runs = |d: &Path| ["reproduce.json", "sweep.json"].iter().any(|f| d.join(f).is_file())
+        || std::fs::read_dir(d).is_ok_and(|it| it.flatten().any(|e| e.path().join(crate::run_dir::MARKER).exists()));
     let subdirs = |dir: &Path| {
         let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
         subdirs.sort();
@@ -218,6 +219,15 @@ pub fn aggregate(found: &Found) -> Vec<GroupReport> {
     varying.sort();
     varying.dedup();
     varying.retain(|k| configs.iter().any(|c| c.get(k) != configs[0].get(k)));
+    // Where the preset varies, the settings each configuration has from its preset say nothing
+    // more: `preset=modern`, not every setting the modern preset changes.
+    if varying.iter().any(|k| k == "preset") {
+        let defaults: Vec<serde_json::Map<String, serde_json::Value>> = groups.values().map(|g| {
+            let cfg = g.config(found);
+            configuration(&TrainConfig::preset(cfg.model, cfg.preset))
+        }).collect();
+        varying.retain(|k| k == "preset" || configs.iter().zip(&defaults).any(|(c, d)| c.get(k) != d.get(k)));
+    }
     let mut out: Vec<GroupReport> = groups.values().zip(&configs).map(|(g, settings)| {
         let runs: Vec<&RunRecord> = g.finished.iter().map(|&i| &found.finished[i]).collect();
         let label = if varying.is_empty() {
@@ -287,8 +297,10 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
     use std::fmt::Write as _;
     let finished: usize = groups.iter().map(|g| g.seeds.len()).sum();
     let failed: Vec<&FailedSeed> = groups.iter().flat_map(|g| &g.failed).collect();
-    let runs = if failed.is_empty() { format!("{finished} runs") } else { format!("{finished} finished runs and {} failed", failed.len()) };
-    let mut md = format!("# nndl report\n\n{runs} in {} configurations, sorted by mean final test accuracy (std is the sample standard deviation over seeds).\n\n", groups.len());
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let runs = if failed.is_empty() { format!("{finished} run{}", plural(finished)) } else { format!("{finished} finished run{} and {} failed", plural(finished), failed.len()) };
+    let configurations = format!("{} configuration{}", groups.len(), plural(groups.len()));
+    let mut md = format!("# nndl report\n\n{runs} in {configurations}, sorted by mean final test accuracy (std is the sample standard deviation over seeds).\n\n");
     md.push_str("| configuration | seeds | failed | test accuracy, mean ± std | min | max | test loss, mean ± std | min | max | best accuracy | train s (mean) |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for g in groups {

@@ -411,7 +411,16 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
 pub(crate) fn saved_checkpoint(cfg: &TrainConfig, run: &RunDir) -> Result<Option<Checkpoint>> {
     check_saved_config(cfg, run)?;
     let ck_path = run.file(checkpoint::FILE);
-    Ok(if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None })
+    if !ck_path.exists() {
+        return Ok(None);
+    }
+    let ck = Checkpoint::load(&ck_path)?;
+    // A checkpoint of another run (copied in, or left by an earlier config) would continue
+    // that run's parameters under this one's name.
+    if !ck.meta.config.same_run(cfg) {
+        bail!("{} was written by another config than {}; start the run again with --force", ck_path.display(), run.file("config.json").display());
+    }
+    Ok(Some(ck))
 }
 
 /// A run folder met again (a rerun of the same command, a sweep) must hold a run of `cfg`:

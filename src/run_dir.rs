@@ -240,8 +240,9 @@ pub fn folder_state(dir: &Path) -> Result<FolderState> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n != LOCK && !n.starts_with(PARTIAL))
         .collect();
-    // The marker alone is a run killed before it wrote its config: nothing to keep.
-    Ok(if names.is_empty() || names == [MARKER] {
+    // The marker alone (or with export.json, written beside config.json) is a run killed before
+    // it wrote its config: nothing to keep.
+    Ok(if names.is_empty() || names.iter().all(|n| n == MARKER || n == "export.json") {
         FolderState::Empty
     } else if names.iter().any(|n| n == MARKER) {
         if names.iter().any(|n| n == "summary.json") { FolderState::FinishedRun } else { FolderState::UnfinishedRun }

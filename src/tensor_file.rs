@@ -95,6 +95,7 @@ pub fn decode(bytes: &[u8]) -> Result<Contents> {
 /// that much JSON): a checkpoint's position without reading its tensors.
 pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     use std::io::Read;
+    regular_file_size(path)?;
     let mut file = std::fs::File::open(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
     let mut len = [0u8; 8];
     file.read_exact(&mut len).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
@@ -113,8 +114,17 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     Ok(header.metadata)
 }
 
+/// A file to read whole: a regular file (a device or a pipe would never end or never start).
+fn regular_file_size(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    Ok(meta.len())
+}
+
 pub fn read(path: &Path) -> Result<Contents> {
-    let size = std::fs::metadata(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?.len();
+    let size = regular_file_size(path)?;
     if size > MAX_FILE_BYTES {
         bail!("{} is {} MB, larger than any nndl file ({} MB)", path.display(), size >> 20, MAX_FILE_BYTES >> 20);
     }

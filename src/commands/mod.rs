@@ -48,6 +48,12 @@ impl Outcome {
 }
 
 pub fn run(command: Command) -> Result<Outcome> {
+    // Commands that train take a stop in good order from their first moment: a signal during
+    // start-up (loading MNIST) stops the run at its first step, with a checkpoint, instead of
+    // killing the process before it has one.
+    if matches!(command, Command::Mlp(_) | Command::Cnn(_) | Command::Resume(_) | Command::Sweep(_) | Command::Reproduce(_)) {
+        crate::signals::install()?;
+    }
     match command {
         Command::Mlp(args) => train::run(ModelKind::Mlp, &args),
         Command::Cnn(args) => train::run(ModelKind::Cnn, &args),

@@ -75,9 +75,19 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
     }
     let human = format!("{} in {} -> {}; best {}: {:.2}%{} over {}{}",
         count(found.finished.len(), "run", "runs"), count(groups.len(), "configuration", "configurations"), out.join("report.md").display(),
-        best.label, 100.0 * accuracy.mean, report::plus_minus(accuracy.std.map(|s| 100.0 * s), 2), count(best.seeds.len(), "seed", "seeds"),
+        best.label, 100.0 * accuracy.mean, report::plus_minus(accuracy.std.map(|s| 100.0 * s), 2), runs_and_seeds(&best.seeds),
         if left_out.is_empty() { String::new() } else { format!(" ({})", left_out.join("; ")) });
     Outcome::new(human, &serde_json::json!({ "runs": found.finished.len(), "failed": failed, "configurations": groups, "warnings": warnings, "out_dir": out }))
+}
+
+/// `3 seeds`, or `8 runs (4 seeds)` where some seed ran more than once.
+fn runs_and_seeds(seeds: &[u64]) -> String {
+    let distinct = seeds.iter().collect::<std::collections::BTreeSet<_>>().len();
+    if distinct == seeds.len() {
+        count(distinct, "seed", "seeds")
+    } else {
+        format!("{} ({})", count(seeds.len(), "run", "runs"), count(distinct, "seed", "seeds"))
+    }
 }
 
 /// `1 run`, `2 runs`.
@@ -98,6 +108,6 @@ fn bands(groups: &[GroupReport], records: &[RunRecord], f: fn(&crate::metrics::E
             let s = report::Stats::of(&ys);
             (it as f64, s.mean, s.min, s.max)
         }).collect();
-        Band { label: format!("{} ({})", g.label, count(g.seeds.len(), "seed", "seeds")), points }
+        Band { label: format!("{} ({})", g.label, runs_and_seeds(&g.seeds)), points }
     }).collect()
 }

@@ -28,6 +28,10 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     }
     let run_dir = RunDir::open(&args.run_dir)?;
     if run_dir.file("summary.json").exists() {
+        let cfg = TrainConfig::load(&run_dir.file("config.json"))?;
+        if let Some(done) = super::train::finish_export(&run_dir, &cfg)? {
+            return Ok(done);
+        }
         bail!("{shown} is finished (it has summary.json); nothing to resume");
     }
     let cfg = TrainConfig::load(&run_dir.file("config.json"))?;
@@ -53,6 +57,10 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
         }
     }
     let export_final = super::train::saved_export_final(&run_dir)?;
+    if let Some(dir) = &export_final {
+        // Before the training, as a fresh run checks it: not after an hour of it.
+        crate::run_dir::check_writable_folder(dir, "--export-final (export.json)")?;
+    }
     let network = run::build_network(&cfg, rt.device);
     let end = run::train_into(&cfg, &network, &data, &run_dir, &rt, ck.as_ref(), started)?;
     super::train::finish(end, &network, &cfg, export_final.as_deref())

@@ -193,6 +193,8 @@ fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
     }
     crate::run_dir::check_free_space(out, trials.iter().map(|t| run::disk_estimate(&t.config)).sum::<u64>().min(u64::MAX / 2))?;
     std::fs::create_dir_all(out).map_err(|e| anyhow!("cannot create sweep folder {}: {e}", out.display()))?;
+    // What a driver killed mid-write left (its own temporary files; live ones stay).
+    crate::run_dir::remove_stale_partials(out);
     write_atomic(&out.join(MARKER), b"{}\n")?;
     let mut text = serde_json::to_string_pretty(&serde_json::json!({ "trials": trials }))?;
     text.push('\n');

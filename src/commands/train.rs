@@ -7,7 +7,7 @@ use crate::data::DeviceData;
 use crate::run::{self, Network, RunEnd};
 use crate::run_dir::{out_or_fresh, RunDir, DEFAULT_PARENT};
 use crate::runtime::Runtime;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::time::Instant;
 
@@ -134,9 +134,14 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
         crate::export::export_init(dir, &network.vs, &cfg, data.train.len() as usize)?;
     }
     if let Some(dir) = &args.export_final {
-        // Absolute: a resume may start from another working directory.
+        // After config.json (written again by the loop), so that a folder with export.json is
+        // always one `nndl resume` takes. Absolute: a resume may start from elsewhere.
+        run_dir.write_json("config.json", &cfg)?;
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         run_dir.write_json(EXPORT_FILE, &serde_json::json!({ "export_final": dir }))?;
+    } else {
+        // A run killed before its config, in this folder, may have left one.
+        let _ = std::fs::remove_file(run_dir.file(EXPORT_FILE));
     }
     let export = match (args.export_steps, &args.export_init) {
         (Some(steps), Some(dir)) => Some(run::StepExport { dir: dir.clone(), steps }),
@@ -152,6 +157,22 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     finish(end, &network, &cfg, args.export_final.as_deref())
 }
 
+/// A finished run whose `--export-final` an interruption cut short (killed after summary.json,
+/// while exporting): the export, written now from model.safetensors. None when there is none
+/// to finish.
+pub fn finish_export(run_dir: &RunDir, cfg: &TrainConfig) -> Result<Option<Outcome>> {
+    let Some(dir) = saved_export_final(run_dir)? else { return Ok(None) };
+    if crate::export::holds_params(&dir, cfg.model) {
+        return Ok(None);
+    }
+    let network = run::build_network(cfg, tch::Device::Cpu);
+    let saved = crate::tensor_file::read(&run_dir.file(run::MODEL_FILE))?.0;
+    super::eval::load_weights(&network.vs, saved, &run_dir.file(run::MODEL_FILE).display().to_string(), cfg.model.name())?;
+    crate::export::export_params(&dir, &network.vs, cfg.model)?;
+    let line = format!("{} was finished; wrote its --export-final {}, which had not been written", run_dir.path.display(), dir.display());
+    Ok(Some(Outcome::new(line, &serde_json::json!({ "export_final": dir, "out_dir": run_dir.path }))?))
+}
+
 /// The `--export-final` folder a run was started with, if any.
 pub fn saved_export_final(run_dir: &RunDir) -> Result<Option<std::path::PathBuf>> {
     let path = run_dir.file(EXPORT_FILE);
@@ -161,8 +182,8 @@ pub fn saved_export_final(run_dir: &RunDir) -> Result<Option<std::path::PathBuf>
     let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     match value.get("export_final") {
-        Some(serde_json::Value::String(dir)) => Ok(Some(dir.into())),
-        _ => bail!("{}: no export_final folder in it", path.display()),
+        Some(serde_json::Value::String(dir)) if Path::new(dir).is_absolute() => Ok(Some(dir.into())),
+        _ => bail!("{}: its export_final is not an absolute folder path", path.display()),
     }
 }
 
@@ -171,7 +192,9 @@ pub fn finish(end: RunEnd, network: &Network, cfg: &TrainConfig, export_final: O
     match end {
         RunEnd::Finished(summary) => {
             if let Some(dir) = export_final {
-                crate::export::export_params(dir, &network.vs, cfg.model)?;
+                crate::export::export_params(dir, &network.vs, cfg.model).with_context(|| format!(
+                    "the run finished ({}), but its --export-final {} failed (once mended, `{}` writes it)",
+                    summary.out_dir.display(), dir.display(), crate::run_dir::resume_command(&summary.out_dir)))?;
             }
             Outcome::new(run::describe(&summary), &summary)
         }

@@ -74,7 +74,8 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
             match claim(k, &cfgs[k], &dirs[k]) {
                 Ok(Some(c)) => claimed.push(c),
                 Ok(None) => ends[k] = Some(match run::read_summary(&dirs[k]) {
-                    Ok(s) => MemberEnd::Ended { end: RunEnd::Finished(Box::new(s)), trained: false },
+                    // Named where it is now (its summary names where it was made).
+                    Ok(s) => MemberEnd::Ended { end: RunEnd::Finished(Box::new(run::RunSummary { out_dir: dirs[k].clone(), ..s })), trained: false },
                     Err(e) => MemberEnd::Failed(e),
                 }),
                 Err(e) if e.is::<crate::run_dir::Busy>() => ends[k] = Some(MemberEnd::Busy(format!("{e}"))),

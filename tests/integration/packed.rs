@@ -516,3 +516,20 @@ fn many_seeds_hold_one_packs_folders_at_a_time() {
     assert!(end.status.success(), "{}", String::from_utf8_lossy(&end.stderr));
     assert_eq!(json(&end)["runs"].as_array().unwrap().iter().filter(|r| r["state"] == "done").count(), 40);
 }
+
+#[test]
+fn a_member_with_another_runs_checkpoint_is_refused() {
+    // A checkpoint copied in from another run would continue that run's parameters under this
+    // seed's name: refused in one line naming the file, as `nndl resume` refuses it.
+    let dir = tempdir("seeds-foreign-ck");
+    let (other, seeds) = (dir.join("other"), dir.join("seeds"));
+    train(&["mlp", "--seed", "4", "--lr", "0.01", "--iterations", "20", "--eval-every", "10", "--out", other.to_str().unwrap()]);
+    train(&["mlp", "--seeds", "2", "--iterations", "20", "--eval-every", "10", "--out", seeds.to_str().unwrap()]);
+    std::fs::remove_file(seeds.join("seed-2/summary.json")).unwrap();
+    std::fs::copy(other.join("checkpoint.safetensors"), seeds.join("seed-2/checkpoint.safetensors")).unwrap();
+    let out = nndl().args(["mlp", "--seeds", "2", "--iterations", "20", "--eval-every", "10", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
+        .arg(mnist_dir()).arg("--out").arg(&seeds).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("checkpoint.safetensors was written by another config than"), "{err}");
+    assert!(!seeds.join("seed-2/summary.json").exists());
+}

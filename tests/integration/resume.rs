@@ -138,6 +138,15 @@ fn a_resumed_run_writes_its_export_final_too() {
     std::fs::remove_file(dir.join("run/summary.json")).unwrap();
     resume(&dir.join("run"));
     assert!(std::fs::read(dir.join("final/w1.npy")).unwrap() == first, "the resumed run's export is the run's final weights");
+    // Killed while exporting, after summary.json: the finished run's resume writes the export
+    // from model.safetensors, and clears the killed export's temporary file.
+    std::fs::remove_file(dir.join("final/b2.npy")).unwrap();
+    std::fs::write(dir.join("final/.partial-4194999-b2.npy"), b"cut").unwrap();
+    resume(&dir.join("run"));
+    assert!(dir.join("final/b2.npy").is_file() && !dir.join("final/.partial-4194999-b2.npy").exists());
+    assert!(std::fs::read(dir.join("final/w1.npy")).unwrap() == first);
+    let again = nndl().arg("resume").arg(dir.join("run")).arg("--quiet").output().unwrap();
+    crate::util::assert_one_line_error(&again, "is finished (it has summary.json); nothing to resume");
     // --export-init and --export-final into one folder would mix the start with the end.
     let both = nndl().args(["mlp", "--iterations", "2", "--export-init"]).arg(dir.join("x")).arg("--export-final").arg(dir.join("x"))
         .args(["--device", "cpu", "--quiet", "--out"]).arg(dir.join("run2")).output().unwrap();

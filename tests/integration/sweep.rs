@@ -419,6 +419,11 @@ fn report_reads_reproductions_side_by_side_and_names_repeated_seeds() {
     assert_eq!(r["runs"], 2, "{r}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("seed 0 is in 2 runs") && err.contains("r1/mlp") && err.contains("r2/mlp"), "{err}");
+    assert!(err.contains("over 2 runs (1 seed)"), "the headline counts seeds once: {err}");
+    // A `--seeds` folder beside them (runs two levels down, no settings file) is read too.
+    fake_run(&dir.join("seeds/seed-3"), 0.005, 3, 0.91, 0.3);
+    let r = ok(nndl().arg("report").arg(&*dir).args(["--json", "--quiet"]).output().unwrap());
+    assert_eq!(r["runs"], 3, "{r}");
     // Nothing finished: the reason comes with the error, not only "no finished runs".
     std::fs::remove_file(dir.join("r1/mlp/summary.json")).unwrap();
     let out = nndl().arg("report").arg(dir.join("r1")).arg("--out").arg(dir.join("rep")).output().unwrap();
