@@ -1,6 +1,6 @@
 //! `nndl sweep` and `nndl report`: resumable, idempotent, sharded, failure-isolated sweeps, and
 //! the report's numbers against a hand computation.
-use crate::util::{json, mnist_dir, nndl, tempdir};
+use crate::util::{json, mnist_dir, nndl, tempdir, train};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -430,6 +430,22 @@ fn report_reads_reproductions_side_by_side_and_names_repeated_seeds() {
     let err = String::from_utf8_lossy(&out.stderr);
     let last = err.lines().last().unwrap();
     assert!(!out.status.success() && last.contains("no finished runs under") && last.contains("no summary.json"), "{err}");
+}
+
+#[test]
+fn a_preset_comparison_is_labelled_by_its_presets() {
+    // The modern preset changes a dozen settings; the labels name the preset, not each of them.
+    let dir = tempdir("report-presets");
+    let modern_dir = dir.join("modern-source");
+    train(&["mlp", "--preset", "modern", "--iterations", "1", "--out", modern_dir.to_str().unwrap()]);
+    fake_run(&dir.join("runs/faithful"), 0.005, 0, 0.92, 0.3);
+    fake_run(&dir.join("runs/modern"), 0.005, 0, 0.98, 0.1);
+    let mut modern: serde_json::Value = serde_json::from_slice(&std::fs::read(modern_dir.join("config.json")).unwrap()).unwrap();
+    modern["iterations"] = 1.into();
+    std::fs::write(dir.join("runs/modern/config.json"), modern.to_string()).unwrap();
+    let r = ok(nndl().arg("report").arg(dir.join("runs")).args(["--json", "--quiet"]).output().unwrap());
+    let labels: Vec<&str> = r["configurations"].as_array().unwrap().iter().map(|g| g["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["preset=modern", "preset=faithful"], "{r}");
 }
 
 #[test]
