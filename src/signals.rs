@@ -5,8 +5,10 @@
 //!
 //! A sweep's worker often gets one signal twice within milliseconds: from the terminal or Slurm,
 //! which signal every process of the group or step, and from its driver, which passes the signal
-//! on. A repeat within `SAME_SIGNAL` of the first is taken as that same stop, not as the second
-//! that exits at once (which would cut a checkpoint in the middle of its write).
+//! on. A repeat within `SAME_SIGNAL_NS` of the first is taken as that same stop, not as the
+//! second that exits at once (which would cut a checkpoint in the middle of its write).
+//! signal_hook's flag helpers have no such window, so the handler is ours, registered through
+//! its low-level API.
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;

@@ -83,7 +83,7 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
             }
         }
         // A folder that another process moved on since it was peeked at trains apart.
-        claimed.sort_by_key(|c| (c.checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration), c.index));
+        claimed.sort_by_key(|c| (position(c), c.index));
         for group in claimed.chunk_by(|a, b| position(a) == position(b)).map(<[Claimed]>::len).collect::<Vec<_>>() {
             let group: Vec<Claimed> = claimed.drain(..group).collect();
             let indices: Vec<usize> = group.iter().map(|c| c.index).collect();
