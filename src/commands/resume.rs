@@ -28,8 +28,7 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     }
     let run_dir = RunDir::open(&args.run_dir)?;
     if run_dir.file("summary.json").exists() {
-        let cfg = TrainConfig::load(&run_dir.file("config.json"))?;
-        if let Some(done) = super::train::finish_export(&run_dir, &cfg)? {
+        if let Some(done) = super::train::finish_export(&run_dir)? {
             return Ok(done);
         }
         bail!("{shown} is finished (it has summary.json); nothing to resume");

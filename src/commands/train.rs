@@ -160,8 +160,9 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
 /// A finished run whose `--export-final` an interruption cut short (killed after summary.json,
 /// while exporting): the export, written now from model.safetensors. None when there is none
 /// to finish.
-pub fn finish_export(run_dir: &RunDir, cfg: &TrainConfig) -> Result<Option<Outcome>> {
+pub fn finish_export(run_dir: &RunDir) -> Result<Option<Outcome>> {
     let Some(dir) = saved_export_final(run_dir)? else { return Ok(None) };
+    let cfg = &TrainConfig::load(&run_dir.file("config.json"))?;
     if crate::export::holds_params(&dir, cfg.model) {
         return Ok(None);
     }

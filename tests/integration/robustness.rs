@@ -272,7 +272,9 @@ const CASES: &[Case] = &[
         let _ = std::process::Command::new("umount").arg(&mnt).status();
         // The run itself is whole; only the export failed.
         assert!(d.join("run/summary.json").is_file() && d.join("run/model.safetensors").is_file());
-        (out, 1, err(format!("no space left on device writing {}", mnt.join("w1.npy").display())))
+        // The message says the run finished and how to write the export once there is room.
+        (out, 1, err(format!("the run finished ({0}), but its --export-final {1} failed (once mended, `nndl resume {0}` writes it): no space left on device writing {2}",
+            d.join("run").display(), mnt.display(), mnt.join("w1.npy").display())))
     }},
 ];
 
