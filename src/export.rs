@@ -15,15 +15,24 @@ fn write_npy(dir: &Path, name: &str, t: &Tensor) -> Result<()> {
     write_atomic_with(&path, |tmp| t.write_npy(tmp).map_err(|e| anyhow!("cannot write {}: {e}", path.display())))
 }
 
+/// A model's layers in TF's order, and whether each is a convolution.
+fn layers(model: ModelKind) -> &'static [(&'static str, bool)] {
+    match model {
+        ModelKind::Mlp => &[("fc1", false), ("fc2", false), ("fc3", false)],
+        ModelKind::Cnn => &[("conv1", true), ("conv2", true), ("fc1", false), ("fc2", false)],
+    }
+}
+
+/// The most layers any model has: the w{k}.npy an export may hold.
+fn most_layers() -> usize {
+    layers(ModelKind::Mlp).len().max(layers(ModelKind::Cnn).len())
+}
+
 /// TF's names and layouts: dense weights [in, out]; conv weights [kh, kw, in, out].
 fn tf_params(vs: &nn::VarStore, model: ModelKind) -> Vec<(String, Tensor)> {
     let vars = vs.variables();
-    let layers: &[(&str, bool)] = match model {
-        ModelKind::Mlp => &[("fc1", false), ("fc2", false), ("fc3", false)],
-        ModelKind::Cnn => &[("conv1", true), ("conv2", true), ("fc1", false), ("fc2", false)],
-    };
     let mut out = Vec::new();
-    for (i, (layer, conv)) in layers.iter().enumerate() {
+    for (i, (layer, conv)) in layers(model).iter().enumerate() {
         let w = &vars[&format!("{layer}.weight")];
         let tf_w = if *conv { w.permute([2, 3, 1, 0]) } else { w.tr() };
         out.push((format!("w{}", i + 1), tf_w.to_kind(Kind::Float)));
@@ -32,18 +41,19 @@ fn tf_params(vs: &nn::VarStore, model: ModelKind) -> Vec<(String, Tensor)> {
     out
 }
 
-/// The weights and biases of `model`'s layers (w1.npy, b1.npy, ...).
-fn param_names(model: ModelKind) -> Vec<String> {
-    let layers = match model {
-        ModelKind::Mlp => 3,
-        ModelKind::Cnn => 4,
-    };
-    (1..=layers).flat_map(|k| [format!("w{k}"), format!("b{k}")]).collect()
-}
-
 /// Whether `dir` holds every parameter file of an export of `model`.
 pub fn holds_params(dir: &Path, model: ModelKind) -> bool {
-    param_names(model).iter().all(|n| dir.join(format!("{n}.npy")).is_file())
+    (1..=layers(model).len()).all(|k| ["w", "b"].iter().all(|p| dir.join(format!("{p}{k}.npy")).is_file()))
+}
+
+/// Removes w{k}.npy and b{k}.npy for the layers `from..=most_layers()`, where an earlier
+/// export left them.
+fn remove_layers_from(dir: &Path, from: usize) -> Result<()> {
+    for k in from..=most_layers() {
+        remove_stale(&dir.join(format!("w{k}.npy")))?;
+        remove_stale(&dir.join(format!("b{k}.npy")))?;
+    }
+    Ok(())
 }
 
 /// Writes w1.npy, b1.npy, ... (float32, TF layout) into `dir`.
@@ -51,13 +61,9 @@ pub fn export_params(dir: &Path, vs: &nn::VarStore, model: ModelKind) -> Result<
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // What an export killed mid-write left (its own temporary files).
     crate::run_dir::remove_stale_partials(dir);
-    let params = tf_params(vs, model);
     // A folder that held the CNN's 4 layers keeps no w4.npy beside the MLP's 3.
-    for layer in params.len() / 2 + 1..=4 {
-        remove_stale(&dir.join(format!("w{layer}.npy")))?;
-        remove_stale(&dir.join(format!("b{layer}.npy")))?;
-    }
-    params.iter().try_for_each(|(name, t)| write_npy(dir, name, t))
+    remove_layers_from(dir, layers(model).len() + 1)?;
+    tf_params(vs, model).iter().try_for_each(|(name, t)| write_npy(dir, name, t))
 }
 
 /// The initial parameters, and batches.npy (int64 [iterations, batch size], indices into the
@@ -94,10 +100,7 @@ fn remove_earlier_steps(dir: &Path) -> Result<()> {
         if !is_step || !entry.path().is_dir() {
             continue;
         }
-        for layer in 1..=4 {
-            remove_stale(&entry.path().join(format!("w{layer}.npy")))?;
-            remove_stale(&entry.path().join(format!("b{layer}.npy")))?;
-        }
+        remove_layers_from(&entry.path(), 1)?;
         let _ = std::fs::remove_dir(entry.path()); // fails, and keeps it, when not empty
     }
     Ok(())

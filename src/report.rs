@@ -160,7 +160,8 @@ pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
     };
     // A folder of runs that holds reproduce, sweep or `--seeds` folders (several side by side):
     // their runs are one level further down.
-    let holds_runs = |d: &Path| ["reproduce.json", "sweep.json"].iter().any(|f| d.join(f).is_file())
+    use crate::commands::{reproduce::SETTINGS, sweep::EXPANDED};
+    let holds_runs = |d: &Path| [SETTINGS, EXPANDED].iter().any(|f| d.join(f).is_file())
         || std::fs::read_dir(d).is_ok_and(|it| it.flatten().any(|e| e.path().join(crate::run_dir::MARKER).exists()));
     let subdirs = |dir: &Path| {
         let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();

@@ -18,6 +18,8 @@ pub const LOCK: &str = ".nndl.lock";
 /// A run that stopped on an error (a divergence, a sweep trial's failure) keeps its one-line
 /// reason here, for `nndl report` and the next command on the folder; finishing removes it.
 pub const FAILED: &str = "failed.txt";
+/// Where a run's `--export-final` goes (commands::train), for `nndl resume` to write it too.
+pub const EXPORT_FILE: &str = "export.json";
 const PARTIAL: &str = ".partial-";
 
 /// `no space left on device writing DIR/FILE`, or the OS's words for other failures.
@@ -242,7 +244,7 @@ pub fn folder_state(dir: &Path) -> Result<FolderState> {
         .collect();
     // The marker alone (or with export.json, written beside config.json) is a run killed before
     // it wrote its config: nothing to keep.
-    Ok(if names.is_empty() || names.iter().all(|n| n == MARKER || n == "export.json") {
+    Ok(if names.is_empty() || names.iter().all(|n| n == MARKER || n == EXPORT_FILE) {
         FolderState::Empty
     } else if names.iter().any(|n| n == MARKER) {
         if names.iter().any(|n| n == "summary.json") { FolderState::FinishedRun } else { FolderState::UnfinishedRun }

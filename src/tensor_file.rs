@@ -92,7 +92,8 @@ pub fn decode(bytes: &[u8]) -> Result<Contents> {
 
 /// Reads a file written by `write` (or by anyone writing safetensors).
 /// The metadata map of a safetensors file, from its header alone (8 bytes of length, then
-/// that much JSON): a checkpoint's position without reading its tensors.
+/// that much JSON): a checkpoint's position without reading its tensors. (safetensors' own
+/// `read_metadata` takes the whole file, to check the tensors' offsets against it.)
 pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     use std::io::Read;
     regular_file_size(path)?;

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub const MARKER: &str = ".nndl-sweep";
+/// Every trial's full config as the driver expanded the spec: what its workers train.
+pub const EXPANDED: &str = "sweep.json";
 
 fn default_out(spec: &Path) -> PathBuf {
     let stem = spec.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into());
@@ -166,7 +168,7 @@ fn expanded_trials(out: &Path) -> Result<Option<Vec<Trial>>> {
     struct Expanded {
         trials: Vec<Trial>,
     }
-    let path = out.join("sweep.json");
+    let path = out.join(EXPANDED);
     if !out.join(MARKER).exists() || !path.exists() {
         return Ok(None);
     }
@@ -198,7 +200,7 @@ fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
     write_atomic(&out.join(MARKER), b"{}\n")?;
     let mut text = serde_json::to_string_pretty(&serde_json::json!({ "trials": trials }))?;
     text.push('\n');
-    write_atomic(&out.join("sweep.json"), text.as_bytes())
+    write_atomic(&out.join(EXPANDED), text.as_bytes())
 }
 
 fn gpu_count(device: &str) -> Result<usize> {

@@ -5,7 +5,7 @@ use crate::cli::{OnOff, TrainArgs};
 use crate::config::{ModelKind, Origin, Preset, TrainConfig};
 use crate::data::DeviceData;
 use crate::run::{self, Network, RunEnd};
-use crate::run_dir::{out_or_fresh, RunDir, DEFAULT_PARENT};
+use crate::run_dir::{out_or_fresh, RunDir, DEFAULT_PARENT, EXPORT_FILE};
 use crate::runtime::Runtime;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -19,9 +19,6 @@ const MAX_PROFILED_STEPS: usize = 1000;
 
 /// --export-steps on the CNN keeps each evaluation's dropout masks in memory until step N.
 const MAX_EXPORTED_EVALUATIONS: usize = 10;
-
-/// Where `--export-final` goes, kept in the run folder so that `nndl resume` writes it too.
-pub const EXPORT_FILE: &str = "export.json";
 
 /// --export-init's batches.npy is 8 bytes an index: 400 MB at most.
 const MAX_EXPORTED_INDICES: usize = 50_000_000;
