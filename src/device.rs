@@ -84,8 +84,9 @@ impl DeviceSpec {
 }
 
 /// Checks `spec` against the machine. Returns the device and, for `auto` falling back to the
-/// CPU, a note to print once.
-pub fn resolve(spec: &str) -> Result<(Device, Option<String>)> {
+/// CPU, a note to print once. `setting` names where `spec` came from in errors: `--device`, or
+/// `runs/x/config.json: device` for a saved run's.
+pub fn resolve(spec: &str, setting: &str) -> Result<(Device, Option<String>)> {
     match DeviceSpec::parse(spec)? {
         DeviceSpec::Cpu => Ok((Device::Cpu, None)),
         DeviceSpec::Auto => Ok(match auto_cuda_unavailable_reason() {
@@ -94,11 +95,11 @@ pub fn resolve(spec: &str) -> Result<(Device, Option<String>)> {
         }),
         DeviceSpec::Cuda(index) => {
             if let Some(why) = cuda_unavailable_reason() {
-                bail!("--device {spec}: CUDA is not available: {why}");
+                bail!("{setting} {spec}: CUDA is not available: {why}");
             }
             let count = tch::Cuda::device_count() as usize;
             if index >= count {
-                bail!("--device {spec}: only {count} CUDA device(s) visible");
+                bail!("{setting} {spec}: only {count} CUDA device(s) visible");
             }
             Ok((Device::Cuda(index), None))
         }

@@ -1,6 +1,6 @@
 //! Where and how a run executes: libtorch's threads, the device, and the numerics switches
 //! (deterministic algorithms, cuDNN benchmark, TF32), set once before any work.
-use crate::config::TrainConfig;
+use crate::config::{Origin, TrainConfig};
 use anyhow::Result;
 use tch::Device;
 
@@ -16,8 +16,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Applies the config's device, threads and numerics. Nothing is printed yet.
-    pub fn new(cfg: &TrainConfig, quiet: bool, allow_graph: bool) -> Result<Runtime> {
+    /// Applies the config's device, threads and numerics. Nothing is printed yet. `origin` says
+    /// where the device came from, for the error when the machine lacks it.
+    pub fn new(cfg: &TrainConfig, origin: &Origin, quiet: bool, allow_graph: bool) -> Result<Runtime> {
         if cfg.deterministic {
             // cuBLAS reads this when it creates its first handle, which has not happened yet.
             std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
@@ -31,7 +32,7 @@ impl Runtime {
             }
             tch::set_num_threads(n.min(most) as i32);
         }
-        let (device, device_note) = crate::device::resolve(&cfg.device)?;
+        let (device, device_note) = crate::device::resolve(&cfg.device, &origin.name("device"))?;
         notes.extend(device_note);
         let note = (!notes.is_empty()).then(|| notes.join("; "));
         crate::torch_extras::set_deterministic(cfg.deterministic)?;
@@ -41,12 +42,12 @@ impl Runtime {
         Ok(Runtime { device, quiet, allow_graph, profile_steps: None, note })
     }
 
-    /// For commands without a TrainConfig (reproduce's settings, eval): device and threads only.
-    pub fn for_device(device: &str, threads: Option<usize>, quiet: bool) -> Result<Runtime> {
+    /// For commands without a TrainConfig (reproduce's settings): device and threads only.
+    pub fn for_device(device: &str, threads: Option<usize>, origin: &Origin, quiet: bool) -> Result<Runtime> {
         let mut cfg = TrainConfig::preset(crate::config::ModelKind::Mlp, crate::config::Preset::Faithful);
         cfg.device = device.to_string();
         cfg.threads = threads;
-        Runtime::new(&cfg, quiet, true)
+        Runtime::new(&cfg, origin, quiet, true)
     }
 
     /// Prints the CPU fall-back note (once), after every input was found good.

@@ -3,7 +3,7 @@
 //! confusion matrix (`confusion.png`) and `eval.json` written beside the run.
 use super::Outcome;
 use crate::cli::EvalArgs;
-use crate::config::TrainConfig;
+use crate::config::{Origin, TrainConfig};
 use crate::data::DeviceData;
 use crate::run::{self, MODEL_FILE};
 use crate::run_dir::RunDir;
@@ -98,7 +98,8 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
         cfg.device = d.clone();
         crate::device::DeviceSpec::parse(d)?;
     }
-    let mut rt = Runtime::new(&cfg, args.report.quiet, false)?;
+    let flags = if args.device.is_some() { vec!["device"] } else { vec![] };
+    let mut rt = Runtime::new(&cfg, &Origin::FileAndFlags(dir.join("config.json"), flags), args.report.quiet, false)?;
     let data = DeviceData::load(args.data.as_deref(), rt.device)?;
     let run_dir = RunDir::open(dir)?;
     rt.say_note();

@@ -5,7 +5,7 @@
 use super::Outcome;
 use crate::bptt_autograd::{self, BpttReport};
 use crate::cli::{ReportArgs, ReproduceArgs, Stage};
-use crate::config::{ModelKind, Preset, TrainConfig};
+use crate::config::{ModelKind, Origin, Preset, TrainConfig};
 use crate::data::DeviceData;
 use crate::homework;
 use crate::run::{self, RunEnd, RunSummary};
@@ -114,7 +114,7 @@ pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
     if let Some(n) = common.threads {
         crate::config::check_threads(n, "--threads")?;
     }
-    let mut rt = Runtime::for_device(&device, common.threads, common.output.report.quiet)?;
+    let mut rt = Runtime::for_device(&device, common.threads, &Origin::Flags, common.output.report.quiet)?;
     let needs_mnist = stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(common.data.as_deref(), rt.device)?) } else { None };
     let settings = ReproduceSettings { stages, quick: args.quick, seed: args.seed, device, threads: tch::get_num_threads() as usize, no_cuda_graph: common.no_cuda_graph };
@@ -143,7 +143,7 @@ pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Resul
     let text = std::fs::read_to_string(root.file(SETTINGS)).with_context(|| format!("cannot read {}", root.file(SETTINGS).display()))?;
     let settings: ReproduceSettings = serde_json::from_str(&text).map_err(|e| anyhow!("{SETTINGS}: {e}"))?;
     crate::config::check_saved_threads(settings.threads, &format!("{}: threads", root.file(SETTINGS).display()))?;
-    let mut rt = Runtime::for_device(&settings.device, Some(settings.threads), report.quiet)?;
+    let mut rt = Runtime::for_device(&settings.device, Some(settings.threads), &Origin::File(root.file(SETTINGS)), report.quiet)?;
     let needs_mnist = settings.stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(data_flag, rt.device)?) } else { None };
     check_space(dir, &settings)?;
@@ -184,7 +184,7 @@ fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceD
             StageName::Mlp | StageName::Cnn => {
                 let model = if *stage == StageName::Mlp { ModelKind::Mlp } else { ModelKind::Cnn };
                 let data = data.context("MNIST loaded for the MNIST stages")?;
-                let mut rt_stage = Runtime::for_device(&settings.device, Some(settings.threads), quiet)?;
+                let mut rt_stage = Runtime::for_device(&settings.device, Some(settings.threads), &Origin::File(root.file(SETTINGS)), quiet)?;
                 rt_stage.allow_graph = !settings.no_cuda_graph;
                 match mnist_stage(root, model, settings, data, &rt_stage)? {
                     RunEnd::Finished(s) => {

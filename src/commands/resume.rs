@@ -3,7 +3,7 @@
 use super::Outcome;
 use crate::checkpoint::{self, Checkpoint};
 use crate::cli::ResumeArgs;
-use crate::config::TrainConfig;
+use crate::config::{Origin, TrainConfig};
 use crate::data::DeviceData;
 use crate::run;
 use crate::run_dir::RunDir;
@@ -42,7 +42,7 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
             bail!("{} was written by another config than {shown}/config.json; start the run again with --force", ck_path.display());
         }
     }
-    let mut rt = Runtime::new(&cfg, args.report.quiet, true)?;
+    let mut rt = Runtime::new(&cfg, &Origin::File(run_dir.file("config.json")), args.report.quiet, true)?;
     let data = DeviceData::load(args.data.as_deref(), rt.device)?;
     crate::run_dir::check_free_space(&args.run_dir, run::disk_estimate(&cfg))?;
     rt.say_note();

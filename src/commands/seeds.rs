@@ -50,7 +50,7 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     if args.export_steps.is_some() {
         bail!("--export-steps records one run: drop --seeds");
     }
-    let mut rt = Runtime::new(&base, common.output.report.quiet, !common.no_cuda_graph)?;
+    let mut rt = Runtime::new(&base, &super::train::config_origin(args), common.output.report.quiet, !common.no_cuda_graph)?;
     rt.profile_steps = super::train::profile_steps(args, rt.device)?;
     base.threads = Some(tch::get_num_threads() as usize);
     let pack = match args.pack {

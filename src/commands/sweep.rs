@@ -7,6 +7,7 @@
 //! their driver are `sweep_workers`; this file is the command and the worker's side.
 use super::Outcome;
 use crate::cli::SweepArgs;
+use crate::config::Origin;
 use crate::data::DeviceData;
 use crate::run::{self, RunEnd};
 use crate::run_dir::{record_failure, recorded_failure, shell_word, write_atomic, Busy};
@@ -234,7 +235,7 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
     if let Some(t) = pack.iter().zip(&cfgs).find(|(_, c)| !packable(&cfgs[0], c)) {
         bail!("trial {} differs from {} in more than seed and learning rate: they cannot share a pack", t.0.name, pack[0].name);
     }
-    let rt = Runtime::new(&cfgs[0], quiet, true)?;
+    let rt = Runtime::new(&cfgs[0], &Origin::Flags, quiet, true)?;
     let data = DeviceData::load(data, rt.device)?;
     let dirs: Vec<PathBuf> = pack.iter().map(|t| trial_dir(out, t)).collect();
     let ends = run_members(&cfgs, &dirs, pack.len(), &data, &rt);
@@ -274,7 +275,7 @@ fn run_trial(trial: &Trial, out: &Path, device: &str, threads: usize, data: Opti
     cfg.threads = Some(threads);
     let dir = trial_dir(out, trial);
     let result = (|| -> Result<(RunEnd, bool)> {
-        let rt = Runtime::new(&cfg, quiet, true)?;
+        let rt = Runtime::new(&cfg, &Origin::Flags, quiet, true)?;
         let data = DeviceData::load(data, rt.device)?;
         run::run_or_resume(&cfg, &dir, &data, &rt)
     })();

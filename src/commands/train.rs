@@ -46,12 +46,16 @@ pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfi
     cfg.flush_denormals = args.flush_denormals.map_or(cfg.flush_denormals, |f| f == OnOff::On);
     cfg.device = common.device.clone().unwrap_or(cfg.device);
     cfg.threads = common.threads.or(cfg.threads);
-    let origin = match &args.config {
+    cfg.validate(&config_origin(args))?;
+    Ok(cfg)
+}
+
+/// Where the config's values came from: the flags, or a `--config` file with flags over it.
+pub fn config_origin(args: &TrainArgs) -> Origin {
+    match &args.config {
         None => Origin::Flags,
         Some(path) => Origin::FileAndFlags(path.clone(), flags_given(args)),
-    };
-    cfg.validate(&origin)?;
-    Ok(cfg)
+    }
 }
 
 /// The config keys that flags set, for errors that name where a bad value came from.
@@ -89,7 +93,7 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     let started = Instant::now();
     let mut cfg = config_from_args(model, args)?;
     let common = &args.common;
-    let mut rt = Runtime::new(&cfg, common.output.report.quiet, !common.no_cuda_graph)?;
+    let mut rt = Runtime::new(&cfg, &config_origin(args), common.output.report.quiet, !common.no_cuda_graph)?;
     rt.profile_steps = profile_steps(args, rt.device)?;
     // Recorded as it is, so `--config` and `resume` run with the same count (same bits).
     cfg.threads = Some(tch::get_num_threads() as usize);

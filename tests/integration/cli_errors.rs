@@ -70,12 +70,27 @@ fn bad_devices_are_one_line() {
     let out = nndl().args(["mlp", "--device", "cuda:x", "--quiet"]).output().unwrap();
     assert_one_line_error(&out, "invalid --device 'cuda:x'");
     let info: serde_json::Value = serde_json::from_slice(&nndl().args(["info", "--json"]).output().unwrap().stdout).unwrap();
+    let missing = if info["cuda_available"] == true { "only" } else { "CUDA is not available" };
     let out = nndl().args(["mlp", "--device", "cuda:64", "--quiet"]).output().unwrap();
-    if info["cuda_available"] == true {
-        assert_one_line_error(&out, "--device cuda:64: only");
-    } else {
-        assert_one_line_error(&out, "--device cuda:64: CUDA is not available");
-    }
+    assert_one_line_error(&out, &format!("--device cuda:64: {missing}"));
+    // A device from a file is blamed on the file, not on a flag the user never gave.
+    let dir = crate::util::tempdir("device-from-file");
+    let config = dir.join("config.json");
+    let mut cfg = nndl::config::TrainConfig::preset(nndl::config::ModelKind::Mlp, nndl::config::Preset::Faithful);
+    cfg.device = "cuda:64".into();
+    std::fs::write(&config, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let out = nndl().args(["mlp", "--quiet", "--config"]).arg(&config).arg("--out").arg(dir.join("run")).output().unwrap();
+    assert_one_line_error(&out, &format!("{}: device cuda:64: {missing}", config.display()));
+    let out = nndl().args(["mlp", "--quiet", "--device", "cuda:63", "--config"]).arg(&config).arg("--out").arg(dir.join("run")).output().unwrap();
+    assert_one_line_error(&out, &format!("--device cuda:63: {missing}"));
+    // A run started on a GPU, resumed where there is none.
+    let run = dir.join("gpu-run");
+    assert!(nndl().args(["mlp", "--iterations", "2", "--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(crate::util::mnist_dir()).arg("--out").arg(&run).status().unwrap().success());
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let saved = std::fs::read_to_string(run.join("config.json")).unwrap().replace("\"device\": \"cpu\"", "\"device\": \"cuda:64\"");
+    std::fs::write(run.join("config.json"), saved).unwrap();
+    let out = nndl().args(["resume", "--quiet"]).arg(&run).output().unwrap();
+    assert_one_line_error(&out, &format!("{}: device cuda:64: {missing}", run.join("config.json").display()));
 }
 
 #[test]
