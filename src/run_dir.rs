@@ -339,14 +339,30 @@ impl RunDir {
 
 }
 
-/// Before a run starts: the folder `dir` (made here if missing) must take new files, so that
-/// what is written there after the training (`--export-final`) does not fail then.
+/// Before a run starts: the folder `dir` must take new files, or, if missing, its nearest
+/// existing ancestor must take the folders to make it, so that what is written there after the
+/// training (`--export-final`) does not fail then. Nothing is made here: the folder may lie
+/// inside a run folder not created yet (`make_folder` makes it once that exists).
 pub fn check_writable_folder(dir: &Path, flag: &str) -> Result<()> {
-    if fs::symlink_metadata(dir).is_ok() && !dir.is_dir() {
-        bail!("{flag} {}: a file of that name exists", dir.display());
+    let shown = dir.display();
+    let absolute = std::path::absolute(dir).map_err(|e| anyhow!("{flag} {shown}: {e}"))?;
+    let existing = absolute.ancestors().find(|a| fs::symlink_metadata(a).is_ok()).unwrap_or(Path::new("/"));
+    if !existing.is_dir() {
+        match existing == absolute {
+            true => bail!("{flag} {shown}: a file of that name exists"),
+            false => bail!("{flag} {shown}: cannot create it: {} is a file", existing.display()),
+        }
     }
-    fs::create_dir_all(dir).map_err(|e| anyhow!("{flag} {}: cannot create it: {e}", dir.display()))?;
-    writable(dir).map_err(|e| anyhow!("{flag} {}: cannot write there: {e}", dir.display()))
+    match existing == absolute {
+        true => writable(existing).map_err(|e| anyhow!("{flag} {shown}: cannot write there: {e}")),
+        false => writable(existing).map_err(|e| anyhow!("{flag} {shown}: cannot create it in {}: {e}", existing.display())),
+    }
+}
+
+/// Makes the folder `dir` that `check_writable_folder` found makeable (some file systems, such
+/// as /proc, refuse what access(2) allows).
+pub fn make_folder(dir: &Path, flag: &str) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| anyhow!("{flag} {}: cannot create it: {e}", dir.display()))
 }
 
 /// Before a run starts: the file `path` must be creatable (its folder exists and takes files).

@@ -59,6 +59,7 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     if let Some(dir) = &export_final {
         // Before the training, as a fresh run checks it: not after an hour of it.
         crate::run_dir::check_writable_folder(dir, "--export-final (export.json)")?;
+        crate::run_dir::make_folder(dir, "--export-final (export.json)")?;
     }
     let network = run::build_network(&cfg, rt.device);
     let end = run::train_into(&cfg, &network, &data, &run_dir, &rt, ck.as_ref(), started)?;

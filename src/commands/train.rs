@@ -129,6 +129,9 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     crate::run_dir::check_free_space(common.output.out.as_deref().unwrap_or(Path::new(DEFAULT_PARENT)), run::disk_estimate(&cfg))?;
     let out = out_or_fresh(common.output.out.as_deref(), &format!("{}-{}", model.name(), cfg.preset.name()))?;
     let run_dir = RunDir::create(&out, common.output.force)?;
+    if let Some(dir) = &args.export_final {
+        crate::run_dir::make_folder(dir, "--export-final")?;
+    }
     rt.say_note();
     let network = run::build_network(&cfg, rt.device);
     if let Some(dir) = &args.export_init {

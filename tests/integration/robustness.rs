@@ -173,6 +173,20 @@ const CASES: &[Case] = &[
         assert!(!d.join("run").exists(), "nothing trained");
         (out, 1, err(format!("--export-final {}: a file of that name exists", file.display())))
     }},
+    Case { name: "--export-final under a file is refused before the run", run: |d| {
+        let file = d.join("afile");
+        fs::write(&file, b"x").unwrap();
+        let out = mlp(&["--iterations", "2", "--export-final", file.join("export").to_str().unwrap()], &d.join("run"));
+        assert!(!d.join("run").exists(), "nothing trained");
+        (out, 1, err(format!("--export-final {}: cannot create it: {} is a file", file.join("export").display(), file.display())))
+    }},
+    Case { name: "--export-final inside the new run folder", run: |d| {
+        // Checked without being made, so that the run's folder is still new when it is created.
+        let export = d.join("run/export");
+        let out = mlp(&["--iterations", "2", "--export-final", export.to_str().unwrap()], &d.join("run"));
+        assert!(export.join("w3.npy").is_file() && d.join("run/summary.json").is_file());
+        (out, 0, String::new())
+    }},
     Case { name: "resume of a file", run: |d| {
         fs::write(d.join("config.json"), b"{}").unwrap();
         (nndl().arg("resume").arg(d.join("config.json")).output().unwrap(), 1, err(format!("{} is a file; give the run's folder", d.join("config.json").display())))
