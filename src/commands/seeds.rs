@@ -74,9 +74,10 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
 }
 
 /// One line per seed, the JSON of every run (and the most members a pack took), and a failing
-/// status when any seed did not finish.
+/// status when any seed did not finish: 1 for a failure, EX_TEMPFAIL (as a sweep worker's) when
+/// the only ones left are seeds another process is running.
 fn report(out: &std::path::Path, seeds: &[u64], pack: usize, ends: Vec<MemberEnd>) -> Result<Outcome> {
-    let (mut lines, mut rows, mut failed, mut signal) = (vec![], vec![], vec![], None);
+    let (mut lines, mut rows, mut failed, mut busy, mut signal) = (vec![], vec![], vec![], vec![], None);
     for (seed, end) in seeds.iter().zip(ends) {
         let (line, row) = match end {
             MemberEnd::Ended { end: RunEnd::Finished(s), trained } => {
@@ -94,7 +95,7 @@ fn report(out: &std::path::Path, seeds: &[u64], pack: usize, ends: Vec<MemberEnd
                 (format!("seed {seed}: not started (interrupted)"), serde_json::json!({ "seed": seed, "state": "interrupted", "started": false }))
             }
             MemberEnd::Busy(e) => {
-                failed.push(format!("seed {seed}: {e}"));
+                busy.push(seed.to_string());
                 (format!("seed {seed}: {e}"), serde_json::json!({ "seed": seed, "state": "busy", "error": e }))
             }
             MemberEnd::Failed(e) => {
@@ -113,8 +114,16 @@ fn report(out: &std::path::Path, seeds: &[u64], pack: usize, ends: Vec<MemberEnd
         let line = format!("interrupted; rerun the same command to continue the seeds in {}", out.display());
         return Ok(outcome.failing(line, crate::signals::exit_status(sig)));
     }
+    // Seeds another process holds are its to finish, not failures of this command: rerun
+    // afterwards, this command reports them as already done.
+    let held = (!busy.is_empty()).then(|| format!("seed{} {} {} run by another nndl process; rerun this command once it has ended",
+        if busy.len() == 1 { "" } else { "s" }, busy.join(", "), if busy.len() == 1 { "is" } else { "are" }));
     if !failed.is_empty() {
-        return Ok(outcome.failing(format!("error: {} of {} seeds did not finish: {}", failed.len(), seeds.len(), failed.join("; ")), 1));
+        let also = held.map(|h| format!(" ({h})")).unwrap_or_default();
+        return Ok(outcome.failing(format!("error: {} of {} seeds failed: {}{also}", failed.len(), seeds.len(), failed.join("; ")), 1));
+    }
+    if let Some(held) = held {
+        return Ok(outcome.failing(format!("error: {held}"), crate::sweep_workers::EXIT_BUSY));
     }
     Ok(outcome)
 }

@@ -89,6 +89,17 @@ const CASES: &[Case] = &[
         drop(lock);
         (out, 1, err(format!("{} is in use by another nndl run (pid {} on testhost); wait for it to finish or choose another folder", d.display(), std::process::id())))
     }},
+    Case { name: "--seeds where another process runs one of them", run: |d| {
+        // Not a failure of this command: the other process finishes it (exit 75, EX_TEMPFAIL).
+        let held = d.join("seeds/seed-1");
+        fs::create_dir_all(&held).unwrap();
+        let lock = fs::File::create(held.join(".nndl.lock")).unwrap();
+        lock.try_lock().unwrap();
+        let out = mlp(&["--seeds", "0..1", "--iterations", "2"], &d.join("seeds"));
+        drop(lock);
+        assert!(d.join("seeds/seed-0/summary.json").is_file() && !held.join("summary.json").exists());
+        (out, 75, err("seed 1 is run by another nndl process; rerun this command once it has ended"))
+    }},
     Case { name: "--lr beyond float32", run: |d| {
         (mlp(&["--lr", "1e39"], &d.join("run")), 1, err("invalid --lr 1e39: must be a finite number > 0 that float32 can hold (at most 3.4028235e38)"))
     }},
