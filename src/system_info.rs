@@ -144,3 +144,18 @@ pub fn describe(i: &Info) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    /// The recorded commit is the checkout's, marked dirty exactly when its sources differ from
+    /// it (build.rs reruns on every source edit; cargo test builds before it runs this).
+    #[test]
+    fn the_commit_names_the_checkout_and_its_changes() {
+        let git = |args: &[&str]| std::process::Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().ok()
+            .filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let Some(head) = git(&["rev-parse", "--short=12", "HEAD"]) else { return }; // not a git checkout
+        let changes = git(&["status", "--porcelain", "--", "src", "csrc", "build.rs", "Cargo.toml", "Cargo.lock"]).unwrap();
+        let expected = if changes.is_empty() { head } else { format!("{head}-dirty") };
+        assert_eq!(env!("NNDL_GIT_COMMIT"), expected, "changes: {changes}");
+    }
+}
