@@ -118,7 +118,7 @@ pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
     let needs_mnist = stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(common.data.as_deref(), rt.device)?) } else { None };
     let settings = ReproduceSettings { stages, quick: args.quick, seed: args.seed, device, threads: tch::get_num_threads() as usize, no_cuda_graph: common.no_cuda_graph };
-    check_space(common.output.out.as_deref().unwrap_or(Path::new(crate::run_dir::DEFAULT_PARENT)), &settings)?;
+    check_space(common.output.out.as_deref().unwrap_or(Path::new(crate::run_dir::DEFAULT_PARENT)), &settings, None)?;
     let out = out_or_fresh(common.output.out.as_deref(), "reproduce")?;
     let root = RunDir::create(&out, common.output.force)?;
     rt.say_note();
@@ -146,7 +146,7 @@ pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Resul
     let mut rt = Runtime::for_device(&settings.device, Some(settings.threads), &Origin::File(root.file(SETTINGS)), report.quiet)?;
     let needs_mnist = settings.stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
     let data = if needs_mnist { Some(DeviceData::load(data_flag, rt.device)?) } else { None };
-    check_space(dir, &settings)?;
+    check_space(dir, &settings, Some(&root))?;
     rt.say_note();
     run_stages(&root, &settings, data.as_ref(), &rt, report.quiet, Session { started, resumed: true })
 }
@@ -236,12 +236,14 @@ fn stage_config(model: ModelKind, settings: &ReproduceSettings) -> TrainConfig {
 
 /// What the MNIST stages still to run will write, checked against the free space before any
 /// training (a reproduce that trains for an hour and then cannot write its checkpoint loses it).
-fn check_space(folder: &Path, settings: &ReproduceSettings) -> Result<()> {
+/// `resumed`: the reproduce folder being continued, whose finished stages write nothing more.
+fn check_space(folder: &Path, settings: &ReproduceSettings, resumed: Option<&RunDir>) -> Result<()> {
     let bytes = settings.stages.iter().filter_map(|s| match s {
         StageName::Mlp => Some(ModelKind::Mlp),
         StageName::Cnn => Some(ModelKind::Cnn),
         _ => None,
-    }).map(|m| run::disk_estimate(&stage_config(m, settings))).sum();
+    }).filter(|m| !resumed.is_some_and(|root| root.file(m.name()).join("summary.json").exists()))
+        .map(|m| run::disk_estimate(&stage_config(m, settings))).sum();
     crate::run_dir::check_free_space(folder, bytes)
 }
 

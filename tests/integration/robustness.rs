@@ -289,6 +289,23 @@ const CASES: &[Case] = &[
         assert!(line.starts_with(&err(format!("not enough free space for {}: about ", mnt.join("r").display()))), "{line}");
         (out, 1, line)
     }},
+    Case { name: "a resumed reproduction needs room for its unfinished stages only", run: |d| {
+        // Its finished MLP stage (about 3 MB) is in place; a new one would need about 9 MB.
+        let mnt = d.join("resume-reproduce");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"]).arg(&mnt).status().unwrap().success());
+        let reproduce = |out: &Path| nndl().args(["reproduce", "--quick", "--only", "mlp", "--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(crate::util::mnist_dir())
+            .arg("--out").arg(out).output().unwrap();
+        let too_big = reproduce(&mnt.join("fresh"));
+        let first = reproduce(&d.join("r"));
+        fs::remove_file(d.join("r/summary.json")).unwrap();
+        let copied = std::process::Command::new("cp").arg("-a").arg(d.join("r")).arg(&mnt).status().unwrap().success();
+        let out = nndl().arg("resume").arg(mnt.join("r")).arg("--quiet").output().unwrap();
+        let finished = mnt.join("r/summary.json").is_file();
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        assert!(String::from_utf8_lossy(&too_big.stderr).contains("not enough free space") && first.status.success() && copied && finished);
+        (out, 0, String::new())
+    }},
     Case { name: "a full disk while writing", run: |d| {
         let mnt = d.join("full");
         fs::create_dir(&mnt).unwrap();
