@@ -297,6 +297,10 @@ pub struct SweepArgs {
     /// trials train together as one pack.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["dry_run", "list", "shard", "shards", "pack"])]
     pub trial: Vec<String>,
+    /// With --trial (set by the driver and by --list): the fingerprint of the named trials'
+    /// configs; the worker refuses to train when sweep.json no longer holds them.
+    #[arg(long, value_name = "HEX", requires = "trial")]
+    pub trial_digest: Option<String>,
     /// Train up to M trials that differ only in seed and learning rate together, as one batched
     /// model in one worker; 1 turns packing off [default: 16 on CUDA, 10 on the CPU; never more
     /// than the trials left divided by --jobs].

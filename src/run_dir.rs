@@ -20,7 +20,7 @@ pub const LOCK: &str = ".nndl.lock";
 pub const FAILED: &str = "failed.txt";
 /// Where a run's `--export-final` goes (commands::train), for `nndl resume` to write it too.
 pub const EXPORT_FILE: &str = "export.json";
-const PARTIAL: &str = ".partial-";
+pub const PARTIAL: &str = ".partial-";
 
 /// `no space left on device writing DIR/FILE`, or the OS's words for other failures.
 pub fn write_error(path: &Path, e: &io::Error) -> anyhow::Error {

@@ -94,6 +94,18 @@ pub struct Trial {
     pub config: TrainConfig,
 }
 
+/// A short fingerprint of the configs of `trials`, in order: what a worker's driver (or --list)
+/// expanded, which the worker checks against sweep.json before it trains, since another
+/// command with an edited spec may have rewritten that file since.
+pub fn configs_digest(trials: &[&Trial]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for t in trials {
+        hash.update(serde_json::to_vec(&t.config).expect("a config serialises"));
+    }
+    hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 fn kind_of(key: &str) -> Option<Kind> {
     SETTINGS.iter().find(|(k, _)| *k == key).map(|&(_, kind)| kind)
 }
@@ -244,11 +256,19 @@ impl Axis {
 
 impl SweepSpec {
     pub fn load(path: &Path) -> Result<SweepSpec> {
-        let size = std::fs::metadata(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?.len();
+        use std::io::Read;
+        let cannot = |e: std::io::Error| anyhow!("cannot read {}: {e}", path.display());
+        let size = std::fs::metadata(path).map_err(cannot)?.len();
         if size > MAX_SPEC_BYTES {
             bail!("{} is {size} bytes; a sweep spec is at most {MAX_SPEC_BYTES}", path.display());
         }
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+        // A pipe or a device reports no size: read at most one byte past the limit.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path).map_err(cannot)?.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
+        if bytes.len() as u64 > MAX_SPEC_BYTES {
+            bail!("{} holds more than {MAX_SPEC_BYTES} bytes; a sweep spec is at most that", path.display());
+        }
+        let text = String::from_utf8(bytes).map_err(|_| anyhow!("cannot read {}: it is not UTF-8 text", path.display()))?;
         SweepSpec::parse(path, &text)
     }
 

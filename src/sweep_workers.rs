@@ -24,6 +24,9 @@ pub struct SweepSummary {
     pub done: usize,
     pub skipped: usize,
     pub busy_elsewhere: usize,
+    /// Trials whose worker a signal stopped: the sweep's own, passed on, or one sent to the
+    /// worker alone (which leaves the sweep unfinished though the driver was not stopped).
+    pub interrupted: usize,
     pub failed: usize,
     pub failures: Vec<Failure>,
     pub best: Option<Best>,
@@ -91,6 +94,7 @@ impl Workers {
         for trial in pack {
             cmd.args(["--trial", &trial.name]);
         }
+        cmd.args(["--trial-digest", &crate::sweep::configs_digest(pack)]);
         cmd
             .args(["--threads", &self.threads.to_string(), "--device", &self.device_for(slot)])
             .stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -284,7 +288,7 @@ fn tally(summary: &mut SweepSummary, name: &str, ended: Ended, progress: &Progre
             note_best(summary, name, &s);
         }
         Ended::Busy => summary.busy_elsewhere += 1,
-        Ended::Interrupted => {}
+        Ended::Interrupted => summary.interrupted += 1,
         Ended::Failed(error) => {
             summary.failed += 1;
             progress.log(quiet, &format!("trial {name} failed: {error}"));

@@ -60,9 +60,18 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     };
     let data = DeviceData::load(common.data.as_deref(), rt.device)?;
     let cfgs: Vec<TrainConfig> = seeds.iter().map(|&seed| TrainConfig { seed, ..base.clone() }).collect();
-    crate::run_dir::check_free_space(common.output.out.as_deref().unwrap_or(Path::new(DEFAULT_PARENT)), cfgs.iter().map(run::disk_estimate).sum())?;
+    if let Some(out) = &common.output.out {
+        check_seeds_folder(out)?;
+    }
+    let dirs = |out: &Path| -> Vec<PathBuf> { seeds.iter().map(|s| out.join(format!("seed-{s}"))).collect() };
+    // What the seeds still to train will write: a rerun's finished ones write nothing more.
+    let to_write = match &common.output.out {
+        Some(out) => cfgs.iter().zip(dirs(out)).filter(|(_, d)| !d.join("summary.json").exists()).map(|(c, _)| run::disk_estimate(c)).sum(),
+        None => cfgs.iter().map(run::disk_estimate).sum(),
+    };
+    crate::run_dir::check_free_space(common.output.out.as_deref().unwrap_or(Path::new(DEFAULT_PARENT)), to_write)?;
     let out = out_or_fresh(common.output.out.as_deref(), &format!("{}-{}-seeds", model.name(), base.preset.name()))?;
-    let dirs: Vec<PathBuf> = seeds.iter().map(|s| out.join(format!("seed-{s}"))).collect();
+    let dirs = dirs(&out);
     if common.output.force {
         for dir in dirs.iter().filter(|d| d.exists()) {
             drop(RunDir::create(dir, true)?);
@@ -71,6 +80,34 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     rt.say_note();
     let ends = run_members(&cfgs, &dirs, pack, &data, &rt);
     report(&out, &seeds, pack, ends)
+}
+
+/// `--out` of `--seeds`: new, or what `--seeds` (and `nndl report` into it) wrote there: its
+/// seed-N folders, report files, temporary files. A run's folder, a sweep's, or one with other
+/// files is refused, as a single run's --out would be.
+fn check_seeds_folder(out: &Path) -> Result<()> {
+    use crate::run_dir::FolderState;
+    let shown = out.display();
+    match crate::run_dir::folder_state(out)? {
+        FolderState::Missing | FolderState::Empty => return Ok(()),
+        FolderState::FinishedRun | FolderState::UnfinishedRun => bail!("{shown} is a run's folder, not one for --seeds; choose another --out"),
+        FolderState::ForeignFiles => {}
+    }
+    if out.join(super::sweep::MARKER).exists() {
+        bail!("{shown} is a sweep's folder, not one for --seeds; choose another --out");
+    }
+    let ours = |name: &str, is_dir: bool| match is_dir {
+        true => name.strip_prefix("seed-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+        false => name.starts_with("report") || name.starts_with(crate::run_dir::PARTIAL) || name == crate::run_dir::LOCK,
+    };
+    let entries = std::fs::read_dir(out).map_err(|e| anyhow::anyhow!("cannot read {shown}: {e}"))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !ours(&name, entry.file_type().is_ok_and(|t| t.is_dir())) {
+            bail!("{shown} holds files nndl did not write ({name}); choose another --out");
+        }
+    }
+    Ok(())
 }
 
 /// One line per seed, the JSON of every run (and the most members a pack took), and a failing

@@ -12,7 +12,7 @@ use crate::data::DeviceData;
 use crate::run::{self, RunEnd};
 use crate::run_dir::{record_failure, recorded_failure, shell_word, write_atomic, Busy};
 use crate::runtime::Runtime;
-use crate::sweep::{Shard, SweepSpec, Trial};
+use crate::sweep::{configs_digest, Shard, SweepSpec, Trial};
 use crate::sweep_workers::{drive, finished, into_packs, nndl_executable, trial_dir, Failure, SweepSummary, Workers, EXIT_BUSY};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -68,11 +68,16 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         }
         let named = args.trial.iter().map(|name| trials.iter().find(|t| &t.name == name).ok_or_else(|| anyhow!("{} has no trial named {name}", args.spec.display())))
             .collect::<Result<Vec<&Trial>>>()?;
+        if args.trial_digest.as_ref().is_some_and(|d| *d != configs_digest(&named)) {
+            bail!("{} no longer holds the configuration this worker was started for (a command with an edited spec prepared the folder since); run the sweep again, or list its commands again",
+                out.join(EXPANDED).display());
+        }
         // A worker started by another driver (from --list) may be the first to write here; under
         // nndl's own driver, or after --list, the folder is ready and is left as it is.
         if !out.join(MARKER).exists() {
             prepare_folder(&out, &trials)?;
         }
+        check_space(&out, &named)?;
         return match named[..] {
             [trial] => run_trial(trial, &out, &device, threads, args.data.as_deref(), args.report.quiet),
             _ => run_pack(&named, &out, &device, threads, args.data.as_deref(), args.report.quiet),
@@ -108,18 +113,23 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         // The listing is the command's output: on stdout, as --list's, and kept by --quiet.
         return Outcome::output(format!("{human}\n{} trials (shard {}/{})\n", rows.len(), shard.index + 1, shard.count), &json);
     }
+    if mine.iter().any(|t| finished(&out, t).is_none()) {
+        crate::data::mnist::check_present(&crate::data::mnist::resolve_dir(args.data.as_deref()))?;
+    }
+    check_space(&out, &mine)?;
     prepare_folder(&out, &trials)?;
     let started = Instant::now();
     let gpus = gpu_count(&device)?;
     let summary = SweepSummary {
         out_dir: out.clone(), trials: trials.len(), shard: format!("{}/{}", shard.index + 1, shard.count),
-        done: 0, skipped: 0, busy_elsewhere: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
+        done: 0, skipped: 0, busy_elsewhere: 0, interrupted: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
     };
     let workers = Workers { jobs, threads, device, gpus, data: args.data.clone(), pack: args.pack };
     let summary = drive(&args.spec, &mine, workers, args.report.quiet, summary, started)?;
-    write_failures(&out, &trials)?;
+    write_failures(&out, &trials, &summary.failures)?;
+    let interrupted = if summary.interrupted > 0 { format!(", {} interrupted", summary.interrupted) } else { String::new() };
     let human = format!(
-        "sweep {}: {} trials in shard {}: {} done, {} already done, {} running elsewhere, {} failed in {:.1} s{}",
+        "sweep {}: {} trials in shard {}: {} done, {} already done, {} running elsewhere{interrupted}, {} failed in {:.1} s{}",
         out.display(), mine.len(), summary.shard, summary.done, summary.skipped, summary.busy_elsewhere, summary.failed, summary.wall_seconds,
         summary.best.as_ref().map(|b| format!("; best {} at {:.2}%", b.trial, 100.0 * b.final_test_accuracy)).unwrap_or_default()
     );
@@ -128,12 +138,30 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         let line = format!("interrupted; rerun the same command to continue the sweep in {}", out.display());
         return Ok(outcome.failing(line, crate::signals::exit_status(signal)));
     }
+    // Workers a signal reached that the sweep did not get (an OOM killer's SIGTERM, a `kill` of
+    // one worker): their trials are not done, and the sweep must not look finished.
+    let rerun = (summary.interrupted > 0).then(|| format!("{} interrupted by a signal to {} worker alone; rerun the same command to continue {}",
+        plural(summary.interrupted, "trial"), if summary.interrupted == 1 { "its" } else { "their" }, if summary.interrupted == 1 { "it" } else { "them" }));
     if summary.failed > 0 {
         let names: Vec<String> = summary.failures.iter().map(|f| format!("{} ({})", f.trial, f.error)).collect();
-        let line = format!("error: {} of {} trials failed: {}; see {}", summary.failed, mine.len(), names.join("; "), out.join("failures.json").display());
+        let also = rerun.map(|r| format!("; {r}")).unwrap_or_default();
+        let line = format!("error: {} of {} trials failed: {}; see {}{also}", summary.failed, mine.len(), names.join("; "), out.join("failures.json").display());
         return Ok(outcome.failing(line, 1));
     }
+    if let Some(rerun) = rerun {
+        return Ok(outcome.failing(format!("error: {rerun}"), 1));
+    }
     Ok(outcome)
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Free space for what `trials` still have to write (the finished ones write nothing more).
+fn check_space(out: &Path, trials: &[&Trial]) -> Result<()> {
+    let bytes = trials.iter().filter(|t| finished(out, t).is_none()).map(|t| run::disk_estimate(&t.config)).fold(0u64, u64::saturating_add);
+    crate::run_dir::check_free_space(out, bytes)
 }
 
 /// `--list`: one worker command per trial, or per pack with `--pack M` (the machines that run
@@ -151,7 +179,8 @@ fn list(args: &SweepArgs, mine: &[&Trial], out: &Path, threads: usize) -> Result
     let packs = into_packs(mine.to_vec(), args.pack.unwrap_or(1));
     let lines: String = packs.iter().map(|pack| {
         let trials: String = pack.iter().map(|t| format!(" --trial {}", shell_word(&t.name))).collect();
-        format!("{exe} sweep {} --out {}{trials} {common}\n", shell_word(&args.spec.display().to_string()), shell_word(&out.display().to_string()))
+        let digest = configs_digest(pack);
+        format!("{exe} sweep {} --out {}{trials} --trial-digest {digest} {common}\n", shell_word(&args.spec.display().to_string()), shell_word(&out.display().to_string()))
     }).collect();
     // With --json: the commands, and the trials each runs.
     let names = |pack: &Vec<&Trial>| pack.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
@@ -194,7 +223,6 @@ fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
     if state == crate::run_dir::FolderState::ForeignFiles && !out.join(MARKER).exists() {
         bail!("{} holds files nndl did not write; choose another --out", out.display());
     }
-    crate::run_dir::check_free_space(out, trials.iter().map(|t| run::disk_estimate(&t.config)).sum::<u64>().min(u64::MAX / 2))?;
     std::fs::create_dir_all(out).map_err(|e| anyhow!("cannot create sweep folder {}: {e}", out.display()))?;
     // What a driver killed mid-write left (its own temporary files; live ones stay).
     crate::run_dir::remove_stale_partials(out);
@@ -214,14 +242,14 @@ fn gpu_count(device: &str) -> Result<usize> {
     Ok(if unavailable.is_none() { tch::Cuda::device_count() as usize } else { 0 })
 }
 
-/// failures.json: the failed trials of every process that ran on the folder, less those now done.
-fn write_failures(out: &Path, trials: &[Trial]) -> Result<()> {
-    let failures: Vec<Failure> = trials.iter().filter_map(|t| {
-        let dir = trial_dir(out, t);
-        if finished(out, t).is_some() {
-            return None;
-        }
-        Some(Failure { trial: t.name.clone(), error: recorded_failure(&dir)? })
+/// failures.json: the failed trials of every process that ran on the folder (their failed.txt),
+/// and this driver's (`seen`: also those that failed before they had a folder of their own, or
+/// were refused one), less those now done.
+fn write_failures(out: &Path, trials: &[Trial], seen: &[Failure]) -> Result<()> {
+    let failures: Vec<Failure> = trials.iter().filter(|t| finished(out, t).is_none()).filter_map(|t| {
+        let recorded = recorded_failure(&trial_dir(out, t));
+        let error = recorded.or_else(|| seen.iter().find(|f| f.trial == t.name).map(|f| f.error.clone()))?;
+        Some(Failure { trial: t.name.clone(), error })
     }).collect();
     let mut text = serde_json::to_string_pretty(&failures)?;
     text.push('\n');
@@ -239,8 +267,8 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
     let data = DeviceData::load(data, rt.device)?;
     let dirs: Vec<PathBuf> = pack.iter().map(|t| trial_dir(out, t)).collect();
     let ends = run_members(&cfgs, &dirs, pack.len(), &data, &rt);
-    let mut signal = None;
-    let rows: Vec<serde_json::Value> = pack.iter().zip(&dirs).zip(ends).map(|((t, dir), end)| match end {
+    let (mut signal, mut failed, mut busy) = (None, vec![], 0);
+    let rows: Vec<serde_json::Value> = pack.iter().zip(&dirs).zip(&cfgs).zip(ends).map(|(((t, dir), cfg), end)| match end {
         MemberEnd::Ended { end: RunEnd::Finished(s), trained } => {
             serde_json::json!({ "trial": t.name, "state": if trained { "done" } else { "already_done" }, "summary": s })
         }
@@ -252,20 +280,36 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
             signal = Some(sig);
             serde_json::json!({ "trial": t.name, "state": "interrupted", "started": false })
         }
-        MemberEnd::Busy(e) => serde_json::json!({ "trial": t.name, "state": "busy", "error": e }),
+        MemberEnd::Busy(e) => {
+            busy += 1;
+            serde_json::json!({ "trial": t.name, "state": "busy", "error": e })
+        }
         MemberEnd::Failed(e) => {
             let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
-            if dir.is_dir() {
-                let _ = record_failure(dir, &line);
-            }
+            record_trial_failure(dir, cfg, &line);
+            failed.push(format!("{} ({line})", t.name));
             serde_json::json!({ "trial": t.name, "state": "failed", "error": line })
         }
     }).collect();
     let outcome = Outcome::new(format!("pack of {} trials ended", pack.len()), &serde_json::json!({ "pack": rows }))?;
+    // Statuses as a single trial's worker gives them, for drivers that read only those.
     Ok(match signal {
         Some(sig) => outcome.failing(format!("pack of {} trials interrupted", pack.len()), crate::signals::exit_status(sig)),
+        None if !failed.is_empty() => outcome.failing(format!("{} of the pack's {} trials failed: {}", failed.len(), pack.len(), failed.join("; ")), 1),
+        None if busy > 0 => outcome.failing(format!("{} of the pack's {} trials are run by another nndl process", busy, pack.len()), EXIT_BUSY),
         None => outcome,
     })
+}
+
+/// Records a trial's failure in its folder (failed.txt) when the folder holds this trial's
+/// run: a folder it was refused (another configuration's run, files nndl did not write) is not
+/// its to mark, and the driver's failures.json names the refusal.
+fn record_trial_failure(dir: &Path, cfg: &crate::config::TrainConfig, line: &str) {
+    let ours = dir.join(crate::run_dir::MARKER).is_file()
+        && crate::config::TrainConfig::read(&dir.join("config.json")).map_or(true, |saved| saved.same_run(cfg));
+    if ours {
+        let _ = record_failure(dir, line);
+    }
 }
 
 /// One trial in this process: fresh, resumed, or already done.
@@ -294,9 +338,7 @@ fn run_trial(trial: &Trial, out: &Path, device: &str, threads: usize, data: Opti
         Err(e) if e.is::<Busy>() => Ok(Outcome::new(String::new(), &serde_json::json!({ "busy": true }))?.failing(format!("{e}"), EXIT_BUSY)),
         Err(e) => {
             let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
-            if dir.is_dir() {
-                let _ = record_failure(&dir, &line);
-            }
+            record_trial_failure(&dir, &cfg, &line);
             Err(e)
         }
     }

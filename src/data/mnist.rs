@@ -56,8 +56,12 @@ impl MnistFile {
                 }
             }
         }
-        Err(first_error.unwrap_or_else(|| anyhow::anyhow!("MNIST file {} not found in {} (looked for {}); {fix}",
-            self.canonical_name(), dir.display(), self.candidates().join(", "))))
+        Err(first_error.unwrap_or_else(|| self.not_found(dir)))
+    }
+
+    fn not_found(&self, dir: &Path) -> anyhow::Error {
+        anyhow::anyhow!("MNIST file {} not found in {} (looked for {}); run `nndl data fetch --data {}`",
+            self.canonical_name(), dir.display(), self.candidates().join(", "), dir.display())
     }
 
     /// One candidate: None when nothing is there, an error when something unusable is.
@@ -91,6 +95,16 @@ impl MnistFile {
             bail!("MNIST file {shown} is corrupt (SHA-256 {digest}, expected {}); delete it and {fix}", self.sha256);
         }
         Ok(Some(bytes))
+    }
+}
+
+/// Whether `dir` has a file under one of each MNIST file's names, without reading them: for a
+/// command that starts processes which read them (a sweep's driver), so that a wrong folder is
+/// one line before any starts, not one failure a trial.
+pub fn check_present(dir: &Path) -> Result<()> {
+    match FILES.iter().find(|f| f.find_in(dir).is_none()) {
+        Some(missing) => Err(missing.not_found(dir)),
+        None => Ok(()),
     }
 }
 

@@ -306,6 +306,40 @@ const CASES: &[Case] = &[
         assert!(String::from_utf8_lossy(&too_big.stderr).contains("not enough free space") && first.status.success() && copied && finished);
         (out, 0, String::new())
     }},
+    Case { name: "a shard needs room for its own trials only", run: |d| {
+        // Ten MLP trials would need about 90 MB; shard 1 of 10 trains one (about 9 MB).
+        let mnt = d.join("shard-space");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=12m", "tmpfs"]).arg(&mnt).status().unwrap().success());
+        let spec = d.join("spec.toml");
+        fs::write(&spec, "model = \"mlp\"\niterations = 2\nseed = { from = 0, to = 9 }\n").unwrap();
+        let out = nndl().arg("sweep").arg(&spec).args(["--shard", "1/10", "--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(mnist_dir())
+            .arg("--out").arg(mnt.join("sweep")).output().unwrap();
+        let done = mnt.join("sweep/seed=0/summary.json").is_file();
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        assert!(done, "{}", String::from_utf8_lossy(&out.stderr));
+        (out, 0, String::new())
+    }},
+    Case { name: "a sweep spec read from an endless device", run: |d| {
+        // /dev/zero reports no size: read at most a byte past the limit, under a memory cap.
+        let script = format!("ulimit -v 4000000; exec {} sweep /dev/zero --dry-run --out {}", env!("CARGO_BIN_EXE_nndl"), d.join("sweep").display());
+        let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+        (out, 1, err("/dev/zero holds more than 1048576 bytes; a sweep spec is at most that"))
+    }},
+    Case { name: "--seeds into a folder of other files", run: |d| {
+        fs::write(d.join("notes.txt"), "kept").unwrap();
+        let out = mlp(&["--seeds", "0..1", "--iterations", "2"], d);
+        kept(&d.join("notes.txt"));
+        assert!(!d.join("seed-0").exists());
+        (out, 1, err(format!("{} holds files nndl did not write (notes.txt); choose another --out", d.display())))
+    }},
+    Case { name: "--seeds into a run's folder", run: |d| {
+        let run = d.join("run");
+        fake_run(&run, true);
+        let out = mlp(&["--seeds", "0..1", "--iterations", "2"], &run);
+        assert!(!run.join("seed-0").exists());
+        (out, 1, err(format!("{} is a run's folder, not one for --seeds; choose another --out", run.display())))
+    }},
     Case { name: "a full disk while writing", run: |d| {
         let mnt = d.join("full");
         fs::create_dir(&mnt).unwrap();

@@ -462,3 +462,76 @@ fn a_list_array_given_its_shards_runs_its_shard_in_its_workers() {
     assert_eq!((s["shard"].as_str(), s["done"].as_u64()), (Some("4/4"), Some(2)), "{s}");
     assert!(out.join("seed=3/summary.json").is_file() && out.join("seed=7/summary.json").is_file());
 }
+
+#[test]
+fn a_worker_stopped_alone_leaves_the_sweep_unfinished_and_failing() {
+    // An OOM killer's SIGTERM, or a `kill` of one worker: the driver itself got no signal, but
+    // the trial is not done, and the sweep must not end as if it were.
+    let dir = tempdir("sweep-worker-term");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 100000\ncheckpoint_every = 50\nseed = [0]\n"), dir.join("sweep"));
+    let child = sweep(&spec, &out, &[]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    // One value of each setting: the trial's folder is "trial".
+    while !out.join("trial/checkpoint.safetensors").exists() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let worker = String::from_utf8(Command::new("pgrep").args(["-P", &child.id().to_string()]).output().unwrap().stdout).unwrap();
+    assert!(Command::new("kill").args(["-TERM", worker.trim()]).status().unwrap().success(), "worker {worker:?}");
+    let end = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&end.stderr);
+    assert_eq!(end.status.code(), Some(1), "{err}");
+    assert!(err.trim_end().ends_with("error: 1 trial interrupted by a signal to its worker alone; rerun the same command to continue it"), "{err}");
+    let d = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap());
+    assert_eq!(d["trials"][0]["state"], "unfinished");
+}
+
+#[test]
+fn a_listed_worker_refuses_a_spec_edited_since() {
+    // --list (or a second driver) with an edited spec rewrites sweep.json; a worker listed before
+    // would otherwise train the edited configuration under the old name and count as done.
+    let dir = tempdir("sweep-digest");
+    let out = dir.join("sweep");
+    let first = spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\n");
+    let listed = ok(sweep(&first, &out, &["--list"]).output().unwrap());
+    let listed = listed["commands"][0].as_str().unwrap();
+    let edited = spec(&dir, "model = \"mlp\"\niterations = 4\neval_every = 3\nseed = [0, 1]\n");
+    ok(sweep(&edited, &out, &["--list"]).output().unwrap());
+    let worker = Command::new("sh").arg("-c").arg(listed).output().unwrap();
+    crate::util::assert_one_line_error(&worker, "sweep.json no longer holds the configuration this worker was started for");
+    assert!(!out.join("seed=0").exists(), "nothing trained");
+    // A spec that only adds trials leaves the listed ones' configurations, and their workers run.
+    let more = spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1, 2]\n");
+    ok(sweep(&more, &out, &["--list"]).output().unwrap());
+    assert!(Command::new("sh").arg("-c").arg(listed).status().unwrap().success());
+    assert!(out.join("seed=0/summary.json").is_file());
+}
+
+#[test]
+fn failures_json_names_trials_refused_their_folder_without_marking_the_folder() {
+    let dir = tempdir("sweep-refused");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\n"), dir.join("sweep"));
+    ok(sweep(&spec, &out, &["--list"]).output().unwrap());
+    std::fs::create_dir_all(out.join("seed=1")).unwrap();
+    std::fs::write(out.join("seed=1/notes.txt"), "mine").unwrap();
+    let run = sweep(&spec, &out, &[]).output().unwrap();
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    let failures: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("failures.json")).unwrap()).unwrap();
+    assert_eq!(failures.as_array().unwrap().len(), 1, "{failures}");
+    assert_eq!(failures[0]["trial"], "seed=1");
+    assert!(failures[0]["error"].as_str().unwrap().contains("holds files nndl did not write"), "{failures}");
+    let names: Vec<String> = std::fs::read_dir(out.join("seed=1")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["notes.txt"], "the refused folder is left as it was");
+}
+
+#[test]
+fn a_pack_worker_exits_as_a_single_trial_worker_would() {
+    // Drivers other than nndl's (GNU parallel, xargs over --list) read only the exit status.
+    let dir = tempdir("sweep-pack-status");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 40\neval_every = 20\nseed = [0, 1]\nlr = [0.005, 1e10]\n"), dir.join("sweep"));
+    let pack = sweep(&spec, &out, &["--trial", "lr=0.005,seed=0", "--trial", "lr=1e10,seed=0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&pack.stderr);
+    assert_eq!(pack.status.code(), Some(1), "{err}");
+    assert!(err.contains("1 of the pack's 2 trials failed: lr=1e10,seed=0 (training diverged"), "{err}");
+    assert!(out.join("lr=0.005,seed=0/summary.json").is_file());
+}
