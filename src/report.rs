@@ -305,7 +305,10 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
     md.push_str("| configuration | seeds | failed | test accuracy, mean ± std | min | max | test loss, mean ± std | min | max | best accuracy | train s (mean) |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for g in groups {
-        let _ = write!(md, "| {} | {} | {} |", g.label, g.seeds.len(), g.failed.len());
+        // One run per seed, unless a seed was run twice (the warnings name it): then both counts.
+        let distinct = g.seeds.iter().collect::<std::collections::BTreeSet<_>>().len();
+        let seeds = if distinct < g.seeds.len() { format!("{} runs of {distinct}", g.seeds.len()) } else { distinct.to_string() };
+        let _ = write!(md, "| {} | {seeds} | {} |", g.label, g.failed.len());
         match (&g.test_accuracy, &g.test_loss, g.best_test_accuracy, g.mean_train_seconds) {
             (Some(a), Some(l), Some(best), Some(seconds)) => {
                 let _ = writeln!(md, " {:.2}%{} | {:.2}% | {:.2}% | {:.4}{} | {:.4} | {:.4} | {:.2}% | {:.1} |",

@@ -54,9 +54,19 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) ->
         if !parent.exists() {
             return Err(anyhow!("cannot write {}: its folder {} no longer exists (removed while nndl was writing into it?)", path.display(), parent.display()));
         }
+        // plotters shows the system's error only as a Rust debug dump (`Os { code: 30, .. }`).
+        if let Some(io) = os_error_in(&format!("{e:#}")) {
+            return Err(write_error(path, &io));
+        }
         return Err(e);
     }
     Ok(())
+}
+
+/// The system error a library's debug dump names (`Os { code: N, ... }`), if any.
+fn os_error_in(text: &str) -> Option<io::Error> {
+    let code = text.split("Os { code: ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?;
+    code.parse().ok().map(io::Error::from_raw_os_error)
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -485,6 +495,17 @@ pub fn out_or_fresh(out: Option<&Path>, name: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_libraries_debug_dump_of_a_system_error_is_said_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report-loss.png");
+        let plotters = "backend error: Drawing backend error: ImageError(IoError(Os { code: 30, kind: ReadOnlyFilesystem, message: \"Read-only file system\" }))";
+        let e = write_atomic_with(&path, |_| Err(anyhow!("{plotters}"))).unwrap_err();
+        assert_eq!(format!("{e:#}"), format!("cannot write {}: Read-only file system (os error 30)", path.display()));
+        let other = write_atomic_with(&path, |_| Err(anyhow!("no system error here"))).unwrap_err();
+        assert_eq!(format!("{other:#}"), "no system error here");
+    }
 
     #[test]
     fn stale_partials_go_and_live_ones_stay() {

@@ -173,14 +173,16 @@ fn list(args: &SweepArgs, mine: &[&Trial], out: &Path, threads: usize) -> Result
     if let Some(device) = &args.device {
         common += &format!(" --device {}", shell_word(device));
     }
+    // Absolute paths: the commands may run from another folder (a job script's, xargs').
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
     if let Some(data) = &args.data {
-        common += &format!(" --data {}", shell_word(&data.display().to_string()));
+        common += &format!(" --data {}", shell_word(&absolute(data)));
     }
     let packs = into_packs(mine.to_vec(), args.pack.unwrap_or(1));
     let lines: String = packs.iter().map(|pack| {
         let trials: String = pack.iter().map(|t| format!(" --trial {}", shell_word(&t.name))).collect();
         let digest = configs_digest(pack);
-        format!("{exe} sweep {} --out {}{trials} --trial-digest {digest} {common}\n", shell_word(&args.spec.display().to_string()), shell_word(&out.display().to_string()))
+        format!("{exe} sweep {} --out {}{trials} --trial-digest {digest} {common}\n", shell_word(&absolute(&args.spec)), shell_word(&absolute(out)))
     }).collect();
     // With --json: the commands, and the trials each runs.
     let names = |pack: &Vec<&Trial>| pack.iter().map(|t| t.name.clone()).collect::<Vec<_>>();

@@ -420,6 +420,8 @@ fn report_reads_reproductions_side_by_side_and_names_repeated_seeds() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("seed 0 is in 2 runs") && err.contains("r1/mlp") && err.contains("r2/mlp"), "{err}");
     assert!(err.contains("over 2 runs (1 seed)"), "the headline counts seeds once: {err}");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("| 2 runs of 1 | 0 |"), "the table too: {md}");
     // A `--seeds` folder beside them (runs two levels down, no settings file) is read too.
     fake_run(&dir.join("seeds/seed-3"), 0.005, 3, 0.91, 0.3);
     let r = ok(nndl().arg("report").arg(&*dir).args(["--json", "--quiet"]).output().unwrap());
@@ -534,4 +536,18 @@ fn a_pack_worker_exits_as_a_single_trial_worker_would() {
     assert_eq!(pack.status.code(), Some(1), "{err}");
     assert!(err.contains("1 of the pack's 2 trials failed: lr=1e10,seed=0 (training diverged"), "{err}");
     assert!(out.join("lr=0.005,seed=0/summary.json").is_file());
+}
+
+#[test]
+fn listed_commands_run_from_any_folder() {
+    let dir = tempdir("sweep-list-absolute");
+    spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0]\n");
+    let listed = nndl().current_dir(&*dir).args(["sweep", "spec.toml", "--out", "sweep", "--list", "--device", "cpu", "--threads", "1"]).output().unwrap();
+    let line = String::from_utf8(listed.stdout).unwrap();
+    let line = line.trim();
+    assert!(line.contains(&format!(" {} --out {} ", dir.join("spec.toml").display(), dir.join("sweep").display())), "{line}");
+    let elsewhere = tempdir("sweep-list-elsewhere");
+    let run = Command::new("sh").arg("-c").arg(line).current_dir(&*elsewhere).env("MNIST_DIR", mnist_dir()).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(dir.join("sweep/trial/summary.json").is_file());
 }
