@@ -55,7 +55,7 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
             None => crate::say!("{shown} stopped before its first checkpoint: training it from the start"),
         }
     }
-    let export_final = super::train::saved_export_final(&run_dir)?;
+    let export_final = super::train::saved_export_final(&run_dir)?.map(|e| e.dir);
     if let Some(dir) = &export_final {
         // Before the training, as a fresh run checks it: not after an hour of it.
         crate::run_dir::check_writable_folder(dir, "--export-final (export.json)")?;

@@ -138,11 +138,13 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
         crate::export::export_init(dir, &network.vs, &cfg, data.train.len() as usize)?;
     }
     if let Some(dir) = &args.export_final {
-        // After config.json (written again by the loop), so that a folder with export.json is
-        // always one `nndl resume` takes. Absolute: a resume may start from elsewhere.
-        run_dir.write_json("config.json", &cfg)?;
+        // Before config.json (written again by the loop): a run killed between the two is a
+        // folder with its marker and export.json only, which a new run takes as empty, and a
+        // run with a config always has its export.json. Absolute: a resume may start from
+        // elsewhere.
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
-        run_dir.write_json(EXPORT_FILE, &serde_json::json!({ "export_final": dir }))?;
+        write_saved_export(&run_dir.path, &dir, false)?;
+        run_dir.write_json("config.json", &cfg)?;
     } else {
         // A run killed before its config, in this folder, may have left one.
         let _ = std::fs::remove_file(run_dir.file(EXPORT_FILE));
@@ -165,31 +167,53 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
 /// while exporting): the export, written now from model.safetensors. None when there is none
 /// to finish.
 pub fn finish_export(run_dir: &RunDir) -> Result<Option<Outcome>> {
-    let Some(dir) = saved_export_final(run_dir)? else { return Ok(None) };
+    let Some(SavedExport { dir, written }) = saved_export_final(run_dir)? else { return Ok(None) };
     let cfg = &TrainConfig::load(&run_dir.file("config.json"))?;
-    if crate::export::holds_params(&dir, cfg.model) {
+    // An export.json of an earlier release has no `written`: its files there are taken as it.
+    if written.unwrap_or(true) && crate::export::holds_params(&dir, cfg.model) {
         return Ok(None);
     }
     let network = run::build_network(cfg, tch::Device::Cpu);
     let saved = crate::tensor_file::read(&run_dir.file(run::MODEL_FILE))?.0;
     super::eval::load_weights(&network.vs, saved, &run_dir.file(run::MODEL_FILE).display().to_string(), cfg.model.name())?;
     crate::export::export_params(&dir, &network.vs, cfg.model)?;
+    write_saved_export(&run_dir.path, &dir, true)?;
     let line = format!("{} was finished; wrote its --export-final {}, which had not been written", run_dir.path.display(), dir.display());
     Ok(Some(Outcome::new(line, &serde_json::json!({ "export_final": dir, "out_dir": run_dir.path }))?))
 }
 
+/// A run's `--export-final` (export.json): the folder, and whether this run's export there is
+/// whole. The folder may hold an earlier run's export until then, which a run killed after its
+/// summary.json must not take as its own.
+pub struct SavedExport {
+    pub dir: std::path::PathBuf,
+    /// None in an export.json of an earlier release.
+    pub written: Option<bool>,
+}
+
 /// The `--export-final` folder a run was started with, if any.
-pub fn saved_export_final(run_dir: &RunDir) -> Result<Option<std::path::PathBuf>> {
+pub fn saved_export_final(run_dir: &RunDir) -> Result<Option<SavedExport>> {
     let path = run_dir.file(EXPORT_FILE);
     if !path.exists() {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let written = match value.get("written") {
+        None => None,
+        Some(serde_json::Value::Bool(w)) => Some(*w),
+        Some(_) => bail!("{}: its written is not true or false", path.display()),
+    };
     match value.get("export_final") {
-        Some(serde_json::Value::String(dir)) if Path::new(dir).is_absolute() => Ok(Some(dir.into())),
+        Some(serde_json::Value::String(dir)) if Path::new(dir).is_absolute() => Ok(Some(SavedExport { dir: dir.into(), written })),
         _ => bail!("{}: its export_final is not an absolute folder path", path.display()),
     }
+}
+
+fn write_saved_export(run_dir: &Path, dir: &Path, written: bool) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({ "export_final": dir, "written": written }))?;
+    text.push('\n');
+    crate::run_dir::write_atomic(&run_dir.join(EXPORT_FILE), text.as_bytes())
 }
 
 /// The outcome of a run that ended: its summary, or the interruption with the resume command.
@@ -200,6 +224,8 @@ pub fn finish(end: RunEnd, network: &Network, cfg: &TrainConfig, export_final: O
                 crate::export::export_params(dir, &network.vs, cfg.model).with_context(|| format!(
                     "the run finished ({}), but its --export-final {} failed (once mended, `{}` writes it)",
                     summary.out_dir.display(), dir.display(), crate::run_dir::resume_command(&summary.out_dir)))?;
+                let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+                write_saved_export(&summary.out_dir, &dir, true)?;
             }
             Outcome::new(run::describe(&summary), &summary)
         }

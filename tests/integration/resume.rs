@@ -145,6 +145,14 @@ fn a_resumed_run_writes_its_export_final_too() {
     resume(&dir.join("run"));
     assert!(dir.join("final/b2.npy").is_file() && !dir.join("final/.partial-4194999-b2.npy").exists());
     assert!(std::fs::read(dir.join("final/w1.npy")).unwrap() == first);
+    // Killed after summary.json, before its export replaced an earlier run's whole one in the
+    // same folder: export.json says this run's is not written, and the resume writes it.
+    let saved = std::fs::read_to_string(dir.join("run/export.json")).unwrap();
+    assert!(saved.contains("\"written\": true"), "{saved}");
+    std::fs::write(dir.join("run/export.json"), saved.replace("\"written\": true", "\"written\": false")).unwrap();
+    std::fs::write(dir.join("final/w1.npy"), b"an earlier run's").unwrap();
+    resume(&dir.join("run"));
+    assert!(std::fs::read(dir.join("final/w1.npy")).unwrap() == first);
     let again = nndl().arg("resume").arg(dir.join("run")).arg("--quiet").output().unwrap();
     crate::util::assert_one_line_error(&again, "is finished (it has summary.json); nothing to resume");
     // --export-init and --export-final into one folder would mix the start with the end.
