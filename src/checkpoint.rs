@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 pub const FILE: &str = "checkpoint.safetensors";
 const META_KEY: &str = "nndl.checkpoint";
@@ -95,9 +95,12 @@ impl Checkpoint {
             bail!("since_eval {} where {since_last} steps followed the last evaluation", meta.since_eval);
         }
         let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
-        for key in ["rng.cpu", "batcher.order", "sums.loss", "sums.correct"] {
-            if !tensors.contains_key(key) {
-                bail!("missing tensor {key}");
+        // The types the loop wrote them in: read in another, their bytes would be other numbers.
+        for (key, kind) in [("rng.cpu", Kind::Uint8), ("batcher.order", Kind::Int64), ("sums.loss", Kind::Float), ("sums.correct", Kind::Int64)] {
+            match tensors.get(key) {
+                None => bail!("missing tensor {key}"),
+                Some(t) if t.kind() != kind => bail!("its {key} is {:?}, not {kind:?}", t.kind()),
+                Some(_) => {}
             }
         }
         Ok(Checkpoint { meta, tensors })

@@ -82,7 +82,7 @@ impl Optim {
             for (n, p, m, v) in a.slots.iter_mut() {
                 for (key, dst) in [(format!("adam.m.{n}"), m), (format!("adam.v.{n}"), v)] {
                     let src = tensors.get(&key).ok_or_else(|| anyhow::anyhow!("checkpoint lacks {key}"))?;
-                    anyhow::ensure!(src.size() == p.size(), "checkpoint's {key} has shape {:?}, the model's {n} {:?}", src.size(), p.size());
+                    anyhow::ensure!(src.size() == p.size() && src.kind() == p.kind(), "checkpoint's {key} is {:?} {:?}, the model's {n} {:?} {:?}", src.kind(), src.size(), p.kind(), p.size());
                     dst.copy_(src);
                 }
             }

@@ -136,7 +136,7 @@ impl PackedOptim {
                 for (key, dst) in [(format!("adam.m.{}", l.name), mo), (format!("adam.v.{}", l.name), v)] {
                     let Some(mut dst) = l.member_part(dst, m) else { continue };
                     let src = find(&key)?;
-                    ensure!(src.size() == dst.size(), "checkpoint's {key} has shape {:?}, the model's {} {:?}", src.size(), l.name, dst.size());
+                    ensure!(src.size() == dst.size() && src.kind() == dst.kind(), "checkpoint's {key} is {:?} {:?}, the model's {} {:?} {:?}", src.kind(), src.size(), l.name, dst.kind(), dst.size());
                     dst.copy_(&src);
                 }
             }

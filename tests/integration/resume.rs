@@ -435,7 +435,7 @@ fn hand_edited_checkpoints_are_refused_in_one_line() {
     std::fs::remove_file(run.join("summary.json")).unwrap();
     let original = Checkpoint::load(&run.join(FILE)).unwrap();
     type Edit = fn(&mut Checkpoint);
-    let edits: [(&str, Edit); 4] = [
+    let edits: [(&str, Edit); 6] = [
         ("batcher.order has 10 entries, the training set 55000", |ck| {
             let cut = ck.tensors["batcher.order"].narrow(0, 0, 10);
             ck.tensors.insert("batcher.order".into(), cut);
@@ -448,6 +448,15 @@ fn hand_edited_checkpoints_are_refused_in_one_line() {
         ("checkpoint's fc1.bias is Double [256], the model's Float [256]", |ck| {
             let wide = ck.tensors["param.fc1.bias"].to_kind(tch::Kind::Double);
             ck.tensors.insert("param.fc1.bias".into(), wide);
+        }),
+        // Same sizes, other types: read as the loop's, their bytes would be other numbers.
+        ("its sums.loss is Int, not Float", |ck| {
+            let int = ck.tensors["sums.loss"].to_kind(tch::Kind::Int);
+            ck.tensors.insert("sums.loss".into(), int);
+        }),
+        ("its rng.cpu is Int8, not Uint8", |ck| {
+            let signed = ck.tensors["rng.cpu"].to_kind(tch::Kind::Int8);
+            ck.tensors.insert("rng.cpu".into(), signed);
         }),
     ];
     for (why, edit) in edits {
