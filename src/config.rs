@@ -1,6 +1,6 @@
 //! The typed configuration of a training run: preset defaults, user overrides, validation.
 //! Saved as config.json next to the results; `--config FILE` reruns it.
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -273,7 +273,8 @@ impl TrainConfig {
     /// Reads a config.json without checking its values (flags may still replace them).
     pub fn read(path: &Path) -> Result<TrainConfig> {
         let name = path.display();
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {name}"))?;
+        // A config.json is about 1 KB.
+        let text = crate::run_dir::read_small_text(path, 1 << 20, "a config")?;
         serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("config {name} is not a valid nndl config: {e}"))
     }
 

@@ -63,6 +63,24 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) ->
     Ok(())
 }
 
+/// A small text file the user names (a sweep spec, a config): at most `max` bytes, read as
+/// such, since a pipe or a device (/dev/zero) reports no size and would be read until memory
+/// runs out. `what` names it in the error: "a sweep spec".
+pub fn read_small_text(path: &Path, max: u64, what: &str) -> Result<String> {
+    use std::io::Read;
+    let cannot = |e: io::Error| anyhow!("cannot read {}: {e}", path.display());
+    let size = fs::metadata(path).map_err(cannot)?.len();
+    if size > max {
+        bail!("{} is {size} bytes; {what} is at most {max}", path.display());
+    }
+    let mut bytes = Vec::new();
+    File::open(path).map_err(cannot)?.take(max + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > max {
+        bail!("{} holds more than {max} bytes; {what} is at most that", path.display());
+    }
+    String::from_utf8(bytes).map_err(|_| anyhow!("cannot read {}: it is not UTF-8 text", path.display()))
+}
+
 /// The system error a library's debug dump names (`Os { code: N, ... }`), if any.
 fn os_error_in(text: &str) -> Option<io::Error> {
     let code = text.split("Os { code: ").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?;

@@ -256,19 +256,7 @@ impl Axis {
 
 impl SweepSpec {
     pub fn load(path: &Path) -> Result<SweepSpec> {
-        use std::io::Read;
-        let cannot = |e: std::io::Error| anyhow!("cannot read {}: {e}", path.display());
-        let size = std::fs::metadata(path).map_err(cannot)?.len();
-        if size > MAX_SPEC_BYTES {
-            bail!("{} is {size} bytes; a sweep spec is at most {MAX_SPEC_BYTES}", path.display());
-        }
-        // A pipe or a device reports no size: read at most one byte past the limit.
-        let mut bytes = Vec::new();
-        std::fs::File::open(path).map_err(cannot)?.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
-        if bytes.len() as u64 > MAX_SPEC_BYTES {
-            bail!("{} holds more than {MAX_SPEC_BYTES} bytes; a sweep spec is at most that", path.display());
-        }
-        let text = String::from_utf8(bytes).map_err(|_| anyhow!("cannot read {}: it is not UTF-8 text", path.display()))?;
+        let text = crate::run_dir::read_small_text(path, MAX_SPEC_BYTES, "a sweep spec")?;
         SweepSpec::parse(path, &text)
     }
 

@@ -100,7 +100,7 @@ fn bad_subcommand_values() {
     assert_one_line_error(&nndl().args(["bptt", "--trials", "0"]).output().unwrap(), "invalid --trials 0");
     assert_one_line_error(&nndl().args(["xor", "--epochs", "0", "--quiet"]).output().unwrap(), "invalid --epochs 0");
     assert_one_line_error(&nndl().args(["cnn", "--preset", "ancient"]).output().unwrap(), "invalid value 'ancient'");
-    assert_one_line_error(&nndl().args(["cnn", "--config", "/nonexistent.json"]).output().unwrap(), "cannot read config");
+    assert_one_line_error(&nndl().args(["cnn", "--config", "/nonexistent.json"]).output().unwrap(), "cannot read /nonexistent.json: No such file or directory");
 }
 
 #[test]

@@ -326,6 +326,11 @@ const CASES: &[Case] = &[
         let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
         (out, 1, err("/dev/zero holds more than 1048576 bytes; a sweep spec is at most that"))
     }},
+    Case { name: "a --config read from an endless device", run: |d| {
+        let script = format!("ulimit -v 4000000; exec {} mlp --config /dev/zero --out {}", env!("CARGO_BIN_EXE_nndl"), d.join("run").display());
+        let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+        (out, 1, err("/dev/zero holds more than 1048576 bytes; a config is at most that"))
+    }},
     Case { name: "--seeds into a folder of other files", run: |d| {
         fs::write(d.join("notes.txt"), "kept").unwrap();
         let out = mlp(&["--seeds", "0..1", "--iterations", "2"], d);
