@@ -307,6 +307,9 @@ impl TrainConfig {
         crate::device::DeviceSpec::parse(&self.device).map_err(|_| {
             anyhow::anyhow!("invalid {} '{}': expected auto, cpu, cuda or cuda:N", name("device"), self.device)
         })?;
+        if self.model == ModelKind::Mlp && self.dropout != (Dropout::None {}) {
+            bail!("invalid {}: the MLP has no dropout layer (the CNN's fc1 has); use {{\"kind\": \"none\"}}", name("dropout"));
+        }
         if let Dropout::KeepProb { keep_prob, .. } = self.dropout {
             // float32's, as the net keeps it: 1e-300 would become 0 and keep nothing.
             if !(keep_prob > 0.0 && keep_prob <= 1.0 && (keep_prob as f32) > 0.0) {
@@ -365,6 +368,15 @@ mod tests {
 
     fn modern_mlp() -> TrainConfig {
         TrainConfig::preset(ModelKind::Mlp, Preset::Modern)
+    }
+
+    #[test]
+    fn an_mlp_config_with_dropout_is_refused() {
+        let mut cfg = TrainConfig::preset(ModelKind::Mlp, Preset::Faithful);
+        cfg.dropout = Dropout::KeepProb { keep_prob: 0.5, in_eval: true };
+        let e = cfg.validate(&Origin::File("c.json".into())).unwrap_err().to_string();
+        assert!(e.starts_with("invalid c.json: dropout: the MLP has no dropout layer"), "{e}");
+        assert!(TrainConfig::preset(ModelKind::Cnn, Preset::Faithful).validate(&Origin::Flags).is_ok());
     }
 
     #[test]

@@ -147,3 +147,13 @@ fn cpu_runs_never_load_the_cuda_library() {
         assert!(!stderr.contains("libtorch_cuda"), "auto loaded the CUDA library without a driver");
     }
 }
+
+#[test]
+fn a_run_shorter_than_its_warm_up_says_so() {
+    let dir = tempdir("short-warmup");
+    let out = nndl().args(["mlp", "--preset", "modern", "--iterations", "3", "--device", "cpu", "--threads", "1", "--data"]).arg(mnist_dir())
+        .arg("--out").arg(dir.join("run")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("note: the learning rate warms up over 200 iterations, more than this run's 3")), "{err}");
+}
