@@ -41,10 +41,10 @@ struct ChartText<'a> {
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scale: Scale) -> Result<()> {
     let text = ChartText { title, x_label, y_label };
     register_font();
-    let all = series.iter().flat_map(|s| s.points.iter());
-    let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
-    for &(x, y) in all.filter(|p| p.1.is_finite() && (scale == Scale::Linear || p.1 > 0.0)) {
-        x_max = x_max.max(x);
+    // The x axis spans every iteration, also those whose values diverged (NaN, inf).
+    let x_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|x| x.is_finite()).fold(1.0f64, f64::max);
+    let (mut y_min, mut y_max) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &(_, y) in series.iter().flat_map(|s| s.points.iter()).filter(|p| drawable(p.1, scale)) {
         y_min = y_min.min(y);
         y_max = y_max.max(y);
     }
@@ -54,10 +54,29 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     write_atomic_with(path, |tmp| match scale {
         Scale::Linear => {
             let pad = ((y_max - y_min) * 0.05).max(1e-6);
-            draw(tmp, &text, series, x_max, (y_min - pad)..(y_max + pad), scale)
+            draw(tmp, &text, series, x_max, ((y_min - pad)..(y_max + pad), linear_decimals(y_max - y_min + 2.0 * pad)), scale)
         }
-        Scale::Log => draw(tmp, &text, series, x_max, log_axis(y_min * 0.8, y_max * 1.25), scale),
+        Scale::Log => draw(tmp, &text, series, x_max, (log_axis(y_min * 0.8, y_max * 1.25), 0), scale),
     })
+}
+
+/// Whether a value has a place on the axis: finite, and above 0 on a log one.
+fn drawable(y: f64, scale: Scale) -> bool {
+    y.is_finite() && (scale == Scale::Linear || y > 0.0)
+}
+
+/// A series' runs of drawable points: a NaN or an infinity is a gap in the line, not a fall to
+/// the axis's floor.
+fn segments(points: &[(f64, f64)], scale: Scale) -> Vec<Vec<(f64, f64)>> {
+    points.split(|p| !drawable(p.1, scale)).filter(|s| !s.is_empty()).map(<[_]>::to_vec).collect()
+}
+
+/// Enough decimals that a linear axis's labels, about a tenth of its span apart, differ.
+fn linear_decimals(span: f64) -> usize {
+    if !(span.is_finite() && span > 0.0) {
+        return 2;
+    }
+    ((-(span / 10.0).log10()).ceil().max(0.0) as usize).clamp(2, 8)
 }
 
 /// A log axis from `lo` to `hi` with a light grid line at 1 to 9 of each decade, labelled at 1,
@@ -78,6 +97,13 @@ fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
     if labelled.len() < 2 {
         labelled = grid.clone();
     }
+    // Over many decades (a diverged run's loss) 1, 2 and 5 would crowd: the powers of ten only,
+    // every k-th of them beyond fifteen.
+    if labelled.len() > 20 {
+        let decades: Vec<f64> = labelled.iter().copied().filter(|y| (y.log10() - y.log10().round()).abs() < 1e-9).collect();
+        let every = decades.len().div_ceil(15).max(1);
+        labelled = decades.into_iter().step_by(every).collect();
+    }
     (lo..hi).log_scale().with_key_points(labelled).with_light_points(grid)
 }
 
@@ -89,7 +115,8 @@ fn log_label(y: f64) -> String {
     if (0.01..1e5).contains(&y) { format!("{}", (y * 1e6).round() / 1e6) } else { format!("{y:.0e}") }
 }
 
-fn draw<Y>(path: &Path, text: &ChartText, series: &[Series], x_max: f64, y: Y, scale: Scale) -> Result<()>
+/// `decimals`: the linear axis's label precision (`linear_decimals`).
+fn draw<Y>(path: &Path, text: &ChartText, series: &[Series], x_max: f64, (y, decimals): (Y, usize), scale: Scale) -> Result<()>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
@@ -108,8 +135,10 @@ where
     chart
         .configure_mesh()
         .x_desc(text.x_label)
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| if scale == Scale::Log { log_label(*y) } else { format!("{y:.2}") })
+        // Iterations are whole: a short run's fractional key points are left unlabelled rather
+        // than rounded into repeats ("0 0 1 1 1").
+        .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { String::new() })
+        .y_label_formatter(&|y| if scale == Scale::Log { log_label(*y) } else { format!("{y:.decimals$}") })
         .y_desc(text.y_label)
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
@@ -118,11 +147,19 @@ where
     let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
     for (s, color) in series.iter().zip(colors.iter().cycle()) {
         let style = ShapeStyle::from(color).stroke_width(2);
+        let mut parts = segments(&s.points, scale).into_iter();
+        // The first part carries the legend entry (an empty one when nothing is drawable).
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), style))
+            .draw_series(LineSeries::new(parts.next().unwrap_or_default(), style))
             .map_err(|e| fail(&e))?
             .label(s.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        for part in parts {
+            chart.draw_series(LineSeries::new(part, style)).map_err(|e| fail(&e))?;
+        }
+        // A point alone between gaps (a run that diverged after it) is no line: mark it.
+        let alone = segments(&s.points, scale).into_iter().filter(|part| part.len() == 1).map(|part| Circle::new(part[0], 4, style.filled()));
+        chart.draw_series(alone).map_err(|e| fail(&e))?;
     }
     chart
         .configure_series_labels()
@@ -311,5 +348,18 @@ mod tests {
         assert_eq!(log_axis(0.3, 0.45).bold_points(), [0.3, 0.4]);
         assert_eq!(log_label(0.3), "0.3");
         assert_eq!(log_label(2e-5), "2e-5");
+        // A diverged run's 13 decades: powers of ten only, not 39 labels.
+        assert_eq!(log_axis(1500.0, 1.6e16).bold_points(), (4..=16).map(|k| 10f64.powi(k)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn diverged_values_are_gaps_and_labels_differ() {
+        let points = [(0.0, 1.0), (1.0, f64::NAN), (2.0, 2.0), (3.0, 3.0), (4.0, f64::INFINITY)];
+        assert_eq!(segments(&points, Scale::Linear), [vec![(0.0, 1.0)], vec![(2.0, 2.0), (3.0, 3.0)]]);
+        assert_eq!(segments(&[(0.0, 0.0), (1.0, 1.0)], Scale::Log), [vec![(1.0, 1.0)]]);
+        // Accuracies from 0.09 to 0.10: labels a thousandth apart need three decimals.
+        assert_eq!(linear_decimals(0.011), 3);
+        assert_eq!(linear_decimals(0.9), 2);
+        assert_eq!(linear_decimals(f64::NAN), 2);
     }
 }
