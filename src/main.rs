@@ -38,6 +38,14 @@ fn print_stdout(text: &str) -> std::io::Result<()> {
     }
 }
 
+/// With --json, an error is an object too, so that a script reading stdout always gets one:
+/// `{"error": "the line on stderr"}`.
+fn json_error(wanted: bool, line: &str) {
+    if wanted {
+        let _ = print_stdout(&format!("{}\n", serde_json::json!({ "error": line })));
+    }
+}
+
 fn report(flags: nndl::cli::ReportArgs, outcome: &Outcome) -> std::io::Result<()> {
     let printed = if flags.json {
         print_stdout(&format!("{}\n", outcome.json))
@@ -81,13 +89,18 @@ fn run() -> u8 {
     }));
     // Paths and values go into JSON files and output, which hold UTF-8 text only: refused here,
     // before any work, rather than failing once the run is done.
+    // Before the flags are parsed: whether --json was asked for, for the errors of parsing.
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let fail = |line: String, status: u8| {
+        nndl::say!("nndl: {line}");
+        json_error(json, line.strip_prefix("error: ").unwrap_or(&line));
+        status
+    };
     if let Some(arg) = std::env::args_os().skip(1).find(|a| a.to_str().is_none()) {
-        nndl::say!("nndl: error: {:?} is not valid UTF-8; nndl takes UTF-8 paths and values", arg.to_string_lossy());
-        return 2;
+        return fail(format!("error: {:?} is not valid UTF-8; nndl takes UTF-8 paths and values", arg.to_string_lossy()), 2);
     }
     if std::env::var_os("MNIST_DIR").is_some_and(|v| v.to_str().is_none()) {
-        nndl::say!("nndl: error: MNIST_DIR is not valid UTF-8; nndl takes UTF-8 paths");
-        return 2;
+        return fail("error: MNIST_DIR is not valid UTF-8; nndl takes UTF-8 paths".into(), 2);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -99,13 +112,9 @@ fn run() -> u8 {
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let words: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
             let command = ["nndl".to_string()].into_iter().chain(words).collect::<Vec<_>>().join(" ");
-            nndl::say!("nndl: error: {command} needs a subcommand (`{command} --help` lists them)");
-            return 2;
+            return fail(format!("error: {command} needs a subcommand (`{command} --help` lists them)"), 2);
         }
-        Err(e) => {
-            nndl::say!("nndl: {}", clap_line(&e.render().to_string()));
-            return 2;
-        }
+        Err(e) => return fail(clap_line(&e.render().to_string()), 2),
     };
     // Load libtorch_cuda.so before any tch call (parsing makes none), so CUDA is seen when present;
     // not where no GPU can be (no --device cuda, and no NVIDIA driver).
@@ -128,10 +137,11 @@ fn run() -> u8 {
                 }
             }
         }
-        Ok(Err(e)) => {
-            nndl::say!("nndl: error: {}", one_line(&format!("{e:#}")));
+        Ok(Err(e)) => fail(format!("error: {}", one_line(&format!("{e:#}"))), 1),
+        Err(_) => {
+            // The panic hook said what on stderr.
+            json_error(flags.json, "internal error (the message is on stderr)");
             1
         }
-        Err(_) => 1,
     }
 }

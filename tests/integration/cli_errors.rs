@@ -164,3 +164,18 @@ fn reproduce_checks_its_thread_count() {
     assert_one_line_error(&out, "invalid --threads 0: must be between 1 and");
     assert!(!dir.join("r").exists());
 }
+
+#[test]
+fn with_json_an_error_is_an_object_on_stdout_too() {
+    // A script reading stdout gets one object whatever happens: the error's line, as on stderr.
+    let out = mlp_with(&["--lr", "0", "--json"]);
+    assert_one_line_error(&out, "invalid --lr 0");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().starts_with("invalid --lr 0: must be"), "{v}");
+    let out = nndl().args(["mlp", "--no-such-flag", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("--no-such-flag"), "{v}");
+    // Without --json, stdout stays empty.
+    assert!(mlp_with(&["--lr", "0"]).stdout.is_empty());
+}
