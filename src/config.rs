@@ -307,14 +307,14 @@ impl TrainConfig {
         crate::device::DeviceSpec::parse(&self.device).map_err(|_| {
             anyhow::anyhow!("invalid {} '{}': expected auto, cpu, cuda or cuda:N", name("device"), self.device)
         })?;
-        if self.model == ModelKind::Mlp && self.dropout != (Dropout::None {}) {
-            bail!("invalid {}: the MLP has no dropout layer (the CNN's fc1 has); use {{\"kind\": \"none\"}}", name("dropout"));
-        }
         if let Dropout::KeepProb { keep_prob, .. } = self.dropout {
             // float32's, as the net keeps it: 1e-300 would become 0 and keep nothing.
             if !(keep_prob > 0.0 && keep_prob <= 1.0 && (keep_prob as f32) > 0.0) {
                 bail!("invalid {} {keep_prob}: must be in (0, 1]", name("keep_prob"));
             }
+        }
+        if self.model == ModelKind::Mlp && self.dropout != (Dropout::None {}) {
+            bail!("invalid {}: the MLP has no dropout layer (the CNN's fc1 has); use {{\"kind\": \"none\"}}", name("dropout"));
         }
         if !(0..=8).contains(&self.augment_shift) {
             bail!("invalid {} {}: must be between 0 and 8", name("augment_shift"), self.augment_shift);

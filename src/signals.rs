@@ -1,5 +1,8 @@
 //! SIGINT and SIGTERM during training: the first asks the loop to stop at the next step
 //! boundary (it checkpoints, writes what it has and exits 130 or 143); a second exits at once.
+//! Before the training starts (`stop_in_good_order` not yet called) there is nothing to save,
+//! and a start-up blocked on a file (a FIFO, a hung network mount) would never reach a step
+//! boundary: the first signal exits at once, with its status.
 //! A SIGINT that was ignored when nndl started (a background job of a non-interactive shell,
 //! `nohup`) stays ignored, as the one who started it meant.
 //!
@@ -10,7 +13,7 @@
 //! signal_hook's flag helpers have no such window, so the handler is ours, registered through
 //! its low-level API.
 use signal_hook::consts::{SIGINT, SIGTERM};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
@@ -18,6 +21,8 @@ static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 static FIRST_AT: AtomicU64 = AtomicU64::new(0);
 static INSTALLED: OnceLock<()> = OnceLock::new();
 const SAME_SIGNAL_NS: u64 = 500_000_000;
+/// Set once a loop (or a sweep's driver) can take a stop in good order.
+static IN_GOOD_ORDER: AtomicBool = AtomicBool::new(false);
 
 fn ignored_at_start(signal: i32) -> bool {
     // SAFETY: a query only (null new action); `old` is a valid, zeroed sigaction.
@@ -34,8 +39,16 @@ fn now_ns() -> u64 {
     (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64).max(1)
 }
 
-/// The handler: only atomics, clock_gettime and _exit, all async-signal-safe.
+/// The handler: only atomics, clock_gettime, write and _exit, all async-signal-safe.
 fn on_signal(signal: i32) {
+    if !IN_GOOD_ORDER.load(Ordering::SeqCst) {
+        const SAID: &[u8] = b"nndl: stopped before the training started (nothing to save yet)\n";
+        // SAFETY: write(2) of a static buffer to stderr, then _exit: both async-signal-safe.
+        unsafe {
+            libc::write(2, SAID.as_ptr().cast(), SAID.len());
+            libc::_exit(128 + signal);
+        }
+    }
     let now = now_ns();
     if REQUESTED.compare_exchange(0, signal as usize, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
         FIRST_AT.store(now, Ordering::SeqCst);
@@ -62,6 +75,13 @@ pub fn install() -> anyhow::Result<()> {
     }
     let _ = INSTALLED.set(());
     Ok(())
+}
+
+/// From now on a signal asks for a stop in good order (the loop checkpoints at its next step),
+/// not for an exit at once. Called where a training loop starts, and by a sweep's driver, which
+/// passes the signal on to its workers.
+pub fn stop_in_good_order() {
+    IN_GOOD_ORDER.store(true, Ordering::SeqCst);
 }
 
 /// The signal that asked for a stop, if one did.

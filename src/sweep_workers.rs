@@ -301,6 +301,7 @@ fn tally(summary: &mut SweepSummary, name: &str, ended: Ended, progress: &Progre
 /// Runs `mine` in worker processes, counting into `summary` (which names the sweep's folder).
 pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut summary: SweepSummary, started: Instant) -> Result<SweepSummary> {
     crate::signals::install()?;
+    crate::signals::stop_in_good_order();
     let out = summary.out_dir.clone();
     let out = out.as_path();
     let progress = Progress::new(mine.len() as u64, "sweep", quiet);

@@ -393,6 +393,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let mut closed_at = None;
     // The MLP on two CPU threads or more evaluates on a thread of its own, beside the steps.
     let mut beside = OverlappedEval::wanted(cfg, device, profiler.is_some()).then(|| OverlappedEval::start(cfg, ctx.vs, test)).transpose()?;
+    crate::signals::stop_in_good_order();
     for i in st.next..cfg.iterations {
         if let Some(signal) = obs.stop_requested() {
             st.next = i;

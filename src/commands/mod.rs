@@ -48,9 +48,9 @@ impl Outcome {
 }
 
 pub fn run(command: Command) -> Result<Outcome> {
-    // Commands that train take a stop in good order from their first moment: a signal during
-    // start-up (loading MNIST) stops the run at its first step, with a checkpoint, instead of
-    // killing the process before it has one.
+    // Commands that train handle SIGINT and SIGTERM from their first moment: before the training
+    // starts a signal exits at once (nothing to save yet, and a start-up blocked on a file would
+    // never take a stop in good order); from then on it stops at a step with a checkpoint.
     if matches!(command, Command::Mlp(_) | Command::Cnn(_) | Command::Resume(_) | Command::Sweep(_) | Command::Reproduce(_)) {
         crate::signals::install()?;
     }

@@ -153,6 +153,9 @@ pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Resul
 
 fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceData>, rt: &Runtime, quiet: bool, session: Session) -> Result<Outcome> {
     let started = session.started;
+    // Its stages are short or training loops: a stop waits for the end of the stage, or the
+    // loop's next step, and the folder is left with its lock released and the resume named.
+    crate::signals::stop_in_good_order();
     let mut summary = ReproduceSummary { out_dir: root.path.clone(), device: crate::device::name(rt.device), quick: settings.quick, seed: settings.seed, resumed: session.resumed, ..Default::default() };
     let say = |line: String| {
         if !quiet {

@@ -204,14 +204,37 @@ pub fn saved_export_final(run_dir: &RunDir) -> Result<Option<SavedExport>> {
         Some(serde_json::Value::Bool(w)) => Some(*w),
         Some(_) => bail!("{}: its written is not true or false", path.display()),
     };
-    match value.get("export_final") {
-        Some(serde_json::Value::String(dir)) if Path::new(dir).is_absolute() => Ok(Some(SavedExport { dir: dir.into(), written })),
+    let dir = match value.get("export_final") {
+        Some(serde_json::Value::String(dir)) if Path::new(dir).is_absolute() => std::path::PathBuf::from(dir),
         _ => bail!("{}: its export_final is not an absolute folder path", path.display()),
+    };
+    // A run folder moved with its export's (a project folder renamed or copied elsewhere): the
+    // export goes where it now is beside the run, not into the old tree made again.
+    let moved_from = value.get("run_dir").and_then(|v| v.as_str()).map(std::path::PathBuf::from);
+    let here = std::path::absolute(&run_dir.path).unwrap_or_else(|_| run_dir.path.clone());
+    let dir = match moved_from {
+        Some(old) if old != here && !dir.parent().is_some_and(Path::exists) => follow_move(&old, &here, &dir),
+        _ => dir,
+    };
+    Ok(Some(SavedExport { dir, written }))
+}
+
+/// Where `target`, placed relative to a folder that moved from `old` to `new`, now is: the same
+/// relative path from `new` (`..` taken lexically, as the move kept the tree's shape).
+fn follow_move(old: &Path, new: &Path, target: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let common = old.components().zip(target.components()).take_while(|(a, b)| a == b).count();
+    let mut moved: Vec<Component> = new.components().collect();
+    for _ in common..old.components().count() {
+        moved.pop();
     }
+    moved.extend(target.components().skip(common));
+    moved.iter().collect()
 }
 
 fn write_saved_export(run_dir: &Path, dir: &Path, written: bool) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(&serde_json::json!({ "export_final": dir, "written": written }))?;
+    let here = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
+    let mut text = serde_json::to_string_pretty(&serde_json::json!({ "export_final": dir, "written": written, "run_dir": here }))?;
     text.push('\n');
     crate::run_dir::write_atomic(&run_dir.join(EXPORT_FILE), text.as_bytes())
 }
@@ -233,5 +256,19 @@ pub fn finish(end: RunEnd, network: &Network, cfg: &TrainConfig, export_final: O
             let json = serde_json::json!({ "interrupted": true, "signal": signal, "next_iteration": next_iteration, "out_dir": out_dir });
             Ok(Outcome::new(String::new(), &json)?.failing(run::resume_hint(&out_dir, next_iteration), crate::signals::exit_status(signal)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follow_move;
+    use std::path::Path;
+
+    #[test]
+    fn an_export_follows_its_moved_run_folder() {
+        let at = |t: &str| follow_move(Path::new("/home/a/proj/run"), Path::new("/scratch/proj2/run"), Path::new(t));
+        assert_eq!(at("/home/a/proj/exp"), Path::new("/scratch/proj2/exp"), "a sibling");
+        assert_eq!(at("/home/a/proj/run/export"), Path::new("/scratch/proj2/run/export"), "inside the run");
+        assert_eq!(at("/home/b/exp"), Path::new("/b/exp"), "up to the common root and down again");
     }
 }

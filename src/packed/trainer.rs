@@ -115,6 +115,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let mut closed_at = None;
     let branches = unit_branches(net, device, ctx.quiet);
     let mut step_ctx = StepParts { net, cfg, train, rngs: &mut rngs, sums: &sums, branches: branches.as_deref() };
+    crate::signals::stop_in_good_order();
     for i in first..cfg.iterations {
         if let Some(signal) = obs[0].stop_requested() {
             let t = *closed_at.insert(seconds(&started));

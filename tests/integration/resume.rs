@@ -491,3 +491,41 @@ fn a_lock_left_by_a_dead_process_is_taken_over_with_a_note_that_quiet_keeps() {
         assert_eq!(err.contains("was locked by pid 4194999 on elsewhere, which is gone; taking it over"), !quiet, "{err}");
     }
 }
+
+#[test]
+fn a_stop_before_the_training_starts_exits_at_once() {
+    // A start-up blocked on a file (here a FIFO nobody writes; a hung network mount alike) never
+    // reaches a step boundary; there is nothing to save yet, so the first SIGTERM ends it.
+    let dir = tempdir("stop-at-start");
+    let fifo = dir.join("config.json");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut child = nndl().args(["mlp", "--device", "cpu", "--config"]).arg(&fifo).arg("--out").arg(dir.join("run"))
+        .stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let waited = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if waited.elapsed().as_secs() > 10 {
+            let _ = child.kill();
+            panic!("SIGTERM did not end a start-up blocked on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let end = child.wait_with_output().unwrap();
+    assert_eq!(end.status.code(), Some(143));
+    assert!(String::from_utf8_lossy(&end.stderr).contains("stopped before the training started"), "{}", String::from_utf8_lossy(&end.stderr));
+}
+
+#[test]
+fn a_moved_project_resumes_its_export_into_its_new_place() {
+    let dir = tempdir("export-moved");
+    let proj = dir.join("proj");
+    train(&["mlp", "--iterations", "20", "--eval-every", "10", "--out", proj.join("run").to_str().unwrap(), "--export-final", proj.join("exp").to_str().unwrap()]);
+    // As if interrupted before the end, then the whole project moved elsewhere.
+    std::fs::remove_file(proj.join("run/summary.json")).unwrap();
+    std::fs::remove_dir_all(proj.join("exp")).unwrap();
+    std::fs::rename(&proj, dir.join("moved")).unwrap();
+    resume(&dir.join("moved/run"));
+    assert!(dir.join("moved/exp/w1.npy").is_file(), "the export went beside the moved run");
+    assert!(!proj.exists(), "the old tree is not made again");
+}
