@@ -112,10 +112,22 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// A hidden name beside `path` that keeps its extension (plotters picks the format by it)
 /// and names the writing process, so leftovers of dead processes can be told apart.
+/// `.partial-<pid>@<host>@<name>`: on a file system several machines share (a Slurm array's
+/// folder), a pid says whether its writer lives only on the writer's own host.
 pub fn temp_sibling(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!("{PARTIAL}{}-{name}", std::process::id()))
+    path.with_file_name(format!("{PARTIAL}{}@{}@{name}", std::process::id(), this_host()))
 }
+
+/// This machine's name, looked up once ('@' cannot be in it, so names split on it).
+fn this_host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| hostname().replace('@', "_"))
+}
+
+/// Another machine's temporary file is taken as left over once it is this old: its writer's
+/// pid cannot be checked from here, and no write of nndl's takes a day.
+const FOREIGN_PARTIAL_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Whether a process with this pid runs on this machine.
 pub fn pid_alive(pid: u32) -> bool {
@@ -135,14 +147,25 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Removes `.partial-<pid>-*` files whose writer is gone.
+/// Removes the temporary files whose writer is gone: this machine's when their pid no longer
+/// runs, another machine's after `FOREIGN_PARTIAL_AGE` (`.partial-<pid>-*`, the form of earlier
+/// releases, as this machine's).
 pub fn remove_stale_partials(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = name.strip_prefix(PARTIAL) else { continue };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|p| p != std::process::id() && !pid_alive(p)) {
+        let (pid, host) = match rest.split_once('@') {
+            Some((pid, rest)) => (pid, rest.split_once('@').map(|(host, _)| host)),
+            None => (rest.split('-').next().unwrap_or(""), None),
+        };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let stale = match host {
+            Some(host) if host != this_host() => entry.metadata().and_then(|m| m.modified()).ok()
+                .and_then(|m| m.elapsed().ok()).is_some_and(|age| age > FOREIGN_PARTIAL_AGE),
+            _ => pid != std::process::id() && !pid_alive(pid),
+        };
+        if stale {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -529,12 +552,22 @@ mod tests {
     fn stale_partials_go_and_live_ones_stay() {
         let dir = tempfile::tempdir().unwrap();
         // pid 1 always lives; a pid past the kernel's limit never does.
-        let dead = dir.path().join(".partial-4194999-metrics.csv");
-        let live = dir.path().join(".partial-1-summary.json");
-        fs::write(&dead, b"x").unwrap();
-        fs::write(&live, b"x").unwrap();
+        let dead = dir.path().join(format!(".partial-4194999@{}@metrics.csv", this_host()));
+        let live = dir.path().join(format!(".partial-1@{}@summary.json", this_host()));
+        let earlier_release = dir.path().join(".partial-4194999-config.json");
+        // Another machine's, sharing the folder: its pid means nothing here.
+        let other_host = dir.path().join(".partial-4194999@another-node@sweep.json");
+        for f in [&dead, &live, &earlier_release, &other_host] {
+            fs::write(f, b"x").unwrap();
+        }
         remove_stale_partials(dir.path());
-        assert!(!dead.exists() && live.exists());
+        assert!(!dead.exists() && live.exists() && !earlier_release.exists() && other_host.exists());
+        // A day old, it is taken as left over.
+        let day_old = std::time::SystemTime::now() - FOREIGN_PARTIAL_AGE - std::time::Duration::from_secs(60);
+        fs::File::options().write(true).open(&other_host).unwrap().set_modified(day_old).unwrap();
+        remove_stale_partials(dir.path());
+        assert!(!other_host.exists());
+        assert!(temp_sibling(Path::new("run/metrics.csv")).starts_with("run"));
     }
 
     #[test]

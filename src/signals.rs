@@ -42,7 +42,7 @@ fn now_ns() -> u64 {
 /// The handler: only atomics, clock_gettime, write and _exit, all async-signal-safe.
 fn on_signal(signal: i32) {
     if !IN_GOOD_ORDER.load(Ordering::SeqCst) {
-        const SAID: &[u8] = b"nndl: stopped before the training started (nothing to save yet)\n";
+        const SAID: &[u8] = b"nndl: stopped before the training started (nothing to save yet); run the same command again\n";
         // SAFETY: write(2) of a static buffer to stderr, then _exit: both async-signal-safe.
         unsafe {
             libc::write(2, SAID.as_ptr().cast(), SAID.len());

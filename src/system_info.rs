@@ -159,7 +159,7 @@ mod tests {
         let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let built = modified(&std::env::current_exe().unwrap()).unwrap();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        if changes.lines().filter_map(|l| l.get(3..)).any(|f| modified(&root.join(f)).is_some_and(|m| m > built)) {
+        if changes.lines().filter_map(|l| l.split_whitespace().last()).any(|f| modified(&root.join(f)).is_some_and(|m| m > built)) {
             return;
         }
         let expected = if changes.is_empty() { head } else { format!("{head}-dirty") };

@@ -121,6 +121,7 @@ pub fn run(args: &ReproduceArgs) -> Result<Outcome> {
     check_space(common.output.out.as_deref().unwrap_or(Path::new(crate::run_dir::DEFAULT_PARENT)), &settings, None)?;
     let out = out_or_fresh(common.output.out.as_deref(), "reproduce")?;
     let root = RunDir::create(&out, common.output.force)?;
+    crate::signals::stop_in_good_order();
     rt.say_note();
     root.write_json(SETTINGS, &settings)?;
     run_stages(&root, &settings, data.as_ref(), &rt, common.output.report.quiet, Session { started, resumed: false })
@@ -155,6 +156,7 @@ fn run_stages(root: &RunDir, settings: &ReproduceSettings, data: Option<&DeviceD
     let started = session.started;
     // Its stages are short or training loops: a stop waits for the end of the stage, or the
     // loop's next step, and the folder is left with its lock released and the resume named.
+    // (A fresh reproduction's folder took stops so from its creation.)
     crate::signals::stop_in_good_order();
     let mut summary = ReproduceSummary { out_dir: root.path.clone(), device: crate::device::name(rt.device), quick: settings.quick, seed: settings.seed, resumed: session.resumed, ..Default::default() };
     let say = |line: String| {

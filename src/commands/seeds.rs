@@ -61,7 +61,7 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
     let data = DeviceData::load(common.data.as_deref(), rt.device)?;
     let cfgs: Vec<TrainConfig> = seeds.iter().map(|&seed| TrainConfig { seed, ..base.clone() }).collect();
     if let Some(out) = &common.output.out {
-        check_seeds_folder(out)?;
+        check_seeds_folder(out, common.output.force)?;
     }
     let dirs = |out: &Path| -> Vec<PathBuf> { seeds.iter().map(|s| out.join(format!("seed-{s}"))).collect() };
     // What the seeds still to train will write: a rerun's finished ones write nothing more.
@@ -85,7 +85,7 @@ pub fn run(model: ModelKind, args: &TrainArgs, text: &str) -> Result<Outcome> {
 /// `--out` of `--seeds`: new, or what `--seeds` (and `nndl report` into it) wrote there: its
 /// seed-N folders, report files, temporary files. A run's folder, a sweep's, or one with other
 /// files is refused, as a single run's --out would be.
-fn check_seeds_folder(out: &Path) -> Result<()> {
+fn check_seeds_folder(out: &Path, force: bool) -> Result<()> {
     use crate::run_dir::FolderState;
     let shown = out.display();
     match crate::run_dir::folder_state(out)? {
@@ -104,7 +104,9 @@ fn check_seeds_folder(out: &Path) -> Result<()> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !ours(&name, entry.file_type().is_ok_and(|t| t.is_dir())) {
-            bail!("{shown} holds files nndl did not write ({name}); choose another --out");
+            // --force replaces the seeds' own folders; other files in the folder are not its to delete.
+            let not_even = if force { " (--force replaces seed-N folders only)" } else { "" };
+            bail!("{shown} holds files nndl did not write ({name}){not_even}; choose another --out");
         }
     }
     Ok(())

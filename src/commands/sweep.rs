@@ -126,7 +126,7 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     };
     let workers = Workers { jobs, threads, device, gpus, data: args.data.clone(), pack: args.pack };
     let summary = drive(&args.spec, &mine, workers, args.report.quiet, summary, started)?;
-    write_failures(&out, &trials, &summary.failures)?;
+    write_failures(&out, &trials, &mine, &summary.failures)?;
     let interrupted = if summary.interrupted > 0 { format!(", {} interrupted", summary.interrupted) } else { String::new() };
     let human = format!(
         "sweep {}: {} trials in shard {}: {} done, {} already done, {} running elsewhere{interrupted}, {} failed in {:.1} s{}",
@@ -245,17 +245,21 @@ fn gpu_count(device: &str) -> Result<usize> {
 }
 
 /// failures.json: the failed trials of every process that ran on the folder (their failed.txt),
-/// and this driver's (`seen`: also those that failed before they had a folder of their own, or
-/// were refused one), less those now done.
-fn write_failures(out: &Path, trials: &[Trial], seen: &[Failure]) -> Result<()> {
+/// this driver's (`seen`: also those that failed before they had a folder of their own, or were
+/// refused one), and what the file said of trials other shards run (`mine` are this one's),
+/// less those now done.
+fn write_failures(out: &Path, trials: &[Trial], mine: &[&Trial], seen: &[Failure]) -> Result<()> {
+    let path = out.join("failures.json");
+    let earlier: Vec<Failure> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     let failures: Vec<Failure> = trials.iter().filter(|t| finished(out, t).is_none()).filter_map(|t| {
         let recorded = recorded_failure(&trial_dir(out, t));
-        let error = recorded.or_else(|| seen.iter().find(|f| f.trial == t.name).map(|f| f.error.clone()))?;
+        let other_shards = || earlier.iter().find(|f| f.trial == t.name && !mine.iter().any(|m| m.name == t.name));
+        let error = recorded.or_else(|| seen.iter().find(|f| f.trial == t.name).map(|f| f.error.clone())).or_else(|| other_shards().map(|f| f.error.clone()))?;
         Some(Failure { trial: t.name.clone(), error })
     }).collect();
     let mut text = serde_json::to_string_pretty(&failures)?;
     text.push('\n');
-    write_atomic(&out.join("failures.json"), text.as_bytes())
+    write_atomic(&path, text.as_bytes())
 }
 
 /// Several trials in this process as one pack; one JSON row per trial on stdout.
@@ -297,8 +301,8 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
     // Statuses as a single trial's worker gives them, for drivers that read only those.
     Ok(match signal {
         Some(sig) => outcome.failing(format!("pack of {} trials interrupted", pack.len()), crate::signals::exit_status(sig)),
-        None if !failed.is_empty() => outcome.failing(format!("{} of the pack's {} trials failed: {}", failed.len(), pack.len(), failed.join("; ")), 1),
-        None if busy > 0 => outcome.failing(format!("{} of the pack's {} trials are run by another nndl process", busy, pack.len()), EXIT_BUSY),
+        None if !failed.is_empty() => outcome.failing(format!("error: {} of the pack's {} trials failed: {}", failed.len(), pack.len(), failed.join("; ")), 1),
+        None if busy > 0 => outcome.failing(format!("error: {} of the pack's {} trials are run by another nndl process", busy, pack.len()), EXIT_BUSY),
         None => outcome,
     })
 }

@@ -129,6 +129,9 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     crate::run_dir::check_free_space(common.output.out.as_deref().unwrap_or(Path::new(DEFAULT_PARENT)), run::disk_estimate(&cfg))?;
     let out = out_or_fresh(common.output.out.as_deref(), &format!("{}-{}", model.name(), cfg.preset.name()))?;
     let run_dir = RunDir::create(&out, common.output.force)?;
+    // The folder now holds a run a rerun of this command would refuse: from here a stop is
+    // taken at the first step, with a checkpoint and the resume command named.
+    crate::signals::stop_in_good_order();
     if let Some(dir) = &args.export_final {
         crate::run_dir::make_folder(dir, "--export-final")?;
     }
@@ -212,8 +215,13 @@ pub fn saved_export_final(run_dir: &RunDir) -> Result<Option<SavedExport>> {
     // export goes where it now is beside the run, not into the old tree made again.
     let moved_from = value.get("run_dir").and_then(|v| v.as_str()).map(std::path::PathBuf::from);
     let here = std::path::absolute(&run_dir.path).unwrap_or_else(|_| run_dir.path.clone());
+    // Moved: the old tree is gone. Copied: the old tree is there, but so is the export's
+    // folder beside the copy (made when the run started, and copied with it).
     let dir = match moved_from {
-        Some(old) if old != here && !dir.parent().is_some_and(Path::exists) => follow_move(&old, &here, &dir),
+        Some(old) if old != here => {
+            let followed = follow_move(&old, &here, &dir);
+            if !dir.parent().is_some_and(Path::exists) || followed.is_dir() { followed } else { dir }
+        }
         _ => dir,
     };
     Ok(Some(SavedExport { dir, written }))

@@ -528,4 +528,12 @@ fn a_moved_project_resumes_its_export_into_its_new_place() {
     resume(&dir.join("moved/run"));
     assert!(dir.join("moved/exp/w1.npy").is_file(), "the export went beside the moved run");
     assert!(!proj.exists(), "the old tree is not made again");
+    // A copy of the project, its export folder copied with it (made when the run started):
+    // the copy's resume writes into the copy, not into the original.
+    std::fs::remove_file(dir.join("moved/run/summary.json")).unwrap();
+    std::fs::remove_dir_all(dir.join("moved/exp")).unwrap();
+    std::fs::create_dir(dir.join("moved/exp")).unwrap();
+    assert!(std::process::Command::new("cp").arg("-a").arg(dir.join("moved")).arg(dir.join("copy")).status().unwrap().success());
+    resume(&dir.join("copy/run"));
+    assert!(dir.join("copy/exp/w1.npy").is_file() && !dir.join("moved/exp/w1.npy").exists());
 }

@@ -524,6 +524,10 @@ fn failures_json_names_trials_refused_their_folder_without_marking_the_folder() 
     assert!(failures[0]["error"].as_str().unwrap().contains("holds files nndl did not write"), "{failures}");
     let names: Vec<String> = std::fs::read_dir(out.join("seed=1")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, ["notes.txt"], "the refused folder is left as it was");
+    // Another shard's driver (seed=0's, done) keeps what the file says of the trials it does not run.
+    ok(sweep(&spec, &out, &["--shard", "1/2"]).output().unwrap());
+    let failures: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("failures.json")).unwrap()).unwrap();
+    assert_eq!(failures[0]["trial"], "seed=1", "{failures}");
 }
 
 #[test]

@@ -156,4 +156,8 @@ fn a_run_shorter_than_its_warm_up_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.lines().any(|l| l.starts_with("note: the learning rate warms up over 200 iterations, more than this run's 3")), "{err}");
+    // As long as the warm-up, the run reaches its peak at its last step: no note.
+    let out = nndl().args(["mlp", "--preset", "modern", "--iterations", "200", "--eval-every", "100", "--device", "cpu", "--threads", "1", "--data"]).arg(mnist_dir())
+        .arg("--out").arg(dir.join("run200")).output().unwrap();
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("warms up"), "{}", String::from_utf8_lossy(&out.stderr));
 }
