@@ -168,13 +168,16 @@ pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
         subdirs.sort();
         subdirs
     };
+    let mut unstarted = Vec::new();
     for dir in dirs {
         if is_run(dir) {
             consider(dir, &mut found);
             continue;
         }
+        unstarted.extend(unstarted_trials(dir));
         for d in subdirs(dir) {
             if !is_run(&d) && holds_runs(&d) {
+                unstarted.extend(unstarted_trials(&d));
                 for inner in subdirs(&d).iter().filter(|i| i.join(crate::run_dir::MARKER).exists()) {
                     consider(inner, &mut found);
                 }
@@ -183,7 +186,19 @@ pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
             }
         }
     }
+    warnings.extend(unstarted);
     found
+}
+
+/// A sweep folder's trials (sweep.json) that have no folder yet, as a warning: a report of a
+/// sweep still under way, or one whose shards did not all run, counts fewer runs than it has.
+fn unstarted_trials(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(crate::commands::sweep::EXPANDED)).ok()?;
+    let spec: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let names: Vec<&str> = spec["trials"].as_array()?.iter().filter_map(|t| t["name"].as_str()).collect();
+    let missing: Vec<&&str> = names.iter().filter(|n| !dir.join(n).exists()).collect();
+    let first = missing.first()?;
+    Some(format!("{}: {} of its {} trials have not started (the first: {first}); this report covers the others", dir.display(), missing.len(), names.len()))
 }
 
 /// One configuration's runs: indices into `Found::finished` and `Found::failed`.

@@ -100,7 +100,10 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
             } else if failure.is_some() {
                 "failed"
             } else if dir.join("summary.json").exists() {
-                "other-config"
+                // A finished run of another configuration, or files that no longer read as one.
+                let readable = crate::config::TrainConfig::load(&dir.join("config.json")).is_ok()
+                    && std::fs::read_to_string(dir.join("summary.json")).ok().and_then(|t| serde_json::from_str::<crate::run::RunSummary>(&t).ok()).is_some();
+                if readable { "other-config" } else { "damaged" }
             } else if dir.exists() {
                 "unfinished"
             } else {

@@ -360,6 +360,12 @@ fn a_changed_spec_does_not_take_the_old_trials_as_done() {
     let changed = spec(&dir, "model = \"mlp\"\niterations = 4\neval_every = 3\nseed = [0, 1]\n");
     let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
     assert!(rows["trials"].as_array().unwrap().iter().all(|r| r["state"] == "other-config"), "{rows}");
+    // A summary that no longer reads is not another configuration's run.
+    let summary = std::fs::read(out.join("seed=1/summary.json")).unwrap();
+    std::fs::write(out.join("seed=1/summary.json"), b"{").unwrap();
+    let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
+    assert_eq!(rows["trials"][1]["state"], "damaged", "{rows}");
+    std::fs::write(out.join("seed=1/summary.json"), summary).unwrap();
     let run = sweep(&changed, &out, &[]).output().unwrap();
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{err}");
@@ -554,4 +560,16 @@ fn listed_commands_run_from_any_folder() {
     let run = Command::new("sh").arg("-c").arg(line).current_dir(&*elsewhere).env("MNIST_DIR", mnist_dir()).output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(dir.join("sweep/trial/summary.json").is_file());
+}
+
+#[test]
+fn a_report_of_a_sweep_under_way_names_the_trials_not_started() {
+    let dir = tempdir("report-unstarted");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1, 2]\n"), dir.join("sweep"));
+    ok(sweep(&spec, &out, &["--shard", "1/3"]).output().unwrap());
+    let report = nndl().arg("report").arg(&out).arg("--json").output().unwrap();
+    let r = ok(report.clone());
+    assert_eq!(r["runs"], 1, "{r}");
+    let err = String::from_utf8_lossy(&report.stderr);
+    assert!(err.contains("2 of its 3 trials have not started (the first: seed=1); this report covers the others"), "{err}");
 }
