@@ -327,6 +327,17 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// A note for a run shorter than its warm-up (the modern preset's 200 steps in a quick
+    /// comparison), said where training starts.
+    pub fn warmup_note(&self) -> Option<String> {
+        match self.schedule {
+            Schedule::WarmupCosine { warmup } if warmup > self.iterations => Some(format!(
+                "the learning rate warms up over {warmup} iterations, more than this run's {}: it never reaches its peak {} nor decays (a --config file's schedule.warmup sets the warm-up)",
+                self.iterations, number(self.lr))),
+            _ => None,
+        }
+    }
+
     /// Learning rate at iteration `i` (0-based).
     pub fn lr_at(&self, i: usize) -> f64 {
         match self.schedule {

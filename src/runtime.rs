@@ -34,13 +34,6 @@ impl Runtime {
         }
         let (device, device_note) = crate::device::resolve(&cfg.device, &origin.name("device"))?;
         notes.extend(device_note);
-        // The modern preset's 200 warm-up steps, in a short run (a quick comparison).
-        if let crate::config::Schedule::WarmupCosine { warmup } = cfg.schedule {
-            if warmup > cfg.iterations {
-                notes.push(format!("the learning rate warms up over {warmup} iterations, more than this run's {}: it never reaches its peak {} nor decays (a --config file's schedule.warmup sets the warm-up)",
-                    cfg.iterations, crate::config::number(cfg.lr)));
-            }
-        }
         let note = (!notes.is_empty()).then(|| notes.join("\nnote: "));
         crate::torch_extras::set_deterministic(cfg.deterministic)?;
         // Fixed shapes: unless determinism is asked for, let cuDNN pick the fastest convolution.

@@ -377,6 +377,9 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     if let (Some(why), false) = (no_graph, ctx.quiet) {
         crate::say!("note: training steps run one by one, not as a CUDA graph: {why}");
     }
+    if let (Some(note), false) = (cfg.warmup_note(), ctx.quiet) {
+        crate::say!("note: {note}");
+    }
     let capture_at = st.next + GRAPH_WARMUP;
     let mut profiler = StepProfiler::plan(ctx.profile_steps, capture_at + 1, cfg, device, profile_about(cfg, device, graph.is_some(), 1), ctx.quiet);
     let mut profile = None;

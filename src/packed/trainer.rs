@@ -95,6 +95,9 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     if let (Some(why), false) = (no_graph, ctx.quiet) {
         crate::say!("note: training steps run one by one, not as a CUDA graph: {why}");
     }
+    if let (Some(note), false) = (cfg.warmup_note(), ctx.quiet) {
+        crate::say!("note: {note}");
+    }
     let capture_at = first + GRAPH_WARMUP;
     let about = profile_about(cfg, device, graph.is_some(), m_count);
     let mut profiler = StepProfiler::plan(ctx.profile_steps, capture_at + 1, cfg, device, about, ctx.quiet);
