@@ -305,6 +305,14 @@ impl SweepSpec {
             }
             None => {
                 let grids: Vec<Vec<Value>> = self.axes.iter().map(Axis::grid).collect();
+                // A range finer than six significant digits would give one value twice, and
+                // its trials would silently be fewer than the range asked for.
+                for (axis, grid) in self.axes.iter().zip(&grids).filter(|(a, _)| !matches!(a.values, Values::List(_))) {
+                    let mut seen = std::collections::HashSet::new();
+                    if let Some(twice) = grid.iter().find(|v| !seen.insert(v.label())) {
+                        bail!("{}: `{}` gives {} more than once at six significant digits; widen its step or list the values", self.path.display(), axis.key, twice.label());
+                    }
+                }
                 let total = grids.iter().try_fold(1usize, |acc, g| acc.checked_mul(g.len()).filter(|&n| n <= MAX_TRIALS));
                 if total.is_none() {
                     bail!("{}: the grid has more than {MAX_TRIALS} trials", self.path.display());
@@ -475,6 +483,14 @@ mod tests {
         let lrs: Vec<f64> = t.iter().map(|t| t.config.lr).collect();
         assert_eq!(lrs, [0.001, 0.01, 0.1]);
         assert_eq!(t[1].name, "lr=0.01");
+    }
+
+    #[test]
+    fn a_range_finer_than_six_digits_is_refused() {
+        let e = trials("model = \"mlp\"\nlr = { from = 0.001, to = 0.00100002, step = 1e-9 }\n").unwrap_err().to_string();
+        assert!(e.contains("`lr` gives 0.001 more than once at six significant digits"), "{e}");
+        // A list's repeats are the user's own: one trial each name, as before.
+        assert_eq!(trials("model = \"mlp\"\nseed = [1, 1]\n").unwrap().len(), 1);
     }
 
     #[test]
