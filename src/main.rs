@@ -87,8 +87,6 @@ fn run() -> u8 {
             .unwrap_or("internal error");
         nndl::say!("nndl: error: {} (RUST_BACKTRACE=1 shows where)", panic_line(msg));
     }));
-    // Paths and values go into JSON files and output, which hold UTF-8 text only: refused here,
-    // before any work, rather than failing once the run is done.
     // Before the flags are parsed: whether --json was asked for, for the errors of parsing.
     let json = std::env::args_os().skip(1).any(|a| a == "--json");
     let fail = |line: String, status: u8| {
@@ -96,6 +94,8 @@ fn run() -> u8 {
         json_error(json, line.strip_prefix("error: ").unwrap_or(&line));
         status
     };
+    // Paths and values go into JSON files and output, which hold UTF-8 text only: refused here,
+    // before any work, rather than failing once the run is done.
     if let Some(arg) = std::env::args_os().skip(1).find(|a| a.to_str().is_none()) {
         return fail(format!("error: {:?} is not valid UTF-8; nndl takes UTF-8 paths and values", arg.to_string_lossy()), 2);
     }

@@ -87,6 +87,13 @@ fn os_error_in(text: &str) -> Option<io::Error> {
     code.parse().ok().map(io::Error::from_raw_os_error)
 }
 
+/// `value` as pretty JSON with a final newline, written atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |tmp| {
         let mut f = File::create(tmp).map_err(|e| write_error(path, &e))?;
@@ -111,9 +118,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// A hidden name beside `path` that keeps its extension (plotters picks the format by it)
-/// and names the writing process, so leftovers of dead processes can be told apart.
-/// `.partial-<pid>@<host>@<name>`: on a file system several machines share (a Slurm array's
-/// folder), a pid says whether its writer lives only on the writer's own host.
+/// and names the writing process and its machine, `.partial-<pid>@<host>@<name>`, so leftovers
+/// of dead processes can be told apart: on a file system several machines share (a Slurm
+/// array's folder), a pid says whether its writer lives only on the writer's own host.
 pub fn temp_sibling(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!("{PARTIAL}{}@{}@{name}", std::process::id(), this_host()))
@@ -379,9 +386,7 @@ impl RunDir {
     }
 
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(value)?;
-        text.push('\n');
-        write_atomic(&self.file(name), text.as_bytes())
+        write_json(&self.file(name), value)
     }
 
     pub fn write_text(&self, name: &str, text: &str) -> Result<()> {

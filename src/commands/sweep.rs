@@ -10,7 +10,7 @@ use crate::cli::SweepArgs;
 use crate::config::Origin;
 use crate::data::DeviceData;
 use crate::run::{self, RunEnd};
-use crate::run_dir::{record_failure, recorded_failure, shell_word, write_atomic, Busy};
+use crate::run_dir::{record_failure, recorded_failure, shell_word, write_atomic, write_json, Busy};
 use crate::runtime::Runtime;
 use crate::sweep::{configs_digest, Shard, SweepSpec, Trial};
 use crate::sweep_workers::{drive, finished, into_packs, nndl_executable, trial_dir, Failure, SweepSummary, Workers, EXIT_BUSY};
@@ -77,7 +77,7 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         if !out.join(MARKER).exists() {
             prepare_folder(&out, &trials)?;
         }
-        check_space(&out, &named)?;
+        check_space(&out, &unfinished(&out, &named))?;
         return match named[..] {
             [trial] => run_trial(trial, &out, &device, threads, args.data.as_deref(), args.report.quiet),
             _ => run_pack(&named, &out, &device, threads, args.data.as_deref(), args.report.quiet),
@@ -116,10 +116,12 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         // The listing is the command's output: on stdout, as --list's, and kept by --quiet.
         return Outcome::output(format!("{human}\n{} trials (shard {}/{})\n", rows.len(), shard.index + 1, shard.count), &json);
     }
-    if mine.iter().any(|t| finished(&out, t).is_none()) {
+    // What is left to train decides whether MNIST is needed and how much room.
+    let left = unfinished(&out, &mine);
+    if !left.is_empty() {
         crate::data::mnist::check_present(&crate::data::mnist::resolve_dir(args.data.as_deref()))?;
     }
-    check_space(&out, &mine)?;
+    check_space(&out, &left)?;
     prepare_folder(&out, &trials)?;
     let started = Instant::now();
     let gpus = gpu_count(&device)?;
@@ -161,9 +163,14 @@ fn plural(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-/// Free space for what `trials` still have to write (the finished ones write nothing more).
+/// The trials of `trials` not finished yet (a finished one writes nothing more).
+fn unfinished<'a>(out: &Path, trials: &[&'a Trial]) -> Vec<&'a Trial> {
+    trials.iter().copied().filter(|t| finished(out, t).is_none()).collect()
+}
+
+/// Free space for what `trials` will write.
 fn check_space(out: &Path, trials: &[&Trial]) -> Result<()> {
-    let bytes = trials.iter().filter(|t| finished(out, t).is_none()).map(|t| run::disk_estimate(&t.config)).fold(0u64, u64::saturating_add);
+    let bytes = trials.iter().map(|t| run::disk_estimate(&t.config)).fold(0u64, u64::saturating_add);
     crate::run_dir::check_free_space(out, bytes)
 }
 
@@ -232,9 +239,7 @@ fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
     // What a driver killed mid-write left (its own temporary files; live ones stay).
     crate::run_dir::remove_stale_partials(out);
     write_atomic(&out.join(MARKER), b"{}\n")?;
-    let mut text = serde_json::to_string_pretty(&serde_json::json!({ "trials": trials }))?;
-    text.push('\n');
-    write_atomic(&out.join(EXPANDED), text.as_bytes())
+    write_json(&out.join(EXPANDED), &serde_json::json!({ "trials": trials }))
 }
 
 fn gpu_count(device: &str) -> Result<usize> {
@@ -260,9 +265,7 @@ fn write_failures(out: &Path, trials: &[Trial], mine: &[&Trial], seen: &[Failure
         let error = recorded.or_else(|| seen.iter().find(|f| f.trial == t.name).map(|f| f.error.clone())).or_else(|| other_shards().map(|f| f.error.clone()))?;
         Some(Failure { trial: t.name.clone(), error })
     }).collect();
-    let mut text = serde_json::to_string_pretty(&failures)?;
-    text.push('\n');
-    write_atomic(&path, text.as_bytes())
+    write_json(&path, &failures)
 }
 
 /// Several trials in this process as one pack; one JSON row per trial on stdout.

@@ -242,9 +242,7 @@ fn follow_move(old: &Path, new: &Path, target: &Path) -> std::path::PathBuf {
 
 fn write_saved_export(run_dir: &Path, dir: &Path, written: bool) -> Result<()> {
     let here = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
-    let mut text = serde_json::to_string_pretty(&serde_json::json!({ "export_final": dir, "written": written, "run_dir": here }))?;
-    text.push('\n');
-    crate::run_dir::write_atomic(&run_dir.join(EXPORT_FILE), text.as_bytes())
+    crate::run_dir::write_json(&run_dir.join(EXPORT_FILE), &serde_json::json!({ "export_final": dir, "written": written, "run_dir": here }))
 }
 
 /// The outcome of a run that ended: its summary, or the interruption with the resume command.
