@@ -100,6 +100,9 @@ pub enum Ending {
     /// The training loss went NaN or infinite at `iteration` (on CUDA: somewhere in the
     /// evaluation interval ending there, `exact` false).
     Diverged { iteration: usize, exact: bool, last_finite: Option<(usize, f64)> },
+    /// A pack's member whose own files (metrics.csv, its checkpoint) could not be written: it
+    /// stops, the others go on, and its last checkpoint stands for a rerun.
+    Failed(String),
 }
 
 pub struct TrainOutcome {

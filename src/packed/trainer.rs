@@ -40,13 +40,14 @@ pub enum MemberStart<'a> {
 
 struct Member {
     st: LoopState,
-    diverged: Option<Ending>,
+    /// Why the member stopped before the others (diverged, or its files failed).
+    stopped: Option<Ending>,
     last_finite: Option<(usize, f64)>,
 }
 
 impl Member {
     fn active(&self) -> bool {
-        self.diverged.is_none()
+        self.stopped.is_none()
     }
 }
 
@@ -84,7 +85,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             sums.correct.get(m as i64).copy_(&st.sums.correct);
         });
         st.sums = TrainSums { loss: sums.loss.get(m as i64), correct: sums.correct.get(m as i64) };
-        members.push(Member { st, diverged: None, last_finite: None });
+        members.push(Member { st, stopped: None, last_finite: None });
     }
     let first = members[0].st.next;
     if members.iter().any(|mb| mb.st.next != first || mb.st.since_eval != members[0].st.since_eval) {
@@ -122,7 +123,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     for i in first..cfg.iterations {
         if let Some(signal) = obs[0].stop_requested() {
             let t = *closed_at.insert(seconds(&started));
-            checkpoint_all(ctx, &members, &opt, step_ctx.rngs, t, obs, device)?;
+            checkpoint_all(ctx, &mut members, &opt, step_ctx.rngs, t, obs, device);
             interrupted = Some((signal, i));
             break;
         }
@@ -171,7 +172,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
                 if values[m].is_finite() {
                     mb.last_finite = Some((i, values[m]));
                 } else if !ctx.cfgs[m].allow_nan {
-                    mb.diverged = Some(Ending::Diverged { iteration: i, exact: true, last_finite: mb.last_finite });
+                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: true, last_finite: mb.last_finite });
                     newly_stopped = true;
                 }
             }
@@ -205,12 +206,17 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
                     test_accuracy: results[m].1,
                 };
                 if !point.train_loss.is_finite() && !ctx.cfgs[m].allow_nan {
-                    mb.diverged = Some(Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: mb.last_finite });
+                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: mb.last_finite });
                     newly_stopped = true;
                     continue;
                 }
-                obs[m].on_eval(&point)?;
-                mb.st.points.push(point);
+                match obs[m].on_eval(&point) {
+                    Ok(()) => mb.st.points.push(point),
+                    Err(e) => {
+                        mb.stopped = Some(Ending::Failed(format!("{e:#}")));
+                        newly_stopped = true;
+                    }
+                }
             }
             let _ = sums.loss.shallow_clone().zero_();
             let _ = sums.correct.shallow_clone().zero_();
@@ -239,7 +245,12 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             if i + 1 == cfg.iterations {
                 closed_at = Some(t);
             }
-            checkpoint_all(ctx, &members, &opt, step_ctx.rngs, t, obs, device)?;
+            if checkpoint_all(ctx, &mut members, &opt, step_ctx.rngs, t, obs, device) {
+                if members.iter().all(|mb| !mb.active()) {
+                    break;
+                }
+                opt.set_lrs(&lrs_at(i + 1, &members));
+            }
         }
     }
     let cuda_graph = graph.as_ref().is_some_and(|g| g.is_captured());
@@ -256,7 +267,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
     let pack = PackInfo { members: m_count as usize, arrangement, stack: stacks.then(|| net.spans[0].count as usize) };
     let train_seconds = closed_at.unwrap_or_else(|| seconds(&started));
     Ok(members.into_iter().map(|mb| {
-        let ending = match (mb.diverged, interrupted) {
+        let ending = match (mb.stopped, interrupted) {
             (Some(d), _) => d,
             (None, Some((signal, next_iteration))) => Ending::Interrupted { signal, next_iteration },
             (None, None) => Ending::Finished,
@@ -272,14 +283,20 @@ fn restore_member(ctx: &PackContext, opt: &mut PackedOptim, m: i64, ck: &Checkpo
     opt.restore_member(&ctx.net.leaves, m, |key| Ok(ck.tensor(key)?.to_device(device)), ck.meta.adam_step)
 }
 
-/// Every active member's checkpoint, handed to its observer.
-fn checkpoint_all(ctx: &PackContext, members: &[Member], opt: &PackedOptim, rngs: &MemberRngs, seconds: f64, obs: &mut [&mut dyn Observer], device: Device) -> Result<()> {
-    for (m, mb) in members.iter().enumerate().filter(|(_, mb)| mb.active()) {
+/// Every active member's checkpoint, handed to its observer. A member whose checkpoint cannot
+/// be written (its folder's disk full, say) stops there, as a diverged one does, and the others
+/// go on; whether any stopped.
+fn checkpoint_all(ctx: &PackContext, members: &mut [Member], opt: &PackedOptim, rngs: &MemberRngs, seconds: f64, obs: &mut [&mut dyn Observer], device: Device) -> bool {
+    let mut stopped = false;
+    for (m, mb) in members.iter_mut().enumerate().filter(|(_, mb)| mb.active()) {
         let mi = m as i64;
         let ck = mb.st.checkpoint_of(&ctx.cfgs[m], ctx.net.member(mi), opt.member_state(&ctx.net.leaves, mi), rngs.state(m), seconds, device);
-        obs[m].on_checkpoint(&ck)?;
+        if let Err(e) = obs[m].on_checkpoint(&ck) {
+            mb.stopped = Some(Ending::Failed(format!("{e:#}")));
+            stopped = true;
+        }
     }
-    Ok(())
+    stopped
 }
 
 /// On CUDA, a pack's streams, one per unit of its step (each member of a member-by-member pack,

@@ -345,6 +345,19 @@ const CASES: &[Case] = &[
         assert!(!run.join("seed-0").exists());
         (out, 1, err(format!("{} is a run's folder, not one for --seeds; choose another --out", run.display())))
     }},
+    Case { name: "a pack member's full disk stops that member only", run: |d| {
+        // seed-1 is a 256 KB tmpfs: its config and metrics fit, its 2 MB checkpoint does not.
+        // Its neighbours in the pack finish; the error names seed 1 and its file only.
+        let seeds = d.join("seeds");
+        fs::create_dir_all(seeds.join("seed-1")).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(seeds.join("seed-1")).status().unwrap().success());
+        let out = mlp(&["--seeds", "0..2", "--iterations", "2"], &seeds);
+        let finished: Vec<bool> = (0..3).map(|k| seeds.join(format!("seed-{k}/summary.json")).is_file()).collect();
+        let _ = std::process::Command::new("umount").arg(seeds.join("seed-1")).status();
+        assert_eq!(finished, [true, false, true]);
+        (out, 1, err(format!("1 of 3 seeds failed: seed 1: no space left on device writing {} (the pack's other members went on; once mended, the same command continues this one)",
+            seeds.join("seed-1/checkpoint.safetensors").display())))
+    }},
     Case { name: "a full disk while writing", run: |d| {
         let mnt = d.join("full");
         fs::create_dir(&mnt).unwrap();
