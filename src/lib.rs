@@ -40,6 +40,7 @@ pub mod plot;
 pub mod progress;
 pub mod profile;
 pub mod signals;
+pub mod held_files;
 
 // The machine: device, threads, numerics and speed switches, CUDA graphs, versions.
 pub mod cuda_graph;

@@ -305,7 +305,7 @@ pub(crate) fn closing(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(
             let reason = format!("training diverged: the loss became NaN or infinite {when}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", crate::config::number(cfg.lr));
             return Ok(Closing::Diverged { name, points: seen.to_vec(), reason });
         }
-        Ending::Failed(error) => anyhow::bail!("{error} (the pack's other members went on; once mended, the same command continues this one)"),
+        Ending::Failed(error) => anyhow::bail!("{error} (it stopped alone; once mended, the same command continues it)"),
     }
     let model = crate::tensor_file::encode(&run.file(MODEL_FILE), params, None)?;
     let points = outcome.points;

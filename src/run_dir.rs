@@ -203,6 +203,8 @@ pub fn set_quiet(quiet: bool) {
 pub struct DirLock {
     file: File,
     path: PathBuf,
+    /// The lock file, for a signal that ends the process at once to remove.
+    _held: crate::held_files::HeldFile,
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -240,7 +242,7 @@ impl DirLock {
             let mut f = &file;
             f.set_len(0).and_then(|()| f.write_all(owner.as_bytes())).and_then(|()| f.sync_data())
                 .map_err(|e| write_error(&path, &e))?;
-            return Ok(DirLock { file, path });
+            return Ok(DirLock { file, _held: crate::held_files::HeldFile::new(&path), path });
         }
         bail!("cannot lock {}: it keeps changing under us", path.display())
     }
@@ -248,6 +250,7 @@ impl DirLock {
     /// The folder moved (a --force rename): the lock file moved with it.
     fn moved_to(&mut self, dir: &Path) {
         self.path = dir.join(LOCK);
+        self._held = crate::held_files::HeldFile::new(&self.path);
     }
 }
 

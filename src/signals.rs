@@ -39,10 +39,12 @@ fn now_ns() -> u64 {
     (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64).max(1)
 }
 
-/// The handler: only atomics, clock_gettime, write and _exit, all async-signal-safe.
+/// The handler: only atomics, clock_gettime, unlink (`held_files`), write and _exit, all
+/// async-signal-safe.
 fn on_signal(signal: i32) {
     if !IN_GOOD_ORDER.load(Ordering::SeqCst) {
         const SAID: &[u8] = b"nndl: stopped before the training started (nothing to save yet); run the same command again\n";
+        crate::held_files::remove_all();
         // SAFETY: write(2) of a static buffer to stderr, then _exit: both async-signal-safe.
         unsafe {
             libc::write(2, SAID.as_ptr().cast(), SAID.len());
@@ -56,6 +58,7 @@ fn on_signal(signal: i32) {
     }
     let first = FIRST_AT.load(Ordering::SeqCst);
     if first != 0 && now.saturating_sub(first) >= SAME_SIGNAL_NS {
+        crate::held_files::remove_all();
         // SAFETY: _exit ends the process at once, which is what a second signal asks.
         unsafe { libc::_exit(128 + signal) };
     }

@@ -501,7 +501,8 @@ fn a_stop_before_the_training_starts_exits_at_once() {
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let mut child = nndl().args(["mlp", "--device", "cpu", "--config"]).arg(&fifo).arg("--out").arg(dir.join("run"))
         .stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    crate::util::wait_for_sigterm_handler(child.id());
+    std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let waited = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
@@ -536,4 +537,31 @@ fn a_moved_project_resumes_its_export_into_its_new_place() {
     assert!(std::process::Command::new("cp").arg("-a").arg(dir.join("moved")).arg(dir.join("copy")).status().unwrap().success());
     resume(&dir.join("copy/run"));
     assert!(dir.join("copy/exp/w1.npy").is_file() && !dir.join("moved/exp/w1.npy").exists());
+}
+
+#[test]
+fn a_stop_before_the_training_leaves_no_lock_file() {
+    // A resume holds its folder's lock while it loads MNIST (a few tenths of a second) and
+    // builds its network; a SIGTERM then ends it at once, and takes the lock file with it: the
+    // next command finds no dead process's lock to take over.
+    let dir = tempdir("stop-holding-lock");
+    let run = dir.join("run");
+    train(&["mlp", "--iterations", "20", "--eval-every", "10", "--checkpoint-every", "10", "--out", run.to_str().unwrap()]);
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let mut child = nndl().arg("resume").arg(&run).arg("--data").arg(mnist_dir())
+        .stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let waited = std::time::Instant::now();
+    while !run.join(".nndl.lock").exists() && waited.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(run.join(".nndl.lock").exists(), "the resume took the folder's lock");
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let end = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&end.stderr);
+    assert_eq!(end.status.code(), Some(143), "{err}");
+    assert!(err.contains("stopped before the training started"), "{err}");
+    assert!(!run.join(".nndl.lock").exists(), "the lock file was left behind");
+    let again = nndl().arg("resume").arg(&run).arg("--data").arg(mnist_dir()).output().unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && !err.contains("taking it over"), "{err}");
 }

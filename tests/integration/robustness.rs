@@ -355,7 +355,7 @@ const CASES: &[Case] = &[
         let finished: Vec<bool> = (0..3).map(|k| seeds.join(format!("seed-{k}/summary.json")).is_file()).collect();
         let _ = std::process::Command::new("umount").arg(seeds.join("seed-1")).status();
         assert_eq!(finished, [true, false, true]);
-        (out, 1, err(format!("1 of 3 seeds failed: seed 1: no space left on device writing {} (the pack's other members went on; once mended, the same command continues this one)",
+        (out, 1, err(format!("1 of 3 seeds failed: seed 1: no space left on device writing {} (it stopped alone; once mended, the same command continues it)",
             seeds.join("seed-1/checkpoint.safetensors").display())))
     }},
     Case { name: "a full disk while writing", run: |d| {

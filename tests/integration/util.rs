@@ -118,3 +118,18 @@ pub fn metrics(run: &Path) -> Vec<(usize, String, f64, f64)> {
         (f[0].parse().unwrap(), f[1].to_string(), f[2].parse().unwrap(), f[3].parse().unwrap())
     }).collect()
 }
+
+/// Waits (up to 30 s) until process `pid` catches SIGTERM, as /proc says: a signal sent before
+/// nndl's handlers are in place (libtorch still loading) would take the default action instead.
+pub fn wait_for_sigterm_handler(pid: u32) {
+    let catches = || -> Option<bool> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?.trim().to_string();
+        Some(u64::from_str_radix(&mask, 16).ok()? & (1 << (15 - 1)) != 0)
+    };
+    let waited = std::time::Instant::now();
+    while catches() != Some(true) {
+        assert!(waited.elapsed().as_secs() < 30, "pid {pid} never installed its SIGTERM handler");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
