@@ -15,6 +15,8 @@ pub struct RunRecord {
     pub final_test_loss: f64,
     pub best_test_accuracy: f64,
     pub train_seconds: f64,
+    /// Trained in a pack (summary.json's `pack`): its train_seconds are the whole pack's.
+    pub packed: bool,
     /// metrics.csv, when it reads.
     pub points: Vec<EvalPoint>,
 }
@@ -66,11 +68,20 @@ pub struct GroupReport {
     pub test_loss: Option<Stats>,
     pub best_test_accuracy: Option<f64>,
     pub mean_train_seconds: Option<f64>,
+    /// Of its finished runs, those trained in a pack, whose train_seconds are the whole pack's.
+    pub packed_runs: usize,
     /// The runs of this configuration that failed: seed, folder and reason.
     pub failed: Vec<FailedSeed>,
     /// Indices into `Found::finished`.
     #[serde(skip)]
     pub runs: Vec<usize>,
+}
+
+impl GroupReport {
+    /// How many seeds its finished runs have (fewer than its runs where a seed ran twice).
+    pub fn distinct_seeds(&self) -> usize {
+        self.seeds.iter().collect::<std::collections::BTreeSet<_>>().len()
+    }
 }
 
 #[derive(Serialize)]
@@ -135,6 +146,7 @@ fn read_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Read, String> {
         final_test_loss: num("final_test_loss")?,
         best_test_accuracy: num("best_test_accuracy")?,
         train_seconds: num("train_seconds").unwrap_or(f64::NAN),
+        packed: s["pack"].is_object(),
         points,
     }))
 }
@@ -236,13 +248,15 @@ pub fn aggregate(found: &Found) -> Vec<GroupReport> {
     varying.dedup();
     varying.retain(|k| configs.iter().any(|c| c.get(k) != configs[0].get(k)));
     // Where the preset varies, the settings each configuration has from its preset say nothing
-    // more: `preset=modern`, not every setting the modern preset changes.
+    // more: `preset=modern`, not every setting the modern preset changes. The model and the
+    // preset pick those defaults, so they stay whenever they vary (an MLP and a CNN each at its
+    // own defaults would otherwise share a label).
     if varying.iter().any(|k| k == "preset") {
         let defaults: Vec<serde_json::Map<String, serde_json::Value>> = groups.values().map(|g| {
             let cfg = g.config(found);
             configuration(&TrainConfig::preset(cfg.model, cfg.preset))
         }).collect();
-        varying.retain(|k| k == "preset" || configs.iter().zip(&defaults).any(|(c, d)| c.get(k) != d.get(k)));
+        varying.retain(|k| k == "preset" || k == "model" || configs.iter().zip(&defaults).any(|(c, d)| c.get(k) != d.get(k)));
     }
     let mut out: Vec<GroupReport> = groups.values().zip(&configs).map(|(g, settings)| {
         let runs: Vec<&RunRecord> = g.finished.iter().map(|&i| &found.finished[i]).collect();
@@ -261,6 +275,7 @@ pub fn aggregate(found: &Found) -> Vec<GroupReport> {
             test_loss: over_runs(|r| r.final_test_loss),
             best_test_accuracy: over_runs(|r| r.best_test_accuracy).map(|s| s.max),
             mean_train_seconds: over_runs(|r| r.train_seconds).map(|s| s.mean),
+            packed_runs: runs.iter().filter(|r| r.packed).count(),
             failed: g.failed.iter().map(|&i| &found.failed[i]).map(|f| FailedSeed { seed: f.config.seed, dir: f.dir.clone(), reason: f.reason.clone() }).collect(),
             runs: g.finished.clone(),
         }
@@ -321,7 +336,7 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for g in groups {
         // One run per seed, unless a seed was run twice (the warnings name it): then both counts.
-        let distinct = g.seeds.iter().collect::<std::collections::BTreeSet<_>>().len();
+        let distinct = g.distinct_seeds();
         let seeds = if distinct < g.seeds.len() { format!("{} runs of {distinct}", g.seeds.len()) } else { distinct.to_string() };
         let _ = write!(md, "| {} | {seeds} | {} |", g.label, g.failed.len());
         match (&g.test_accuracy, &g.test_loss, g.best_test_accuracy, g.mean_train_seconds) {
@@ -335,6 +350,10 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
             }
         }
     }
+    let packed: usize = groups.iter().map(|g| g.packed_runs).sum();
+    if packed > 0 {
+        let _ = writeln!(md, "\ntrain s: a packed run's time is its whole pack's ({packed} of the {finished} runs trained in packs).");
+    }
     md.push_str("\n![test accuracy](report-accuracy.png)\n\n![test loss](report-loss.png)\n");
     if let Some(axis) = single_numeric_axis(groups) {
         let _ = writeln!(md, "\n![final accuracy against {axis}](report-{axis}.png)");
@@ -346,7 +365,7 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
         }
     }
     if !warnings.is_empty() {
-        md.push_str("\nLeft out:\n");
+        md.push_str("\nWarnings:\n");
         for w in warnings {
             let _ = writeln!(md, "- {w}");
         }
@@ -361,12 +380,12 @@ pub fn plus_minus(std: Option<f64>, decimals: usize) -> String {
 
 /// One row per configuration; a configuration whose every run failed has empty statistics.
 pub fn csv(groups: &[GroupReport]) -> String {
-    let mut out = String::from("configuration,seeds,accuracy_mean,accuracy_std,accuracy_min,accuracy_max,loss_mean,loss_std,loss_min,loss_max,best_accuracy,train_seconds_mean,failed\n");
+    let mut out = String::from("configuration,seeds,accuracy_mean,accuracy_std,accuracy_min,accuracy_max,loss_mean,loss_std,loss_min,loss_max,best_accuracy,train_seconds_mean,failed,runs\n");
     for g in groups {
         let value = |v: Option<f64>| v.map_or_else(String::new, |v| v.to_string());
         let stats = |s: Option<Stats>| s.map_or_else(|| ",,,".to_string(), |s| format!("{},{},{},{}", s.mean, value(s.std), s.min, s.max));
-        out.push_str(&format!("\"{}\",{},{},{},{},{},{}\n", g.label.replace('"', "'"), g.seeds.len(), stats(g.test_accuracy), stats(g.test_loss),
-            value(g.best_test_accuracy), value(g.mean_train_seconds), g.failed.len()));
+        out.push_str(&format!("\"{}\",{},{},{},{},{},{},{}\n", g.label.replace('"', "'"), g.distinct_seeds(), stats(g.test_accuracy), stats(g.test_loss),
+            value(g.best_test_accuracy), value(g.mean_train_seconds), g.failed.len(), g.seeds.len()));
     }
     out
 }
@@ -382,5 +401,32 @@ mod tests {
         assert!((s.std.unwrap() - 0.02).abs() < 1e-12, "sample std of 0.90, 0.92, 0.94 is 0.02: {:?}", s.std);
         assert_eq!((s.min, s.max), (0.90, 0.94));
         assert_eq!(Stats::of(&[0.5]).std, None);
+    }
+
+    fn finished(config: TrainConfig) -> RunRecord {
+        RunRecord { dir: PathBuf::from("r"), config, final_test_accuracy: 0.9, final_test_loss: 0.3, best_test_accuracy: 0.9, train_seconds: 1.0, packed: false, points: Vec::new() }
+    }
+
+    #[test]
+    fn configurations_that_differ_have_labels_that_differ() {
+        use crate::config::{ModelKind, Preset};
+        let short = |model, preset| TrainConfig { iterations: 20, ..TrainConfig::preset(model, preset) };
+        let label_sets = [
+            // The preset varies and each run keeps its preset's defaults, the model too.
+            vec![short(ModelKind::Cnn, Preset::Faithful), short(ModelKind::Mlp, Preset::Faithful), short(ModelKind::Cnn, Preset::Modern)],
+            // One setting varies.
+            vec![short(ModelKind::Mlp, Preset::Faithful), TrainConfig { lr: 0.01, ..short(ModelKind::Mlp, Preset::Faithful) }],
+        ];
+        for configs in label_sets {
+            let found = Found { finished: configs.into_iter().map(finished).collect(), failed: Vec::new() };
+            let mut labels: Vec<String> = aggregate(&found).into_iter().map(|g| g.label).collect();
+            let n = labels.len();
+            labels.sort();
+            labels.dedup();
+            assert_eq!(labels.len(), n, "{labels:?}");
+        }
+        let found = Found { finished: vec![finished(short(ModelKind::Mlp, Preset::Faithful)), finished(short(ModelKind::Cnn, Preset::Modern))], failed: Vec::new() };
+        let labels: Vec<String> = aggregate(&found).into_iter().map(|g| g.label).collect();
+        assert!(labels.contains(&"model=mlp,preset=faithful".to_string()) && labels.contains(&"model=cnn,preset=modern".to_string()), "{labels:?}");
     }
 }

@@ -428,6 +428,23 @@ fn report_reads_reproductions_side_by_side_and_names_repeated_seeds() {
     assert!(err.contains("over 2 runs (1 seed)"), "the headline counts seeds once: {err}");
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| 2 runs of 1 | 0 |"), "the table too: {md}");
+    // A warning, not a run left out: both count in the statistics.
+    assert!(md.contains("\nWarnings:\n- ") && !md.contains("Left out"), "{md}");
+    // report.csv: one seed (its `seeds`), two runs (its last column, `runs`).
+    let csv = std::fs::read_to_string(dir.join("report.csv")).unwrap();
+    let (head, row) = (csv.lines().next().unwrap(), csv.lines().nth(1).unwrap());
+    assert!(head.starts_with("configuration,seeds,") && head.ends_with(",failed,runs"), "{csv}");
+    assert!(row.split(',').nth(1) == Some("1") && row.ends_with(",0,2"), "{csv}");
+    assert!(!md.contains("packed run"), "no run trained in a pack: {md}");
+    // A packed member's training time is its pack's, and report.md says so.
+    let summary = dir.join("r2/mlp/summary.json");
+    let mut s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    s["pack"] = serde_json::json!({ "members": 4, "arrangement": "in-turn" });
+    std::fs::write(&summary, s.to_string()).unwrap();
+    let r = ok(nndl().arg("report").arg(&*dir).args(["--json", "--quiet"]).output().unwrap());
+    assert_eq!(r["configurations"][0]["packed_runs"], 1, "{r}");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("train s: a packed run's time is its whole pack's (1 of the 2 runs trained in packs)."), "{md}");
     // A `--seeds` folder beside them (runs two levels down, no settings file) is read too.
     fake_run(&dir.join("seeds/seed-3"), 0.005, 3, 0.91, 0.3);
     let r = ok(nndl().arg("report").arg(&*dir).args(["--json", "--quiet"]).output().unwrap());
