@@ -325,9 +325,20 @@ fn member_input(x: &Input, k: i64) -> Tensor {
 /// shared), the cross-entropy's sum negated, and which predictions are correct [M, B] (bool).
 /// Callers fold the negation into their division or sum: one kernel less, forward and backward,
 /// and the same values (IEEE arithmetic is symmetric in the sign).
-pub fn log_likelihood_and_hits(logits: &Tensor, labels: &Tensor) -> (Tensor, Tensor) {
+///
+/// `alone`: each member's sum by the single run's own kernel (`nll_loss`, which sums in an order
+/// of its own), so that a member-by-member pack's training and test losses are its single runs'
+/// bit for bit, as its weights are; else one gather and one sum for all members (a stacked
+/// pack's, one kernel for all). The gradients are the same either way.
+pub fn log_likelihood_and_hits(logits: &Tensor, labels: &Tensor, alone: bool) -> (Tensor, Tensor) {
     let labels = labels.expand([logits.size()[0], logits.size()[1]], false);
-    let picked = logits.log_softmax(-1, Kind::Float).gather(2, &labels.unsqueeze(2), false).squeeze_dim(2);
+    let log_p = logits.log_softmax(-1, Kind::Float);
     let hits = logits.argmax(-1, false).eq_tensor(&labels);
-    (picked.sum_dim_intlist(1, false, Kind::Float), hits)
+    let likelihood = if alone {
+        let sums: Vec<Tensor> = (0..logits.size()[0]).map(|k| log_p.get(k).nll_loss_nd(&labels.get(k), None::<Tensor>, tch::Reduction::Sum, -100)).collect();
+        -Tensor::stack(&sums, 0)
+    } else {
+        log_p.gather(2, &labels.unsqueeze(2), false).squeeze_dim(2).sum_dim_intlist(1, false, Kind::Float)
+    };
+    (likelihood, hits)
 }

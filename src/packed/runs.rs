@@ -89,8 +89,7 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
             let indices: Vec<usize> = group.iter().map(|c| c.index).collect();
             let trained = match pack {
                 // --pack 1: no packs, each member computed by the single run's own loop. (A member
-                // of a larger pack resumed alone stays a pack of one: its evaluations then sum as the
-                // pack's did, and a killed pack resumes bit for bit.)
+                // of a larger pack resumed alone stays a pack of one, computing as the pack did.)
                 1 => group.into_iter().map(|member| train_alone(member, data, rt)).collect(),
                 _ => train_split(group, data, rt),
             };

@@ -353,7 +353,7 @@ impl StepParts<'_> {
         for (k, &span) in self.net.spans.iter().enumerate() {
             let mut unit_step = || {
                 let logits = self.net.unit_logits(span, &Input::PerMember(&xs), noise.as_ref());
-                let (likelihood, hits) = log_likelihood_and_hits(&logits, &ys.narrow(0, span.first, span.count));
+                let (likelihood, hits) = log_likelihood_and_hits(&logits, &ys.narrow(0, span.first, span.count), !self.net.stacked);
                 let loss = likelihood / -(b as f64);
                 self.backward_and_update(opt, &loss, &self.net.unit_leaves(span));
                 (loss.detach(), hits)
@@ -414,7 +414,7 @@ fn evaluate_packed(net: &PackedNet, split: &DeviceSplit, chunk: i64, dropout: Dr
                 let l = sub.min(len - at);
                 let images = split.images.narrow(0, start + at, l);
                 let logits = net.forward(Input::Shared(&images), noise.as_ref().map(|t| t.narrow(1, at, l)).as_ref());
-                let (likelihood, hits) = log_likelihood_and_hits(&logits, &split.labels.narrow(0, start + at, l));
+                let (likelihood, hits) = log_likelihood_and_hits(&logits, &split.labels.narrow(0, start + at, l), !net.stacked);
                 loss -= likelihood;
                 correct += hits.sum_dim_intlist(1, false, Kind::Int64);
                 at += l;

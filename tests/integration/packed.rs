@@ -240,7 +240,7 @@ fn each_arrangement_adds_the_bias_where_its_plan_says() {
         }));
         let images = data.train.images.narrow(0, 0, 3 * 8).view([3, 8, 784]);
         let labels = data.train.labels.narrow(0, 0, 3 * 8).view([3, 8]);
-        let (likelihood, _) = log_likelihood_and_hits(&net.forward(Input::PerMember(&images), None), &labels);
+        let (likelihood, _) = log_likelihood_and_hits(&net.forward(Input::PerMember(&images), None), &labels, !net.stacked);
         let weights: Vec<&tch::Tensor> = net.leaves.iter().filter(|l| l.name == "conv2.weight").map(|l| &l.tensor).collect();
         let grads = tch::Tensor::run_backward(&[-likelihood.sum(tch::Kind::Float)], &weights, false, false);
         tch::Tensor::stack(&grads, 0).view([3, -1])
@@ -434,6 +434,29 @@ fn seeds_write_ordinary_run_folders() {
     // Run again: every seed is already done.
     let again = train(&["mlp", "--seeds", "3..5", "--iterations", "1", "--json", "--out", dir.join("pack").to_str().unwrap()]);
     assert!(json(&again)["runs"].as_array().unwrap().iter().all(|r| r["state"] == "already_done"));
+}
+
+#[test]
+fn packed_members_write_their_single_runs_files_byte_for_byte() {
+    // On the CPU a member computes its single run's ops one thread wide, its losses by the
+    // single run's own kernel too: a split pack's metrics (training sums, test losses) and
+    // weights equal one-thread single runs' to the last bit. MLP and faithful CNN (dropout in
+    // training and evaluation).
+    let dir = tempdir("pack-bytes");
+    for (model, iterations) in [("mlp", "40"), ("cnn", "6")] {
+        let pack = dir.join(format!("{model}-pack"));
+        let out = nndl().args([model, "--seeds", "0..2", "--iterations", iterations, "--eval-every", "3", "--threads", "2", "--device", "cpu", "--quiet", "--data"])
+            .arg(mnist_dir()).arg("--out").arg(&pack).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        for seed in 0..3 {
+            let alone = dir.join(format!("{model}-{seed}"));
+            train(&[model, "--seed", &seed.to_string(), "--iterations", iterations, "--eval-every", "3", "--out", alone.to_str().unwrap()]);
+            for f in ["metrics.csv", "model.safetensors"] {
+                let member = pack.join(format!("seed-{seed}")).join(f);
+                assert!(std::fs::read(&member).unwrap() == std::fs::read(alone.join(f)).unwrap(), "{} differs from {}", member.display(), alone.join(f).display());
+            }
+        }
+    }
 }
 
 #[test]
