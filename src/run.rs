@@ -394,7 +394,7 @@ pub fn write_figures(run: &RunDir, name: &str, points: &[EvalPoint]) -> Result<(
 pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData, rt: &Runtime) -> Result<(RunEnd, bool)> {
     use crate::run_dir::FolderState;
     let started = Instant::now();
-    let (run_dir, state) = RunDir::claim(dir)?;
+    let (run_dir, state) = claim_for(cfg, dir)?;
     let ck = match state {
         FolderState::FinishedRun => {
             check_saved_config(cfg, &run_dir)?;
@@ -405,6 +405,18 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
     };
     let network = build_network(cfg, rt.device);
     Ok((train_into(cfg, &network, data, &run_dir, rt, ck.as_ref(), started)?, true))
+}
+
+/// Claims `dir` for a run of `cfg` (`RunDir::claim`). A folder that another process holds
+/// while it trains another configuration is refused as that conflict, not as busy: a sweep or
+/// `--seeds` counts a busy folder as trained elsewhere, and this one never would train `cfg`.
+pub(crate) fn claim_for(cfg: &TrainConfig, dir: &std::path::Path) -> Result<(RunDir, crate::run_dir::FolderState)> {
+    RunDir::claim(dir).map_err(|e| match TrainConfig::load(&dir.join("config.json")) {
+        Ok(saved) if e.is::<crate::run_dir::Busy>() && !saved.same_run(cfg) => {
+            anyhow::anyhow!("{} is in use by an nndl run of another configuration ({}); choose another folder", dir.display(), saved.differences(cfg).join("; "))
+        }
+        _ => e,
+    })
 }
 
 /// The checkpoint of an unfinished run of `cfg` in `run` (None when it has none yet); a run

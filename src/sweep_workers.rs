@@ -27,6 +27,8 @@ pub struct SweepSummary {
     /// Trials whose worker a signal stopped: the sweep's own, passed on, or one sent to the
     /// worker alone (which leaves the sweep unfinished though the driver was not stopped).
     pub interrupted: usize,
+    /// Trials still queued when a signal stopped the sweep: no worker started them.
+    pub not_started: usize,
     pub failed: usize,
     pub failures: Vec<Failure>,
     pub best: Option<Best>,
@@ -363,6 +365,7 @@ pub fn drive(spec: &Path, mine: &[&Trial], workers: Workers, quiet: bool, mut su
         std::thread::sleep(Duration::from_millis(50));
     }
     progress.finish();
+    summary.not_started = queue.iter().map(Vec::len).sum();
     if let Some(e) = spawn_error {
         return Err(e.context(format!("{} trials finished, {} failed before it", summary.done, summary.failed)));
     }

@@ -127,12 +127,15 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     let gpus = gpu_count(&device)?;
     let summary = SweepSummary {
         out_dir: out.clone(), trials: trials.len(), shard: format!("{}/{}", shard.index + 1, shard.count),
-        done: 0, skipped: 0, busy_elsewhere: 0, interrupted: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
+        done: 0, skipped: 0, busy_elsewhere: 0, interrupted: 0, not_started: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
     };
     let workers = Workers { jobs, threads, device, gpus, data: args.data.clone(), pack: args.pack };
     let summary = drive(&args.spec, &mine, workers, args.report.quiet, summary, started)?;
     write_failures(&out, &trials, &mine, &summary.failures)?;
-    let interrupted = if summary.interrupted > 0 { format!(", {} interrupted", summary.interrupted) } else { String::new() };
+    let mut interrupted = if summary.interrupted > 0 { format!(", {} interrupted", summary.interrupted) } else { String::new() };
+    if summary.not_started > 0 {
+        interrupted.push_str(&format!(", {} not started", summary.not_started));
+    }
     let human = format!(
         "sweep {}: {} trials in shard {}: {} done, {} already done, {} running elsewhere{interrupted}, {} failed in {:.1} s{}",
         out.display(), mine.len(), summary.shard, summary.done, summary.skipped, summary.busy_elsewhere, summary.failed, summary.wall_seconds,

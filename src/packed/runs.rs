@@ -113,7 +113,7 @@ fn position(c: &Claimed) -> usize {
 /// Claims member `index`'s folder as `run::run_or_resume` claims one: None when it is finished
 /// (with this config), else the member with its checkpoint if it has one.
 fn claim(index: usize, cfg: &TrainConfig, dir: &std::path::Path) -> Result<Option<Claimed>> {
-    let (run, state) = RunDir::claim(dir)?;
+    let (run, state) = run::claim_for(cfg, dir)?;
     match state {
         FolderState::FinishedRun => run::check_saved_config(cfg, &run).map(|()| None),
         FolderState::UnfinishedRun => Ok(Some(Claimed { index, checkpoint: run::saved_checkpoint(cfg, &run)?, run, cfg: cfg.clone() })),

@@ -216,8 +216,9 @@ fn report_numbers_match_a_hand_computation() {
 fn sigterm_to_the_sweep_stops_its_trials_at_a_checkpoint() {
     // As Slurm's `--signal=B:TERM` does: only the sweep's own process is signalled.
     let dir = tempdir("sweep-term");
-    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 100000\ncheckpoint_every = 50\nseed = [0, 1]\n"), dir.join("sweep"));
-    let child = sweep(&spec, &out, &["--jobs", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Four trials on two jobs, unpacked: two wait in the queue.
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 100000\ncheckpoint_every = 50\nseed = [0, 1, 2, 3]\n"), dir.join("sweep"));
+    let child = sweep(&spec, &out, &["--jobs", "2", "--pack", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let start = std::time::Instant::now();
     while !(out.join("seed=0/checkpoint.safetensors").exists() && out.join("seed=1/checkpoint.safetensors").exists()) {
         assert!(start.elapsed().as_secs() < 120, "no checkpoints");
@@ -228,6 +229,9 @@ fn sigterm_to_the_sweep_stops_its_trials_at_a_checkpoint() {
     let end = child.wait_with_output().unwrap();
     assert_eq!(end.status.code(), Some(143), "{}", String::from_utf8_lossy(&end.stderr));
     assert!(stopped.elapsed().as_secs() < 30, "the trials stopped at once instead of running on");
+    // Every trial of the shard is counted: two interrupted, the queued two not started.
+    let counts = json(&end);
+    assert_eq!((&counts["interrupted"], &counts["not_started"], &counts["done"], &counts["failed"]), (&2.into(), &2.into(), &0.into(), &0.into()), "{counts}");
     // Nothing left running, and the rerun's dry run finds both trials resumable.
     let d = ok(sweep(&spec, &out, &["--dry-run"]).output().unwrap());
     assert_eq!(d["trials"][0]["state"], "unfinished");
@@ -589,4 +593,31 @@ fn a_report_of_a_sweep_under_way_names_the_trials_not_started() {
     assert_eq!(r["runs"], 1, "{r}");
     let err = String::from_utf8_lossy(&report.stderr);
     assert!(err.contains("2 of its 3 trials have not started (the first: seed=1); this report covers the others"), "{err}");
+}
+
+#[test]
+fn a_trial_folder_held_by_a_run_of_another_configuration_fails_not_waits() {
+    // Another spec's run, still training in this trial's folder (its lock held, here by the
+    // test), would never train this trial: a failure naming the conflict, not `busy_elsewhere`
+    // with exit 0 (a Slurm task COMPLETED whose trial no one trains). Packed and alone.
+    let dir = tempdir("sweep-held-other");
+    for (pack, out) in [("1", dir.join("alone")), ("2", dir.join("packed"))] {
+        let spec = spec(&dir, "model = \"mlp\"\niterations = 2\nseed = [0, 1]\n");
+        ok(sweep(&spec, &out, &["--pack", pack]).output().unwrap());
+        // seed=0 now holds another configuration's unfinished run, training.
+        let held = out.join("seed=0");
+        std::fs::remove_file(held.join("summary.json")).unwrap();
+        let mut other = fake_config();
+        other["iterations"] = 3.into();
+        std::fs::write(held.join("config.json"), other.to_string()).unwrap();
+        let lock = std::fs::File::create(held.join(".nndl.lock")).unwrap();
+        lock.lock().unwrap();
+        let out = sweep(&spec, &out, &["--pack", pack]).output().unwrap();
+        drop(lock);
+        let counts = json(&out);
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!((&counts["skipped"], &counts["failed"], &counts["busy_elsewhere"]), (&1.into(), &1.into(), &0.into()), "{counts}");
+        let error = counts["failures"][0]["error"].as_str().unwrap();
+        assert!(error.contains("is in use by an nndl run of another configuration (iterations"), "{error}");
+    }
 }
