@@ -403,8 +403,23 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
         FolderState::UnfinishedRun => saved_checkpoint(cfg, &run_dir)?,
         _ => None,
     };
+    let cfg = &on_its_threads(cfg, ck.as_ref(), rt.device);
     let network = build_network(cfg, rt.device);
     Ok((train_into(cfg, &network, data, &run_dir, rt, ck.as_ref(), started)?, true))
+}
+
+/// `cfg` on the thread count its run computes with, which this thread then takes: a resumed
+/// CPU run's is the count it started with (its checkpoint's config), so that it ends bit for bit
+/// as if never stopped, whatever --threads a rerun of its sweep or `--seeds` command is given
+/// (convolutions and large products round by thread count); a fresh run's is `cfg`'s. Capped at
+/// what this machine takes, as `Runtime::new` caps it.
+pub(crate) fn on_its_threads(cfg: &TrainConfig, resume: Option<&Checkpoint>, device: Device) -> TrainConfig {
+    let recorded = resume.filter(|_| !device.is_cuda()).and_then(|ck| ck.meta.config.threads);
+    let threads = recorded.or(cfg.threads).map(|n| n.min(crate::config::max_threads()));
+    if let Some(n) = threads {
+        tch::set_num_threads(n as i32);
+    }
+    TrainConfig { threads, ..cfg.clone() }
 }
 
 /// Claims `dir` for a run of `cfg` (`RunDir::claim`). A folder that another process holds

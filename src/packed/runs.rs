@@ -82,9 +82,10 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
                 Err(e) => ends[k] = Some(MemberEnd::Failed(e)),
             }
         }
-        // A folder that another process moved on since it was peeked at trains apart.
-        claimed.sort_by_key(|c| (position(c), c.index));
-        for group in claimed.chunk_by(|a, b| position(a) == position(b)).map(<[Claimed]>::len).collect::<Vec<_>>() {
+        // A folder that another process moved on since it was peeked at trains apart, and so
+        // does a member that computed on another thread count (it resumes on its own).
+        claimed.sort_by_key(|c| (position(c), recorded_threads(c), c.index));
+        for group in claimed.chunk_by(|a, b| (position(a), recorded_threads(a)) == (position(b), recorded_threads(b))).map(<[Claimed]>::len).collect::<Vec<_>>() {
             let group: Vec<Claimed> = claimed.drain(..group).collect();
             let indices: Vec<usize> = group.iter().map(|c| c.index).collect();
             let trained = match pack {
@@ -110,6 +111,11 @@ fn position(c: &Claimed) -> usize {
     c.checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration)
 }
 
+/// The thread count a resumed member computed on (its checkpoint's), which it resumes on.
+fn recorded_threads(c: &Claimed) -> Option<usize> {
+    c.checkpoint.as_ref().and_then(|ck| ck.meta.config.threads)
+}
+
 /// Claims member `index`'s folder as `run::run_or_resume` claims one: None when it is finished
 /// (with this config), else the member with its checkpoint if it has one.
 fn claim(index: usize, cfg: &TrainConfig, dir: &std::path::Path) -> Result<Option<Claimed>> {
@@ -123,8 +129,9 @@ fn claim(index: usize, cfg: &TrainConfig, dir: &std::path::Path) -> Result<Optio
 
 /// A member alone: its single run, as `nndl mlp|cnn` or `sweep --pack 1` trains it.
 fn train_alone(member: Claimed, data: &DeviceData, rt: &Runtime) -> Result<MemberEnd> {
-    let network = run::build_network(&member.cfg, rt.device);
-    let end = run::train_into(&member.cfg, &network, data, &member.run, rt, member.checkpoint.as_ref(), Instant::now())?;
+    let cfg = run::on_its_threads(&member.cfg, member.checkpoint.as_ref(), rt.device);
+    let network = run::build_network(&cfg, rt.device);
+    let end = run::train_into(&cfg, &network, data, &member.run, rt, member.checkpoint.as_ref(), Instant::now())?;
     Ok(MemberEnd::Ended { end, trained: true })
 }
 
@@ -145,16 +152,23 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
         Built { params: run::parameters(&network.vs), rng: crate::torch_extras::cpu_rng_state(), claimed }
     }).collect();
     let threads = tch::get_num_threads().max(1) as usize;
-    let parts = threads.min(group.len());
-    if rt.device.is_cuda() || parts < 2 {
+    if rt.device.is_cuda() {
         let ends = train_group(group, data, rt, rt.profile_steps, &pb);
         pb.finish();
         return ends;
     }
     // Each member computes on its sub-pack's threads, and its config says so: a resume or a
     // rerun of its config.json then computes as it did (the CNN's convolutions round by the
-    // thread count).
-    let per_part = (threads / parts).max(1);
+    // thread count). Resumed members (a group holds members that computed on one count) take
+    // the count they started with, whatever this command's, so that a rerun ends bit for bit
+    // as if never stopped: members stopped at different steps resume in smaller groups.
+    let (parts, per_part) = match group[0].claimed.checkpoint.as_ref().and_then(|ck| ck.meta.config.threads) {
+        Some(recorded) => ((threads / recorded).clamp(1, group.len()), recorded.min(crate::config::max_threads())),
+        None => {
+            let parts = threads.min(group.len());
+            (parts, (threads / parts).max(1))
+        }
+    };
     let mut rest = group.into_iter().map(|mut b| {
         b.claimed.cfg.threads = Some(per_part);
         b

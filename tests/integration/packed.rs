@@ -460,6 +460,41 @@ fn packed_members_write_their_single_runs_files_byte_for_byte() {
 }
 
 #[test]
+fn a_member_resumed_alone_computes_on_its_own_threads() {
+    // A split pack's members compute one thread wide. Stopped at different steps (each
+    // sub-pack checkpoints and stops on its own), they resume in smaller groups, here seed 0
+    // alone (seed 1's folder removed: it starts again, a fresh run on both threads): on the one
+    // thread it started on, not on the command's two, whose convolutions round otherwise. It
+    // ends as the uninterrupted pack's seed 0.
+    let dir = tempdir("alone-threads");
+    let seeds = |out: &std::path::Path| {
+        let mut cmd = nndl();
+        cmd.args(["cnn", "--seeds", "0..1", "--iterations", "30", "--eval-every", "10", "--checkpoint-every", "5", "--threads", "2", "--device", "cpu", "--quiet", "--data"])
+            .arg(mnist_dir()).arg("--out").arg(out);
+        cmd
+    };
+    let (reference, stopped) = (dir.join("reference"), dir.join("stopped"));
+    assert!(seeds(&reference).status().unwrap().success());
+    let mut child = seeds(&stopped).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let waited = std::time::Instant::now();
+    while !stopped.join("seed-0/checkpoint.safetensors").exists() {
+        assert!(waited.elapsed().as_secs() < 120, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert!(!stopped.join("seed-0/summary.json").exists(), "seed 0 finished before the signal");
+    std::fs::remove_dir_all(stopped.join("seed-1")).unwrap();
+    assert!(seeds(&stopped).status().unwrap().success());
+    for f in ["metrics.csv", "model.safetensors"] {
+        let (a, b) = (reference.join(format!("seed-0/{f}")), stopped.join(format!("seed-0/{f}")));
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "{} differs from {}", b.display(), a.display());
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(stopped.join("seed-0/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["threads"], 1, "the resumed member says the threads it computed on");
+}
+
+#[test]
 fn killed_packed_modern_cnn_resumes_bit_for_bit_and_splits_alike() {
     // Adam's moments, each member's generator (dropout, shifts) and batch order come back from
     // the members' checkpoints, and the rerun packs them again. The uninterrupted run has two
