@@ -19,6 +19,13 @@ use std::time::{Duration, Instant};
 use tch::{nn, Device, Tensor};
 
 pub const MODEL_FILE: &str = "model.safetensors";
+
+/// A finished run whose weights were removed since, with its final checkpoint still there: it
+/// counts as unfinished, and resuming it writes the weights, figures and summary again from
+/// that checkpoint, as they were.
+pub fn lost_its_weights(dir: &std::path::Path) -> bool {
+    !dir.join(MODEL_FILE).exists() && dir.join(checkpoint::FILE).is_file()
+}
 /// Default checkpoint interval when --checkpoint-every is not given.
 const CHECKPOINT_PERIOD: Duration = Duration::from_secs(60);
 
@@ -396,11 +403,11 @@ pub fn run_or_resume(cfg: &TrainConfig, dir: &std::path::Path, data: &DeviceData
     let started = Instant::now();
     let (run_dir, state) = claim_for(cfg, dir)?;
     let ck = match state {
-        FolderState::FinishedRun => {
+        FolderState::FinishedRun if !lost_its_weights(dir) => {
             check_saved_config(cfg, &run_dir)?;
             return Ok((RunEnd::Finished(Box::new(read_summary(dir)?)), false));
         }
-        FolderState::UnfinishedRun => saved_checkpoint(cfg, &run_dir)?,
+        FolderState::FinishedRun | FolderState::UnfinishedRun => saved_checkpoint(cfg, &run_dir)?,
         _ => None,
     };
     let cfg = &on_its_threads(cfg, ck.as_ref(), rt.device);

@@ -57,7 +57,7 @@ pub fn trial_dir(out: &Path, t: &Trial) -> PathBuf {
 pub fn finished(out: &Path, trial: &Trial) -> Option<RunSummary> {
     let dir = trial_dir(out, trial);
     let saved = crate::config::TrainConfig::load(&dir.join("config.json")).ok()?;
-    if !saved.same_run(&trial.config) {
+    if !saved.same_run(&trial.config) || crate::run::lost_its_weights(&dir) {
         return None;
     }
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()

@@ -90,6 +90,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
         let shown = dir.display();
         match crate::run_dir::recorded_failure(dir) {
             Some(reason) => bail!("{shown} has no {MODEL_FILE}: the run failed ({reason})"),
+            None if crate::run::lost_its_weights(dir) => bail!("{shown} has no {MODEL_FILE} although the run finished (removed?): `{}` writes it again from the final checkpoint", crate::run_dir::resume_command(dir)),
             None if dir.join("summary.json").exists() => bail!("{shown} has no {MODEL_FILE} although the run finished (removed?): train it again with --force"),
             None => bail!("{shown} has no {MODEL_FILE}: the run has not finished (if it is not running, continue it with `{}`)", crate::run_dir::resume_command(dir)),
         }

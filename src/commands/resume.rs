@@ -27,7 +27,7 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
         bail!("{shown} holds no run yet (it was stopped before it wrote its config); run the training command again");
     }
     let run_dir = RunDir::open(&args.run_dir)?;
-    if run_dir.file("summary.json").exists() {
+    if run_dir.file("summary.json").exists() && !crate::run::lost_its_weights(&args.run_dir) {
         if let Some(done) = super::train::finish_export(&run_dir)? {
             return Ok(done);
         }

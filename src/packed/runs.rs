@@ -121,8 +121,8 @@ fn recorded_threads(c: &Claimed) -> Option<usize> {
 fn claim(index: usize, cfg: &TrainConfig, dir: &std::path::Path) -> Result<Option<Claimed>> {
     let (run, state) = run::claim_for(cfg, dir)?;
     match state {
-        FolderState::FinishedRun => run::check_saved_config(cfg, &run).map(|()| None),
-        FolderState::UnfinishedRun => Ok(Some(Claimed { index, checkpoint: run::saved_checkpoint(cfg, &run)?, run, cfg: cfg.clone() })),
+        FolderState::FinishedRun if !run::lost_its_weights(dir) => run::check_saved_config(cfg, &run).map(|()| None),
+        FolderState::FinishedRun | FolderState::UnfinishedRun => Ok(Some(Claimed { index, checkpoint: run::saved_checkpoint(cfg, &run)?, run, cfg: cfg.clone() })),
         _ => Ok(Some(Claimed { index, run, cfg: cfg.clone(), checkpoint: None })),
     }
 }

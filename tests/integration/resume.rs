@@ -548,7 +548,7 @@ fn a_stop_before_the_training_leaves_no_lock_file() {
     let run = dir.join("run");
     train(&["mlp", "--iterations", "20", "--eval-every", "10", "--checkpoint-every", "10", "--out", run.to_str().unwrap()]);
     std::fs::remove_file(run.join("summary.json")).unwrap();
-    let mut child = nndl().arg("resume").arg(&run).arg("--data").arg(mnist_dir())
+    let child = nndl().arg("resume").arg(&run).arg("--data").arg(mnist_dir())
         .stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let waited = std::time::Instant::now();
     while !run.join(".nndl.lock").exists() && waited.elapsed().as_secs() < 20 {
@@ -564,4 +564,28 @@ fn a_stop_before_the_training_leaves_no_lock_file() {
     let again = nndl().arg("resume").arg(&run).arg("--data").arg(mnist_dir()).output().unwrap();
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success() && !err.contains("taking it over"), "{err}");
+}
+
+#[test]
+fn a_finished_run_whose_weights_were_removed_writes_them_again() {
+    // Its final checkpoint holds them: `nndl eval` says how to get them back, and `nndl resume`
+    // and a rerun of `--seeds` write them again as they were, where they counted it done.
+    let dir = tempdir("lost-weights");
+    let run = dir.join("run");
+    train(&["mlp", "--iterations", "20", "--eval-every", "10", "--out", run.to_str().unwrap()]);
+    let weights = std::fs::read(run.join("model.safetensors")).unwrap();
+    std::fs::remove_file(run.join("model.safetensors")).unwrap();
+    let eval = nndl().arg("eval").arg(&run).arg("--data").arg(mnist_dir()).output().unwrap();
+    let err = String::from_utf8_lossy(&eval.stderr);
+    assert!(!eval.status.success() && err.contains("writes it again from the final checkpoint"), "{err}");
+    assert!(resume(&run).status.success());
+    assert!(std::fs::read(run.join("model.safetensors")).unwrap() == weights);
+    let seeds = dir.join("seeds");
+    let args = ["mlp", "--seeds", "0..1", "--iterations", "20", "--eval-every", "10", "--json", "--out", seeds.to_str().unwrap()];
+    train(&args);
+    let weights = std::fs::read(seeds.join("seed-1/model.safetensors")).unwrap();
+    std::fs::remove_file(seeds.join("seed-1/model.safetensors")).unwrap();
+    let states: Vec<String> = json(&train(&args))["runs"].as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap().to_string()).collect();
+    assert_eq!(states, ["already_done", "done"]);
+    assert!(std::fs::read(seeds.join("seed-1/model.safetensors")).unwrap() == weights);
 }
