@@ -1,6 +1,9 @@
 //! Named tensors in the safetensors format (what tch's `VarStore::save` writes for a
 //! `.safetensors` path, readable from Python with `safetensors`), written atomically with a
-//! metadata map, and read back with every size checked before anything is allocated.
+//! metadata map, and read back with every size checked before anything is allocated. The
+//! metadata also holds a CRC-32 of the tensors (`CHECKSUM_KEY`): a checkpoint damaged on disk
+//! or in a copy is refused, not resumed from silently (its header alone is checked otherwise).
+//! Files without one (written elsewhere) are read as they are.
 use crate::run_dir::{write_atomic_with, write_error};
 use anyhow::{anyhow, bail, Result};
 use safetensors::tensor::{Dtype, SafeTensors, View};
@@ -38,6 +41,24 @@ fn host_view(t: &Tensor) -> Result<HostView> {
     Ok(HostView { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), bytes })
 }
 
+/// The metadata key of the tensors' checksum.
+pub const CHECKSUM_KEY: &str = "nndl.crc32";
+
+/// CRC-32 of the tensors' names and bytes, in name order: the same whatever order safetensors
+/// lays them out in.
+fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut sorted: Vec<(&str, &[u8])> = tensors.collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut crc = crc32fast::Hasher::new();
+    for (name, bytes) in sorted {
+        crc.update(&(name.len() as u64).to_le_bytes());
+        crc.update(name.as_bytes());
+        crc.update(&(bytes.len() as u64).to_le_bytes());
+        crc.update(bytes);
+    }
+    format!("{:08x}", crc.finalize())
+}
+
 /// Writes `tensors` (and `metadata`, if any) to `path` atomically.
 pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<()> {
     let bytes = encode(path, tensors, metadata)?;
@@ -48,7 +69,11 @@ pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap
 /// later or on another thread.
 pub fn encode(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
     let views = tensors.iter().map(|(n, t)| Ok((n.clone(), host_view(t)?))).collect::<Result<Vec<_>>>();
-    views.and_then(|v| safetensors::tensor::serialize(v, &metadata).map_err(|e| anyhow!("{e}"))).map_err(|e| anyhow!("cannot encode {}: {e}", path.display()))
+    views.and_then(|v| {
+        let mut metadata = metadata.unwrap_or_default();
+        metadata.insert(CHECKSUM_KEY.into(), checksum(v.iter().map(|(n, view)| (n.as_str(), &view.bytes[..]))));
+        safetensors::tensor::serialize(v, &Some(metadata)).map_err(|e| anyhow!("{e}"))
+    }).map_err(|e| anyhow!("cannot encode {}: {e}", path.display()))
 }
 
 /// The largest file read back: well above any checkpoint of these nets (the CNN's Adam
@@ -79,6 +104,12 @@ pub fn decode(bytes: &[u8]) -> Result<Contents> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{}", in_words(&e)))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{}", in_words(&e)))?;
+    if let Some(recorded) = metadata.get(CHECKSUM_KEY) {
+        let tensors = st.tensors();
+        if checksum(tensors.iter().map(|(n, view)| (n.as_str(), view.data()))) != *recorded {
+            bail!("its tensors do not match the checksum its header records (damaged on disk or in a copy)");
+        }
+    }
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let kind: Kind = view.dtype().try_into().map_err(|e| anyhow!("tensor {name}: {e}"))?;

@@ -260,6 +260,21 @@ const CASES: &[Case] = &[
         assert!(line.ends_with("its header is not safetensors' JSON"), "{line}");
         (out, 1, line)
     }},
+    Case { name: "resume from a checkpoint whose tensors were damaged", run: |d| {
+        // Its header intact (a flipped block in the middle of the data, as a bad disk or copy
+        // leaves it): the checksum refuses what would otherwise resume with other weights.
+        let run = d.join("run");
+        let out = mlp(&["--iterations", "20", "--eval-every", "10", "--checkpoint-every", "10"], &run);
+        assert!(out.status.success());
+        fs::remove_file(run.join("summary.json")).unwrap();
+        let path = run.join("checkpoint.safetensors");
+        let mut bytes = fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle..middle + 64].iter_mut().for_each(|b| *b ^= 0xff);
+        fs::write(&path, bytes).unwrap();
+        (nndl().arg("resume").arg(&run).output().unwrap(), 1,
+            err(format!("{} is not a valid safetensors file: its tensors do not match the checksum its header records (damaged on disk or in a copy)", path.display())))
+    }},
     Case { name: "eval of a run without weights", run: |d| {
         fake_run(d, false);
         fs::write(d.join("config.json"), default_config().to_string()).unwrap();
