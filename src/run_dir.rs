@@ -199,6 +199,17 @@ pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The run folders directly inside `dir` (a `--seeds` folder's), the first three named, or
+/// None when it holds none.
+pub fn runs_named_in(dir: &Path) -> Option<String> {
+    let mut runs: Vec<String> = fs::read_dir(dir).ok()?.flatten()
+        .filter(|e| e.path().join(MARKER).is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    runs.sort();
+    let more = if runs.len() > 3 { ", ..." } else { "" };
+    (!runs.is_empty()).then(|| format!("{}{more}", runs[..runs.len().min(3)].join(", ")))
+}
+
 /// An exclusive lock on a folder, released when dropped (and by the kernel if the process dies).
 pub struct DirLock {
     file: File,

@@ -26,6 +26,9 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
         }
         bail!("{shown} holds no run yet (it was stopped before it wrote its config); run the training command again");
     }
+    if let Some(why) = runs_inside(&args.run_dir) {
+        bail!("{shown} {why}");
+    }
     let run_dir = RunDir::open(&args.run_dir)?;
     if run_dir.file("summary.json").exists() && !crate::run::lost_its_weights(&args.run_dir) {
         if let Some(done) = super::train::finish_export(&run_dir)? {
@@ -64,4 +67,17 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     let network = run::build_network(&cfg, rt.device);
     let end = run::train_into(&cfg, &network, &data, &run_dir, &rt, ck.as_ref(), started)?;
     super::train::finish(end, &network, &cfg, export_final.as_deref())
+}
+
+/// What a folder of runs (a sweep's, or `--seeds`') is, with how to continue it: `nndl resume`
+/// takes one run's folder.
+fn runs_inside(dir: &std::path::Path) -> Option<String> {
+    if dir.join(crate::run_dir::MARKER).exists() {
+        return None;
+    }
+    if dir.join("sweep.json").is_file() {
+        return Some("is a sweep's folder, not a run's: rerun its `nndl sweep SPEC --out` command to continue its trials, or resume one trial's folder".into());
+    }
+    let runs = crate::run_dir::runs_named_in(dir)?;
+    Some(format!("holds runs ({runs}) but is not a run's folder itself: rerun the `--seeds` command that made them to continue them all, or resume one of them"))
 }

@@ -236,6 +236,9 @@ fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
         bail!("{} is a run's folder, not a sweep's; choose another --out", out.display());
     }
     if state == crate::run_dir::FolderState::ForeignFiles && !out.join(MARKER).exists() {
+        if let Some(runs) = crate::run_dir::runs_named_in(out) {
+            bail!("{} holds runs of its own ({runs}: a --seeds folder), not a sweep's; choose another --out", out.display());
+        }
         bail!("{} holds files nndl did not write; choose another --out", out.display());
     }
     std::fs::create_dir_all(out).map_err(|e| anyhow!("cannot create sweep folder {}: {e}", out.display()))?;

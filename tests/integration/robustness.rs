@@ -246,6 +246,26 @@ const CASES: &[Case] = &[
         kept(&d.join("notes.txt"));
         (out, 1, err(format!("{} is not an nndl run folder (no .nndl-run)", d.display())))
     }},
+    Case { name: "resume of a --seeds folder", run: |d| {
+        for k in 0..4 {
+            fake_run(&d.join(format!("seed-{k}")), false);
+        }
+        (nndl().arg("resume").arg(&**d).output().unwrap(), 1,
+            err(format!("{} holds runs (seed-0, seed-1, seed-2, ...) but is not a run's folder itself: rerun the `--seeds` command that made them to continue them all, or resume one of them", d.display())))
+    }},
+    Case { name: "resume of a sweep's folder", run: |d| {
+        fs::write(d.join(".nndl-sweep"), "{}").unwrap();
+        fs::write(d.join("sweep.json"), "{}").unwrap();
+        (nndl().arg("resume").arg(&**d).output().unwrap(), 1,
+            err(format!("{} is a sweep's folder, not a run's: rerun its `nndl sweep SPEC --out` command to continue its trials, or resume one trial's folder", d.display())))
+    }},
+    Case { name: "a sweep into a --seeds folder", run: |d| {
+        fake_run(&d.join("seeds/seed-0"), true);
+        fs::write(d.join("spec.toml"), "model = \"mlp\"\niterations = 2\nseed = [0, 1]\n").unwrap();
+        let out = nndl().arg("sweep").arg(d.join("spec.toml")).args(["--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(mnist_dir())
+            .arg("--out").arg(d.join("seeds")).output().unwrap();
+        (out, 1, err(format!("{} holds runs of its own (seed-0: a --seeds folder), not a sweep's; choose another --out", d.join("seeds").display())))
+    }},
     Case { name: "resume of a missing folder", run: |d| {
         (nndl().arg("resume").arg(d.join("nope")).output().unwrap(), 1, err(format!("{} does not exist", d.join("nope").display())))
     }},
