@@ -78,5 +78,7 @@ for arg in "$@"; do
     case $arg in --threads | --threads=*) threads=() ;; esac
 done
 
-echo "nndl-sweep: job ${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-?}} task ${SLURM_ARRAY_TASK_ID:-none} of ${SLURM_ARRAY_TASK_COUNT:-?} on $(hostname -s): $nndl sweep $SPEC --out $OUT ${threads[*]} $*" >&2
+# The task's id as Slurm gave it (nndl names the shard it takes in its own lines: a stepped
+# range's id 6 of 4 tasks is shard 4/4).
+echo "nndl-sweep: job ${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-?}} array id ${SLURM_ARRAY_TASK_ID:-none} (${SLURM_ARRAY_TASK_COUNT:-?} tasks) on $(hostname -s): $nndl sweep $SPEC --out $OUT ${threads[*]} $*" >&2
 exec "$nndl" sweep "$SPEC" --out "$OUT" "${threads[@]}" "$@"
