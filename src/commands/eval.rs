@@ -4,7 +4,7 @@
 use super::Outcome;
 use crate::cli::EvalArgs;
 use crate::config::{Origin, TrainConfig};
-use crate::data::DeviceData;
+use crate::data::DeviceSplit;
 use crate::run::{self, MODEL_FILE};
 use crate::run_dir::RunDir;
 use crate::runtime::Runtime;
@@ -101,7 +101,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
     }
     let flags = if args.device.is_some() { vec!["device"] } else { vec![] };
     let mut rt = Runtime::new(&cfg, &Origin::FileAndFlags(dir.join("config.json"), flags), args.report.quiet, false)?;
-    let data = DeviceData::load(args.data.as_deref(), rt.device)?;
+    let test = DeviceSplit::load_test(args.data.as_deref(), rt.device)?;
     let run_dir = RunDir::open(dir)?;
     rt.say_note();
     let network = run::build_network(&cfg, rt.device);
@@ -111,7 +111,7 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
     // The faithful CNN evaluates through dropout: seeded, so `eval` gives the same figures twice.
     tch::manual_seed(cfg.seed as i64);
     let counts = Tensor::zeros([100], (Kind::Int64, rt.device));
-    let (test_loss, test_accuracy) = crate::trainer::evaluate_with(&network.net, &data.test, cfg.eval_chunk(rt.device), |pred, labels| {
+    let (test_loss, test_accuracy) = crate::trainer::evaluate_with(&network.net, &test, cfg.eval_chunk(rt.device), |pred, labels| {
         let cells = labels * 10 + pred;
         let _ = counts.shallow_clone().index_add_(0, &cells, &cells.ones_like());
     });

@@ -153,6 +153,17 @@ pub struct Mnist {
     pub test: Split,
 }
 
+/// As many labels as images, each image 28 x 28.
+fn check_split(images: &Images, labels: &[u8], name: &str) -> Result<()> {
+    if images.count != labels.len() {
+        bail!("{name} set has {} images but {} labels", images.count, labels.len());
+    }
+    if images.rows * images.cols != PIXELS {
+        bail!("{name} images are {}x{}, expected 28x28", images.rows, images.cols);
+    }
+    Ok(())
+}
+
 impl Mnist {
     /// Loads and verifies the four files in `dir`.
     pub fn load(dir: &Path) -> Result<Mnist> {
@@ -173,6 +184,16 @@ impl Mnist {
         Mnist::from_parts(train_images, &train_labels, test_images, &test_labels, VALIDATION_SIZE)
     }
 
+    /// The test split alone, from its two files: what an evaluation needs (`nndl eval`
+    /// works with the training files absent).
+    pub fn load_test(dir: &Path) -> Result<Split> {
+        let [_, _, images, labels] = &FILES;
+        let images = idx::images_from(images.read_verified(dir)?)?;
+        let labels = idx::parse_labels(&labels.read_verified(dir)?)?;
+        check_split(&images, &labels, "test")?;
+        Ok(Split { pixels: images.pixels, labels })
+    }
+
     /// Splits parsed IDX data as `read_data_sets` does; also used with small synthetic sets.
     /// The images' buffers become the training and test splits' (only the validation images
     /// are copied).
@@ -183,14 +204,8 @@ impl Mnist {
         test_labels: &[u8],
         validation_size: usize,
     ) -> Result<Mnist> {
-        for (images, labels, name) in [(&train_images, train_labels, "training"), (&test_images, test_labels, "test")] {
-            if images.count != labels.len() {
-                bail!("{name} set has {} images but {} labels", images.count, labels.len());
-            }
-            if images.rows * images.cols != PIXELS {
-                bail!("{name} images are {}x{}, expected 28x28", images.rows, images.cols);
-            }
-        }
+        check_split(&train_images, train_labels, "training")?;
+        check_split(&test_images, test_labels, "test")?;
         if validation_size >= train_images.count {
             bail!("validation size {validation_size} leaves no training images out of {}", train_images.count);
         }

@@ -12,6 +12,12 @@ pub struct DeviceSplit {
 }
 
 impl DeviceSplit {
+    /// The test split alone, from `--data` / $MNIST_DIR / data/mnist: what an evaluation needs.
+    pub fn load_test(flag: Option<&Path>, device: Device) -> Result<DeviceSplit> {
+        let split = Mnist::load_test(&super::mnist::resolve_dir(flag))?;
+        Ok(DeviceSplit::upload(&split, device))
+    }
+
     /// Another handle on the same tensors (for a thread of its own; nothing is copied).
     pub fn shallow_clone(&self) -> DeviceSplit {
         DeviceSplit { images: self.images.shallow_clone(), labels: self.labels.shallow_clone() }

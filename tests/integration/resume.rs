@@ -196,6 +196,16 @@ fn eval_reproduces_the_runs_own_final_evaluation() {
         assert_eq!((confusion.len(), total), (10, 10_000));
         assert!(run.join("confusion.png").is_file() && run.join("eval.json").is_file());
     }
+    // The test set's two files are all an evaluation reads.
+    let test_only = dir.join("t10k");
+    std::fs::create_dir(&test_only).unwrap();
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::copy(mnist_dir().join(f), test_only.join(f)).unwrap();
+    }
+    let out = nndl().arg("eval").arg(dir.join("mlp")).args(["--json", "--quiet", "--data"]).arg(&test_only).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("mlp/summary.json")).unwrap()).unwrap();
+    assert_eq!(json(&out)["test_accuracy"], s["final_test_accuracy"]);
     // Weights of another model: one line naming both shapes.
     std::fs::copy(dir.join("mlp/model.safetensors"), dir.join("cnn/model.safetensors")).unwrap();
     let out = nndl().arg("eval").arg(dir.join("cnn")).args(["--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
