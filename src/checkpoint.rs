@@ -40,6 +40,10 @@ pub struct CheckpointMeta {
     /// run rounds, so a resumed session that computes otherwise says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convolutions: Option<ConvPlan>,
+    /// The last step whose training loss was finite, and that loss: what a divergence right
+    /// after a resume reports, as the uninterrupted run would have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_finite_loss: Option<(usize, f64)>,
 }
 
 /// Where the run in `dir` stands by its checkpoint (the iteration it continues from), read

@@ -226,6 +226,8 @@ pub(crate) struct LoopState {
     pub(crate) points: Vec<EvalPoint>,
     pub(crate) train_seconds: f64,
     pub(crate) eval_seconds: f64,
+    /// The last step with a finite training loss, and that loss (CPU: every step's is read).
+    pub(crate) last_finite: Option<(usize, f64)>,
 }
 
 pub(crate) fn plan_iters(cfg: &TrainConfig) -> usize {
@@ -245,6 +247,7 @@ impl LoopState {
             points: vec![],
             train_seconds: 0.0,
             eval_seconds: 0.0,
+            last_finite: None,
         }
     }
 
@@ -289,6 +292,7 @@ impl LoopState {
             points: m.points.clone(),
             train_seconds: m.train_seconds,
             eval_seconds: m.eval_seconds,
+            last_finite: m.last_finite_loss,
         })
     }
 
@@ -340,6 +344,7 @@ impl LoopState {
             eval_seconds: self.eval_seconds,
             device: crate::device::name(device),
             convolutions: crate::models::conv_block::ConvPlan::for_run(cfg.model, device),
+            last_finite_loss: self.last_finite,
         };
         Checkpoint { meta, tensors }
     }
@@ -393,7 +398,6 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     let mut batch = Tensor::zeros([2, bs], (Kind::Int64, device));
     let started = Instant::now();
     let earlier_seconds = st.train_seconds;
-    let mut last_finite: Option<(usize, f64)> = None;
     let seconds = |started: &Instant| earlier_seconds + started.elapsed().as_secs_f64();
     let mut ending = Ending::Finished;
     let mut closed_at = None;
@@ -452,9 +456,9 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             let value = loss.double_value(&[]);
             obs.on_loss(i, value);
             if value.is_finite() {
-                last_finite = Some((i, value));
+                st.last_finite = Some((i, value));
             } else if !cfg.allow_nan {
-                ending = Ending::Diverged { iteration: i, exact: true, last_finite };
+                ending = Ending::Diverged { iteration: i, exact: true, last_finite: st.last_finite };
                 break;
             }
         }
@@ -474,7 +478,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
                 test_accuracy: f64::NAN,
             };
             if !point.train_loss.is_finite() && !cfg.allow_nan {
-                ending = Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite };
+                ending = Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: st.last_finite };
                 break;
             }
             match beside.as_mut() {

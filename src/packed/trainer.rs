@@ -42,7 +42,6 @@ struct Member {
     st: LoopState,
     /// Why the member stopped before the others (diverged, or its files failed).
     stopped: Option<Ending>,
-    last_finite: Option<(usize, f64)>,
 }
 
 impl Member {
@@ -85,7 +84,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             sums.correct.get(m as i64).copy_(&st.sums.correct);
         });
         st.sums = TrainSums { loss: sums.loss.get(m as i64), correct: sums.correct.get(m as i64) };
-        members.push(Member { st, stopped: None, last_finite: None });
+        members.push(Member { st, stopped: None });
     }
     let first = members[0].st.next;
     if members.iter().any(|mb| mb.st.next != first || mb.st.since_eval != members[0].st.since_eval) {
@@ -170,9 +169,9 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
             for (m, mb) in members.iter_mut().enumerate().filter(|(_, mb)| mb.active()) {
                 obs[m].on_loss(i, values[m]);
                 if values[m].is_finite() {
-                    mb.last_finite = Some((i, values[m]));
+                    mb.st.last_finite = Some((i, values[m]));
                 } else if !ctx.cfgs[m].allow_nan {
-                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: true, last_finite: mb.last_finite });
+                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: true, last_finite: mb.st.last_finite });
                     newly_stopped = true;
                 }
             }
@@ -206,7 +205,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
                     test_accuracy: results[m].1,
                 };
                 if !point.train_loss.is_finite() && !ctx.cfgs[m].allow_nan {
-                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: mb.last_finite });
+                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: mb.st.last_finite });
                     newly_stopped = true;
                     continue;
                 }

@@ -599,3 +599,19 @@ fn a_finished_run_whose_weights_were_removed_writes_them_again() {
     assert_eq!(states, ["already_done", "done"]);
     assert!(std::fs::read(seeds.join("seed-1/model.safetensors")).unwrap() == weights);
 }
+
+#[test]
+fn a_divergence_after_a_resume_names_the_last_finite_loss_as_before() {
+    // Checkpointed every 2 steps, it diverges right after its last checkpoint: the resumed
+    // session's first step diverges again, and still names the loss before it (the checkpoint
+    // keeps it), not a shorter line that replaces the first in failed.txt.
+    let dir = tempdir("nan-resumed");
+    let run = dir.join("run");
+    let first = nndl().args(["mlp", "--lr", "100", "--checkpoint-every", "2", "--eval-every", "2", "--iterations", "50", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
+        .arg(mnist_dir()).arg("--out").arg(&run).output().unwrap();
+    let line = String::from_utf8_lossy(&first.stderr).trim().to_string();
+    assert!(line.contains("(last finite loss "), "{line}");
+    let again = nndl().arg("resume").arg(&run).args(["--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&again.stderr).trim(), line);
+    assert_eq!(std::fs::read_to_string(run.join("failed.txt")).unwrap().trim(), line.trim_start_matches("nndl: error: "));
+}
