@@ -128,6 +128,9 @@ pub(crate) struct RunObserver<'a> {
     points: Vec<EvalPoint>,
     pb: &'a Progress,
     quiet: bool,
+    /// What its log lines start with: the model's name, or with the seed where several runs
+    /// share the output (a pack's member training alone).
+    label: String,
     last_checkpoint: Instant,
     /// How many evaluations the figures drawn in this session show (None: none drawn yet).
     drawn: Option<usize>,
@@ -138,7 +141,7 @@ impl Observer for RunObserver<'_> {
         self.pb.set_message(format!("test acc {:.2}%", 100.0 * p.test_accuracy));
         self.pb.log(self.quiet, &format!(
             "{} iter {:>5}: train loss {:.4} acc {:.4} | test loss {:.4} acc {:.4}",
-            self.cfg.model.name(), p.iteration, p.train_loss, p.train_accuracy, p.test_loss, p.test_accuracy));
+            self.label, p.iteration, p.train_loss, p.train_accuracy, p.test_loss, p.test_accuracy));
         self.log.append(p)?;
         self.points.push(p.clone());
         Ok(())
@@ -203,9 +206,16 @@ impl<'a> RunObserver<'a> {
             points: earlier,
             pb,
             quiet,
+            label: cfg.model.name().to_string(),
             last_checkpoint: Instant::now(),
             drawn: None,
         })
+    }
+
+    /// Log lines that name the run's seed.
+    pub(crate) fn naming_the_seed(mut self) -> Self {
+        self.label = format!("{} seed {}", self.cfg.model.name(), self.cfg.seed);
+        self
     }
 
     /// The evaluations so far, earlier sessions' included.

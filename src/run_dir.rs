@@ -245,6 +245,9 @@ impl DirLock {
             if !same_file(&file, &path) {
                 continue;
             }
+            // Ours from here: a signal that ends the process at once removes it, even while its
+            // holder's line below is being written.
+            let held = crate::held_files::HeldFile::new(&path);
             let previous = fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<LockOwner>(&t).ok());
             if let Some(p) = previous.filter(|p| p.pid != std::process::id() && !QUIET.load(std::sync::atomic::Ordering::Relaxed)) {
                 crate::say!("note: {} was locked by pid {} on {}, which is gone; taking it over", dir.display(), p.pid, p.host);
@@ -253,7 +256,7 @@ impl DirLock {
             let mut f = &file;
             f.set_len(0).and_then(|()| f.write_all(owner.as_bytes())).and_then(|()| f.sync_data())
                 .map_err(|e| write_error(&path, &e))?;
-            return Ok(DirLock { file, _held: crate::held_files::HeldFile::new(&path), path });
+            return Ok(DirLock { file, _held: held, path });
         }
         bail!("cannot lock {}: it keeps changing under us", path.display())
     }

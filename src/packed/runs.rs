@@ -72,7 +72,13 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
         let mut claimed = Vec::new();
         for k in indices {
             match claim(k, &cfgs[k], &dirs[k]) {
-                Ok(Some(c)) => claimed.push(c),
+                Ok(Some(c)) => {
+                    // As `nndl resume` says it: a rerun tries a failed member again.
+                    if let (Some(reason), false) = (crate::run_dir::recorded_failure(&dirs[k]), rt.quiet) {
+                        crate::say!("{} failed before ({reason}); trying again", dirs[k].display());
+                    }
+                    claimed.push(c);
+                }
                 Ok(None) => ends[k] = Some(match run::read_summary(&dirs[k]) {
                     // Named where it is now (its summary names where it was made).
                     Ok(s) => MemberEnd::Ended { end: RunEnd::Finished(Box::new(run::RunSummary { out_dir: dirs[k].clone(), ..s })), trained: false },
@@ -143,7 +149,7 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
     crate::signals::install()?;
     let cfg = group[0].cfg.clone();
     let start_at = group[0].checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration);
-    let label = if group.len() > 1 { format!("{} x{}", cfg.model.name(), group.len()) } else { cfg.model.name().to_string() };
+    let label = if group.len() > 1 { format!("{} x{}", cfg.model.name(), group.len()) } else { format!("{} seed {}", cfg.model.name(), cfg.seed) };
     let pb = Progress::new(cfg.iterations as u64, &label, rt.quiet);
     pb.set_position(start_at as u64);
     // Built here, one after another: initialisation seeds and draws from the global generator.
@@ -235,7 +241,7 @@ fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps
     let quiet = rt.quiet || group.len() > 1;
     let mut observers = group.iter().map(|c| {
         let earlier = c.checkpoint.as_ref().map(|ck| ck.meta.points.clone()).unwrap_or_default();
-        RunObserver::new(&c.run, &c.cfg, earlier, pb, quiet)
+        RunObserver::new(&c.run, &c.cfg, earlier, pb, quiet).map(RunObserver::naming_the_seed)
     }).collect::<Result<Vec<_>>>()?;
     let mut obs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| o as &mut dyn Observer).collect();
     let ctx = PackContext { net: &net, cfgs: &cfgs, data, allow_graph: rt.allow_graph, quiet: rt.quiet, profile_steps };

@@ -560,11 +560,15 @@ fn a_stop_before_the_training_leaves_no_lock_file() {
     std::fs::remove_file(run.join("summary.json")).unwrap();
     let child = nndl().arg("resume").arg(&run).arg("--data").arg(mnist_dir())
         .stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Locked once the lock file names its holder (the file itself appears a moment earlier,
+    // when it is opened to be locked, and a process stopped then leaves it for the next).
+    let holder = format!("\"pid\":{}", child.id());
+    let locked = || std::fs::read_to_string(run.join(".nndl.lock")).is_ok_and(|t| t.contains(&holder));
     let waited = std::time::Instant::now();
-    while !run.join(".nndl.lock").exists() && waited.elapsed().as_secs() < 20 {
+    while !locked() && waited.elapsed().as_secs() < 20 {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    assert!(run.join(".nndl.lock").exists(), "the resume took the folder's lock");
+    assert!(locked(), "the resume took the folder's lock");
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let end = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&end.stderr);
