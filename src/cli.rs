@@ -383,7 +383,7 @@ pub struct XorArgs {
 
 #[derive(Args, Debug)]
 pub struct BpttArgs {
-    /// Random problems per activation (sizes and sequence lengths drawn at random).
+    /// Random problems per activation (sizes and sequence lengths drawn at random); the three activations make 3 x N problems, the `problems` of --json.
     #[arg(long = "trials", visible_alias = "problems", value_name = "N", default_value_t = 50)]
     pub problems: usize,
     /// Random seed of the problems.
