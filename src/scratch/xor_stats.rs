@@ -17,7 +17,8 @@ pub struct ManySummary {
     pub stuck_near_0_167: usize,
     pub stuck_near_0_25: usize,
     pub other: usize,
-    /// min, 25%, median, 75%, max of the final losses.
+    /// min, 25%, median, 75%, max of the final losses: each the sorted losses' nearest rank
+    /// (`round((n - 1) p)`), a loss some seed ended with, not interpolated between two.
     pub final_loss_quantiles: [f64; 5],
     pub wall_seconds: f64,
 }
