@@ -24,7 +24,7 @@ pub const MODEL_FILE: &str = "model.safetensors";
 /// counts as unfinished, and resuming it writes the weights, figures and summary again from
 /// that checkpoint, as they were.
 pub fn lost_its_weights(dir: &std::path::Path) -> bool {
-    !dir.join(MODEL_FILE).exists() && dir.join(checkpoint::FILE).is_file()
+    dir.join("summary.json").exists() && !dir.join(MODEL_FILE).exists() && dir.join(checkpoint::FILE).is_file()
 }
 /// Default checkpoint interval when --checkpoint-every is not given.
 const CHECKPOINT_PERIOD: Duration = Duration::from_secs(60);

@@ -214,8 +214,9 @@ pub fn runs_named_in(dir: &Path) -> Option<String> {
 pub struct DirLock {
     file: File,
     path: PathBuf,
-    /// The lock file, for a signal that ends the process at once to remove.
-    _held: crate::held_files::HeldFile,
+    /// The lock file, for a signal that ends the process at once to remove (until it is
+    /// released: see Drop).
+    held: Option<crate::held_files::HeldFile>,
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -256,7 +257,7 @@ impl DirLock {
             let mut f = &file;
             f.set_len(0).and_then(|()| f.write_all(owner.as_bytes())).and_then(|()| f.sync_data())
                 .map_err(|e| write_error(&path, &e))?;
-            return Ok(DirLock { file, _held: held, path });
+            return Ok(DirLock { file, held: Some(held), path });
         }
         bail!("cannot lock {}: it keeps changing under us", path.display())
     }
@@ -264,7 +265,7 @@ impl DirLock {
     /// The folder moved (a --force rename): the lock file moved with it.
     fn moved_to(&mut self, dir: &Path) {
         self.path = dir.join(LOCK);
-        self._held = crate::held_files::HeldFile::new(&self.path);
+        self.held = Some(crate::held_files::HeldFile::new(&self.path));
     }
 }
 
@@ -285,6 +286,9 @@ fn same_file(file: &File, path: &Path) -> bool {
 
 impl Drop for DirLock {
     fn drop(&mut self) {
+        // No longer a signal's to remove: once removed, another process may lock a new file of
+        // the same name, which is not ours.
+        drop(self.held.take());
         // Remove while still holding the lock, so no one locks a file that is about to vanish
         // unseen (acquire's same_file check covers the rest).
         let _ = fs::remove_file(&self.path);

@@ -99,7 +99,8 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
                 "done"
             } else if failure.is_some() {
                 "failed"
-            } else if dir.join("summary.json").exists() && !crate::run::lost_its_weights(&dir) {
+            } else if dir.join("summary.json").exists() && !(crate::run::lost_its_weights(&dir)
+                && crate::config::TrainConfig::load(&dir.join("config.json")).is_ok_and(|saved| saved.same_run(&t.config))) {
                 // A finished run of another configuration, or files that no longer read as one.
                 let readable = crate::config::TrainConfig::load(&dir.join("config.json")).is_ok()
                     && std::fs::read_to_string(dir.join("summary.json")).ok().and_then(|t| serde_json::from_str::<crate::run::RunSummary>(&t).ok()).is_some();

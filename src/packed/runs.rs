@@ -90,8 +90,9 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
         }
         // A folder that another process moved on since it was peeked at trains apart, and so
         // does a member that computed on another thread count (it resumes on its own).
-        claimed.sort_by_key(|c| (position(c), recorded_threads(c), c.index));
-        for group in claimed.chunk_by(|a, b| (position(a), recorded_threads(a)) == (position(b), recorded_threads(b))).map(<[Claimed]>::len).collect::<Vec<_>>() {
+        let threads = |c: &Claimed| recorded_threads(c, rt.device.is_cuda());
+        claimed.sort_by_key(|c| (position(c), threads(c), c.index));
+        for group in claimed.chunk_by(|a, b| (position(a), threads(a)) == (position(b), threads(b))).map(<[Claimed]>::len).collect::<Vec<_>>() {
             let group: Vec<Claimed> = claimed.drain(..group).collect();
             let indices: Vec<usize> = group.iter().map(|c| c.index).collect();
             let trained = match pack {
@@ -117,9 +118,10 @@ fn position(c: &Claimed) -> usize {
     c.checkpoint.as_ref().map_or(0, |ck| ck.meta.next_iteration)
 }
 
-/// The thread count a resumed member computed on (its checkpoint's), which it resumes on.
-fn recorded_threads(c: &Claimed) -> Option<usize> {
-    c.checkpoint.as_ref().and_then(|ck| ck.meta.config.threads)
+/// The thread count a resumed CPU member computed on (its checkpoint's), which it resumes on.
+/// (On CUDA the CPU's thread count does not change what a member computes.)
+fn recorded_threads(c: &Claimed, cuda: bool) -> Option<usize> {
+    c.checkpoint.as_ref().filter(|_| !cuda).and_then(|ck| ck.meta.config.threads)
 }
 
 /// Claims member `index`'s folder as `run::run_or_resume` claims one: None when it is finished

@@ -296,8 +296,10 @@ const CASES: &[Case] = &[
             err(format!("{} is not a valid safetensors file: its tensors do not match the checksum its header records (damaged on disk or in a copy)", path.display())))
     }},
     Case { name: "eval of a run without weights", run: |d| {
+        // Interrupted: a checkpoint, no summary (not a finished run that lost its weights).
         fake_run(d, false);
         fs::write(d.join("config.json"), default_config().to_string()).unwrap();
+        fs::write(d.join("checkpoint.safetensors"), b"not read").unwrap();
         (nndl().arg("eval").arg(&**d).output().unwrap(), 1,
             err(format!("{0} has no model.safetensors: the run has not finished (if it is not running, continue it with `nndl resume {0}`)", d.display())))
     }},

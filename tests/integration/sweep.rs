@@ -604,9 +604,11 @@ fn a_trial_folder_held_by_a_run_of_another_configuration_fails_not_waits() {
     for (pack, out) in [("1", dir.join("alone")), ("2", dir.join("packed"))] {
         let spec = spec(&dir, "model = \"mlp\"\niterations = 2\nseed = [0, 1]\n");
         ok(sweep(&spec, &out, &["--pack", pack]).output().unwrap());
-        // seed=0 now holds another configuration's unfinished run, training.
+        // seed=0 now holds another configuration's unfinished run, training; seed=1 lost its
+        // summary, so that both trials go to the worker (one pack with --pack 2).
         let held = out.join("seed=0");
         std::fs::remove_file(held.join("summary.json")).unwrap();
+        std::fs::remove_file(out.join("seed=1/summary.json")).unwrap();
         let mut other = fake_config();
         other["iterations"] = 3.into();
         std::fs::write(held.join("config.json"), other.to_string()).unwrap();
@@ -616,7 +618,7 @@ fn a_trial_folder_held_by_a_run_of_another_configuration_fails_not_waits() {
         drop(lock);
         let counts = json(&out);
         assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!((&counts["skipped"], &counts["failed"], &counts["busy_elsewhere"]), (&1.into(), &1.into(), &0.into()), "{counts}");
+        assert_eq!((&counts["done"], &counts["failed"], &counts["busy_elsewhere"]), (&1.into(), &1.into(), &0.into()), "{counts}");
         let error = counts["failures"][0]["error"].as_str().unwrap();
         assert!(error.contains("is in use by an nndl run of another configuration (iterations"), "{error}");
     }
