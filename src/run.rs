@@ -439,6 +439,17 @@ pub(crate) fn on_its_threads(cfg: &TrainConfig, resume: Option<&Checkpoint>, dev
     TrainConfig { threads, ..cfg.clone() }
 }
 
+/// Records a run's failure in its folder (failed.txt: `report` shows it, a rerun says it tries
+/// again) when the folder holds this run: a folder it was refused (another configuration's run,
+/// files nndl did not write) is not its to mark, and the error names the refusal.
+pub(crate) fn record_run_failure(dir: &std::path::Path, cfg: &TrainConfig, line: &str) {
+    let ours = dir.join(crate::run_dir::MARKER).is_file()
+        && TrainConfig::read(&dir.join("config.json")).map_or(true, |saved| saved.same_run(cfg));
+    if ours {
+        let _ = crate::run_dir::record_failure(dir, line);
+    }
+}
+
 /// Claims `dir` for a run of `cfg` (`RunDir::claim`). A folder that another process holds
 /// while it trains another configuration is refused as that conflict, not as busy: a sweep or
 /// `--seeds` counts a busy folder as trained elsewhere, and this one never would train `cfg`.

@@ -10,7 +10,7 @@ use crate::cli::SweepArgs;
 use crate::config::Origin;
 use crate::data::DeviceData;
 use crate::run::{self, RunEnd};
-use crate::run_dir::{record_failure, recorded_failure, shell_word, write_atomic, write_json, Busy};
+use crate::run_dir::{recorded_failure, shell_word, write_atomic, write_json, Busy};
 use crate::runtime::Runtime;
 use crate::sweep::{configs_digest, Shard, SweepSpec, Trial};
 use crate::sweep_workers::{drive, finished, into_packs, nndl_executable, trial_dir, Failure, SweepSummary, Workers, EXIT_BUSY};
@@ -287,7 +287,7 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
     let dirs: Vec<PathBuf> = pack.iter().map(|t| trial_dir(out, t)).collect();
     let ends = run_members(&cfgs, &dirs, pack.len(), &data, &rt);
     let (mut signal, mut failed, mut busy) = (None, vec![], 0);
-    let rows: Vec<serde_json::Value> = pack.iter().zip(&dirs).zip(&cfgs).zip(ends).map(|(((t, dir), cfg), end)| match end {
+    let rows: Vec<serde_json::Value> = pack.iter().zip(ends).map(|(t, end)| match end {
         MemberEnd::Ended { end: RunEnd::Finished(s), trained } => {
             serde_json::json!({ "trial": t.name, "state": if trained { "done" } else { "already_done" }, "summary": s })
         }
@@ -304,8 +304,8 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
             serde_json::json!({ "trial": t.name, "state": "busy", "error": e })
         }
         MemberEnd::Failed(e) => {
+            // Its folder's failed.txt is written where the member failed (`run_members`).
             let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
-            record_trial_failure(dir, cfg, &line);
             failed.push(format!("{} ({line})", t.name));
             serde_json::json!({ "trial": t.name, "state": "failed", "error": line })
         }
@@ -318,17 +318,6 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
         None if busy > 0 => outcome.failing(format!("error: {} of the pack's {} trials are run by another nndl process", busy, pack.len()), EXIT_BUSY),
         None => outcome,
     })
-}
-
-/// Records a trial's failure in its folder (failed.txt) when the folder holds this trial's
-/// run: a folder it was refused (another configuration's run, files nndl did not write) is not
-/// its to mark, and the driver's failures.json names the refusal.
-fn record_trial_failure(dir: &Path, cfg: &crate::config::TrainConfig, line: &str) {
-    let ours = dir.join(crate::run_dir::MARKER).is_file()
-        && crate::config::TrainConfig::read(&dir.join("config.json")).map_or(true, |saved| saved.same_run(cfg));
-    if ours {
-        let _ = record_failure(dir, line);
-    }
 }
 
 /// One trial in this process: fresh, resumed, or already done.
@@ -357,7 +346,7 @@ fn run_trial(trial: &Trial, out: &Path, device: &str, threads: usize, data: Opti
         Err(e) if e.is::<Busy>() => Ok(Outcome::new(String::new(), &serde_json::json!({ "busy": true }))?.failing(format!("{e}"), EXIT_BUSY)),
         Err(e) => {
             let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
-            record_trial_failure(&dir, &cfg, &line);
+            run::record_run_failure(&dir, &cfg, &line);
             Err(e)
         }
     }

@@ -592,3 +592,25 @@ fn a_member_with_another_runs_checkpoint_is_refused() {
     assert!(!out.status.success() && err.contains("checkpoint.safetensors was written by another config than"), "{err}");
     assert!(!seeds.join("seed-2/summary.json").exists());
 }
+
+#[test]
+fn a_failed_member_records_why_in_its_folder() {
+    // As a sweep's trial does: failed.txt, which `nndl report` shows and a rerun names.
+    let dir = tempdir("member-failed");
+    let out = dir.join("seeds");
+    let args = ["mlp", "--seeds", "0..1", "--iterations", "20", "--eval-every", "10", "--checkpoint-every", "10", "--out", out.to_str().unwrap()];
+    train(&args);
+    std::fs::remove_file(out.join("seed-1/summary.json")).unwrap();
+    let checkpoint = out.join("seed-1/checkpoint.safetensors");
+    let mut bytes = std::fs::read(&checkpoint).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&checkpoint, bytes).unwrap();
+    let again = nndl().args(args).args(["--threads", "1", "--device", "cpu", "--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let recorded = std::fs::read_to_string(out.join("seed-1/failed.txt")).unwrap();
+    assert!(recorded.contains("do not match the checksum"), "{recorded}");
+    let report = nndl().arg("report").arg(&out).args(["--json", "--quiet"]).output().unwrap();
+    let failed = &json(&report)["configurations"][0]["failed"][0];
+    assert!(failed["seed"] == 1 && failed["reason"].as_str().unwrap().contains("checksum"), "{failed}");
+}
