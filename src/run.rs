@@ -454,8 +454,8 @@ pub(crate) fn record_run_failure(dir: &std::path::Path, cfg: &TrainConfig, line:
 /// while it trains another configuration is refused as that conflict, not as busy: a sweep or
 /// `--seeds` counts a busy folder as trained elsewhere, and this one never would train `cfg`.
 pub(crate) fn claim_for(cfg: &TrainConfig, dir: &std::path::Path) -> Result<(RunDir, crate::run_dir::FolderState)> {
-    RunDir::claim(dir).map_err(|e| match TrainConfig::load(&dir.join("config.json")) {
-        Ok(saved) if e.is::<crate::run_dir::Busy>() && !saved.same_run(cfg) => {
+    RunDir::claim(dir).map_err(|e| match e.is::<crate::run_dir::Busy>().then(|| TrainConfig::load(&dir.join("config.json"))) {
+        Some(Ok(saved)) if !saved.same_run(cfg) => {
             anyhow::anyhow!("{} is in use by an nndl run of another configuration ({}); choose another folder", dir.display(), saved.differences(cfg).join("; "))
         }
         _ => e,

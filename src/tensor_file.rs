@@ -104,14 +104,14 @@ pub fn decode(bytes: &[u8]) -> Result<Contents> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{}", in_words(&e)))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{}", in_words(&e)))?;
+    let tensors = st.tensors();
     if let Some(recorded) = metadata.get(CHECKSUM_KEY) {
-        let tensors = st.tensors();
         if checksum(tensors.iter().map(|(n, view)| (n.as_str(), view.data()))) != *recorded {
             bail!("its tensors do not match the checksum its header records (damaged on disk or in a copy)");
         }
     }
     let mut out = Vec::new();
-    for (name, view) in st.tensors() {
+    for (name, view) in tensors {
         let kind: Kind = view.dtype().try_into().map_err(|e| anyhow!("tensor {name}: {e}"))?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| anyhow!("tensor {name}: {e}"))?;

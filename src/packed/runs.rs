@@ -176,7 +176,7 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
     // thread count). Resumed members (a group holds members that computed on one count) take
     // the count they started with, whatever this command's, so that a rerun ends bit for bit
     // as if never stopped: members stopped at different steps resume in smaller groups.
-    let (parts, per_part) = match group[0].claimed.checkpoint.as_ref().and_then(|ck| ck.meta.config.threads) {
+    let (parts, per_part) = match recorded_threads(&group[0].claimed, false) {
         Some(recorded) => ((threads / recorded).clamp(1, group.len()), recorded.min(crate::config::max_threads())),
         None => {
             let parts = threads.min(group.len());
