@@ -113,12 +113,13 @@ enum Read {
 fn read_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Read, String> {
     let config = TrainConfig::load(&dir.join("config.json")).map_err(|e| format!("{e:#}"))?;
     let Ok(text) = std::fs::read_to_string(dir.join("summary.json")) else {
+        // A live holder first: an earlier attempt's failed.txt stays until the run finishes.
+        if let Some(pid) = crate::run_dir::holder(dir) {
+            return Err(format!("still training (pid {pid})"));
+        }
         return match crate::run_dir::recorded_failure(dir) {
             Some(reason) => Ok(Read::Failed(FailedRun { dir: dir.to_path_buf(), config, reason })),
-            None => Err(match crate::run_dir::holder(dir) {
-                Some(pid) => format!("still training (pid {pid})"),
-                None => "no summary.json (unfinished? `nndl resume` it)".to_string(),
-            }),
+            None => Err("no summary.json (unfinished? `nndl resume` it)".to_string()),
         };
     };
     let s: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("corrupt summary.json: {e}"))?;

@@ -441,8 +441,11 @@ pub(crate) fn on_its_threads(cfg: &TrainConfig, resume: Option<&Checkpoint>, dev
 
 /// Records a run's failure in its folder (failed.txt: `report` shows it, a rerun says it tries
 /// again) when the folder holds this run: a folder it was refused (another configuration's run,
-/// files nndl did not write) is not its to mark, and the error names the refusal.
+/// files nndl did not write) is not its to mark, and the error names the refusal. Nor is a
+/// folder another process holds: a failure before this one took it (its MNIST files, its
+/// device) says nothing of the run training there.
 pub(crate) fn record_run_failure(dir: &std::path::Path, cfg: &TrainConfig, line: &str) {
+    let Ok(_held) = crate::run_dir::DirLock::acquire(dir) else { return };
     let ours = dir.join(crate::run_dir::MARKER).is_file()
         && TrainConfig::read(&dir.join("config.json")).map_or(true, |saved| saved.same_run(cfg));
     if ours {

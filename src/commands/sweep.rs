@@ -95,16 +95,20 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         let rows: Vec<serde_json::Value> = mine.iter().map(|t| {
             let dir = trial_dir(&out, t);
             let failure = recorded_failure(&dir);
+            let saved = crate::config::TrainConfig::load(&dir.join("config.json"));
             let state = if finished(&out, t).is_some() {
                 "done"
+            } else if crate::run_dir::holder(&dir).is_some() {
+                // Before failed: an earlier attempt's failed.txt stays until the run finishes.
+                "training"
+            } else if saved.is_ok_and(|saved| !saved.same_run(&t.config)) {
+                // A run of another configuration, finished or not: a rerun refuses it.
+                "other-config"
             } else if failure.is_some() {
                 "failed"
-            } else if dir.join("summary.json").exists() && !(crate::run::lost_its_weights(&dir)
-                && crate::config::TrainConfig::load(&dir.join("config.json")).is_ok_and(|saved| saved.same_run(&t.config))) {
-                // A finished run of another configuration, or files that no longer read as one.
-                let readable = crate::config::TrainConfig::load(&dir.join("config.json")).is_ok()
-                    && std::fs::read_to_string(dir.join("summary.json")).ok().and_then(|t| serde_json::from_str::<crate::run::RunSummary>(&t).ok()).is_some();
-                if readable { "other-config" } else { "damaged" }
+            } else if dir.join("summary.json").exists() && !crate::run::lost_its_weights(&dir) {
+                // A summary that no longer reads as a finished run of this trial.
+                "damaged"
             } else if dir.exists() {
                 "unfinished"
             } else {

@@ -364,12 +364,24 @@ fn a_changed_spec_does_not_take_the_old_trials_as_done() {
     let changed = spec(&dir, "model = \"mlp\"\niterations = 4\neval_every = 3\nseed = [0, 1]\n");
     let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
     assert!(rows["trials"].as_array().unwrap().iter().all(|r| r["state"] == "other-config"), "{rows}");
-    // A summary that no longer reads is not another configuration's run.
+    // A summary that no longer reads: the trial's own run, damaged; another configuration's
+    // run all the same, as a rerun refuses it.
     let summary = std::fs::read(out.join("seed=1/summary.json")).unwrap();
     std::fs::write(out.join("seed=1/summary.json"), b"{").unwrap();
-    let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
+    let first_again = spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\n");
+    let rows = ok(sweep(&first_again, &out, &["--dry-run"]).output().unwrap());
     assert_eq!(rows["trials"][1]["state"], "damaged", "{rows}");
+    let changed = spec(&dir, "model = \"mlp\"\niterations = 4\neval_every = 3\nseed = [0, 1]\n");
+    let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
+    assert_eq!(rows["trials"][1]["state"], "other-config", "{rows}");
     std::fs::write(out.join("seed=1/summary.json"), summary).unwrap();
+    // And an unfinished run of another configuration (no summary), which a rerun refuses too.
+    let seed0 = out.join("seed=0/summary.json");
+    let summary = std::fs::read(&seed0).unwrap();
+    std::fs::remove_file(&seed0).unwrap();
+    let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
+    assert_eq!(rows["trials"][0]["state"], "other-config", "{rows}");
+    std::fs::write(&seed0, summary).unwrap();
     let run = sweep(&changed, &out, &[]).output().unwrap();
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{err}");
@@ -622,4 +634,37 @@ fn a_trial_folder_held_by_a_run_of_another_configuration_fails_not_waits() {
         let error = counts["failures"][0]["error"].as_str().unwrap();
         assert!(error.contains("is in use by an nndl run of another configuration (iterations"), "{error}");
     }
+}
+
+#[test]
+fn a_failure_before_a_trial_is_taken_leaves_the_run_training_there_unmarked() {
+    // A second sweep given broken MNIST files fails before it takes any trial's folder: the run
+    // another process trains there (its lock held, here by the test) is not its to mark failed,
+    // and the dry run and the report name that run as training.
+    let dir = tempdir("sweep-failure-before-claim");
+    let (spec, out) = (spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0]\n"), dir.join("sweep"));
+    ok(sweep(&spec, &out, &[]).output().unwrap());
+    let held = out.join("trial");
+    std::fs::remove_file(held.join("summary.json")).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(held.join(".nndl.lock"), serde_json::json!({ "pid": std::process::id(), "host": host.trim() }).to_string()).unwrap();
+    let lock = std::fs::File::open(held.join(".nndl.lock")).unwrap();
+    lock.lock().unwrap();
+    let broken = dir.join("broken-mnist");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        std::fs::write(broken.join(f), "x\n").unwrap();
+    }
+    let failing = nndl().arg("sweep").arg(&spec).arg("--out").arg(&out).args(["--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(&broken).output().unwrap();
+    assert_eq!(failing.status.code(), Some(1), "{}", String::from_utf8_lossy(&failing.stderr));
+    assert!(!held.join("failed.txt").exists(), "{}", std::fs::read_to_string(held.join("failed.txt")).unwrap());
+    let state = |out: &Path| ok(sweep(&spec, out, &["--dry-run"]).output().unwrap())["trials"][0]["state"].clone();
+    assert_eq!(state(&out), "training");
+    let report = nndl().arg("report").arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&report.stderr);
+    assert!(err.contains("still training (pid"), "{err}");
+    // Released as nndl releases it.
+    std::fs::remove_file(held.join(".nndl.lock")).unwrap();
+    drop(lock);
+    assert_eq!(state(&out), "unfinished");
 }
