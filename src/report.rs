@@ -265,7 +265,7 @@ pub fn aggregate(found: &Found) -> Vec<GroupReport> {
             let cfg = g.config(found);
             format!("{} {}", cfg.model.name(), cfg.preset.name())
         } else {
-            varying.iter().map(|k| format!("{k}={}", short(&settings[k]))).collect::<Vec<_>>().join(",")
+            varying.iter().map(|k| format!("{k}={}", labelled(&settings[k], configs.iter().filter_map(|c| c.get(k))))).collect::<Vec<_>>().join(",")
         };
         let over_runs = |f: fn(&RunRecord) -> f64| (!runs.is_empty()).then(|| Stats::of(&runs.iter().map(|r| f(r)).collect::<Vec<f64>>()));
         GroupReport {
@@ -312,6 +312,17 @@ fn short(v: &serde_json::Value) -> String {
     }
 }
 
+/// A varying setting's value in a label: `short`, and for an object (a schedule, a dropout)
+/// also the fields in which it differs from the other configurations' objects of its kind, so
+/// that two of them never share a label (`warmup_cosine(warmup=5)`).
+fn labelled<'a>(v: &serde_json::Value, all: impl Iterator<Item = &'a serde_json::Value>) -> String {
+    let serde_json::Value::Object(m) = v else { return short(v) };
+    let same_kind: Vec<&serde_json::Map<String, serde_json::Value>> = all.filter_map(|o| o.as_object()).filter(|o| o.get("kind") == m.get("kind")).collect();
+    let fields: Vec<String> = m.iter().filter(|(f, x)| *f != "kind" && same_kind.iter().any(|o| o.get(*f) != Some(*x)))
+        .map(|(f, x)| format!("{f}={}", short(x))).collect();
+    if fields.is_empty() { short(v) } else { format!("{}({})", short(v), fields.join(",")) }
+}
+
 /// When exactly one numeric setting varies between configurations: its name.
 pub fn single_numeric_axis(groups: &[GroupReport]) -> Option<String> {
     if groups.len() < 2 {
@@ -355,9 +366,12 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
     if packed > 0 {
         let _ = writeln!(md, "\ntrain s: a packed run's time is its whole pack's ({packed} of the {finished} runs trained in packs).");
     }
-    md.push_str("\n![test accuracy](report-accuracy.png)\n\n![test loss](report-loss.png)\n");
-    if let Some(axis) = single_numeric_axis(groups) {
-        let _ = writeln!(md, "\n![final accuracy against {axis}](report-{axis}.png)");
+    // Drawn only when some run finished (`nndl report` draws nothing otherwise).
+    if finished > 0 {
+        md.push_str("\n![test accuracy](report-accuracy.png)\n\n![test loss](report-loss.png)\n");
+        if let Some(axis) = single_numeric_axis(groups) {
+            let _ = writeln!(md, "\n![final accuracy against {axis}](report-{axis}.png)");
+        }
     }
     if !failed.is_empty() {
         md.push_str("\nFailed runs (counted in their configuration's row, not in its statistics):\n");
@@ -410,13 +424,19 @@ mod tests {
 
     #[test]
     fn configurations_that_differ_have_labels_that_differ() {
-        use crate::config::{ModelKind, Preset};
+        use crate::config::{ModelKind, Preset, Schedule};
         let short = |model, preset| TrainConfig { iterations: 20, ..TrainConfig::preset(model, preset) };
         let label_sets = [
             // The preset varies and each run keeps its preset's defaults, the model too.
             vec![short(ModelKind::Cnn, Preset::Faithful), short(ModelKind::Mlp, Preset::Faithful), short(ModelKind::Cnn, Preset::Modern)],
             // One setting varies.
             vec![short(ModelKind::Mlp, Preset::Faithful), TrainConfig { lr: 0.01, ..short(ModelKind::Mlp, Preset::Faithful) }],
+            // Only inside an object-valued setting (the schedule's warm-up), and its kind too.
+            vec![
+                short(ModelKind::Mlp, Preset::Modern),
+                TrainConfig { schedule: Schedule::WarmupCosine { warmup: 5 }, ..short(ModelKind::Mlp, Preset::Modern) },
+                TrainConfig { schedule: Schedule::Constant {}, ..short(ModelKind::Mlp, Preset::Modern) },
+            ],
         ];
         for configs in label_sets {
             let found = Found { finished: configs.into_iter().map(finished).collect(), failed: Vec::new() };
@@ -426,6 +446,11 @@ mod tests {
             labels.dedup();
             assert_eq!(labels.len(), n, "{labels:?}");
         }
+        let schedules = [Schedule::WarmupCosine { warmup: 5 }, Schedule::WarmupCosine { warmup: 200 }, Schedule::Constant {}];
+        let found = Found { finished: schedules.map(|schedule| finished(TrainConfig { schedule, ..short(ModelKind::Mlp, Preset::Modern) })).into(), failed: Vec::new() };
+        let mut labels: Vec<String> = aggregate(&found).into_iter().map(|g| g.label).collect();
+        labels.sort();
+        assert_eq!(labels, ["schedule=constant", "schedule=warmup_cosine(warmup=200)", "schedule=warmup_cosine(warmup=5)"]);
         let found = Found { finished: vec![finished(short(ModelKind::Mlp, Preset::Faithful)), finished(short(ModelKind::Cnn, Preset::Modern))], failed: Vec::new() };
         let labels: Vec<String> = aggregate(&found).into_iter().map(|g| g.label).collect();
         assert!(labels.contains(&"model=mlp,preset=faithful".to_string()) && labels.contains(&"model=cnn,preset=modern".to_string()), "{labels:?}");

@@ -44,6 +44,7 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
     };
     // Every run failed: the tables say which and why; there is nothing to draw.
     if let Some(first) = found.failed.first().filter(|_| found.finished.is_empty()) {
+        remove_undrawn_figures(&out, &groups, None, false);
         write_tables()?;
         let json = serde_json::json!({ "runs": 0, "failed": found.failed.len(), "configurations": groups, "warnings": warnings, "out_dir": out });
         let line = format!("error: no finished runs under {}: {} failed ({}: {}); see {}", shown_dirs(), found.failed.len(), first.dir.display(), first.reason, out.join("report.md").display());
@@ -52,7 +53,9 @@ pub fn run(args: &ReportCmdArgs) -> Result<Outcome> {
     let curves = |f: fn(&crate::metrics::EvalPoint) -> f64| bands(&groups, &found.finished, f);
     band_chart(&out.join("report-accuracy.png"), "Test accuracy (mean, min-max over seeds)", "Iteration", "Test accuracy", &curves(|p| p.test_accuracy), Scale::Linear)?;
     band_chart(&out.join("report-loss.png"), "Test loss (mean, min-max over seeds)", "Iteration", "Test loss (log scale)", &curves(|p| p.test_loss), Scale::Log)?;
-    if let Some(axis) = report::single_numeric_axis(&groups) {
+    let axis = report::single_numeric_axis(&groups);
+    remove_undrawn_figures(&out, &groups, axis.as_deref(), true);
+    if let Some(axis) = axis {
         // A configuration whose every run failed has no point to draw.
         let mut pts: Vec<(f64, f64, f64, f64)> = groups.iter().filter_map(|g| {
             let a = g.test_accuracy?;
@@ -110,4 +113,16 @@ fn bands(groups: &[GroupReport], records: &[RunRecord], f: fn(&crate::metrics::E
         }).collect();
         Band { label: format!("{} ({})", g.label, runs_and_seeds(&g.seeds)), points }
     }).collect()
+}
+
+/// Removes the figures an earlier report left in `out` that this one does not draw (the
+/// accuracy and loss bands without finished runs, another setting's error bars), so that the
+/// folder never shows figures of other runs beside this report.
+fn remove_undrawn_figures(out: &std::path::Path, groups: &[report::GroupReport], axis: Option<&str>, bands: bool) {
+    let keys = groups.iter().filter_map(|g| g.settings.as_object()).flat_map(|m| m.keys());
+    let axes = keys.filter(|k| Some(k.as_str()) != axis).map(|k| format!("report-{k}.png"));
+    let band_files = ["report-accuracy.png", "report-loss.png"].into_iter().filter(|_| !bands).map(String::from);
+    for name in axes.chain(band_files) {
+        let _ = std::fs::remove_file(out.join(name));
+    }
 }

@@ -414,6 +414,32 @@ fn a_trial_that_trained_on_through_nan_finishes_and_is_reported_as_diverged() {
 }
 
 #[test]
+fn a_report_shows_no_figures_of_other_runs() {
+    // An all-failed report draws nothing: report.md links no figure, and those an earlier report
+    // drew into the same --out go, as does an earlier report's error-bar figure of a setting
+    // that no longer varies.
+    let dir = tempdir("report-stale-figures");
+    for (lr, seed) in [(0.01, 0), (0.1, 0)] {
+        fake_run(&dir.join(format!("ok/lr={lr}")), lr, seed, 0.9, 0.3);
+    }
+    fake_run(&dir.join("failed/a"), 0.01, 0, 0.0, 0.0);
+    std::fs::remove_file(dir.join("failed/a/summary.json")).unwrap();
+    std::fs::write(dir.join("failed/a/failed.txt"), "training diverged: (the test's words)\n").unwrap();
+    let report = |runs: &str| nndl().arg("report").arg(dir.join(runs)).arg("--out").arg(dir.join("r")).arg("--quiet").output().unwrap();
+    assert!(report("ok").status.success());
+    assert!(dir.join("r/report-lr.png").is_file() && dir.join("r/report-accuracy.png").is_file());
+    assert_eq!(report("failed").status.code(), Some(1));
+    let md = std::fs::read_to_string(dir.join("r/report.md")).unwrap();
+    assert!(!md.contains(".png"), "{md}");
+    let pngs: Vec<_> = std::fs::read_dir(dir.join("r")).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "png")).map(|e| e.path()).collect();
+    assert!(pngs.is_empty(), "{pngs:?}");
+    assert!(report("ok").status.success());
+    std::fs::remove_dir_all(dir.join("ok/lr=0.1")).unwrap();
+    assert!(report("ok").status.success());
+    assert!(!dir.join("r/report-lr.png").exists() && dir.join("r/report-accuracy.png").is_file());
+}
+
+#[test]
 fn report_counts_a_run_reached_twice_once() {
     let dir = tempdir("report-twice");
     for seed in [0, 1] {
