@@ -246,6 +246,12 @@ impl TrainConfig {
         self.on_machine_of(other) == *other
     }
 
+    /// What `same_run` compares, as one string: equal for two configs exactly when they
+    /// configure the same run (a key to find a run among many folders).
+    pub fn run_key(&self) -> String {
+        serde_json::to_string(&TrainConfig { device: String::new(), threads: None, ..self.clone() }).unwrap_or_default()
+    }
+
     /// `self` with `other`'s device and thread count.
     fn on_machine_of(&self, other: &TrainConfig) -> TrainConfig {
         TrainConfig { device: other.device.clone(), threads: other.threads, ..self.clone() }

@@ -33,6 +33,7 @@ pub mod run;
 pub mod report;
 pub mod sweep;
 pub mod sweep_workers;
+pub mod sweep_renames;
 pub mod run_dir;
 pub mod tensor_file;
 pub mod export;

@@ -506,6 +506,25 @@ fn replace(path: &Path, old_lock: DirLock) -> Result<DirLock> {
     Ok(lock)
 }
 
+/// Renames the run folder `from` to `to` under its lock, so that no run writes in it
+/// meanwhile; `to` must not exist (renameat2's RENAME_NOREPLACE: a folder another process has
+/// just made there is not replaced).
+pub fn rename_run(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut lock = DirLock::acquire(from)?;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| anyhow!("{} has a NUL byte", p.display()));
+    let (a, b) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths, relative to the working directory.
+    if unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_NOREPLACE) } != 0 {
+        bail!("cannot rename {} to {}: {}", from.display(), to.display(), io::Error::last_os_error());
+    }
+    lock.moved_to(to);
+    if let Some(parent) = to.parent() {
+        let _ = sync_dir(parent);
+    }
+    Ok(())
+}
+
 pub fn free_bytes(dir: &Path) -> Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| anyhow!("{} has a NUL byte", dir.display()))?;

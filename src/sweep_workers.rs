@@ -55,9 +55,13 @@ pub fn trial_dir(out: &Path, t: &Trial) -> PathBuf {
 /// A trial is done when its summary.json reads as a run summary and its config.json is the
 /// trial's (a folder a since-changed spec left there is not this trial's result).
 pub fn finished(out: &Path, trial: &Trial) -> Option<RunSummary> {
-    let dir = trial_dir(out, trial);
+    finished_in(&trial_dir(out, trial), trial)
+}
+
+/// `finished` of the folder `dir`, wherever it is.
+pub fn finished_in(dir: &Path, trial: &Trial) -> Option<RunSummary> {
     let saved = crate::config::TrainConfig::load(&dir.join("config.json")).ok()?;
-    if !saved.same_run(&trial.config) || crate::run::lost_its_weights(&dir) {
+    if !saved.same_run(&trial.config) || crate::run::lost_its_weights(dir) {
         return None;
     }
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()

@@ -88,39 +88,28 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     }
     if args.list {
         // The listed workers write into the sweep's folder, which `nndl report` and a rerun read.
+        take_over_renamed(&out, &trials, &mine, args.report.quiet)?;
         prepare_folder(&out, &trials)?;
         return list(args, &mine, &out, threads);
     }
     if args.dry_run {
+        let renamed = crate::sweep_renames::under_other_names(&out, &trials, &mine);
         let rows: Vec<serde_json::Value> = mine.iter().map(|t| {
-            let dir = trial_dir(&out, t);
+            // A run under an earlier spec's name is judged where it is: the sweep renames it.
+            let now_in = renamed.iter().find(|(r, _)| r.name == t.name).map(|(_, from)| from.clone());
+            let dir = now_in.clone().unwrap_or_else(|| trial_dir(&out, t));
             let failure = recorded_failure(&dir);
-            let saved = crate::config::TrainConfig::load(&dir.join("config.json"));
-            let state = if finished(&out, t).is_some() {
-                "done"
-            } else if crate::run_dir::holder(&dir).is_some() {
-                // Before failed: an earlier attempt's failed.txt stays until the run finishes.
-                "training"
-            } else if saved.is_ok_and(|saved| !saved.same_run(&t.config)) {
-                // A run of another configuration, finished or not: a rerun refuses it.
-                "other-config"
-            } else if failure.is_some() {
-                "failed"
-            } else if dir.join("summary.json").exists() && !crate::run::lost_its_weights(&dir) {
-                // A summary that no longer reads as a finished run of this trial.
-                "damaged"
-            } else if dir.exists() {
-                "unfinished"
-            } else {
-                "new"
-            };
-            serde_json::json!({ "trial": t.name, "dir": dir, "state": state, "error": failure })
+            serde_json::json!({ "trial": t.name, "dir": trial_dir(&out, t), "state": trial_state(&dir, t), "error": failure, "now_in": now_in })
         }).collect();
-        let human = rows.iter().map(|r| format!("{:<10} {}", r["state"].as_str().unwrap_or(""), r["dir"].as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n");
+        let human = rows.iter().map(|r| {
+            let now_in = r["now_in"].as_str().map(|d| format!(" (now {d}, under an earlier spec's name: renamed when the sweep runs)")).unwrap_or_default();
+            format!("{:<10} {}{now_in}", r["state"].as_str().unwrap_or(""), r["dir"].as_str().unwrap_or(""))
+        }).collect::<Vec<_>>().join("\n");
         let json = serde_json::json!({ "shard": format!("{}/{}", shard.index + 1, shard.count), "trials": rows });
         // The listing is the command's output: on stdout, as --list's, and kept by --quiet.
         return Outcome::output(format!("{human}\n{} trials (shard {}/{})\n", rows.len(), shard.index + 1, shard.count), &json);
     }
+    take_over_renamed(&out, &trials, &mine, args.report.quiet)?;
     // What is left to train decides whether MNIST is needed and how much room.
     let left = unfinished(&out, &mine);
     if !left.is_empty() {
@@ -251,6 +240,38 @@ fn prepare_folder(out: &Path, trials: &[Trial]) -> Result<()> {
     crate::run_dir::remove_stale_partials(out);
     write_atomic(&out.join(MARKER), b"{}\n")?;
     write_json(&out.join(EXPANDED), &serde_json::json!({ "trials": trials }))
+}
+
+/// What `--dry-run` says of trial `t`'s run in `dir`.
+fn trial_state(dir: &Path, t: &Trial) -> &'static str {
+    let saved = crate::config::TrainConfig::load(&dir.join("config.json"));
+    if crate::sweep_workers::finished_in(dir, t).is_some() {
+        "done"
+    } else if crate::run_dir::holder(dir).is_some() {
+        // Before failed: an earlier attempt's failed.txt stays until the run finishes.
+        "training"
+    } else if saved.is_ok_and(|saved| !saved.same_run(&t.config)) {
+        // A run of another configuration, finished or not: a rerun refuses it.
+        "other-config"
+    } else if recorded_failure(dir).is_some() {
+        "failed"
+    } else if dir.join("summary.json").exists() && !crate::run::lost_its_weights(dir) {
+        // A summary that no longer reads as a finished run of this trial.
+        "damaged"
+    } else if dir.exists() {
+        "unfinished"
+    } else {
+        "new"
+    }
+}
+
+/// Renames the runs that an earlier spec of this sweep folder named otherwise to their trials'
+/// names (`sweep_renames`), before anything counts what is done.
+fn take_over_renamed(out: &Path, trials: &[Trial], mine: &[&Trial], quiet: bool) -> Result<()> {
+    if !out.join(MARKER).is_file() {
+        return Ok(());
+    }
+    crate::sweep_renames::take_over(out, &crate::sweep_renames::under_other_names(out, trials, mine), quiet)
 }
 
 fn gpu_count(device: &str) -> Result<usize> {

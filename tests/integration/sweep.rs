@@ -391,6 +391,30 @@ fn a_changed_spec_does_not_take_the_old_trials_as_done() {
 }
 
 #[test]
+fn a_spec_whose_trials_were_named_otherwise_keeps_their_runs() {
+    // seed = 0 named the trials by their lr alone; seed = [0, 1] names them lr=...,seed=...: the
+    // runs of seed 0 are renamed to their new names, not trained again, and a report counts
+    // each run once.
+    let dir = tempdir("sweep-renamed");
+    let out = dir.join("sweep");
+    let one = spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = 0\nlr = [0.005, 0.01]\n");
+    ok(sweep(&one, &out, &[]).output().unwrap());
+    let model = std::fs::read(out.join("lr=0.01/model.safetensors")).unwrap();
+    let two = spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\nlr = [0.005, 0.01]\n");
+    let rows = ok(sweep(&two, &out, &["--dry-run"]).output().unwrap());
+    let row = rows["trials"].as_array().unwrap().iter().find(|r| r["trial"] == "lr=0.01,seed=0").unwrap().clone();
+    assert_eq!((&row["state"], row["now_in"].as_str().map(|d| d.ends_with("/lr=0.01"))), (&"done".into(), Some(true)), "{rows}");
+    assert!(out.join("lr=0.01").is_dir(), "a dry run renames nothing");
+    let s = ok(sweep(&two, &out, &[]).output().unwrap());
+    assert_eq!((s["done"].as_u64(), s["skipped"].as_u64()), (Some(2), Some(2)), "{s}");
+    assert!(!out.join("lr=0.01").exists() && !out.join("lr=0.005").exists());
+    assert_eq!(std::fs::read(out.join("lr=0.01,seed=0/model.safetensors")).unwrap(), model, "the same run, renamed");
+    let report = nndl().arg("report").arg(&out).arg("--json").output().unwrap();
+    assert!(!String::from_utf8_lossy(&report.stderr).contains("warning"), "{}", String::from_utf8_lossy(&report.stderr));
+    assert_eq!(ok(report)["runs"], 4);
+}
+
+#[test]
 fn workers_train_the_trials_their_driver_expanded() {
     // The spec through a pipe: only the driver can read it; its workers read sweep.json.
     let dir = tempdir("sweep-pipe-spec");
