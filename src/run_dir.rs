@@ -490,11 +490,21 @@ pub fn check_free_space(path: &Path, bytes: u64) -> Result<()> {
 /// held on the new folder), then deletes the old one. An interruption leaves the old run whole
 /// (under `.NAME.replaced-PID` beside it) or the new one.
 fn replace(path: &Path, old_lock: DirLock) -> Result<DirLock> {
-    // `--out .` or `--out ..`: a folder that is moved aside by its own name only.
-    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+    // `--out .`, `--out ..` or `--out x/.`: a folder that is moved aside by its own name only.
+    let dotted = path.as_os_str().as_encoded_bytes().ends_with(b"/.");
+    let Some(name) = path.file_name().filter(|_| !dotted).map(|n| n.to_string_lossy().into_owned()) else {
         let real = fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|n| format!(" (../{})", n.to_string_lossy()))).unwrap_or_default();
         bail!("--force cannot replace {}: name the folder itself{real}, not . or ..", path.display());
     };
+    // Renaming a link would move the link, not the run it points to.
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        let target = fs::canonicalize(path).map(|p| format!(" ({})", p.display())).unwrap_or_default();
+        bail!("--force cannot replace {}: it is a symbolic link; name the folder it points to{target}", path.display());
+    }
+    // MNIST is no run's output, and a run may be reading it from there.
+    if let Some(file) = crate::data::mnist::file_within(path) {
+        bail!("--force would delete {}, which holds MNIST ({}); choose another --out", path.display(), file.display());
+    }
     let aside = path.with_file_name(format!(".{name}.replaced-{}", std::process::id()));
     fs::rename(path, &aside).map_err(|e| anyhow!("cannot move the old {} aside: {e}", path.display()))?;
     let mut old_lock = old_lock;

@@ -108,6 +108,27 @@ pub fn check_present(dir: &Path) -> Result<()> {
     }
 }
 
+/// The first MNIST file (by any of its names) in `dir` or a folder below it, symbolic links
+/// not followed: what `--force` must not delete with the folder it replaces.
+pub fn file_within(dir: &Path) -> Option<PathBuf> {
+    let names: Vec<String> = FILES.iter().flat_map(MnistFile::candidates).collect();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        // In name order, so that an error names the same file each time.
+        let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(&folder).into_iter().flatten().flatten().collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_file() && names.iter().any(|n| entry.file_name() == n.as_str()) {
+                return Some(entry.path());
+            }
+        }
+    }
+    None
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

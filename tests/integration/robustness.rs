@@ -395,6 +395,30 @@ const CASES: &[Case] = &[
         (out, 1, err(format!("1 of 3 seeds failed: seed 1: no space left on device writing {} (it stopped alone; once mended, the same command continues it)",
             seeds.join("seed-1/checkpoint.safetensors").display())))
     }},
+    Case { name: "--force would delete the MNIST files the run reads", run: |d| {
+        let data = d.join("runs/mnist");
+        fs::create_dir_all(&data).unwrap();
+        for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+            fs::copy(mnist_dir().join(f), data.join(f)).unwrap();
+        }
+        let out = nndl().args(["mlp", "--device", "cpu", "--quiet", "--iterations", "1", "--force", "--data"]).arg(&data).arg("--out").arg(d.join("runs")).output().unwrap();
+        assert_eq!(fs::read_dir(&data).unwrap().count(), 4, "MNIST is kept");
+        (out, 1, err(format!("--force would delete {}, which holds MNIST ({}); choose another --out", d.join("runs").display(), data.join("t10k-images-idx3-ubyte.gz").display())))
+    }},
+    Case { name: "--force of a folder named through its own `.`", run: |d| {
+        fake_run(&d.join("run"), true);
+        let out = mlp(&["--force"], &d.join("run/."));
+        kept(&d.join("run/summary.json"));
+        (out, 1, err(format!("--force cannot replace {}: name the folder itself (../run), not . or ..", d.join("run/.").display())))
+    }},
+    Case { name: "--force of a symbolic link to a run", run: |d| {
+        fake_run(&d.join("run"), true);
+        std::os::unix::fs::symlink(d.join("run"), d.join("link")).unwrap();
+        let out = mlp(&["--force"], &d.join("link"));
+        kept(&d.join("run/summary.json"));
+        assert!(fs::symlink_metadata(d.join("link")).unwrap().file_type().is_symlink(), "the link is kept");
+        (out, 1, err(format!("--force cannot replace {}: it is a symbolic link; name the folder it points to ({})", d.join("link").display(), fs::canonicalize(d.join("run")).unwrap().display())))
+    }},
     Case { name: "a full disk while writing", run: |d| {
         let mnt = d.join("full");
         fs::create_dir(&mnt).unwrap();
