@@ -1,9 +1,11 @@
 //! Named tensors in the safetensors format (what tch's `VarStore::save` writes for a
 //! `.safetensors` path, readable from Python with `safetensors`), written atomically with a
 //! metadata map, and read back with every size checked before anything is allocated. The
-//! metadata also holds a CRC-32 of the tensors (`CHECKSUM_KEY`): a checkpoint damaged on disk
-//! or in a copy is refused, not resumed from silently (its header alone is checked otherwise).
-//! Files without one (written elsewhere) are read as they are.
+//! metadata also holds a CRC-32 of the tensors (`CHECKSUM_KEY`) and one of the rest of the
+//! header (`HEADER_CHECKSUM_KEY`: the other metadata, a checkpoint's batch order and metrics,
+//! and each tensor's type and shape): a checkpoint damaged on disk or in a copy is refused, not
+//! resumed from silently. Files without them (written elsewhere, or by earlier builds) are read
+//! as they are.
 use crate::run_dir::{write_atomic_with, write_error};
 use anyhow::{anyhow, bail, Result};
 use safetensors::tensor::{Dtype, SafeTensors, View};
@@ -59,6 +61,32 @@ fn checksum<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
     format!("{:08x}", crc.finalize())
 }
 
+/// The metadata key of the checksum of the rest of the header.
+pub const HEADER_CHECKSUM_KEY: &str = "nndl.header.crc32";
+
+/// CRC-32 of the metadata other than the two checksums, in key order, and of each tensor's
+/// name, type and shape, in name order.
+fn header_checksum<'a>(metadata: &HashMap<String, String>, tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize])>) -> String {
+    let mut crc = crc32fast::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        crc.update(&(bytes.len() as u64).to_le_bytes());
+        crc.update(bytes);
+    };
+    let mut entries: Vec<(&String, &String)> = metadata.iter().filter(|(k, _)| *k != CHECKSUM_KEY && *k != HEADER_CHECKSUM_KEY).collect();
+    entries.sort();
+    for (k, v) in entries {
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    let mut tensors: Vec<(&str, Dtype, &[usize])> = tensors.collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, dtype, shape) in tensors {
+        field(name.as_bytes());
+        field(format!("{dtype:?}{shape:?}").as_bytes());
+    }
+    format!("{:08x}", crc.finalize())
+}
+
 /// Writes `tensors` (and `metadata`, if any) to `path` atomically.
 pub fn write(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMap<String, String>>) -> Result<()> {
     let bytes = encode(path, tensors, metadata)?;
@@ -72,6 +100,8 @@ pub fn encode(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMa
     views.and_then(|v| {
         let mut metadata = metadata.unwrap_or_default();
         metadata.insert(CHECKSUM_KEY.into(), checksum(v.iter().map(|(n, view)| (n.as_str(), &view.bytes[..]))));
+        let header = header_checksum(&metadata, v.iter().map(|(n, view)| (n.as_str(), view.dtype, &view.shape[..])));
+        metadata.insert(HEADER_CHECKSUM_KEY.into(), header);
         safetensors::tensor::serialize(v, &Some(metadata)).map_err(|e| anyhow!("{e}"))
     }).map_err(|e| anyhow!("cannot encode {}: {e}", path.display()))
 }
@@ -108,6 +138,11 @@ pub fn decode(bytes: &[u8]) -> Result<Contents> {
     if let Some(recorded) = metadata.get(CHECKSUM_KEY) {
         if checksum(tensors.iter().map(|(n, view)| (n.as_str(), view.data()))) != *recorded {
             bail!("its tensors do not match the checksum its header records (damaged on disk or in a copy)");
+        }
+    }
+    if let Some(recorded) = metadata.get(HEADER_CHECKSUM_KEY) {
+        if header_checksum(&metadata, tensors.iter().map(|(n, view)| (n.as_str(), view.dtype(), view.shape()))) != *recorded {
+            bail!("its header does not match the checksum it records (damaged on disk or in a copy)");
         }
     }
     let mut out = Vec::new();

@@ -295,6 +295,21 @@ const CASES: &[Case] = &[
         (nndl().arg("resume").arg(&run).output().unwrap(), 1,
             err(format!("{} is not a valid safetensors file: its tensors do not match the checksum its header records (damaged on disk or in a copy)", path.display())))
     }},
+    Case { name: "resume from a checkpoint whose header was damaged", run: |d| {
+        // A digit of the batch order's random state changed, the file's length and JSON intact:
+        // the run would otherwise resume on other batches, silently.
+        let run = d.join("run");
+        let out = mlp(&["--iterations", "20", "--eval-every", "10", "--checkpoint-every", "10"], &run);
+        assert!(out.status.success());
+        fs::remove_file(run.join("summary.json")).unwrap();
+        let path = run.join("checkpoint.safetensors");
+        let mut bytes = fs::read(&path).unwrap();
+        let at = bytes.windows(12).position(|w| w == b"rng_state\\\":").unwrap() + 12;
+        bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+        fs::write(&path, bytes).unwrap();
+        (nndl().arg("resume").arg(&run).output().unwrap(), 1,
+            err(format!("{} is not a valid safetensors file: its header does not match the checksum it records (damaged on disk or in a copy)", path.display())))
+    }},
     Case { name: "eval of a run without weights", run: |d| {
         // Interrupted: a checkpoint, no summary (not a finished run that lost its weights).
         fake_run(d, false);
