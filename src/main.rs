@@ -10,18 +10,6 @@ fn one_line(text: &str) -> String {
     text.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown error").trim().to_string()
 }
 
-/// A panic's message as one short line. libtorch's errors reach us through tch's `unwrap` as
-/// ``called `Result::unwrap()` on an `Err` value: Torch("...")``, newlines escaped and the C++
-/// stack frames after the first line: keep libtorch's first line, and name a failed allocation.
-fn panic_line(msg: &str) -> String {
-    let inner = msg.split_once("Torch(\"").map_or(msg, |(_, rest)| rest);
-    let first = one_line(inner.split("\\n").next().unwrap_or(inner));
-    if ["can't allocate memory", "not enough memory", "out of memory"].iter().any(|m| first.contains(m)) {
-        return format!("out of memory ({first}); try a smaller --batch-size, or fewer runs at once");
-    }
-    first
-}
-
 /// clap's message (the lines before its usage block, which name the arguments) as one line.
 fn clap_line(text: &str) -> String {
     let message: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
@@ -79,12 +67,16 @@ fn run() -> u8 {
     // A panic inside libtorch or a bug still ends as one line, unless a backtrace is asked for.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        use nndl::torch_extras::{out_of_memory, panic_line, panic_text, panics_caught};
+        let msg = panic_text(info.payload());
+        let backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+        // A run's training turns it into its error line: only a bug's backtrace is shown first.
+        if panics_caught() && (!backtrace || out_of_memory(msg)) {
+            return;
+        }
+        if backtrace {
             return default_hook(info);
         }
-        let msg = info.payload().downcast_ref::<String>().map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("internal error");
         nndl::say!("nndl: error: {} (RUST_BACKTRACE=1 shows where)", panic_line(msg));
     }));
     // Before the flags are parsed: whether --json was asked for, for the errors of parsing.

@@ -273,9 +273,10 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
     let mut obs = RunObserver::new(run, cfg, earlier, &pb, rt.quiet)?;
     obs.export = export.map(|e| (e, &network.vs, Vec::new()));
     let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: rt.allow_graph, quiet: rt.quiet, profile_steps: rt.profile_steps };
-    let outcome = trainer::train(&ctx, resume, &mut obs);
+    let outcome = crate::torch_extras::catch_panics(|| trainer::train(&ctx, resume, &mut obs));
     pb.finish();
-    let outcome = outcome?;
+    // Why it stopped, for `report`, a rerun and `resume` to say (where it can still be written).
+    let outcome = outcome.inspect_err(|e| drop(crate::run_dir::record_failure(&run.path, format!("{e:#}").lines().next().unwrap_or(""))))?;
     let session = Session { started, started_utc, resumed: resume.is_some() };
     finish_run(cfg, run, rt, &parameters(&network.vs), outcome, obs.points(), session)
 }

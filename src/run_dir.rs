@@ -106,6 +106,12 @@ pub fn record_failure(dir: &Path, reason: &str) -> Result<()> {
     write_atomic(&dir.join(FAILED), format!("{}\n", reason.trim()).as_bytes())
 }
 
+/// Whether a recorded failure is a divergence (`run::closing`'s reason), which a resume from
+/// the checkpoint before it only repeats.
+pub fn diverged(reason: &str) -> bool {
+    reason.starts_with("training diverged")
+}
+
 /// The reason recorded by `record_failure`, if the folder has one.
 pub fn recorded_failure(dir: &Path) -> Option<String> {
     fs::read_to_string(dir.join(FAILED)).ok().map(|s| s.trim().to_string())
@@ -359,6 +365,8 @@ impl RunDir {
             (FolderState::Missing | FolderState::Empty, _) => {}
             (FolderState::FinishedRun, false) => bail!("{shown} already holds a run; choose another --out or pass --force to replace it"),
             (FolderState::UnfinishedRun, false) => match recorded_failure(path) {
+                // Resumed, a diverged run diverges again: its checkpoint precedes the divergence.
+                Some(reason) if diverged(&reason) => bail!("{shown} holds a run that diverged ({reason}); pass --force to start it again"),
                 Some(reason) => bail!("{shown} holds a run that failed ({reason}); pass --force to replace it, or `{}` to try again", resume_command(path)),
                 None => bail!("{shown} holds an unfinished run; resume it with `{}`, or pass --force to replace it", resume_command(path)),
             },

@@ -17,6 +17,54 @@ extern "C" {
     fn nndl_extras_last_error() -> *const c_char;
 }
 
+/// How many `catch_panics` are under way, in any thread: while one is, the binary's panic hook
+/// leaves libtorch's failures to the error they become (and prints nothing for running out of
+/// memory, which is no bug to trace).
+static CATCHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether a panic now becomes an error (`catch_panics`).
+pub fn panics_caught() -> bool {
+    CATCHING.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
+/// A panic's message as one short line. libtorch's errors reach us through tch's `unwrap` as
+/// ``called `Result::unwrap()` on an `Err` value: Torch("...")``, newlines escaped and the C++
+/// stack frames after the first line: keep libtorch's first line, and name a failed allocation.
+pub fn panic_line(msg: &str) -> String {
+    let inner = msg.split_once("Torch(\"").map_or(msg, |(_, rest)| rest);
+    let first = inner.split("\\n").next().unwrap_or(inner);
+    let first = first.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown error").trim().to_string();
+    if out_of_memory(&first) {
+        return format!("out of memory ({first}); try a smaller --batch-size, or fewer runs at once");
+    }
+    first
+}
+
+/// Whether libtorch's message says an allocation failed.
+pub fn out_of_memory(msg: &str) -> bool {
+    ["can't allocate memory", "not enough memory", "out of memory"].iter().any(|m| msg.contains(m))
+}
+
+/// A panic's payload as text.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or("internal error")
+}
+
+/// Runs `f`, a run's training, turning a panic in it (tch's ops panic on libtorch's errors,
+/// such as running out of memory at a large --batch-size) into an error, so that the run's
+/// folder records why it stopped as for any other error.
+pub fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            CATCHING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    CATCHING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _counted = Counted;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(anyhow::anyhow!("{}", panic_line(panic_text(&*payload)))))
+}
+
 fn last_error() -> String {
     // SAFETY: the shim returns a pointer to its thread-local, NUL-terminated message.
     unsafe { CStr::from_ptr(nndl_extras_last_error()) }.to_string_lossy().into_owned()

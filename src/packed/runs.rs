@@ -99,7 +99,7 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
                 // --pack 1: no packs, each member computed by the single run's own loop. (A member
                 // of a larger pack resumed alone stays a pack of one, computing as the pack did.)
                 1 => group.into_iter().map(|member| train_alone(member, data, rt)).collect(),
-                _ => train_split(group, data, rt),
+                _ => crate::torch_extras::catch_panics(|| train_split(group, data, rt)),
             };
             match trained {
                 Ok(results) => indices.iter().zip(results).for_each(|(&k, r)| ends[k] = Some(r)),
@@ -200,7 +200,7 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
                 train_group(sub, &data, rt, profile_steps, pb)
             })
         }).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))).collect::<Vec<_>>()
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|payload| Err(anyhow::anyhow!("{}", crate::torch_extras::panic_line(crate::torch_extras::panic_text(&*payload)))))).collect::<Vec<_>>()
     });
     tch::set_num_threads(threads as i32);
     pb.finish();
