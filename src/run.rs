@@ -256,7 +256,9 @@ pub struct Start<'a> {
 pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, run: &RunDir, rt: &Runtime, start: Start) -> Result<RunEnd> {
     let Start { resume, export, at: started } = start;
     let started_utc = crate::system_info::utc_now();
-    if resume.is_none() {
+    // Written by a run's first session, and by a later one where it went missing (the
+    // checkpoint holds the same config), so that eval and --config find it in a finished run.
+    if resume.is_none() || !run.file("config.json").exists() {
         run.write_json("config.json", cfg)?;
     }
     crate::signals::install()?;

@@ -36,9 +36,13 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
         }
         bail!("{shown} is finished (it has summary.json); nothing to resume");
     }
-    let cfg = TrainConfig::load(&run_dir.file("config.json"))?;
     let ck_path = run_dir.file(checkpoint::FILE);
     let ck = if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None };
+    // A config.json that went missing is the checkpoint's own (the session writes it back).
+    let cfg = match &ck {
+        Some(ck) if !run_dir.file("config.json").exists() => ck.meta.config.clone(),
+        _ => TrainConfig::load(&run_dir.file("config.json"))?,
+    };
     if let Some(ck) = &ck {
         // The last session may have run on another device or thread count (a sweep rerun).
         if !ck.meta.config.same_run(&cfg) {

@@ -621,3 +621,33 @@ fn a_divergence_after_a_resume_names_the_last_finite_loss_as_before() {
     assert_eq!(String::from_utf8_lossy(&again.stderr).trim(), line);
     assert_eq!(std::fs::read_to_string(run.join("failed.txt")).unwrap().trim(), line.trim_start_matches("nndl: error: "));
 }
+
+#[test]
+fn a_run_that_lost_its_config_json_gets_it_back_from_its_checkpoint() {
+    // Resumed by `nndl resume` or by rerunning a sweep: either way the finished run has its
+    // config.json again (eval and --config read it), the one its checkpoint holds.
+    let dir = tempdir("lost-config");
+    let run = dir.join("run");
+    let out = train(&["mlp", "--iterations", "20", "--eval-every", "10", "--checkpoint-every", "10", "--out", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = std::fs::read(run.join("config.json")).unwrap();
+    for f in ["summary.json", "model.safetensors", "config.json"] {
+        std::fs::remove_file(run.join(f)).unwrap();
+    }
+    resume(&run);
+    assert_eq!(std::fs::read(run.join("config.json")).unwrap(), config);
+    let eval = nndl().arg("eval").arg(&run).args(["--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    // And through a sweep's rerun, which resumes its trial in place.
+    let spec = dir.join("spec.toml");
+    std::fs::write(&spec, "model = \"mlp\"\niterations = 20\neval_every = 10\ncheckpoint_every = 10\nseed = [0]\n").unwrap();
+    let sweep = |spec: &Path| nndl().arg("sweep").arg(spec).arg("--out").arg(dir.join("sweep")).args(["--device", "cpu", "--threads", "1", "--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    assert!(sweep(&spec).status.success());
+    let trial = dir.join("sweep/trial");
+    let config = std::fs::read(trial.join("config.json")).unwrap();
+    for f in ["summary.json", "model.safetensors", "config.json"] {
+        std::fs::remove_file(trial.join(f)).unwrap();
+    }
+    assert!(sweep(&spec).status.success());
+    assert_eq!(std::fs::read(trial.join("config.json")).unwrap(), config);
+}
