@@ -102,10 +102,10 @@ pub fn write_figure(dir: &RunDir, runs: &[XorRun]) -> Result<()> {
 }
 
 /// Trains every seed of `seeds` and sums up their final losses.
-pub fn many(seeds: std::ops::Range<u64>, cfg: &XorConfig, quiet: bool) -> ManySummary {
+pub fn many(seeds: std::ops::RangeInclusive<u64>, cfg: &XorConfig, quiet: bool) -> ManySummary {
     let started = Instant::now();
-    let first = seeds.start;
-    let progress = Progress::new(seeds.end - seeds.start, "xor", quiet);
+    let first = *seeds.start();
+    let progress = Progress::new(seeds.end() - seeds.start() + 1, "xor", quiet);
     let finals: Vec<f64> = seeds
         .map(|s| {
             progress.inc(1);

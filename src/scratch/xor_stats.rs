@@ -24,12 +24,13 @@ pub struct ManySummary {
 }
 
 /// The seeds `first..first + runs`, or why they cannot be.
-pub fn seed_range(first: u64, runs: u64) -> Result<std::ops::Range<u64>, String> {
+pub fn seed_range(first: u64, runs: u64) -> Result<std::ops::RangeInclusive<u64>, String> {
     if runs == 0 || runs > MAX_RUNS {
         return Err(format!("invalid --runs {runs}: must be between 1 and {MAX_RUNS}"));
     }
-    match first.checked_add(runs) {
-        Some(end) => Ok(first..end),
+    // Inclusive: the largest seed may be the last.
+    match first.checked_add(runs - 1) {
+        Some(last) => Ok(first..=last),
         None => Err(format!("invalid --seed {first} with --runs {runs}: the last seed would pass {}", u64::MAX)),
     }
 }
@@ -71,9 +72,10 @@ mod tests {
 
     #[test]
     fn seed_ranges_never_wrap() {
-        assert_eq!(seed_range(5, 3).unwrap(), 5..8);
-        assert!(seed_range(u64::MAX - 1, 2).unwrap_err().contains("would pass"));
-        assert_eq!(seed_range(u64::MAX - 2, 2).unwrap(), u64::MAX - 2..u64::MAX);
+        assert_eq!(seed_range(5, 3).unwrap(), 5..=7);
+        assert!(seed_range(u64::MAX - 1, 3).unwrap_err().contains("would pass"));
+        assert_eq!(seed_range(u64::MAX - 1, 2).unwrap(), u64::MAX - 1..=u64::MAX);
+        assert_eq!(seed_range(u64::MAX - 99, 100).unwrap().count(), 100);
         assert!(seed_range(0, MAX_RUNS + 1).unwrap_err().contains("invalid --runs"));
         assert!(seed_range(0, 0).is_err());
     }
