@@ -65,7 +65,9 @@ fn not_one_mnist_run(dir: &Path) -> Option<String> {
         return Some(format!("{shown} is not a folder"));
     }
     if dir.join(super::reproduce::SETTINGS).is_file() {
-        let stage = ["mlp", "cnn"].iter().map(|s| dir.join(s)).find(|d| d.join("config.json").is_file());
+        // A finished stage first: an unfinished one has no weights to evaluate.
+        let stages = || ["mlp", "cnn"].iter().map(|s| dir.join(s)).filter(|d| d.join("config.json").is_file());
+        let stage = stages().find(|d| d.join(MODEL_FILE).is_file()).or_else(|| stages().next());
         return Some(match stage {
             Some(run) => format!("{shown} is a reproduce folder: evaluate one of its runs, as `nndl eval {}`", crate::run_dir::shell_word(&run.display().to_string())),
             None => format!("{shown} is a reproduce folder that holds no MNIST run (yet)"),
@@ -76,7 +78,8 @@ fn not_one_mnist_run(dir: &Path) -> Option<String> {
         let mut runs: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).filter(|p| p.join(crate::run_dir::MARKER).exists()).collect();
         runs.sort();
         let first = runs.first()?;
-        return Some(format!("{shown} holds {} runs, not one: evaluate each, as `nndl eval {}`", runs.len(), crate::run_dir::shell_word(&first.display().to_string())));
+        let what = if runs.len() == 1 { "a run in a folder of its own".to_string() } else { format!("{} runs, not one", runs.len()) };
+        return Some(format!("{shown} holds {what}: evaluate {}, as `nndl eval {}`", if runs.len() == 1 { "it" } else { "each" }, crate::run_dir::shell_word(&first.display().to_string())));
     }
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).ok()?).ok()?;
     (json.get("epochs").is_some() && json.get("model").is_none()).then(|| format!("{shown} is an XOR run: `nndl eval` evaluates MNIST runs (mlp, cnn)"))
@@ -102,7 +105,17 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
     let flags = if args.device.is_some() { vec!["device"] } else { vec![] };
     let mut rt = Runtime::new(&cfg, &Origin::FileAndFlags(dir.join("config.json"), flags), args.report.quiet, false)?;
     let test = DeviceSplit::load_test(args.data.as_deref(), rt.device)?;
-    let run_dir = RunDir::open(dir)?;
+    // A folder this process cannot write (read-only media, another user's runs) is evaluated
+    // all the same: only eval.json and confusion.png are not written.
+    let run_dir = match crate::run_dir::writable(dir) {
+        Ok(()) => Some(RunDir::open(dir)?),
+        Err(e) => {
+            if !args.report.quiet {
+                crate::say!("note: cannot write in {} ({e}): eval.json and confusion.png are not written", dir.display());
+            }
+            None
+        }
+    };
     rt.say_note();
     let network = run::build_network(&cfg, rt.device);
     let (saved, _) = crate::tensor_file::read(&model_path)?;
@@ -129,8 +142,10 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
         run_final_test_loss: summary.as_ref().and_then(|s| s["final_test_loss"].as_f64()),
         run_final_test_accuracy: summary.as_ref().and_then(|s| s["final_test_accuracy"].as_f64()),
     };
-    crate::plot::confusion_chart(&run_dir.file("confusion.png"), &format!("{}: test-set confusion (rows: true digit)", cfg.model.name().to_uppercase()), &report.confusion)?;
-    run_dir.write_json("eval.json", &report)?;
+    if let Some(run_dir) = &run_dir {
+        crate::plot::confusion_chart(&run_dir.file("confusion.png"), &format!("{}: test-set confusion (rows: true digit)", cfg.model.name().to_uppercase()), &report.confusion)?;
+        run_dir.write_json("eval.json", &report)?;
+    }
     let mut human = format!("{} ({}) weights from {}: test loss {:.4}, accuracy {:.2}%", report.model, report.preset, dir.display(), test_loss, 100.0 * test_accuracy);
     if let (Some(l), Some(a)) = (report.run_final_test_loss, report.run_final_test_accuracy) {
         human.push_str(&format!(" (the run's own final evaluation: {l:.4}, {:.2}%)", 100.0 * a));

@@ -651,3 +651,25 @@ fn a_run_that_lost_its_config_json_gets_it_back_from_its_checkpoint() {
     assert!(sweep(&spec).status.success());
     assert_eq!(std::fs::read(trial.join("config.json")).unwrap(), config);
 }
+
+#[test]
+fn eval_of_a_folder_it_cannot_write_prints_its_figures_all_the_same() {
+    // A run on read-only media (here a read-only bind mount: root writes anywhere else).
+    let dir = tempdir("eval-read-only");
+    let run = dir.join("runs/run");
+    train(&["mlp", "--iterations", "3", "--eval-every", "3", "--out", run.to_str().unwrap()]);
+    let mount = |args: &[&str]| assert!(Command::new("mount").args(args).arg(&run).arg(&run).status().unwrap().success());
+    mount(&["--bind"]);
+    mount(&["-o", "remount,ro,bind"]);
+    let out = nndl().arg("eval").arg(&run).args(["--json", "--data"]).arg(mnist_dir()).output().unwrap();
+    let _ = Command::new("umount").arg(&run).status();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("eval.json and confusion.png are not written"), "{err}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(json(&out)["test_accuracy"], s["final_test_accuracy"]);
+    assert!(!run.join("eval.json").exists() && !run.join(".nndl.lock").exists());
+    // Its parent holds one run: named as that, not as "1 runs".
+    let parent = nndl().arg("eval").arg(dir.join("runs")).args(["--data"]).arg(mnist_dir()).output().unwrap();
+    crate::util::assert_one_line_error(&parent, &format!("holds a run in a folder of its own: evaluate it, as `nndl eval {}`", run.display()));
+}
