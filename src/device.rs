@@ -87,7 +87,8 @@ impl DeviceSpec {
 /// CPU, a note to print once. `setting` names where `spec` came from in errors: `--device`, or
 /// `runs/x/config.json: device` for a saved run's.
 pub fn resolve(spec: &str, setting: &str) -> Result<(Device, Option<String>)> {
-    match DeviceSpec::parse(spec)? {
+    let parsed = DeviceSpec::parse(spec).map_err(|_| anyhow::anyhow!("invalid {setting} '{spec}': expected auto, cpu, cuda or cuda:N"))?;
+    match parsed {
         DeviceSpec::Cpu => Ok((Device::Cpu, None)),
         DeviceSpec::Auto => Ok(match auto_cuda_unavailable_reason() {
             None => (Device::Cuda(0), None),

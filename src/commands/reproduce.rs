@@ -142,7 +142,7 @@ pub fn resume(dir: &Path, data_flag: Option<&Path>, report: ReportArgs) -> Resul
         bail!("{} is finished (it has summary.json); nothing to resume", dir.display());
     }
     let text = std::fs::read_to_string(root.file(SETTINGS)).with_context(|| format!("cannot read {}", root.file(SETTINGS).display()))?;
-    let settings: ReproduceSettings = serde_json::from_str(&text).map_err(|e| anyhow!("{SETTINGS}: {e}"))?;
+    let settings: ReproduceSettings = serde_json::from_str(&text).map_err(|e| anyhow!("{} does not read: {e}", root.file(SETTINGS).display()))?;
     crate::config::check_saved_threads(settings.threads, &format!("{}: threads", root.file(SETTINGS).display()))?;
     let mut rt = Runtime::for_device(&settings.device, Some(settings.threads), &Origin::File(root.file(SETTINGS)), report.quiet)?;
     let needs_mnist = settings.stages.iter().any(|s| matches!(s, StageName::Mlp | StageName::Cnn));
