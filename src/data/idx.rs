@@ -20,19 +20,22 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Returns the unpacked bytes of a file that may or may not be gzipped. Every member of a
-/// multi-member gzip is read (as gunzip does).
+/// multi-member gzip is read, and zero bytes after the last are ignored, as gunzip does (a
+/// copy padded to a block size; the SHA-256 of what unpacks is checked all the same).
 pub fn unpack(raw: Vec<u8>) -> Result<Vec<u8>> {
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .take(MAX_UNPACKED + 1)
-            .read_to_end(&mut out)
-            .context("corrupt gzip")?;
-        ensure!(out.len() as u64 <= MAX_UNPACKED, "unpacks to more than {MAX_UNPACKED} bytes");
-        Ok(out)
-    } else {
-        Ok(raw)
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let mut out = Vec::new();
+    let mut rest: &[u8] = &raw;
+    while rest.iter().any(|&b| b != 0) {
+        // The bufread decoder takes only its member's bytes from `rest`.
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        (&mut member).take(MAX_UNPACKED + 1 - out.len() as u64).read_to_end(&mut out).context("corrupt gzip")?;
+        ensure!(out.len() as u64 <= MAX_UNPACKED, "unpacks to more than {MAX_UNPACKED} bytes");
+        rest = member.into_inner();
+    }
+    Ok(out)
 }
 
 fn check_magic(bytes: &[u8], header_len: usize, magic: u32, what: &str) -> Result<()> {

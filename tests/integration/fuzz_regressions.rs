@@ -38,6 +38,13 @@ fn truncated_gzip_is_an_error() {
     let mut two = good.clone();
     two.extend_from_slice(&good[..good.len() / 2]);
     assert!(unpack(two).is_err());
+    // Zero bytes after the last member (a copy padded to a block) are ignored, as gunzip
+    // ignores them; anything else after it is not.
+    let mut padded = good.clone();
+    padded.extend_from_slice(&[0; 100]);
+    assert_eq!(unpack(padded.clone()).unwrap(), unpack(good.clone()).unwrap());
+    padded.push(7);
+    assert!(unpack(padded).unwrap_err().to_string().contains("corrupt gzip"));
     // Bad CRC: the trailer's checksum flipped.
     let mut crc = good.clone();
     let at = crc.len() - 8;
