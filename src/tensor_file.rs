@@ -102,8 +102,29 @@ pub fn encode(path: &Path, tensors: &[(String, Tensor)], metadata: Option<HashMa
         metadata.insert(CHECKSUM_KEY.into(), checksum(v.iter().map(|(n, view)| (n.as_str(), &view.bytes[..]))));
         let header = header_checksum(&metadata, v.iter().map(|(n, view)| (n.as_str(), view.dtype, &view.shape[..])));
         metadata.insert(HEADER_CHECKSUM_KEY.into(), header);
-        safetensors::tensor::serialize(v, &Some(metadata)).map_err(|e| anyhow!("{e}"))
+        safetensors::tensor::serialize(v, &Some(metadata)).map_err(|e| anyhow!("{e}")).and_then(sorted_metadata)
     }).map_err(|e| anyhow!("cannot encode {}: {e}", path.display()))
+}
+
+/// safetensors writes the metadata map in a HashMap's order, which changes from process to
+/// process: with its entries sorted, the same tensors and metadata give the same bytes.
+fn sorted_metadata(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n])?;
+    let mut sorted = serde_json::Map::new();
+    if let Some(serde_json::Value::Object(metadata)) = header.remove("__metadata__") {
+        let metadata: std::collections::BTreeMap<String, serde_json::Value> = metadata.into_iter().collect();
+        sorted.insert("__metadata__".into(), serde_json::Value::Object(metadata.into_iter().collect()));
+    }
+    sorted.extend(header);
+    let mut text = serde_json::to_vec(&sorted)?;
+    // safetensors' alignment of the data: the header padded with spaces to a multiple of 8.
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// The largest file read back: well above any checkpoint of these nets (the CNN's Adam
