@@ -107,7 +107,7 @@ pub fn record_failure(dir: &Path, reason: &str) -> Result<()> {
 }
 
 /// Whether a recorded failure is a divergence (`run::closing`'s reason), which a resume from
-/// the checkpoint before it only repeats.
+/// the checkpoint before it repeats (on the CPU, exactly).
 pub fn diverged(reason: &str) -> bool {
     reason.starts_with("training diverged")
 }
@@ -499,11 +499,12 @@ pub fn check_free_space(path: &Path, bytes: u64) -> Result<()> {
 /// held on the new folder), then deletes the old one. An interruption leaves the old run whole
 /// (under `.NAME.replaced-PID` beside it) or the new one.
 fn replace(path: &Path, old_lock: DirLock) -> Result<DirLock> {
-    // `--out .`, `--out ..` or `--out x/.`: a folder that is moved aside by its own name only.
-    let dotted = path.as_os_str().as_encoded_bytes().ends_with(b"/.");
+    // `--out .`, `--out x/.` or `--out x/../x`: a folder is moved aside by its own name, which
+    // such a path does not hold (or, through `..`, names by a path the move itself breaks).
+    let dotted = path.as_os_str().as_encoded_bytes().split(|&b| b == b'/').any(|part| part == b"." || part == b"..");
     let Some(name) = path.file_name().filter(|_| !dotted).map(|n| n.to_string_lossy().into_owned()) else {
-        let real = fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|n| format!(" (../{})", n.to_string_lossy()))).unwrap_or_default();
-        bail!("--force cannot replace {}: name the folder itself{real}, not . or ..", path.display());
+        let real = fs::canonicalize(path).map(|p| format!(" ({})", p.display())).unwrap_or_default();
+        bail!("--force cannot replace {}: name the folder itself{real}, without . or ..", path.display());
     };
     // Renaming a link would move the link, not the run it points to.
     if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -535,7 +536,14 @@ pub fn rename_run(from: &Path, to: &Path) -> Result<()> {
     let (a, b) = (c(from)?, c(to)?);
     // SAFETY: two NUL-terminated paths, relative to the working directory.
     if unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_NOREPLACE) } != 0 {
-        bail!("cannot rename {} to {}: {}", from.display(), to.display(), io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        // NFS and other shared file systems take no rename flags (EINVAL): a plain rename, once
+        // nothing is at `to`, leaves only a moment in which a folder made there is replaced.
+        let plain = e.raw_os_error() == Some(libc::EINVAL) && fs::symlink_metadata(to).is_err_and(|m| m.kind() == io::ErrorKind::NotFound);
+        if !plain {
+            bail!("cannot rename {} to {}: {e}", from.display(), to.display());
+        }
+        fs::rename(from, to).map_err(|e| anyhow!("cannot rename {} to {}: {e}", from.display(), to.display()))?;
     }
     lock.moved_to(to);
     if let Some(parent) = to.parent() {

@@ -49,9 +49,6 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
             bail!("{} was written by another config than {shown}/config.json; start the run again with --force", ck_path.display());
         }
     }
-    if let Some(reason) = crate::run_dir::recorded_failure(&args.run_dir).filter(|r| crate::run_dir::diverged(r)) {
-        bail!("{shown} diverged ({reason}); resumed from its checkpoint it would diverge again: start it again with its command and --force");
-    }
     let mut rt = Runtime::new(&cfg, &Origin::File(run_dir.file("config.json")), args.report.quiet, true)?;
     let data = DeviceData::load(args.data.as_deref(), rt.device)?;
     crate::run_dir::check_free_space(&args.run_dir, run::disk_estimate(&cfg))?;
