@@ -67,17 +67,19 @@ fn run() -> u8 {
     // A panic inside libtorch or a bug still ends as one line, unless a backtrace is asked for.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        use nndl::torch_extras::{out_of_memory, panic_line, panic_text, panics_caught};
+        use nndl::torch_extras::{backtrace_asked, out_of_memory, panic_line, panic_text, panics_caught};
         let msg = panic_text(info.payload());
-        let backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+        // Running out of memory is no bug to trace: one line, wherever it happens.
+        let oom = out_of_memory(msg);
         // A run's training turns it into its error line: only a bug's backtrace is shown first.
-        if panics_caught() && (!backtrace || out_of_memory(msg)) {
+        if panics_caught() && (!backtrace_asked() || oom) {
             return;
         }
-        if backtrace {
+        if backtrace_asked() && !oom {
             return default_hook(info);
         }
-        nndl::say!("nndl: error: {} (RUST_BACKTRACE=1 shows where)", panic_line(msg));
+        let hint = if oom { "" } else { " (RUST_BACKTRACE=1 shows where)" };
+        nndl::say!("nndl: error: {}{hint}", panic_line(msg));
     }));
     // Before the flags are parsed: whether --json was asked for, for the errors of parsing.
     let json = std::env::args_os().skip(1).any(|a| a == "--json");

@@ -178,10 +178,11 @@ impl Worker {
             tch::set_num_threads(worker_threads);
             let denormals = DenormalMode::enter(flush).map_err(|e| format!("{e:#}"));
             while next_job.recv().is_ok() {
-                let done = denormals.as_ref().map_err(Clone::clone).map(|_| {
+                let done = denormals.as_ref().map_err(Clone::clone).and_then(|_| {
                     let start = Instant::now();
-                    let (loss, accuracy) = evaluate(&copy.net, &test, chunk);
-                    (loss, accuracy, start.elapsed().as_secs_f64())
+                    // Out of memory (or a bug) here is the run's error, with its reason.
+                    let (loss, accuracy) = crate::torch_extras::catch_panics(|| Ok(evaluate(&copy.net, &test, chunk))).map_err(|e| format!("{e:#}"))?;
+                    Ok((loss, accuracy, start.elapsed().as_secs_f64()))
                 });
                 // Idle before the answer is out: the loop's next submit, which clears the flag,
                 // comes after it has taken the answer.

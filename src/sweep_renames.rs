@@ -34,15 +34,26 @@ pub fn under_other_names<'a>(out: &Path, trials: &[Trial], mine: &[&'a Trial]) -
     missing.into_iter().filter_map(|t| by_run.remove(&t.config.run_key()).map(|dir| (t, dir))).collect()
 }
 
-/// Renames each folder found by `under_other_names` to its trial's name. One that another
-/// process holds is an error: its trial would otherwise be trained a second time.
-pub fn take_over(out: &Path, found: &[(&Trial, PathBuf)], quiet: bool) -> Result<()> {
+/// Renames each folder found by `under_other_names` to its trial's name, and returns the
+/// trials whose folder another process holds (training it under its old name, say): those are
+/// left to it, as a trial busy elsewhere is, not trained a second time under the new name.
+pub fn take_over(out: &Path, found: &[(&Trial, PathBuf)], quiet: bool) -> Result<Vec<String>> {
+    let mut left = Vec::new();
     for (t, from) in found {
         let to = trial_dir(out, t);
-        crate::run_dir::rename_run(from, &to).map_err(|e| anyhow!("{} holds trial {}'s run under an earlier spec's name, and cannot be renamed to it: {e:#}", from.display(), t.name))?;
-        if !quiet {
-            crate::say!("note: {} held trial {}'s run under an earlier spec's name; renamed to {}", from.display(), t.name, to.display());
+        match crate::run_dir::rename_run(from, &to) {
+            Ok(()) if !quiet => crate::say!("note: {} held trial {}'s run under an earlier spec's name; renamed to {}", from.display(), t.name, to.display()),
+            Ok(()) => {}
+            // Another driver of this spec renamed it first.
+            Err(_) if to.exists() && !from.exists() => {}
+            Err(e) if e.is::<crate::run_dir::Busy>() => {
+                if !quiet {
+                    crate::say!("note: {} holds trial {}'s run under an earlier spec's name and is in use: the trial is left to that process", from.display(), t.name);
+                }
+                left.push(t.name.clone());
+            }
+            Err(e) => return Err(anyhow!("{} holds trial {}'s run under an earlier spec's name, and cannot be renamed to it: {e:#}", from.display(), t.name)),
         }
     }
-    Ok(())
+    Ok(left)
 }

@@ -17,14 +17,15 @@ extern "C" {
     fn nndl_extras_last_error() -> *const c_char;
 }
 
-/// How many `catch_panics` are under way, in any thread: while one is, the binary's panic hook
-/// leaves libtorch's failures to the error they become (and prints nothing for running out of
-/// memory, which is no bug to trace).
-static CATCHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+thread_local! {
+    /// How many `catch_panics` this thread is inside: while one is, the binary's panic hook
+    /// leaves a panic of this thread to the error it becomes.
+    static CATCHING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
-/// Whether a panic now becomes an error (`catch_panics`).
+/// Whether a panic of this thread now becomes an error (`catch_panics`).
 pub fn panics_caught() -> bool {
-    CATCHING.load(std::sync::atomic::Ordering::SeqCst) > 0
+    CATCHING.with(|c| c.get() > 0)
 }
 
 /// A panic's message as one short line. libtorch's errors reach us through tch's `unwrap` as
@@ -50,19 +51,31 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
     payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied()).unwrap_or("internal error")
 }
 
-/// Runs `f`, a run's training, turning a panic in it (tch's ops panic on libtorch's errors,
-/// such as running out of memory at a large --batch-size) into an error, so that the run's
-/// folder records why it stopped as for any other error.
+/// Runs `f`, a run's training (or a part of it on a thread of its own), turning a panic in
+/// this thread (tch's ops panic on libtorch's errors, such as running out of memory at a large
+/// --batch-size) into an error, so that the run's folder records why it stopped as for any
+/// other error. Anything but running out of memory is a bug, and says how to see where.
 pub fn catch_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     struct Counted;
     impl Drop for Counted {
         fn drop(&mut self) {
-            CATCHING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            CATCHING.with(|c| c.set(c.get() - 1));
         }
     }
-    CATCHING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let _counted = Counted;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(anyhow::anyhow!("{}", panic_line(panic_text(&*payload)))))
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let counted = Counted;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    drop(counted);
+    result.unwrap_or_else(|payload| {
+        let msg = panic_text(&*payload);
+        let hint = if out_of_memory(msg) || backtrace_asked() { "" } else { " (RUST_BACKTRACE=1 shows where)" };
+        Err(anyhow::anyhow!("{}{hint}", panic_line(msg)))
+    })
+}
+
+/// Whether RUST_BACKTRACE asks for backtraces.
+pub fn backtrace_asked() -> bool {
+    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
 }
 
 fn last_error() -> String {

@@ -88,9 +88,10 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     }
     if args.list {
         // The listed workers write into the sweep's folder, which `nndl report` and a rerun read.
-        take_over_renamed(&out, &trials, &mine, args.report.quiet)?;
+        let left_to_others = take_over_renamed(&out, &trials, &mine, args.report.quiet)?;
         prepare_folder(&out, &trials)?;
-        return list(args, &mine, &out, threads);
+        let listed: Vec<&Trial> = mine.iter().copied().filter(|t| !left_to_others.contains(&t.name)).collect();
+        return list(args, &listed, &out, threads);
     }
     if args.dry_run {
         let renamed = crate::sweep_renames::under_other_names(&out, &trials, &mine);
@@ -109,9 +110,10 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
         // The listing is the command's output: on stdout, as --list's, and kept by --quiet.
         return Outcome::output(format!("{human}\n{} trials (shard {}/{})\n", rows.len(), shard.index + 1, shard.count), &json);
     }
-    take_over_renamed(&out, &trials, &mine, args.report.quiet)?;
+    let left_to_others = take_over_renamed(&out, &trials, &mine, args.report.quiet)?;
+    let runs_here: Vec<&Trial> = mine.iter().copied().filter(|t| !left_to_others.contains(&t.name)).collect();
     // What is left to train decides whether MNIST is needed and how much room.
-    let left = unfinished(&out, &mine);
+    let left = unfinished(&out, &runs_here);
     if !left.is_empty() {
         crate::data::mnist::check_present(&crate::data::mnist::resolve_dir(args.data.as_deref()))?;
     }
@@ -121,10 +123,10 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     let gpus = gpu_count(&device)?;
     let summary = SweepSummary {
         out_dir: out.clone(), trials: trials.len(), shard: format!("{}/{}", shard.index + 1, shard.count),
-        done: 0, skipped: 0, busy_elsewhere: 0, interrupted: 0, not_started: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
+        done: 0, skipped: 0, busy_elsewhere: left_to_others.len(), interrupted: 0, not_started: 0, failed: 0, failures: vec![], best: None, wall_seconds: 0.0,
     };
     let workers = Workers { jobs, threads, device, gpus, data: args.data.clone(), pack: args.pack };
-    let summary = drive(&args.spec, &mine, workers, args.report.quiet, summary, started)?;
+    let summary = drive(&args.spec, &runs_here, workers, args.report.quiet, summary, started)?;
     write_failures(&out, &trials, &mine, &summary.failures)?;
     let mut interrupted = if summary.interrupted > 0 { format!(", {} interrupted", summary.interrupted) } else { String::new() };
     if summary.not_started > 0 {
@@ -266,10 +268,11 @@ fn trial_state(dir: &Path, t: &Trial) -> &'static str {
 }
 
 /// Renames the runs that an earlier spec of this sweep folder named otherwise to their trials'
-/// names (`sweep_renames`), before anything counts what is done.
-fn take_over_renamed(out: &Path, trials: &[Trial], mine: &[&Trial], quiet: bool) -> Result<()> {
+/// names (`sweep_renames`), before anything counts what is done; the trials whose folder
+/// another process holds are left to it.
+fn take_over_renamed(out: &Path, trials: &[Trial], mine: &[&Trial], quiet: bool) -> Result<Vec<String>> {
     if !out.join(MARKER).is_file() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     crate::sweep_renames::take_over(out, &crate::sweep_renames::under_other_names(out, trials, mine), quiet)
 }

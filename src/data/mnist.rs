@@ -89,7 +89,11 @@ impl MnistFile {
             bail!("MNIST file {shown} is {} MB, larger than any MNIST file ({} MB at most); {fix}", meta.len() >> 20, idx::MAX_UNPACKED >> 20);
         }
         let raw = std::fs::read(path).with_context(|| format!("cannot read {shown}"))?;
-        let bytes = idx::unpack(raw).map_err(|e| anyhow::anyhow!("MNIST file {shown}: {e:#}; delete it and {fix}"))?;
+        let bytes = idx::unpack(raw).map_err(|e| match crate::torch_extras::out_of_memory(&format!("{e:#}")) {
+            // The file may well be good: the memory to unpack it is what is missing.
+            true => anyhow::anyhow!("MNIST file {shown}: {e:#} while unpacking it; free some memory or raise the process's limit"),
+            false => anyhow::anyhow!("MNIST file {shown}: {e:#}; delete it and {fix}"),
+        })?;
         let digest = sha256_hex(&bytes);
         if digest != self.sha256 {
             bail!("MNIST file {shown} is corrupt (SHA-256 {digest}, expected {}); delete it and {fix}", self.sha256);

@@ -197,7 +197,7 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
             scope.spawn(move || {
                 // This thread's own libtorch and MKL thread counts (the global one is restored below).
                 tch::set_num_threads(per_part as i32);
-                train_group(sub, &data, rt, profile_steps, pb)
+                crate::torch_extras::catch_panics(|| train_group(sub, &data, rt, profile_steps, pb))
             })
         }).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|payload| Err(anyhow::anyhow!("{}", crate::torch_extras::panic_line(crate::torch_extras::panic_text(&*payload)))))).collect::<Vec<_>>()
@@ -271,7 +271,9 @@ fn write_side_by_side(members: Vec<(&RunDir, Result<Closing>)>) -> Vec<MemberEnd
         Err(e) => MemberEnd::Failed(e),
     };
     std::thread::scope(|scope| {
-        let handles: Vec<_> = members.into_iter().map(|member| scope.spawn(move || written(member))).collect();
+        let handles: Vec<_> = members.into_iter().map(|member| scope.spawn(move || {
+            crate::torch_extras::catch_panics(|| Ok(written(member))).unwrap_or_else(MemberEnd::Failed)
+        })).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| MemberEnd::Failed(anyhow::anyhow!("the thread writing a member's files panicked")))).collect()
     })
 }

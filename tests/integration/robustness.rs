@@ -428,7 +428,14 @@ const CASES: &[Case] = &[
         fake_run(&d.join("run"), true);
         let out = mlp(&["--force"], &d.join("run/."));
         kept(&d.join("run/summary.json"));
-        (out, 1, err(format!("--force cannot replace {}: name the folder itself (../run), not . or ..", d.join("run/.").display())))
+        (out, 1, err(format!("--force cannot replace {}: name the folder itself ({}), without . or ..", d.join("run/.").display(), fs::canonicalize(d.join("run")).unwrap().display())))
+    }},
+    Case { name: "--force of a folder named through `..`", run: |d| {
+        // The move aside would break the path: the old run was left hidden, the new one not made.
+        fake_run(&d.join("run"), true);
+        let out = mlp(&["--force"], &d.join("run/../run"));
+        kept(&d.join("run/summary.json"));
+        (out, 1, err(format!("--force cannot replace {}: name the folder itself ({}), without . or ..", d.join("run/../run").display(), fs::canonicalize(d.join("run")).unwrap().display())))
     }},
     Case { name: "--force of a symbolic link to a run", run: |d| {
         fake_run(&d.join("run"), true);

@@ -412,6 +412,23 @@ fn a_spec_whose_trials_were_named_otherwise_keeps_their_runs() {
     let report = nndl().arg("report").arg(&out).arg("--json").output().unwrap();
     assert!(!String::from_utf8_lossy(&report.stderr).contains("warning"), "{}", String::from_utf8_lossy(&report.stderr));
     assert_eq!(ok(report)["runs"], 4);
+    // An old-named folder that another process holds (an old spec's sweep still training it)
+    // is left to it: counted as running elsewhere, not renamed, and not trained again.
+    let three = spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\nlr = [0.005, 0.01]\nbatch_size = [100]\n");
+    let held = out.join("lr=0.01,seed=1");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(held.join(".nndl.lock"), serde_json::json!({ "pid": std::process::id(), "host": host.trim() }).to_string()).unwrap();
+    let lock = std::fs::File::open(held.join(".nndl.lock")).unwrap();
+    lock.lock().unwrap();
+    std::fs::rename(&held, out.join("old-name")).unwrap();
+    let s = ok(sweep(&three, &out, &["--jobs", "2"]).output().unwrap());
+    assert_eq!((s["skipped"].as_u64(), s["busy_elsewhere"].as_u64(), s["done"].as_u64()), (Some(3), Some(1), Some(0)), "{s}");
+    assert!(out.join("old-name").is_dir() && !held.exists());
+    std::fs::remove_file(out.join("old-name/.nndl.lock")).unwrap();
+    drop(lock);
+    let s = ok(sweep(&three, &out, &[]).output().unwrap());
+    assert_eq!((s["skipped"].as_u64(), s["done"].as_u64()), (Some(4), Some(0)), "{s}");
+    assert!(held.join("summary.json").is_file() && !out.join("old-name").exists());
 }
 
 #[test]
