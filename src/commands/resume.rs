@@ -39,9 +39,9 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     let ck_path = run_dir.file(checkpoint::FILE);
     let ck = if ck_path.exists() { Some(Checkpoint::load(&ck_path)?) } else { None };
     // A config.json that went missing is the checkpoint's own (the session writes it back).
-    let cfg = match &ck {
-        Some(ck) if !run_dir.file("config.json").exists() => ck.meta.config.clone(),
-        _ => TrainConfig::load(&run_dir.file("config.json"))?,
+    let (cfg, origin) = match &ck {
+        Some(ck) if !run_dir.file("config.json").exists() => (ck.meta.config.clone(), ck_path.clone()),
+        _ => (TrainConfig::load(&run_dir.file("config.json"))?, run_dir.file("config.json")),
     };
     if let Some(ck) = &ck {
         // The last session may have run on another device or thread count (a sweep rerun).
@@ -49,7 +49,7 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
             bail!("{} was written by another config than {shown}/config.json; start the run again with --force", ck_path.display());
         }
     }
-    let mut rt = Runtime::new(&cfg, &Origin::File(run_dir.file("config.json")), args.report.quiet, true)?;
+    let mut rt = Runtime::new(&cfg, &Origin::File(origin), args.report.quiet, true)?;
     let data = DeviceData::load(args.data.as_deref(), rt.device)?;
     crate::run_dir::check_free_space(&args.run_dir, run::disk_estimate(&cfg))?;
     rt.say_note();
