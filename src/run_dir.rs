@@ -501,7 +501,8 @@ pub fn check_free_space(path: &Path, bytes: u64) -> Result<()> {
 fn replace(path: &Path, old_lock: DirLock) -> Result<DirLock> {
     // `--out .`, `--out x/.` or `--out x/../x`: a folder is moved aside by its own name, which
     // such a path does not hold (or, through `..`, names by a path the move itself breaks).
-    let dotted = path.as_os_str().as_encoded_bytes().split(|&b| b == b'/').any(|part| part == b"." || part == b"..");
+    let parts: Vec<&[u8]> = path.as_os_str().as_encoded_bytes().split(|&b| b == b'/').filter(|p| !p.is_empty()).collect();
+    let dotted = parts.last().is_some_and(|&last| last == b".") || parts.contains(&&b".."[..]);
     let Some(name) = path.file_name().filter(|_| !dotted).map(|n| n.to_string_lossy().into_owned()) else {
         let real = fs::canonicalize(path).map(|p| format!(" ({})", p.display())).unwrap_or_default();
         bail!("--force cannot replace {}: name the folder itself{real}, without . or ..", path.display());

@@ -86,6 +86,10 @@ fn force_moves_the_old_run_aside_before_writing() {
     // Nothing is left beside it either.
     let names: Vec<String> = std::fs::read_dir(&*dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec!["run".to_string()]);
+    // A path through `./` names the folder itself too (only a last `.` or a `..` is refused).
+    let again = nndl().current_dir(&*dir).args(["mlp", "--iterations", "2", "--force", "--out", "./run/", "--threads", "1", "--device", "cpu", "--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(metrics(&run).last().unwrap().0, 1);
 }
 
 #[test]
