@@ -45,6 +45,19 @@ fn mlp_on_data(data: &Path, out: &Path) -> Output {
     nndl().args(["mlp", "--device", "cpu", "--quiet", "--data"]).arg(data).arg("--out").arg(out).output().unwrap()
 }
 
+/// `nndl resume` of an interrupted run (20 iterations, checkpointed) whose checkpoint `damage`
+/// changed; and the checkpoint's path.
+fn resume_damaged(d: &Path, damage: impl FnOnce(&mut Vec<u8>)) -> (Output, std::path::PathBuf) {
+    let run = d.join("run");
+    assert!(mlp(&["--iterations", "20", "--eval-every", "10", "--checkpoint-every", "10"], &run).status.success());
+    fs::remove_file(run.join("summary.json")).unwrap();
+    let path = run.join("checkpoint.safetensors");
+    let mut bytes = fs::read(&path).unwrap();
+    damage(&mut bytes);
+    fs::write(&path, bytes).unwrap();
+    (nndl().arg("resume").arg(&run).output().unwrap(), path)
+}
+
 fn err(line: impl std::fmt::Display) -> String {
     format!("nndl: error: {line}")
 }
@@ -287,32 +300,20 @@ const CASES: &[Case] = &[
     Case { name: "resume from a checkpoint whose tensors were damaged", run: |d| {
         // Its header intact (a flipped block in the middle of the data, as a bad disk or copy
         // leaves it): the checksum refuses what would otherwise resume with other weights.
-        let run = d.join("run");
-        let out = mlp(&["--iterations", "20", "--eval-every", "10", "--checkpoint-every", "10"], &run);
-        assert!(out.status.success());
-        fs::remove_file(run.join("summary.json")).unwrap();
-        let path = run.join("checkpoint.safetensors");
-        let mut bytes = fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle..middle + 64].iter_mut().for_each(|b| *b ^= 0xff);
-        fs::write(&path, bytes).unwrap();
-        (nndl().arg("resume").arg(&run).output().unwrap(), 1,
-            err(format!("{} is not a valid safetensors file: its tensors do not match the checksum its header records (damaged on disk or in a copy)", path.display())))
+        let (out, path) = resume_damaged(d, |bytes| {
+            let middle = bytes.len() / 2;
+            bytes[middle..middle + 64].iter_mut().for_each(|b| *b ^= 0xff);
+        });
+        (out, 1, err(format!("{} is not a valid safetensors file: its tensors do not match the checksum its header records (damaged on disk or in a copy)", path.display())))
     }},
     Case { name: "resume from a checkpoint whose header was damaged", run: |d| {
         // A digit of the batch order's random state changed, the file's length and JSON intact:
         // the run would otherwise resume on other batches, silently.
-        let run = d.join("run");
-        let out = mlp(&["--iterations", "20", "--eval-every", "10", "--checkpoint-every", "10"], &run);
-        assert!(out.status.success());
-        fs::remove_file(run.join("summary.json")).unwrap();
-        let path = run.join("checkpoint.safetensors");
-        let mut bytes = fs::read(&path).unwrap();
-        let at = bytes.windows(12).position(|w| w == b"rng_state\\\":").unwrap() + 12;
-        bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
-        fs::write(&path, bytes).unwrap();
-        (nndl().arg("resume").arg(&run).output().unwrap(), 1,
-            err(format!("{} is not a valid safetensors file: its header does not match the checksum it records (damaged on disk or in a copy)", path.display())))
+        let (out, path) = resume_damaged(d, |bytes| {
+            let at = bytes.windows(12).position(|w| w == b"rng_state\\\":").unwrap() + 12;
+            bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+        });
+        (out, 1, err(format!("{} is not a valid safetensors file: its header does not match the checksum it records (damaged on disk or in a copy)", path.display())))
     }},
     Case { name: "eval of a run without weights", run: |d| {
         // Interrupted: a checkpoint, no summary (not a finished run that lost its weights).

@@ -359,30 +359,26 @@ fn a_pack_whose_json_outgrows_a_pipe_still_ends() {
 fn a_changed_spec_does_not_take_the_old_trials_as_done() {
     let dir = tempdir("sweep-changed");
     let out = dir.join("sweep");
-    let first = spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\n");
-    ok(sweep(&first, &out, &[]).output().unwrap());
-    let changed = spec(&dir, "model = \"mlp\"\niterations = 4\neval_every = 3\nseed = [0, 1]\n");
-    let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
+    // spec() writes one file: each text is written again where it is used.
+    let (first, changed) = ("model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\n", "model = \"mlp\"\niterations = 4\neval_every = 3\nseed = [0, 1]\n");
+    let dry_run = |text: &str| ok(sweep(&spec(&dir, text), &out, &["--dry-run"]).output().unwrap());
+    ok(sweep(&spec(&dir, first), &out, &[]).output().unwrap());
+    let rows = dry_run(changed);
     assert!(rows["trials"].as_array().unwrap().iter().all(|r| r["state"] == "other-config"), "{rows}");
     // A summary that no longer reads: the trial's own run, damaged; another configuration's
     // run all the same, as a rerun refuses it.
     let summary = std::fs::read(out.join("seed=1/summary.json")).unwrap();
     std::fs::write(out.join("seed=1/summary.json"), b"{").unwrap();
-    let first_again = spec(&dir, "model = \"mlp\"\niterations = 3\neval_every = 3\nseed = [0, 1]\n");
-    let rows = ok(sweep(&first_again, &out, &["--dry-run"]).output().unwrap());
-    assert_eq!(rows["trials"][1]["state"], "damaged", "{rows}");
-    let changed = spec(&dir, "model = \"mlp\"\niterations = 4\neval_every = 3\nseed = [0, 1]\n");
-    let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
-    assert_eq!(rows["trials"][1]["state"], "other-config", "{rows}");
+    assert_eq!(dry_run(first)["trials"][1]["state"], "damaged");
+    assert_eq!(dry_run(changed)["trials"][1]["state"], "other-config");
     std::fs::write(out.join("seed=1/summary.json"), summary).unwrap();
     // And an unfinished run of another configuration (no summary), which a rerun refuses too.
     let seed0 = out.join("seed=0/summary.json");
     let summary = std::fs::read(&seed0).unwrap();
     std::fs::remove_file(&seed0).unwrap();
-    let rows = ok(sweep(&changed, &out, &["--dry-run"]).output().unwrap());
-    assert_eq!(rows["trials"][0]["state"], "other-config", "{rows}");
+    assert_eq!(dry_run(changed)["trials"][0]["state"], "other-config");
     std::fs::write(&seed0, summary).unwrap();
-    let run = sweep(&changed, &out, &[]).output().unwrap();
+    let run = sweep(&spec(&dir, changed), &out, &[]).output().unwrap();
     let err = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{err}");
     assert!(err.contains("2 of 2 trials failed: seed=0 (") && err.contains("holds a finished run of another configuration (iterations 3 there, 4 here)"), "{err}");
