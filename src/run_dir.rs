@@ -499,29 +499,31 @@ pub fn check_free_space(path: &Path, bytes: u64) -> Result<()> {
 /// held on the new folder), then deletes the old one. An interruption leaves the old run whole
 /// (under `.NAME.replaced-PID` beside it) or the new one.
 fn replace(path: &Path, old_lock: DirLock) -> Result<DirLock> {
-    // `--out .`, `--out x/.` or `--out x/../x`: a folder is moved aside by its own name, which
-    // such a path does not hold (or, through `..`, names by a path the move itself breaks).
-    let parts: Vec<&[u8]> = path.as_os_str().as_encoded_bytes().split(|&b| b == b'/').filter(|p| !p.is_empty()).collect();
-    let dotted = parts.last().is_some_and(|&last| last == b".") || parts.contains(&&b".."[..]);
-    let Some(name) = path.file_name().filter(|_| !dotted).map(|n| n.to_string_lossy().into_owned()) else {
-        let real = fs::canonicalize(path).map(|p| format!(" ({})", p.display())).unwrap_or_default();
-        bail!("--force cannot replace {}: name the folder itself{real}, without . or ..", path.display());
-    };
     // Renaming a link would move the link, not the run it points to.
     if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         let target = fs::canonicalize(path).map(|p| format!(" ({})", p.display())).unwrap_or_default();
         bail!("--force cannot replace {}: it is a symbolic link; name the folder it points to{target}", path.display());
     }
+    // Moved by its real path: `x/.` holds no name to move it by, and `x/../x` names it through
+    // itself, a path the move would break before the new folder is made.
+    let real = fs::canonicalize(path).map_err(|e| anyhow!("cannot replace {}: {e}", path.display()))?;
+    // `--out .` (or a folder above this one): the command would go on in the folder it deletes.
+    if std::env::current_dir().ok().and_then(|d| fs::canonicalize(d).ok()).is_some_and(|cwd| cwd.starts_with(&real)) {
+        bail!("--force cannot replace {}: the command runs inside it; run it from another folder", path.display());
+    }
+    let Some(name) = real.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        bail!("--force cannot replace {}: it is the root folder", path.display());
+    };
     // MNIST is no run's output, and a run may be reading it from there.
     if let Some(file) = crate::data::mnist::file_within(path) {
         bail!("--force would delete {}, which holds MNIST ({}); choose another --out", path.display(), file.display());
     }
-    let aside = path.with_file_name(format!(".{name}.replaced-{}", std::process::id()));
-    fs::rename(path, &aside).map_err(|e| anyhow!("cannot move the old {} aside: {e}", path.display()))?;
+    let aside = real.with_file_name(format!(".{name}.replaced-{}", std::process::id()));
+    fs::rename(&real, &aside).map_err(|e| anyhow!("cannot move the old {} aside: {e}", path.display()))?;
     let mut old_lock = old_lock;
     old_lock.moved_to(&aside);
-    fs::create_dir(path).map_err(|e| anyhow!("cannot create output folder {}: {e}", path.display()))?;
-    let lock = DirLock::acquire(path)?;
+    fs::create_dir(&real).map_err(|e| anyhow!("cannot create output folder {}: {e}", path.display()))?;
+    let lock = DirLock::acquire(&real)?;
     drop(old_lock);
     fs::remove_dir_all(&aside).map_err(|e| anyhow!("cannot remove the old run moved to {}: {e}", aside.display()))?;
     Ok(lock)
@@ -538,9 +540,11 @@ pub fn rename_run(from: &Path, to: &Path) -> Result<()> {
     // SAFETY: two NUL-terminated paths, relative to the working directory.
     if unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_NOREPLACE) } != 0 {
         let e = io::Error::last_os_error();
-        // NFS and other shared file systems take no rename flags (EINVAL): a plain rename, once
-        // nothing is at `to`, leaves only a moment in which a folder made there is replaced.
-        let plain = e.raw_os_error() == Some(libc::EINVAL) && fs::symlink_metadata(to).is_err_and(|m| m.kind() == io::ErrorKind::NotFound);
+        // NFS and other shared file systems take no rename flags (EINVAL; ENOSYS on old
+        // kernels): a plain rename, once nothing is at `to`, leaves only a moment in which a
+        // folder made there is replaced.
+        let unsupported = matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS));
+        let plain = unsupported && fs::symlink_metadata(to).is_err_and(|m| m.kind() == io::ErrorKind::NotFound);
         if !plain {
             bail!("cannot rename {} to {}: {e}", from.display(), to.display());
         }

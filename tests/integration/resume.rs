@@ -86,10 +86,14 @@ fn force_moves_the_old_run_aside_before_writing() {
     // Nothing is left beside it either.
     let names: Vec<String> = std::fs::read_dir(&*dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec!["run".to_string()]);
-    // A path through `./` names the folder itself too (only a last `.` or a `..` is refused).
-    let again = nndl().current_dir(&*dir).args(["mlp", "--iterations", "2", "--force", "--out", "./run/", "--threads", "1", "--device", "cpu", "--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-    assert_eq!(metrics(&run).last().unwrap().0, 1);
+    // Paths through `.` and `..`, even through the folder itself: it is moved by its real path.
+    for (k, out) in ["./run/", "run/.", "run/../run"].into_iter().enumerate() {
+        let again = nndl().current_dir(&*dir).args(["mlp", "--iterations", &(k + 2).to_string(), "--force", "--out", out, "--threads", "1", "--device", "cpu", "--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+        assert!(again.status.success(), "{out}: {}", String::from_utf8_lossy(&again.stderr));
+        assert_eq!(metrics(&run).last().unwrap().0, k + 1, "{out}");
+        let names: Vec<String> = std::fs::read_dir(&*dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["run".to_string()], "{out}");
+    }
 }
 
 #[test]
