@@ -132,9 +132,9 @@ fn run() -> u8 {
             }
         }
         Ok(Err(e)) => fail(format!("error: {}", one_line(&format!("{e:#}"))), 1),
-        Err(_) => {
-            // The panic hook said what on stderr.
-            json_error(flags.json, "internal error (the message is on stderr)");
+        Err(payload) => {
+            // The panic hook said what on stderr; --json's object says it too.
+            json_error(flags.json, &nndl::torch_extras::panic_line(nndl::torch_extras::panic_text(&*payload)));
             1
         }
     }

@@ -43,7 +43,7 @@ pub fn panic_line(msg: &str) -> String {
 
 /// Whether libtorch's message says an allocation failed.
 pub fn out_of_memory(msg: &str) -> bool {
-    ["can't allocate memory", "not enough memory", "out of memory"].iter().any(|m| msg.contains(m))
+    ["can't allocate memory", "not enough memory", "out of memory", "std::bad_alloc"].iter().any(|m| msg.contains(m))
 }
 
 /// A panic's payload as text.

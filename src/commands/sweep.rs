@@ -88,7 +88,8 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     }
     if args.list {
         // The listed workers write into the sweep's folder, which `nndl report` and a rerun read.
-        let left_to_others = take_over_renamed(&out, &trials, &mine, args.report.quiet)?;
+        // Its notes always: a trial left out of the list is trained by no command of it.
+        let left_to_others = take_over_renamed(&out, &trials, &mine, false)?;
         prepare_folder(&out, &trials)?;
         let listed: Vec<&Trial> = mine.iter().copied().filter(|t| !left_to_others.contains(&t.name)).collect();
         return list(args, &listed, &out, threads);
@@ -103,7 +104,10 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
             serde_json::json!({ "trial": t.name, "dir": trial_dir(&out, t), "state": trial_state(&dir, t), "error": failure, "now_in": now_in })
         }).collect();
         let human = rows.iter().map(|r| {
-            let now_in = r["now_in"].as_str().map(|d| format!(" (now {d}, under an earlier spec's name: renamed when the sweep runs)")).unwrap_or_default();
+            let now_in = r["now_in"].as_str().map(|d| match r["state"].as_str() {
+                Some("training") => format!(" (now {d}, under an earlier spec's name, held by a process that is training it: left to it)"),
+                _ => format!(" (now {d}, under an earlier spec's name: renamed when the sweep runs)"),
+            }).unwrap_or_default();
             format!("{:<10} {}{now_in}", r["state"].as_str().unwrap_or(""), r["dir"].as_str().unwrap_or(""))
         }).collect::<Vec<_>>().join("\n");
         let json = serde_json::json!({ "shard": format!("{}/{}", shard.index + 1, shard.count), "trials": rows });

@@ -91,7 +91,7 @@ impl MnistFile {
         let raw = std::fs::read(path).with_context(|| format!("cannot read {shown}"))?;
         let bytes = idx::unpack(raw).map_err(|e| match crate::torch_extras::out_of_memory(&format!("{e:#}")) {
             // The file may well be good: the memory to unpack it is what is missing.
-            true => anyhow::anyhow!("MNIST file {shown}: {e:#} while unpacking it; free some memory or raise the process's limit"),
+            true => anyhow::anyhow!("MNIST file {shown}: {e:#}; free some memory or raise the process's limit"),
             false => anyhow::anyhow!("MNIST file {shown}: {e:#}; delete it and {fix}"),
         })?;
         let digest = sha256_hex(&bytes);

@@ -417,6 +417,9 @@ fn a_spec_whose_trials_were_named_otherwise_keeps_their_runs() {
     let lock = std::fs::File::open(held.join(".nndl.lock")).unwrap();
     lock.lock().unwrap();
     std::fs::rename(&held, out.join("old-name")).unwrap();
+    let rows = ok(sweep(&three, &out, &["--dry-run"]).output().unwrap());
+    let row = rows["trials"].as_array().unwrap().iter().find(|r| r["trial"] == "lr=0.01,seed=1").unwrap().clone();
+    assert_eq!((&row["state"], row["now_in"].as_str().map(|d| d.ends_with("/old-name"))), (&"training".into(), Some(true)), "{rows}");
     let s = ok(sweep(&three, &out, &["--jobs", "2"]).output().unwrap());
     assert_eq!((s["skipped"].as_u64(), s["busy_elsewhere"].as_u64(), s["done"].as_u64()), (Some(3), Some(1), Some(0)), "{s}");
     assert!(out.join("old-name").is_dir() && !held.exists());
