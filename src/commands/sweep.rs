@@ -101,7 +101,9 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
             let now_in = renamed.iter().find(|(r, _)| r.name == t.name).map(|(_, from)| from.clone());
             let dir = now_in.clone().unwrap_or_else(|| trial_dir(&out, t));
             let failure = recorded_failure(&dir);
-            serde_json::json!({ "trial": t.name, "dir": trial_dir(&out, t), "state": trial_state(&dir, t), "error": failure, "now_in": now_in })
+            // Held, finished or not, it is left to its holder: the sweep counts it busy elsewhere.
+            let state = if now_in.is_some() && crate::run_dir::holder(&dir).is_some() { "training" } else { trial_state(&dir, t) };
+            serde_json::json!({ "trial": t.name, "dir": trial_dir(&out, t), "state": state, "error": failure, "now_in": now_in })
         }).collect();
         let human = rows.iter().map(|r| {
             let now_in = r["now_in"].as_str().map(|d| match r["state"].as_str() {
