@@ -470,7 +470,6 @@ pub fn check_writable_file(path: &Path, flag: &str) -> Result<()> {
 }
 
 /// Whether this process may create files in `dir` (access(2), which also sees read-only mounts).
-/// Whether this process may create files in `dir` (access(2): W_OK and X_OK).
 pub fn writable(dir: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

@@ -31,11 +31,13 @@ pub fn unpack(raw: Vec<u8>) -> Result<Vec<u8>> {
     while rest.iter().any(|&b| b != 0) {
         // The bufread decoder takes only its member's bytes from `rest`.
         let mut member = flate2::bufread::GzDecoder::new(rest);
-        (&mut member).take(MAX_UNPACKED + 1 - out.len() as u64).read_to_end(&mut out).map_err(|e| match e.kind() {
-            // Not the file's fault: the memory to unpack it is what is missing.
-            std::io::ErrorKind::OutOfMemory => anyhow::anyhow!("out of memory while unpacking it"),
-            _ if e.to_string().contains("out of memory") => anyhow::anyhow!("out of memory while unpacking it"),
-            _ => anyhow::anyhow!("corrupt gzip: {e}"),
+        (&mut member).take(MAX_UNPACKED + 1 - out.len() as u64).read_to_end(&mut out).map_err(|e| {
+            // Not the file's fault (zlib's allocation failing): the memory to unpack it is missing.
+            if e.kind() == std::io::ErrorKind::OutOfMemory || e.to_string().contains("out of memory") {
+                anyhow::anyhow!("out of memory while unpacking it")
+            } else {
+                anyhow::anyhow!("corrupt gzip: {e}")
+            }
         })?;
         ensure!(out.len() as u64 <= MAX_UNPACKED, "unpacks to more than {MAX_UNPACKED} bytes");
         rest = member.into_inner();
