@@ -278,7 +278,7 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
     let outcome = crate::torch_extras::catch_panics(|| trainer::train(&ctx, resume, &mut obs));
     pb.finish();
     // Why it stopped, for `report`, a rerun and `resume` to say (where it can still be written).
-    let outcome = outcome.inspect_err(|e| drop(crate::run_dir::record_failure(&run.path, format!("{e:#}").lines().next().unwrap_or(""))))?;
+    let outcome = outcome.inspect_err(|e| drop(crate::run_dir::record_failure(&run.path, &error_line(e))))?;
     let session = Session { started, started_utc, resumed: resume.is_some() };
     finish_run(cfg, run, rt, &parameters(&network.vs), outcome, obs.points(), session)
 }
@@ -513,6 +513,12 @@ pub(crate) fn read_summary(dir: &std::path::Path) -> Result<RunSummary> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     // The last checkpoint holds the end of a finished run: resuming it writes the summary again.
     serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} does not read ({e}); remove it and `{}` writes it again", path.display(), crate::run_dir::resume_command(dir)))
+}
+
+/// An error's first line, with its causes (`{:#}`): what failed.txt, failures.json and a
+/// pack's summary record of it.
+pub fn error_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").lines().next().unwrap_or("").to_string()
 }
 
 /// One human line for stderr at the end of a run.

@@ -138,7 +138,7 @@ fn report(out: &std::path::Path, seeds: &[u64], pack: usize, ends: Vec<MemberEnd
                 (format!("seed {seed}: {e}"), serde_json::json!({ "seed": seed, "state": "busy", "error": e }))
             }
             MemberEnd::Failed(e) => {
-                let e = format!("{e:#}").lines().next().unwrap_or("").to_string();
+                let e = crate::run::error_line(&e);
                 failed.push(format!("seed {seed}: {e}"));
                 (format!("seed {seed} failed: {e}"), serde_json::json!({ "seed": seed, "state": "failed", "error": e }))
             }

@@ -339,7 +339,7 @@ fn run_pack(pack: &[&Trial], out: &Path, device: &str, threads: usize, data: Opt
         }
         MemberEnd::Failed(e) => {
             // Its folder's failed.txt is written where the member failed (`run_members`).
-            let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
+            let line = run::error_line(&e);
             failed.push(format!("{} ({line})", t.name));
             serde_json::json!({ "trial": t.name, "state": "failed", "error": line })
         }
@@ -379,7 +379,7 @@ fn run_trial(trial: &Trial, out: &Path, device: &str, threads: usize, data: Opti
         }
         Err(e) if e.is::<Busy>() => Ok(Outcome::new(String::new(), &serde_json::json!({ "busy": true }))?.failing(format!("{e}"), EXIT_BUSY)),
         Err(e) => {
-            let line = format!("{e:#}").lines().next().unwrap_or("").to_string();
+            let line = run::error_line(&e);
             run::record_run_failure(&dir, &cfg, &line);
             Err(e)
         }

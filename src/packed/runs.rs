@@ -113,7 +113,7 @@ pub fn run_members(cfgs: &[TrainConfig], dirs: &[PathBuf], pack: usize, data: &D
     let ends: Vec<MemberEnd> = ends.into_iter().map(|e| e.expect("every member ended")).collect();
     for (k, end) in ends.iter().enumerate() {
         if let MemberEnd::Failed(e) = end {
-            run::record_run_failure(&dirs[k], &cfgs[k], format!("{e:#}").lines().next().unwrap_or(""));
+            run::record_run_failure(&dirs[k], &cfgs[k], &run::error_line(e));
         }
     }
     ends
