@@ -52,3 +52,14 @@ fn bptt_meets_its_targets() {
     assert!(s["max_rel_error_autograd"].as_f64().unwrap() <= 1e-10, "{s}");
     assert_eq!(s["passed"], true);
 }
+
+#[test]
+fn bptt_autograd_computes_the_same_softplus_above_20() {
+    // libtorch's softplus returns s itself above 20; seeds 2, 3 and 13 have such states and
+    // failed the 1e-10 target by that difference alone.
+    for seed in ["2", "3", "13"] {
+        let s = run_json(&["bptt", "--trials", "100", "--seed", seed]);
+        assert!(s["max_rel_error_autograd"].as_f64().unwrap() <= 1e-12, "seed {seed}: {s}");
+        assert_eq!(s["passed"], true, "seed {seed}: {s}");
+    }
+}
