@@ -98,8 +98,9 @@ pub enum Ending {
     /// Stopped by a signal after checkpointing.
     Interrupted { signal: i32, next_iteration: usize },
     /// The training loss went NaN or infinite at `iteration` (on CUDA: somewhere in the
-    /// evaluation interval ending there, `exact` false).
-    Diverged { iteration: usize, exact: bool, last_finite: Option<(usize, f64)> },
+    /// evaluation interval ending there, `exact` false), or the test loss of its evaluation
+    /// (`in_test_loss`: the logits overflowed while the training loss was still finite).
+    Diverged { iteration: usize, exact: bool, last_finite: Option<(usize, f64)>, in_test_loss: bool },
     /// A pack's member whose own files (metrics.csv, its checkpoint) could not be written: it
     /// stops, the others go on, and its last checkpoint stands for a rerun.
     Failed(String),
@@ -407,7 +408,10 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
     for i in st.next..cfg.iterations {
         if let Some(signal) = obs.stop_requested() {
             st.next = i;
-            settle(beside.as_mut(), &mut st, obs)?;
+            if let Some(end) = settle(beside.as_mut(), &mut st, obs, cfg.allow_nan)? {
+                ending = end;
+                break;
+            }
             let t = *closed_at.insert(seconds(&started));
             obs.on_checkpoint(&st.checkpoint(ctx, &opt, t, device))?;
             ending = Ending::Interrupted { signal, next_iteration: i };
@@ -434,7 +438,10 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             }
             Some(g) if i == capture_at => {
                 // Nothing else runs on the device while the step is captured.
-                settle(beside.as_mut(), &mut st, obs)?;
+                if let Some(end) = settle(beside.as_mut(), &mut st, obs, cfg.allow_nan)? {
+                    ending = end;
+                    break;
+                }
                 // Invariant for replay: zero_grad sets the gradients to None, so the captured
                 // backward allocates (from the graph's pool) and writes fresh gradients each
                 // replay instead of accumulating; the learning rate is a host constant.
@@ -458,7 +465,7 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
             if value.is_finite() {
                 st.last_finite = Some((i, value));
             } else if !cfg.allow_nan {
-                ending = Ending::Diverged { iteration: i, exact: true, last_finite: st.last_finite };
+                ending = Ending::Diverged { iteration: i, exact: true, last_finite: st.last_finite, in_test_loss: false };
                 break;
             }
         }
@@ -478,19 +485,25 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
                 test_accuracy: f64::NAN,
             };
             if !point.train_loss.is_finite() && !cfg.allow_nan {
-                ending = Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: st.last_finite };
+                ending = Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: st.last_finite, in_test_loss: false };
                 break;
             }
             match beside.as_mut() {
                 Some(worker) => {
                     // The previous point first: the worker's copy of the weights is then free.
-                    settle(Some(&mut *worker), &mut st, obs)?;
+                    if let Some(end) = settle(Some(&mut *worker), &mut st, obs, cfg.allow_nan)? {
+                        ending = end;
+                        break;
+                    }
                     worker.submit(point)?;
                 }
                 None => {
                     let eval_start = Instant::now();
                     let (test_loss, test_accuracy) = evaluate(ctx.net, test, cfg.eval_chunk(device));
-                    record(&mut st, obs, EvalPoint { test_loss, test_accuracy, ..point }, eval_start.elapsed().as_secs_f64())?;
+                    if let Some(end) = record(&mut st, obs, EvalPoint { test_loss, test_accuracy, ..point }, eval_start.elapsed().as_secs_f64(), cfg.allow_nan)? {
+                        ending = end;
+                        break;
+                    }
                 }
             }
             let _ = st.sums.loss.zero_();
@@ -504,7 +517,10 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
                 tch::Cuda::synchronize(d as i64);
             }
             // A checkpoint holds every evaluation up to its iteration.
-            settle(beside.as_mut(), &mut st, obs)?;
+            if let Some(end) = settle(beside.as_mut(), &mut st, obs, cfg.allow_nan)? {
+                ending = end;
+                break;
+            }
             let t = seconds(&started);
             if st.next == cfg.iterations {
                 closed_at = Some(t);
@@ -513,7 +529,9 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
         }
     }
     // A run that diverged between two evaluations still records the earlier one.
-    settle(beside.as_mut(), &mut st, obs)?;
+    if let Some(end) = settle(beside.as_mut(), &mut st, obs, cfg.allow_nan)? {
+        ending = end;
+    }
     let eval_overlap = beside.is_some();
     let eval_threads_lent = beside.as_ref().is_some_and(OverlappedEval::lends);
     drop(beside);
@@ -524,18 +542,28 @@ pub fn train(ctx: &TrainContext, resume: Option<&Checkpoint>, obs: &mut dyn Obse
 }
 
 /// An evaluation point is complete: the observer sees it and the loop keeps it.
-fn record(st: &mut LoopState, obs: &mut dyn Observer, point: EvalPoint, seconds: f64) -> Result<()> {
+/// A NaN or infinite test loss (the logits overflowed; the training loss may still be finite)
+/// ends the run as a diverged one, unless `allow_nan`, and the point is not recorded.
+fn record(st: &mut LoopState, obs: &mut dyn Observer, point: EvalPoint, seconds: f64, allow_nan: bool) -> Result<Option<Ending>> {
     st.eval_seconds += seconds;
+    if let Some(end) = diverged_in_test_loss(&point, allow_nan, st.last_finite) {
+        return Ok(Some(end));
+    }
     obs.on_eval(&point)?;
     st.points.push(point);
-    Ok(())
+    Ok(None)
 }
 
-/// Records the evaluation running beside the steps, if any, once it is done.
-fn settle(beside: Option<&mut OverlappedEval>, st: &mut LoopState, obs: &mut dyn Observer) -> Result<()> {
+/// The divergence a point's non-finite test loss means, unless `allow_nan`.
+pub(crate) fn diverged_in_test_loss(point: &EvalPoint, allow_nan: bool, last_finite: Option<(usize, f64)>) -> Option<Ending> {
+    (!point.test_loss.is_finite() && !allow_nan).then_some(Ending::Diverged { iteration: point.iteration, exact: true, last_finite, in_test_loss: true })
+}
+
+/// Records the evaluation running beside the steps, if any, once it is done (`record`).
+fn settle(beside: Option<&mut OverlappedEval>, st: &mut LoopState, obs: &mut dyn Observer, allow_nan: bool) -> Result<Option<Ending>> {
     match beside.map(OverlappedEval::take).transpose()?.flatten() {
-        Some((point, seconds)) => record(st, obs, point, seconds),
-        None => Ok(()),
+        Some((point, seconds)) => record(st, obs, point, seconds, allow_nan),
+        None => Ok(None),
     }
 }
 

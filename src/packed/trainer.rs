@@ -171,7 +171,7 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
                 if values[m].is_finite() {
                     mb.st.last_finite = Some((i, values[m]));
                 } else if !ctx.cfgs[m].allow_nan {
-                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: true, last_finite: mb.st.last_finite });
+                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: true, last_finite: mb.st.last_finite, in_test_loss: false });
                     newly_stopped = true;
                 }
             }
@@ -205,7 +205,12 @@ pub fn train_packed(ctx: &PackContext, starts: &[MemberStart], obs: &mut [&mut d
                     test_accuracy: results[m].1,
                 };
                 if !point.train_loss.is_finite() && !ctx.cfgs[m].allow_nan {
-                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: mb.st.last_finite });
+                    mb.stopped = Some(Ending::Diverged { iteration: i, exact: !device.is_cuda(), last_finite: mb.st.last_finite, in_test_loss: false });
+                    newly_stopped = true;
+                    continue;
+                }
+                if let Some(end) = crate::trainer::diverged_in_test_loss(&point, ctx.cfgs[m].allow_nan, mb.st.last_finite) {
+                    mb.stopped = Some(end);
                     newly_stopped = true;
                     continue;
                 }

@@ -223,15 +223,16 @@ fn eval_reproduces_the_runs_own_final_evaluation() {
 #[test]
 fn diverging_run_stops_with_one_line_and_keeps_its_metrics() {
     let dir = tempdir("nan");
-    let out = nndl().args(["mlp", "--lr", "1e10", "--iterations", "200", "--eval-every", "1", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
+    // At lr 100 the test loss overflows first (at iteration 4), after 4 finite evaluations.
+    let out = nndl().args(["mlp", "--lr", "100", "--iterations", "200", "--eval-every", "1", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
         .arg(mnist_dir()).arg("--out").arg(dir.join("run")).output().unwrap();
-    crate::util::assert_one_line_error(&out, "training diverged: the loss became NaN or infinite at iteration ");
+    crate::util::assert_one_line_error(&out, "training diverged: the test loss became NaN or infinite at iteration ");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("try a lower --lr (now 1e10), or --allow-nan to go on as TF would"), "{err}");
+    assert!(err.contains("try a lower --lr (now 100), or --allow-nan to go on as TF would"), "{err}");
     assert!(!metrics(&dir.join("run")).is_empty(), "the metrics written before are kept");
     // The folder records why it stopped, for `report` and for the next command given it.
     let recorded = std::fs::read_to_string(dir.join("run/failed.txt")).unwrap();
-    assert!(recorded.starts_with("training diverged: the loss became NaN or infinite at iteration "), "{recorded}");
+    assert!(recorded.starts_with("training diverged: the test loss became NaN or infinite at iteration "), "{recorded}");
     let again = nndl().args(["mlp", "--iterations", "30", "--device", "cpu", "--quiet", "--data"]).arg(mnist_dir()).arg("--out").arg(dir.join("run")).output().unwrap();
     // Resumed from its checkpoint it would diverge again: a rerun does not offer that.
     crate::util::assert_one_line_error(&again, "holds a run that diverged (training diverged: ");
@@ -250,6 +251,29 @@ fn diverging_run_stops_with_one_line_and_keeps_its_metrics() {
     // --allow-nan goes on to the end, as TF would.
     let out = nndl().args(["mlp", "--lr", "1e10", "--iterations", "30", "--eval-every", "10", "--allow-nan", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
         .arg(mnist_dir()).arg("--out").arg(dir.join("nan")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_nan_test_loss_stops_the_run_though_the_training_loss_is_finite() {
+    // At lr 1e3 the logits of the last step's evaluation overflow while every training loss is
+    // finite: such a run used to finish, exit 0, with a NaN final test loss.
+    let dir = tempdir("nan-test");
+    let run = |out: &str, extra: &[&str]| {
+        nndl().args(["mlp", "--lr", "1e3", "--iterations", "5", "--eval-every", "10", "--device", "cpu", "--quiet", "--data"])
+            .arg(mnist_dir()).args(extra).arg("--out").arg(dir.join(out)).output().unwrap()
+    };
+    let expected = "training diverged: the test loss became NaN or infinite at iteration 4's evaluation, the training loss still finite";
+    // One thread evaluates inline; two evaluate beside the steps (the point is settled later).
+    for (out, threads) in [("one", "1"), ("two", "2")] {
+        crate::util::assert_one_line_error(&run(out, &["--threads", threads]), expected);
+        assert!(std::fs::read_to_string(dir.join(out).join("failed.txt")).unwrap().starts_with(expected));
+        assert!(!dir.join(out).join("summary.json").exists(), "{out}: a diverged run has no summary");
+    }
+    let packed = run("pack", &["--threads", "1", "--seeds", "0..1"]);
+    assert!(String::from_utf8_lossy(&packed.stderr).contains(&format!("seed 0: {expected}")), "{}", String::from_utf8_lossy(&packed.stderr));
+    assert!(!packed.status.success());
+    let out = run("allowed", &["--threads", "1", "--allow-nan"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
