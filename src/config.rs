@@ -289,7 +289,7 @@ impl TrainConfig {
         let name = |key: &str| origin.name(key);
         // The optimizer runs in float32: a learning rate beyond its range would become inf.
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= f32::MAX as f64 && (self.lr as f32) > 0.0) {
-            bail!("invalid {} {}: must be a finite number > 0 that float32 can hold (at most {:e})", name("lr"), number(self.lr), f32::MAX);
+            bail!("invalid {} {}: must be a finite number > 0 that float32 can hold (at most {:e})", name("lr"), number(self.lr), f32::MAX as f64);
         }
         if self.batch_size == 0 || self.batch_size > TRAIN_SIZE {
             bail!("invalid {} {}: must be between 1 and {TRAIN_SIZE}", name("batch_size"), self.batch_size);

@@ -9,7 +9,7 @@ use crate::scratch::xor::{self, XorConfig, XorRun};
 use crate::scratch::xor_stats::{self, ManySummary};
 use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Serialize)]
@@ -58,10 +58,23 @@ pub fn run(args: &XorArgs) -> Result<Outcome> {
     }
 }
 
+/// `--dump` replaces an earlier dump, and nothing else: a mistyped path (an MNIST file, a
+/// config) would be lost without a word, where `--out` asks for `--force`.
+fn refuse_other_files(path: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
+    let earlier_dump = meta.len() < 64 << 20
+        && std::fs::read(path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok()).is_some_and(|v| v.get("losses").is_some() && v.get("orders").is_some());
+    if !earlier_dump {
+        bail!("--dump {}: a file of that name exists and is not an earlier dump; remove it or choose another name", path.display());
+    }
+    Ok(())
+}
+
 fn single(args: &XorArgs, cfg: &XorConfig) -> Result<Outcome> {
     let started = Instant::now();
     if let Some(path) = &args.dump {
         crate::run_dir::check_writable_file(path, "--dump")?;
+        refuse_other_files(path)?;
     }
     let out = out_or_fresh(args.output.out.as_deref(), "xor")?;
     let run_dir = RunDir::create(&out, args.output.force)?;

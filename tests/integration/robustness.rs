@@ -114,7 +114,7 @@ const CASES: &[Case] = &[
         (out, 75, err("seed 1 is run by another nndl process; rerun this command once it has ended"))
     }},
     Case { name: "--lr beyond float32", run: |d| {
-        (mlp(&["--lr", "1e39"], &d.join("run")), 1, err("invalid --lr 1e39: must be a finite number > 0 that float32 can hold (at most 3.4028235e38)"))
+        (mlp(&["--lr", "1e39"], &d.join("run")), 1, err("invalid --lr 1e39: must be a finite number > 0 that float32 can hold (at most 3.4028234663852886e38)"))
     }},
     Case { name: "--threads far beyond the cores", run: |d| {
         let max = 4 * std::thread::available_parallelism().unwrap().get();
@@ -171,7 +171,7 @@ const CASES: &[Case] = &[
         let mut v = default_config();
         v["lr"] = serde_json::json!(-1.0);
         fs::write(&cfg, v.to_string()).unwrap();
-        (mlp(&["--config", cfg.to_str().unwrap()], &d.join("run")), 1, err(format!("invalid {}: lr -1: must be a finite number > 0 that float32 can hold (at most 3.4028235e38)", cfg.display())))
+        (mlp(&["--config", cfg.to_str().unwrap()], &d.join("run")), 1, err(format!("invalid {}: lr -1: must be a finite number > 0 that float32 can hold (at most 3.4028234663852886e38)", cfg.display())))
     }},
     Case { name: "a flag replaces a bad value in config.json", run: |d| {
         let cfg = d.join("config.json");

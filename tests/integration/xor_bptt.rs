@@ -63,3 +63,19 @@ fn bptt_autograd_computes_the_same_softplus_above_20() {
         assert_eq!(s["passed"], true, "seed {seed}: {s}");
     }
 }
+
+#[test]
+fn xor_dump_replaces_an_earlier_dump_and_nothing_else() {
+    let dir = tempdir("xor-dump");
+    let dump = dir.join("dump.json");
+    for run in ["a", "b"] {
+        run_json(&["xor", "--out", dir.join(run).to_str().unwrap(), "--dump", dump.to_str().unwrap()]);
+    }
+    // Any other file keeps its bytes: an MNIST file given by mistake, say.
+    let other = dir.join("t10k-labels-idx1-ubyte.gz");
+    std::fs::write(&other, b"not a dump").unwrap();
+    let out = crate::util::nndl().args(["xor", "--quiet", "--out"]).arg(dir.join("c")).arg("--dump").arg(&other).output().unwrap();
+    crate::util::assert_one_line_error(&out, "a file of that name exists and is not an earlier dump; remove it or choose another name");
+    assert_eq!(std::fs::read(&other).unwrap(), b"not a dump");
+    assert!(!dir.join("c").exists(), "refused before its run folder is made");
+}
