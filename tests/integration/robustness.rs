@@ -90,6 +90,22 @@ const CASES: &[Case] = &[
         kept(&file);
         (out, 1, err(format!("cannot create output folder {}: a file of that name exists", file.display())))
     }},
+    Case { name: "data fetch into a file", run: |d| {
+        let file = d.join("file");
+        fs::write(&file, "kept").unwrap();
+        let out = nndl().args(["data", "fetch", "--data"]).arg(&file).output().unwrap();
+        kept(&file);
+        (out, 1, err(format!("--data {}: a file of that name exists, not a folder", file.display())))
+    }},
+    Case { name: "data fetch into a read-only folder: refused before any download", run: |d| {
+        let mnt = d.join("ro");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "ro", "tmpfs"]).arg(&mnt).status().unwrap().success());
+        // No curl on the PATH: a download attempted would fail otherwise, not name the folder.
+        let out = nndl().args(["data", "fetch", "--data"]).arg(&mnt).env("PATH", "/nonexistent").output().unwrap();
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        (out, 1, err(format!("cannot write into data directory {}: Read-only file system (os error 30)", mnt.display())))
+    }},
     Case { name: "a folder another run is writing", run: |d| {
         // Hold the lock as a live run would: flock plus owner in the file.
         let lock = fs::File::create(d.join(".nndl.lock")).unwrap();
