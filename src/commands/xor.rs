@@ -20,6 +20,8 @@ struct SingleSummary {
     final_loss: f64,
     converged: bool,
     homework_final_loss: f64,
+    /// (epoch, loss) every 50 epochs and after the last, what the homework prints.
+    losses: Vec<(usize, f64)>,
     wall_seconds: f64,
     out_dir: PathBuf,
 }
@@ -80,6 +82,12 @@ fn single(args: &XorArgs, cfg: &XorConfig) -> Result<Outcome> {
     let run_dir = RunDir::create(&out, args.output.force)?;
     let run = xor::train(args.seed, cfg, args.dump.is_some());
     let wall_seconds = started.elapsed().as_secs_f64();
+    if !args.output.report.quiet {
+        // The homework's own lines (Python prints a float as Rust's `{}` does: shortest round trip).
+        for (epoch, loss) in &run.losses {
+            crate::say!("Epoch: {epoch}, loss: {loss}");
+        }
+    }
     if let Some(path) = &args.dump {
         write_atomic(path, serde_json::to_string(&run)?.as_bytes())?;
     }
@@ -92,6 +100,7 @@ fn single(args: &XorArgs, cfg: &XorConfig) -> Result<Outcome> {
         final_loss: run.final_loss(),
         converged: run.converged(),
         homework_final_loss: crate::homework::XOR_FINAL_LOSS,
+        losses: run.losses.clone(),
         wall_seconds,
         out_dir: out,
     };

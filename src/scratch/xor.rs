@@ -160,7 +160,8 @@ pub enum XorPreset {
     #[serde(alias = "seed")]
     Homework,
     /// Same network, schedule and learning rate; the first layer starts as two parallel lines
-    /// (see `XorInit::ParallelLines`).
+    /// that cut off (0,0) and (1,1), each with a random steepness, the later layers uniform in
+    /// [-0.5, 0.5).
     Robust,
 }
 
@@ -209,7 +210,7 @@ impl XorConfig {
         if let XorInit::Uniform { low, high } = self.init {
             // high - low scales every draw: it must be finite too (-1e308..1e308 is not).
             if !(low.is_finite() && high.is_finite() && low < high && (high - low).is_finite()) {
-                return Err(format!("invalid --init-low/--init-high {low}..{high}: need finite low < high, less than about 1.8e308 apart"));
+                return Err(format!("invalid --init-low/--init-high {}..{}: need finite low < high, less than about 1.8e308 apart", short(low), short(high)));
             }
         }
         Ok(())
@@ -299,6 +300,11 @@ pub fn replay(run: &XorRun) -> Option<Vec<(usize, f64)>> {
         run_epoch(&mut net, epoch, order, &run.config, &mut losses);
     }
     Some(losses)
+}
+
+/// A number as a person would type it: 1e308, not its 309 digits.
+fn short(x: f64) -> String {
+    if x != 0.0 && (x.abs() >= 1e6 || x.abs() < 1e-4) { format!("{x:e}") } else { format!("{x}") }
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub fn summarize(cfg: &XorConfig, first_seed: u64, mut finals: Vec<f64>, wall_se
 pub fn describe_many(s: &ManySummary) -> String {
     let [min, q1, med, q3, max] = s.final_loss_quantiles;
     format!(
-        "xor ({}) seeds {}..={}: {}/{} converged ({:.1}%), near 0.167: {}, near 0.25: {}, other: {}; final loss min {min:.2e} q1 {q1:.2e} median {med:.2e} q3 {q3:.2e} max {max:.2e}; {:.3} s",
+        "xor ({}) seeds {} to {}: {}/{} converged ({:.1}%), near 0.167: {}, near 0.25: {}, other: {}; final loss min {min:.2e} q1 {q1:.2e} median {med:.2e} q3 {q3:.2e} max {max:.2e}; {:.3} s",
         format!("{:?}", s.preset).to_lowercase(), s.first_seed, s.first_seed + (s.runs as u64).saturating_sub(1), s.converged, s.runs, 100.0 * s.convergence_rate,
         s.stuck_near_0_167, s.stuck_near_0_25, s.other, s.wall_seconds
     )

@@ -24,6 +24,12 @@ fn single_xor_run_writes_figure_and_dump() {
     assert_eq!(d["losses"].as_array().unwrap().len(), 61);
     let last = d["losses"][60][1].as_f64().unwrap();
     assert_eq!(last, s["final_loss"].as_f64().unwrap());
+    // The homework's printout, also kept in summary.json.
+    assert_eq!(s["losses"], d["losses"]);
+    let out = crate::util::nndl().args(["xor", "--seed", "3", "--out"]).arg(dir.join("loud")).output().unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.starts_with("Epoch: ")).map(String::from).collect();
+    assert_eq!(lines.len(), 61);
+    assert_eq!(lines[60], format!("Epoch: 3000, loss: {last}"));
 }
 
 #[test]
