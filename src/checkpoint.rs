@@ -113,13 +113,8 @@ impl Checkpoint {
     /// A note when this session computes the convolutions otherwise than the run's earlier
     /// ones did (`now`, this session's plan): it goes on, but not as an uninterrupted run would.
     pub fn changed_plan(&self, now: Option<ConvPlan>) -> Option<String> {
-        let (before, now) = (self.meta.convolutions?, now?);
-        // The names summary.json and the README use (channels-last, not ChannelsLast).
-        let name = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        let plan = |p: ConvPlan| format!("{} layout, bias at the {}", name(serde_json::to_value(p.layout)), name(serde_json::to_value(p.bias_at)));
-        (before != now).then(|| format!(
-            "this run's convolutions ran in {} before and run in {} now (NNDL_CNN_LAYOUT, NNDL_CNN_BIAS): it goes on, rounding as an uninterrupted run would not",
-            plan(before), plan(now)))
+        ConvPlan::change(self.meta.convolutions, now)
+            .map(|change| format!("this run's convolutions ran in {change}: it goes on, rounding as an uninterrupted run would not"))
     }
 
     pub fn tensor(&self, key: &str) -> Result<&Tensor> {

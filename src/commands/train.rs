@@ -85,6 +85,15 @@ pub fn profile_steps(args: &TrainArgs, device: tch::Device) -> Result<Option<usi
     }
 }
 
+/// The convolution switches are the environment's, not config.json's: a rerun of a saved config
+/// under other ones gives other bits, which the summary.json beside that config tells.
+fn plan_change_from(config: &Path, model: ModelKind, device: tch::Device) -> Option<String> {
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(config.with_file_name("summary.json")).ok()?).ok()?;
+    let earlier = serde_json::from_value(summary.get("convolutions")?.clone()).ok()?;
+    crate::models::conv_block::ConvPlan::change(Some(earlier), crate::models::conv_block::ConvPlan::for_run(model, device))
+        .map(|change| format!("the run of {} computed its convolutions otherwise: {change}; this rerun will not give its bits", config.display()))
+}
+
 /// `nndl mlp|cnn`: validate everything, then train and write the run folder.
 pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     if let Some(seeds) = &args.seeds {
@@ -95,6 +104,9 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     let common = &args.common;
     let mut rt = Runtime::new(&cfg, &config_origin(args), common.output.report.quiet, !common.no_cuda_graph)?;
     rt.profile_steps = profile_steps(args, rt.device)?;
+    if let (Some(note), false) = (args.config.as_deref().and_then(|c| plan_change_from(c, model, rt.device)), common.output.report.quiet) {
+        crate::say!("note: {note}");
+    }
     // Recorded as it is, so `--config` and `resume` run with the same count (same bits).
     cfg.threads = Some(tch::get_num_threads() as usize);
     if args.export_init.is_some() && cfg.iterations.saturating_mul(cfg.batch_size) > MAX_EXPORTED_INDICES {

@@ -132,6 +132,19 @@ impl ConvPlan {
     pub fn for_run(model: crate::config::ModelKind, device: tch::Device) -> Option<ConvPlan> {
         (model == crate::config::ModelKind::Cnn).then(|| ConvPlan::for_device(device))
     }
+
+    /// In summary.json's and the README's words: "channels-last layout, bias at the conv".
+    pub fn describe(self) -> String {
+        let name = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        format!("{} layout, bias at the {}", name(serde_json::to_value(self.layout)), name(serde_json::to_value(self.bias_at)))
+    }
+
+    /// "X before and Y now (the switches)" when `earlier` (a run's recorded plan) is not `now`:
+    /// that run's bits will not be this session's.
+    pub fn change(earlier: Option<ConvPlan>, now: Option<ConvPlan>) -> Option<String> {
+        let (before, now) = (earlier?, now?);
+        (before != now).then(|| format!("{} before and {} now (NNDL_CNN_LAYOUT, NNDL_CNN_BIAS)", before.describe(), now.describe()))
+    }
 }
 
 #[cfg(test)]

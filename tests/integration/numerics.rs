@@ -77,3 +77,26 @@ fn a_rerun_in_another_denormal_mode_names_the_difference_instead_of_mixing_modes
     assert!(err.contains("(flush_denormals true there, false here)") && err.contains("nndl resume"), "{err}");
     assert!(!out.join("seed-0/summary.json").exists(), "the unfinished run is left as it was");
 }
+
+#[test]
+fn a_config_rerun_under_other_convolution_switches_says_its_bits_differ() {
+    // NNDL_CNN_BIAS is the environment's, not config.json's; summary.json records it.
+    let dir = tempdir("conv-plan-rerun");
+    let cnn = |out: &str, config: Option<&str>, bias: &str| {
+        let mut cmd = crate::util::nndl();
+        cmd.args(["cnn", "--threads", "1", "--device", "cpu", "--data"]).arg(crate::util::mnist_dir()).env("NNDL_CNN_BIAS", bias);
+        match config {
+            Some(c) => cmd.arg("--config").arg(dir.join(c)),
+            None => cmd.args(["--iterations", "2", "--eval-every", "2"]),
+        };
+        let out = cmd.arg("--out").arg(dir.join(out)).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    cnn("pool", None, "pool");
+    let other = cnn("other", Some("pool/config.json"), "conv");
+    assert!(other.contains("computed its convolutions otherwise: channels-last layout, bias at the pool before and channels-last layout, bias at the conv now"), "{other}");
+    let same = cnn("same", Some("pool/config.json"), "pool");
+    assert!(!same.contains("convolutions otherwise"), "{same}");
+    assert_eq!(std::fs::read(dir.join("same/model.safetensors")).unwrap(), std::fs::read(dir.join("pool/model.safetensors")).unwrap());
+}
