@@ -61,7 +61,13 @@ pub fn run(args: &SweepArgs) -> Result<Outcome> {
     }
     let device = args.device.clone().unwrap_or_else(|| "auto".into());
     let mine: Vec<&Trial> = trials.iter().enumerate().filter(|(k, _)| shard.owns(*k)).map(|(_, t)| t).collect();
-    crate::device::DeviceSpec::parse(&device)?;
+    if args.list || args.dry_run {
+        // Commands for other machines, or a listing: this one's devices do not matter.
+        crate::device::DeviceSpec::parse(&device)?;
+    } else {
+        // Before any folder is made: every trial would fail alike.
+        crate::device::resolve(&device, "--device")?;
+    }
     if !args.trial.is_empty() {
         if let Some(twice) = args.trial.iter().enumerate().find(|(i, t)| args.trial[..*i].contains(t)) {
             bail!("--trial {} is given twice", twice.1);

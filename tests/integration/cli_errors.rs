@@ -73,6 +73,12 @@ fn bad_devices_are_one_line() {
     let missing = if info["cuda_available"] == true { "only" } else { "CUDA is not available" };
     let out = nndl().args(["mlp", "--device", "cuda:64", "--quiet"]).output().unwrap();
     assert_one_line_error(&out, &format!("--device cuda:64: {missing}"));
+    // A sweep too, before its folder is made (each trial used to fail alike in it).
+    let sweep_dir = crate::util::tempdir("device-sweep");
+    std::fs::write(sweep_dir.join("spec.toml"), "model = \"mlp\"\niterations = 2\nseed = [0, 1]\n").unwrap();
+    let out = nndl().arg("sweep").arg(sweep_dir.join("spec.toml")).args(["--device", "cuda:64", "--quiet", "--out"]).arg(sweep_dir.join("sweep")).output().unwrap();
+    assert_one_line_error(&out, &format!("--device cuda:64: {missing}"));
+    assert!(!sweep_dir.join("sweep").exists());
     // A device from a file is blamed on the file, not on a flag the user never gave.
     let dir = crate::util::tempdir("device-from-file");
     let config = dir.join("config.json");
