@@ -201,12 +201,14 @@ pub struct TrainArgs {
     /// Checkpoint every N steps [default: about every 60 s, and at the end].
     #[arg(long, allow_hyphen_values = true)]
     pub checkpoint_every: Option<usize>,
-    /// Go on through a NaN or infinite loss, as TF would, instead of stopping the run.
-    #[arg(long)]
-    pub allow_nan: bool,
-    /// CUDA: deterministic algorithms and cuDNN benchmark off, so two runs agree bit for bit.
-    #[arg(long)]
-    pub deterministic: bool,
+    /// Go on through a NaN or infinite loss, as TF would, instead of stopping the run (a bare
+    /// --allow-nan is on; off overrides a --config file's).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on")]
+    pub allow_nan: Option<OnOff>,
+    /// CUDA: deterministic algorithms and cuDNN benchmark off, so two runs agree bit for bit (a
+    /// bare --deterministic is on; off overrides a --config file's).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on")]
+    pub deterministic: Option<OnOff>,
     /// CUDA: TF32 for float32 matmuls and convolutions [default: off for faithful, on for modern].
     #[arg(long, value_enum)]
     pub tf32: Option<OnOff>,

@@ -40,8 +40,8 @@ pub fn config_from_args(model: ModelKind, args: &TrainArgs) -> Result<TrainConfi
     cfg.eval_every = args.eval_every.unwrap_or(cfg.eval_every);
     cfg.seed = args.seed.unwrap_or(cfg.seed);
     cfg.checkpoint_every = args.checkpoint_every.or(cfg.checkpoint_every);
-    cfg.allow_nan |= args.allow_nan;
-    cfg.deterministic |= args.deterministic;
+    cfg.allow_nan = args.allow_nan.map_or(cfg.allow_nan, |a| a == OnOff::On);
+    cfg.deterministic = args.deterministic.map_or(cfg.deterministic, |d| d == OnOff::On);
     cfg.tf32 = args.tf32.map_or(cfg.tf32, |t| t == OnOff::On);
     cfg.flush_denormals = args.flush_denormals.map_or(cfg.flush_denormals, |f| f == OnOff::On);
     cfg.device = common.device.clone().unwrap_or(cfg.device);

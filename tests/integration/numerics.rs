@@ -100,3 +100,14 @@ fn a_config_rerun_under_other_convolution_switches_says_its_bits_differ() {
     assert!(!same.contains("convolutions otherwise"), "{same}");
     assert_eq!(std::fs::read(dir.join("same/model.safetensors")).unwrap(), std::fs::read(dir.join("pool/model.safetensors")).unwrap());
 }
+
+#[test]
+fn switches_a_config_turned_on_can_be_turned_off_by_flags() {
+    let dir = tempdir("switch-off");
+    let saved = |run: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(dir.join(run).join("config.json")).unwrap()).unwrap() };
+    train(&["mlp", "--iterations", "2", "--allow-nan", "--deterministic", "--out", dir.join("on").to_str().unwrap()]);
+    assert_eq!((saved("on")["allow_nan"].clone(), saved("on")["deterministic"].clone()), (true.into(), true.into()));
+    let config = dir.join("on/config.json");
+    train(&["mlp", "--config", config.to_str().unwrap(), "--allow-nan", "off", "--deterministic=off", "--out", dir.join("off").to_str().unwrap()]);
+    assert_eq!((saved("off")["allow_nan"].clone(), saved("off")["deterministic"].clone()), (false.into(), false.into()));
+}
