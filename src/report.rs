@@ -38,21 +38,45 @@ pub struct Found {
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq)]
 pub struct Stats {
+    /// Within [min, max], and exactly the value when all are equal.
     pub mean: f64,
-    /// Sample standard deviation (n - 1); none (null) for a single run, which has no spread to
-    /// estimate.
+    /// Sample standard deviation (n - 1), exactly 0 when all values are equal; none (null) for a
+    /// single run, and in a configuration's report for fewer than two distinct seeds (runs of one
+    /// seed are no sample of the spread over seeds).
     pub std: Option<f64>,
     pub min: f64,
     pub max: f64,
 }
 
 impl Stats {
+    /// The sums are compensated and the mean refined once around a first estimate, so that the
+    /// mean is the exact one's nearest float (a plain running sum put three copies of 0.3398 at
+    /// 0.33980000000000005, above their max, and printed 86.05% for a mean of 0.86055).
     pub fn of(xs: &[f64]) -> Stats {
         let n = xs.len() as f64;
-        let mean = xs.iter().sum::<f64>() / n;
-        let var = (xs.len() > 1).then(|| xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0));
-        Stats { mean, std: var.map(f64::sqrt), min: xs.iter().copied().fold(f64::INFINITY, f64::min), max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max) }
+        let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let rough = accurate_sum(xs.iter().copied()) / n;
+        let mut mean = if rough.is_finite() { rough + accurate_sum(xs.iter().map(|x| x - rough)) / n } else { rough };
+        // min > max only when every value is NaN (a summary without train_seconds).
+        if min <= max {
+            mean = mean.clamp(min, max);
+        }
+        let spread = || if min == max { 0.0 } else { (accurate_sum(xs.iter().map(|x| (x - mean).powi(2))) / (n - 1.0)).sqrt() };
+        Stats { mean, std: (xs.len() > 1).then(spread), min, max }
     }
+}
+
+/// Neumaier's compensated sum: the rounding error of each addition is carried along, so the
+/// result is as if summed exactly and rounded once (for the sums a report meets).
+fn accurate_sum(xs: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut lost) = (0.0f64, 0.0f64);
+    for x in xs {
+        let t = sum + x;
+        lost += if sum.abs() >= x.abs() { (sum - t) + x } else { (x - t) + sum };
+        sum = t;
+    }
+    sum + lost
 }
 
 #[derive(Serialize)]
@@ -267,7 +291,12 @@ pub fn aggregate(found: &Found) -> Vec<GroupReport> {
         } else {
             varying.iter().map(|k| format!("{k}={}", labelled(&settings[k], configs.iter().filter_map(|c| c.get(k))))).collect::<Vec<_>>().join(",")
         };
-        let over_runs = |f: fn(&RunRecord) -> f64| (!runs.is_empty()).then(|| Stats::of(&runs.iter().map(|r| f(r)).collect::<Vec<f64>>()));
+        // Runs of a repeated seed each count, but are no second sample of the spread over seeds.
+        let distinct_seeds = runs.iter().map(|r| r.config.seed).collect::<std::collections::BTreeSet<_>>().len();
+        let over_runs = |f: fn(&RunRecord) -> f64| (!runs.is_empty()).then(|| {
+            let s = Stats::of(&runs.iter().map(|r| f(r)).collect::<Vec<f64>>());
+            if distinct_seeds < 2 { Stats { std: None, ..s } } else { s }
+        });
         GroupReport {
             label,
             settings: serde_json::Value::Object(settings.clone()),
@@ -343,7 +372,7 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     let runs = if failed.is_empty() { format!("{finished} run{}", plural(finished)) } else { format!("{finished} finished run{} and {} failed", plural(finished), failed.len()) };
     let configurations = format!("{} configuration{}", groups.len(), plural(groups.len()));
-    let mut md = format!("# nndl report\n\n{runs} in {configurations}, sorted by mean final test accuracy (std is the sample standard deviation over seeds).\n\n");
+    let mut md = format!("# nndl report\n\n{runs} in {configurations}, sorted by mean final test accuracy (std is the sample standard deviation over the finished runs, each run of a repeated seed counting; none for fewer than two distinct seeds).\n\n");
     md.push_str("| configuration | seeds | failed | test accuracy, mean ± std | min | max | test loss, mean ± std | min | max | best accuracy | train s (mean) |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for g in groups {
@@ -388,7 +417,7 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
     md
 }
 
-/// ` ± 0.31`, or nothing for a single run (its spread unknown, not zero).
+/// ` ± 0.31`, or nothing for a single seed (its spread unknown, not zero).
 pub fn plus_minus(std: Option<f64>, decimals: usize) -> String {
     std.map_or_else(String::new, |s| format!(" ± {s:.decimals$}"))
 }
@@ -416,6 +445,48 @@ mod tests {
         assert!((s.std.unwrap() - 0.02).abs() < 1e-12, "sample std of 0.90, 0.92, 0.94 is 0.02: {:?}", s.std);
         assert_eq!((s.min, s.max), (0.90, 0.94));
         assert_eq!(Stats::of(&[0.5]).std, None);
+    }
+
+    #[test]
+    fn equal_values_have_their_value_as_mean_and_no_spread() {
+        // A plain running sum gave 0.33980000000000005 (above the max) and a std of 6.8e-17.
+        for n in [2, 3, 7, 1000] {
+            let s = Stats::of(&vec![0.3398; n]);
+            assert_eq!((s.mean, s.std), (0.3398, Some(0.0)), "{n} copies");
+        }
+        // Means stay within [min, max] when the values differ too.
+        let xs = [0.1, 0.1, 0.1, 0.1 + f64::EPSILON / 8.0];
+        let s = Stats::of(&xs);
+        assert!(s.min <= s.mean && s.mean <= s.max, "{s:?}");
+    }
+
+    #[test]
+    fn a_mean_of_decimals_rounds_as_the_exact_mean_does() {
+        // 16 accuracies (counts out of 10000) whose exact mean is 0.86055, that is 86.06%: a plain
+        // running sum ends at 0.8605499999999999, printed 86.05%.
+        let counts = [8414, 8599, 8621, 8711, 8790, 8792, 8401, 8756, 8628, 8536, 8769, 8517, 8702, 8452, 8562, 8438];
+        let xs: Vec<f64> = counts.iter().map(|&c| c as f64 / 10000.0).collect();
+        assert_eq!(counts.iter().sum::<i32>(), 137688);
+        let s = Stats::of(&xs);
+        assert_eq!(s.mean, 0.86055);
+        assert_eq!(format!("{:.2}", 100.0 * s.mean), "86.06");
+    }
+
+    #[test]
+    fn runs_of_one_seed_have_no_std() {
+        use crate::config::{ModelKind, Preset};
+        let config = |seed| TrainConfig { seed, iterations: 20, ..TrainConfig::preset(ModelKind::Mlp, Preset::Faithful) };
+        let run = |seed, accuracy| RunRecord { final_test_accuracy: accuracy, ..finished(config(seed)) };
+        let found = Found { finished: vec![run(3, 0.90), run(3, 0.92), run(3, 0.91)], failed: Vec::new() };
+        let g = &aggregate(&found)[0];
+        assert_eq!((g.test_accuracy.unwrap().std, g.test_loss.unwrap().std), (None, None));
+        let md = markdown(&aggregate(&found), &[]);
+        let row = md.lines().find(|l| l.starts_with("| mlp faithful")).unwrap();
+        assert!(row.contains("| 3 runs of 1 | 0 | 91.00% | 90.00% | 92.00% | 0.3000 |"), "{row}");
+        // Two distinct seeds: the std covers every run, the repeated seed's each counting.
+        let found = Found { finished: vec![run(3, 0.90), run(3, 0.90), run(4, 0.96)], failed: Vec::new() };
+        let std = aggregate(&found)[0].test_accuracy.unwrap().std.unwrap();
+        assert!((std - 0.06 / 3f64.sqrt()).abs() < 1e-12, "{std}");
     }
 
     fn finished(config: TrainConfig) -> RunRecord {

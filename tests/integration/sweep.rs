@@ -508,6 +508,8 @@ fn report_reads_reproductions_side_by_side_and_names_repeated_seeds() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("seed 0 is in 2 runs") && err.contains("r1/mlp") && err.contains("r2/mlp"), "{err}");
     assert!(err.contains("over 2 runs (1 seed)"), "the headline counts seeds once: {err}");
+    // Two runs of one seed are no sample of the spread over seeds: no std, not ± 0.00.
+    assert!(r["configurations"][0]["test_accuracy"]["std"].is_null() && !err.contains('±'), "{r}");
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("| 2 runs of 1 | 0 |"), "the table too: {md}");
     // A warning, not a run left out: both count in the statistics.
@@ -517,6 +519,7 @@ fn report_reads_reproductions_side_by_side_and_names_repeated_seeds() {
     let (head, row) = (csv.lines().next().unwrap(), csv.lines().nth(1).unwrap());
     assert!(head.starts_with("configuration,seeds,") && head.ends_with(",failed,runs"), "{csv}");
     assert!(row.split(',').nth(1) == Some("1") && row.ends_with(",0,2"), "{csv}");
+    assert_eq!(row.split(',').nth(3), Some(""), "no std for one seed: {csv}");
     assert!(!md.contains("packed run"), "no run trained in a pack: {md}");
     // A packed member's training time is its pack's, and report.md says so.
     let summary = dir.join("r2/mlp/summary.json");
