@@ -382,9 +382,9 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
         let _ = write!(md, "| {} | {seeds} | {} |", g.label, g.failed.len());
         match (&g.test_accuracy, &g.test_loss, g.best_test_accuracy, g.mean_train_seconds) {
             (Some(a), Some(l), Some(best), Some(seconds)) => {
-                let _ = writeln!(md, " {:.2}%{} | {:.2}% | {:.2}% | {:.4}{} | {:.4} | {:.4} | {:.2}% | {:.1} |",
+                let _ = writeln!(md, " {:.2}%{} | {:.2}% | {:.2}% | {}{} | {} | {} | {:.2}% | {} |",
                     100.0 * a.mean, plus_minus(a.std.map(|s| 100.0 * s), 2), 100.0 * a.min, 100.0 * a.max,
-                    l.mean, plus_minus(l.std, 4), l.min, l.max, 100.0 * best, seconds);
+                    shown(l.mean, 4), plus_minus(l.std, 4), shown(l.min, 4), shown(l.max, 4), 100.0 * best, shown(seconds, 1));
             }
             _ => {
                 let _ = writeln!(md, "{}", " — |".repeat(8));
@@ -419,15 +419,27 @@ pub fn markdown(groups: &[GroupReport], warnings: &[String]) -> String {
 
 /// ` ± 0.31`, or nothing for a single seed (its spread unknown, not zero).
 pub fn plus_minus(std: Option<f64>, decimals: usize) -> String {
-    std.map_or_else(String::new, |s| format!(" ± {s:.decimals$}"))
+    std.map_or_else(String::new, |s| format!(" ± {}", shown(s, decimals)))
+}
+
+/// A number for report.md: `decimals` places, or scientific from a million up (a diverged but
+/// finite loss printed as 33 digits).
+fn shown(x: f64, decimals: usize) -> String {
+    if x.abs() >= 1e6 { format!("{x:.3e}") } else { format!("{x:.decimals$}") }
+}
+
+/// A number for report.csv that reads back to the same float: plain, or scientific from 1e6 up
+/// and below 1e-5 (`2.4565027707079276e32`, not 33 digits).
+fn compact(x: f64) -> String {
+    if x != 0.0 && !(1e-5..1e6).contains(&x.abs()) { format!("{x:e}") } else { x.to_string() }
 }
 
 /// One row per configuration; a configuration whose every run failed has empty statistics.
 pub fn csv(groups: &[GroupReport]) -> String {
     let mut out = String::from("configuration,seeds,accuracy_mean,accuracy_std,accuracy_min,accuracy_max,loss_mean,loss_std,loss_min,loss_max,best_accuracy,train_seconds_mean,failed,runs\n");
     for g in groups {
-        let value = |v: Option<f64>| v.map_or_else(String::new, |v| v.to_string());
-        let stats = |s: Option<Stats>| s.map_or_else(|| ",,,".to_string(), |s| format!("{},{},{},{}", s.mean, value(s.std), s.min, s.max));
+        let value = |v: Option<f64>| v.map_or_else(String::new, compact);
+        let stats = |s: Option<Stats>| s.map_or_else(|| ",,,".to_string(), |s| format!("{},{},{},{}", compact(s.mean), value(s.std), compact(s.min), compact(s.max)));
         out.push_str(&format!("\"{}\",{},{},{},{},{},{},{}\n", g.label.replace('"', "'"), g.distinct_seeds(), stats(g.test_accuracy), stats(g.test_loss),
             value(g.best_test_accuracy), value(g.mean_train_seconds), g.failed.len(), g.seeds.len()));
     }
@@ -470,6 +482,24 @@ mod tests {
         let s = Stats::of(&xs);
         assert_eq!(s.mean, 0.86055);
         assert_eq!(format!("{:.2}", 100.0 * s.mean), "86.06");
+    }
+
+    #[test]
+    fn huge_losses_are_scientific_and_read_back() {
+        use crate::config::{ModelKind, Preset};
+        let config = |seed| TrainConfig { seed, iterations: 20, ..TrainConfig::preset(ModelKind::Mlp, Preset::Faithful) };
+        let run = |seed, loss| RunRecord { final_test_loss: loss, ..finished(config(seed)) };
+        let losses = [2.4565027707079276e32, 1.5e32];
+        let groups = aggregate(&Found { finished: vec![run(0, losses[0]), run(1, losses[1])], failed: Vec::new() });
+        let md = markdown(&groups, &[]);
+        let row = md.lines().find(|l| l.starts_with("| mlp faithful")).unwrap();
+        assert!(row.contains("| 1.978e32 ± 6.763e31 | 1.500e32 | 2.457e32 |"), "{row}");
+        let csv = csv(&groups);
+        let cells: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!((cells[8], cells[9]), ("1.5e32", "2.4565027707079276e32"), "{csv}");
+        assert_eq!(cells[9].parse::<f64>().unwrap(), losses[0]);
+        assert_eq!((cells[2], cells[11]), ("0.9", "1"), "ordinary numbers stay plain: {csv}");
+        assert_eq!(compact(3e-7), "3e-7");
     }
 
     #[test]
