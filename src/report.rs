@@ -177,54 +177,109 @@ fn read_run(dir: &Path, warnings: &mut Vec<String>) -> Result<Read, String> {
 }
 
 /// Finds the runs under `dirs`: each is a run folder, or a folder of run folders (a sweep, a
-/// reproduce). A folder that nndl started but that has neither a readable summary nor a
-/// recorded failure is a warning.
+/// reproduce), or a folder of those. A folder that nndl started but that has neither a readable
+/// summary nor a recorded failure is a warning, as is a named folder with no run in it.
 pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
     let mut found = Found::default();
-    let is_run = |d: &Path| d.join(crate::run_dir::MARKER).exists() && d.join("config.json").exists();
     // A run reached twice (a folder and its parent, one folder given twice) counts once.
     let mut seen = std::collections::HashSet::new();
-    let mut consider = |d: &Path, found: &mut Found| {
-        if !seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())) {
-            warnings.push(format!("{}: reached twice; counted once", d.display()));
-            return;
-        }
-        match read_run(d, warnings) {
-            Ok(Read::Finished(r)) => found.finished.push(r),
-            Ok(Read::Failed(f)) => found.failed.push(f),
-            Err(e) => warnings.push(format!("{}: {e}; left out", d.display())),
-        }
-    };
-    // A folder of runs that holds reproduce, sweep or `--seeds` folders (several side by side):
-    // their runs are one level further down.
-    use crate::commands::{reproduce::SETTINGS, sweep::EXPANDED};
-    let holds_runs = |d: &Path| [SETTINGS, EXPANDED].iter().any(|f| d.join(f).is_file())
-        || std::fs::read_dir(d).is_ok_and(|it| it.flatten().any(|e| e.path().join(crate::run_dir::MARKER).exists()));
-    let subdirs = |dir: &Path| {
-        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
-        subdirs.sort();
-        subdirs
-    };
     let mut unstarted = Vec::new();
     for dir in dirs {
-        if is_run(dir) {
-            consider(dir, &mut found);
-            continue;
+        let runs = run_folders(dir, &mut unstarted);
+        if runs.is_empty() {
+            warnings.push(no_runs_in(dir));
         }
-        unstarted.extend(unstarted_trials(dir));
-        for d in subdirs(dir) {
-            if !is_run(&d) && holds_runs(&d) {
-                unstarted.extend(unstarted_trials(&d));
-                for inner in subdirs(&d).iter().filter(|i| i.join(crate::run_dir::MARKER).exists()) {
-                    consider(inner, &mut found);
-                }
-            } else if d.join(crate::run_dir::MARKER).exists() {
-                consider(&d, &mut found);
+        let mut repeated = 0;
+        for run in &runs {
+            if !seen.insert(std::fs::canonicalize(run).unwrap_or_else(|_| run.clone())) {
+                repeated += 1;
+                continue;
             }
+            match read_run(run, warnings) {
+                Ok(Read::Finished(r)) => found.finished.push(r),
+                Ok(Read::Failed(f)) => found.failed.push(f),
+                Err(e) => warnings.push(format!("{}: {e}; left out", run.display())),
+            }
+        }
+        // One line per folder, however many of its runs.
+        if repeated > 0 {
+            let which = if repeated == runs.len() { String::new() } else { format!(" {repeated} of its {} runs", runs.len()) };
+            warnings.push(format!("{}:{which} reached twice; counted once", dir.display()));
         }
     }
     warnings.extend(unstarted);
     found
+}
+
+fn is_run(dir: &Path) -> bool {
+    dir.join(crate::run_dir::MARKER).exists() && dir.join("config.json").exists()
+}
+
+fn has_marker(dir: &Path) -> bool {
+    dir.join(crate::run_dir::MARKER).exists()
+}
+
+/// The run folders `collect` reads for one named folder: the folder itself when it is a run,
+/// else its subfolders that nndl started, and those one level further down where a subfolder
+/// holds runs (reproduce, sweep or `--seeds` folders side by side). `unstarted` gets the sweeps'
+/// trials without a folder.
+fn run_folders(dir: &Path, unstarted: &mut Vec<String>) -> Vec<PathBuf> {
+    if is_run(dir) {
+        return vec![dir.to_path_buf()];
+    }
+    use crate::commands::{reproduce::SETTINGS, sweep::EXPANDED};
+    let holds_runs = |d: &Path| [SETTINGS, EXPANDED].iter().any(|f| d.join(f).is_file()) || subdirs(d).iter().any(|i| has_marker(i));
+    let mut runs = Vec::new();
+    unstarted.extend(unstarted_trials(dir));
+    for d in subdirs(dir) {
+        if !is_run(&d) && holds_runs(&d) {
+            unstarted.extend(unstarted_trials(&d));
+            runs.extend(subdirs(&d).into_iter().filter(|i| has_marker(i)));
+        } else if has_marker(&d) {
+            runs.push(d);
+        }
+    }
+    runs
+}
+
+/// A folder's subfolders, sorted.
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir).map(|it| it.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+    subdirs.sort();
+    subdirs
+}
+
+/// The warning for a named folder that has no run where `run_folders` looks, naming the folder
+/// that holds the shallowest run further down, if there is one.
+fn no_runs_in(dir: &Path) -> String {
+    let d = dir.display();
+    let searched = format!("{d}: no runs at the depths searched ({d}, {d}/*, {d}/*/*)");
+    match deeper_run(dir).and_then(|run| run.parent().map(Path::to_path_buf)) {
+        Some(holder) => format!("{searched}; runs lie deeper, in {}: name that folder", holder.display()),
+        None => searched,
+    }
+}
+
+/// The shallowest folder nndl started below `dir`, breadth first, without following links and
+/// within a bound, so that a huge or looping tree costs little.
+fn deeper_run(dir: &Path) -> Option<PathBuf> {
+    const MAX_FOLDERS: usize = 10_000;
+    let mut queue = std::collections::VecDeque::from([dir.to_path_buf()]);
+    let mut visited = 0;
+    while let Some(d) = queue.pop_front() {
+        visited += 1;
+        if visited > MAX_FOLDERS {
+            return None;
+        }
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let mut children: Vec<PathBuf> = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect();
+        children.sort();
+        if let Some(run) = children.iter().find(|c| has_marker(c)) {
+            return Some(run.clone());
+        }
+        queue.extend(children);
+    }
+    None
 }
 
 /// A sweep folder's trials (sweep.json) that have no folder yet, as a warning: a report of a
@@ -325,10 +380,20 @@ pub fn repeated_seeds(groups: &[GroupReport], records: &[RunRecord]) -> Vec<Stri
             by_seed.entry(records[i].config.seed).or_default().push(records[i].dir.display().to_string());
         }
         for (seed, dirs) in by_seed.into_iter().filter(|(_, dirs)| dirs.len() > 1) {
-            warnings.push(format!("{}: seed {seed} is in {} runs ({}); each counts in the statistics", g.label, dirs.len(), dirs.join(", ")));
+            warnings.push(format!("{}: seed {seed} is in {} runs ({}); each counts in the statistics", g.label, dirs.len(), first_few(&dirs)));
         }
     }
     warnings
+}
+
+/// `a, b, c`, or the first three and `and N more`: a seed copied a thousand times is no
+/// 17 KB line.
+fn first_few(items: &[String]) -> String {
+    const SHOWN: usize = 3;
+    match items.len().checked_sub(SHOWN) {
+        Some(more) if more > 0 => format!("{} and {more} more", items[..SHOWN].join(", ")),
+        _ => items.join(", "),
+    }
 }
 
 /// A setting's value as a label shows it (numbers compact, strings bare, objects by their kind).
@@ -500,6 +565,17 @@ mod tests {
         assert_eq!(cells[9].parse::<f64>().unwrap(), losses[0]);
         assert_eq!((cells[2], cells[11]), ("0.9", "1"), "ordinary numbers stay plain: {csv}");
         assert_eq!(compact(3e-7), "3e-7");
+    }
+
+    #[test]
+    fn a_seed_in_many_runs_lists_a_few_of_them() {
+        use crate::config::{ModelKind, Preset};
+        let config = TrainConfig { seed: 7, iterations: 20, ..TrainConfig::preset(ModelKind::Mlp, Preset::Faithful) };
+        let runs: Vec<RunRecord> = (0..1000).map(|i| RunRecord { dir: PathBuf::from(format!("copy{i}")), ..finished(config.clone()) }).collect();
+        let found = Found { finished: runs, failed: Vec::new() };
+        let warnings = repeated_seeds(&aggregate(&found), &found.finished);
+        assert_eq!(warnings, ["mlp faithful: seed 7 is in 1000 runs (copy0, copy1, copy2 and 997 more); each counts in the statistics"]);
+        assert_eq!(first_few(&["a".into(), "b".into(), "c".into()]), "a, b, c");
     }
 
     #[test]

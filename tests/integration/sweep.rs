@@ -488,7 +488,38 @@ fn report_counts_a_run_reached_twice_once() {
     let out = nndl().arg("report").arg(&*dir).arg(&*dir).arg(dir.join("lr=0.01,seed=0")).args(["--json"]).output().unwrap();
     let r = ok(out.clone());
     assert_eq!(r["configurations"][0]["seeds"], serde_json::json!([0, 1]), "{r}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("reached twice; counted once"));
+    // One line per folder reached twice, not one per run.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let twice: Vec<&str> = err.lines().filter(|l| l.contains("reached twice; counted once")).collect();
+    assert_eq!(twice, [format!("warning: {}: reached twice; counted once", dir.display()), format!("warning: {}: reached twice; counted once", dir.join("lr=0.01,seed=0").display())], "{err}");
+}
+
+#[test]
+fn report_names_the_folders_that_gave_no_run() {
+    // An empty folder, one of other files, and one whose runs lie deeper than the report looks
+    // (a sweep copied three levels down): each named in a warning, the last with where its
+    // runs are, also in the error when no other folder has runs.
+    let dir = tempdir("report-no-runs");
+    fake_run(&dir.join("sweep/lr=0.01,seed=0"), 0.01, 0, 0.9, 0.3);
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    std::fs::create_dir_all(dir.join("foreign")).unwrap();
+    std::fs::write(dir.join("foreign/notes.txt"), "not a run").unwrap();
+    fake_run(&dir.join("nest/level1/x/lr=0.01,seed=1"), 0.01, 1, 0.9, 0.3);
+    let named = ["sweep", "empty", "foreign", "nest"].map(|d| dir.join(d));
+    let out = nndl().arg("report").args(&named).arg("--json").output().unwrap();
+    let r = ok(out.clone());
+    assert_eq!(r["runs"], 1, "{r}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for d in &named[1..] {
+        let d = d.display();
+        assert!(err.contains(&format!("warning: {d}: no runs at the depths searched ({d}, {d}/*, {d}/*/*)")), "{err}");
+    }
+    let deeper = format!("runs lie deeper, in {}: name that folder", dir.join("nest/level1/x").display());
+    assert!(err.contains(&deeper) && !err.contains(&format!("{}: no runs", named[0].display())), "{err}");
+    let out = nndl().arg("report").arg(&named[3]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(!out.status.success() && last.contains("no finished runs under") && last.contains(&deeper), "{err}");
 }
 
 #[test]
