@@ -1,8 +1,9 @@
 //! Line charts of training and test curves (PNG), drawn with an embedded font so no system
-//! font library is needed.
-use crate::run_dir::write_atomic_with;
+//! font library is needed, into memory, then encoded and written atomically.
+use crate::run_dir::write_atomic;
 use anyhow::{anyhow, Result};
 use plotters::coord::combinators::WithKeyPoints;
+use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use std::path::Path;
@@ -51,13 +52,40 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     if !y_min.is_finite() {
         (y_min, y_max) = (1e-3, 1.0);
     }
-    write_atomic_with(path, |tmp| match scale {
+    render(path, (960, 600), |root| match scale {
         Scale::Linear => {
             let pad = ((y_max - y_min) * 0.05).max(1e-6);
-            draw(tmp, &text, series, x_max, ((y_min - pad)..(y_max + pad), linear_decimals(y_max - y_min + 2.0 * pad)), scale)
+            draw(root, path, &text, series, x_max, ((y_min - pad)..(y_max + pad), linear_decimals(y_max - y_min + 2.0 * pad)), scale)
         }
-        Scale::Log => draw(tmp, &text, series, x_max, (log_axis(y_min * 0.8, y_max * 1.25), 0), scale),
+        Scale::Log => draw(root, path, &text, series, x_max, (log_axis(y_min * 0.8, y_max * 1.25), 0), scale),
     })
+}
+
+/// The picture `render` draws on: an RGB bitmap in memory.
+type Picture<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// Draws a white `size` picture with `draw` and writes it as a PNG. Encoded in memory and
+/// written by `write_atomic`, which sees every write error: plotters writing the file itself
+/// lost its last write's (a full disk left a truncated figure in place, and the command
+/// succeeded).
+fn render(path: &Path, (width, height): (u32, u32), draw: impl FnOnce(&Picture) -> Result<()>) -> Result<()> {
+    register_font();
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_error(path, &e))?;
+        draw(&root)?;
+        root.present().map_err(|e| draw_error(path, &e))?;
+    }
+    write_png(path, &rgb, (width, height))
+}
+
+/// An RGB picture as a PNG (the encoder and settings plotters used), written atomically.
+fn write_png(path: &Path, rgb: &[u8], (width, height): (u32, u32)) -> Result<()> {
+    use image::ImageEncoder;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png).write_image(rgb, width, height, image::ColorType::Rgb8).map_err(|e| draw_error(path, &e))?;
+    write_atomic(path, &png)
 }
 
 /// Whether a value has a place on the axis: finite, and above 0 on a log one.
@@ -116,15 +144,13 @@ fn log_label(y: f64) -> String {
 }
 
 /// `decimals`: the linear axis's label precision (`linear_decimals`).
-fn draw<Y>(path: &Path, text: &ChartText, series: &[Series], x_max: f64, (y, decimals): (Y, usize), scale: Scale) -> Result<()>
+fn draw<Y>(root: &Picture, path: &Path, text: &ChartText, series: &[Series], x_max: f64, (y, decimals): (Y, usize), scale: Scale) -> Result<()>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
-    let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
-    let root = BitMapBackend::new(path, (960, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let mut chart = ChartBuilder::on(&root)
+    let fail = |e: &dyn std::fmt::Display| draw_error(path, e);
+    let mut chart = ChartBuilder::on(root)
         .caption(text.title, ("sans-serif", 26))
         .margin(16)
         .margin_right(36)
@@ -173,19 +199,15 @@ where
         })
         .draw()
         .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
     Ok(())
 }
 
 /// A 10x10 confusion matrix as a heat map with every count written in its cell.
 pub fn confusion_chart(path: &Path, title: &str, counts: &[Vec<u64>]) -> Result<()> {
-    register_font();
-    write_atomic_with(path, |tmp| {
-        let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
-        let root = BitMapBackend::new(tmp, (760, 720)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
+    render(path, (760, 720), |root| {
+        let fail = |e: &dyn std::fmt::Display| draw_error(path, e);
         let n = counts.len() as i32;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 22))
             .margin(16)
             .x_label_area_size(48)
@@ -221,7 +243,6 @@ pub fn confusion_chart(path: &Path, title: &str, counts: &[Vec<u64>]) -> Result<
                 chart.draw_series(std::iter::once(label)).map_err(|e| fail(&e))?;
             }
         }
-        root.present().map_err(|e| fail(&e))?;
         Ok(())
     })
 }
@@ -294,14 +315,10 @@ fn draw_error(path: &Path, e: &dyn std::fmt::Display) -> anyhow::Error {
 
 /// A 960x600 PNG with a caption, written atomically; `draw` builds its chart.
 fn canvas(path: &Path, title: &str, draw: impl FnOnce(&mut ChartBuilder<'_, '_, BitMapBackend<'_>>) -> Result<()>) -> Result<()> {
-    register_font();
-    write_atomic_with(path, |tmp| {
-        let root = BitMapBackend::new(tmp, (960, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_error(path, &e))?;
-        let mut builder = ChartBuilder::on(&root);
+    render(path, (960, 600), |root| {
+        let mut builder = ChartBuilder::on(root);
         builder.caption(title, ("sans-serif", 24)).margin(16).margin_right(36).x_label_area_size(48).y_label_area_size(80);
-        draw(&mut builder)?;
-        root.present().map_err(|e| draw_error(path, &e))
+        draw(&mut builder)
     })
 }
 
@@ -350,6 +367,41 @@ mod tests {
         assert_eq!(log_label(2e-5), "2e-5");
         // A diverged run's 13 decades: powers of ten only, not 39 labels.
         assert_eq!(log_axis(1500.0, 1.6e16).bold_points(), (4..=16).map(|k| 10f64.powi(k)).collect::<Vec<_>>());
+    }
+
+    /// A whole PNG: the signature, the IEND chunk last, and 960x600 RGB as it decodes.
+    fn assert_whole_png(path: &Path, size: (u32, u32)) {
+        let bytes = std::fs::read(path).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{}", path.display());
+        assert!(bytes.ends_with(b"\0\0\0\0IEND\xaeB`\x82"), "{}", path.display());
+        let picture = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap();
+        assert_eq!((picture.width(), picture.height(), picture.color()), (size.0, size.1, image::ColorType::Rgb8));
+    }
+
+    #[test]
+    fn figures_are_whole_rgb_pngs() {
+        let dir = tempfile::tempdir().unwrap();
+        let series = [Series { label: "loss".into(), points: vec![(0.0, 2.0), (1.0, 1.0), (2.0, 0.5)] }];
+        line_chart(&dir.path().join("line.png"), "t", "x", "y", &series, Scale::Log).unwrap();
+        let bands = [Band { label: "a".into(), points: vec![(0.0, 0.5, 0.4, 0.6), (10.0, 0.9, 0.85, 0.95)] }];
+        band_chart(&dir.path().join("band.png"), "t", "x", "y", &bands, Scale::Linear).unwrap();
+        error_bar_chart(&dir.path().join("bars.png"), "t", "x", "y", &[(0.01, 0.9, 0.85, 0.95), (0.1, 0.8, 0.7, 0.9)]).unwrap();
+        confusion_chart(&dir.path().join("confusion.png"), "t", &vec![vec![1; 10]; 10]).unwrap();
+        for name in ["line.png", "band.png", "bars.png"] {
+            assert_whole_png(&dir.path().join(name), (960, 600));
+        }
+        assert_whole_png(&dir.path().join("confusion.png"), (760, 720));
+    }
+
+    #[test]
+    fn a_figure_that_cannot_be_written_is_an_error_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "kept").unwrap();
+        let e = write_png(&file.join("figure.png"), &[255; 4 * 3 * 3], (4, 3)).unwrap_err();
+        assert!(format!("{e:#}").contains("cannot write"), "{e:#}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
     }
 
     #[test]

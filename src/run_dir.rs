@@ -45,7 +45,7 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) ->
     });
     if let Err(e) = done {
         let _ = fs::remove_file(&tmp);
-        // Libraries that write for us (plotters) report a full disk in their own words.
+        // Libraries that write for us (tch's npy writer) report a full disk in their own words.
         if format!("{e:#}").contains("No space left on device") {
             return Err(anyhow!("no space left on device writing {}", path.display()));
         }
@@ -54,7 +54,7 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) ->
         if !parent.exists() {
             return Err(anyhow!("cannot write {}: its folder {} no longer exists (removed while nndl was writing into it?)", path.display(), parent.display()));
         }
-        // plotters shows the system's error only as a Rust debug dump (`Os { code: 30, .. }`).
+        // A library may show the system's error only as a Rust debug dump (`Os { code: 30, .. }`).
         if let Some(io) = os_error_in(&format!("{e:#}")) {
             return Err(write_error(path, &io));
         }
@@ -123,7 +123,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A hidden name beside `path` that keeps its extension (plotters picks the format by it)
+/// A hidden name beside `path` that keeps its extension (a library may pick the format by it)
 /// and names the writing process and its machine, `.partial-<pid>@<host>@<name>`, so leftovers
 /// of dead processes can be told apart: on a file system several machines share (a Slurm
 /// array's folder), a pid says whether its writer lives only on the writer's own host.

@@ -523,6 +523,43 @@ fn report_names_the_folders_that_gave_no_run() {
 }
 
 #[test]
+fn a_figure_whose_last_write_fails_is_an_error_not_a_truncated_file() {
+    // A file-size limit a few bytes short of report-accuracy.png fails only its last write,
+    // which plotters' own file writing lost: the figure was renamed into place truncated and
+    // the report exited 0.
+    use std::os::unix::process::CommandExt;
+    let dir = tempdir("report-last-write");
+    for seed in [0, 1] {
+        fake_run(&dir.join(format!("runs/seed={seed}")), 0.01, seed, 0.9 + 0.01 * seed as f64, 0.3);
+    }
+    let report = |out: &str| {
+        let mut cmd = nndl();
+        cmd.arg("report").arg(dir.join("runs")).arg("--out").arg(dir.join(out)).arg("--quiet");
+        cmd
+    };
+    assert!(report("roomy").status().unwrap().success());
+    let size = std::fs::metadata(dir.join("roomy/report-accuracy.png")).unwrap().len();
+    let limit = libc::rlimit { rlim_cur: size - 5, rlim_max: size - 5 };
+    let mut limited = report("limited");
+    // SAFETY: between fork and exec, only async-signal-safe calls (setrlimit, signal).
+    unsafe {
+        limited.pre_exec(move || {
+            // Ignored, a write past the limit fails with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = limited.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("report-accuracy.png: File too large"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.join("limited")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "no figure, whole or cut, and no temporary file: {left:?}");
+}
+
+#[test]
 fn report_reads_reproductions_side_by_side_and_names_repeated_seeds() {
     // Two reproduce folders of the same seed in one folder: their runs are found one level
     // down, and the seed they share is named rather than counted as two independent seeds.
