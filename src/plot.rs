@@ -4,6 +4,8 @@ use crate::run_dir::write_atomic;
 use anyhow::{anyhow, Result};
 use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use std::path::Path;
@@ -263,9 +265,87 @@ pub struct Band {
     pub points: Vec<(f64, f64, f64, f64)>,
 }
 
-const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(255, 127, 14), RGBColor(23, 190, 207)];
+/// Ten colours that tell apart (matplotlib's tab10, in the order the figures had).
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207), RGBColor(140, 86, 75), RGBColor(227, 119, 194), RGBColor(127, 127, 127), RGBColor(188, 189, 34),
+];
 
-/// Mean curves with a shaded min-max band each (over seeds), written atomically to `path`.
+/// A band chart's mean line: its colour and dash (pixels drawn, pixels skipped; none is solid).
+#[derive(Clone, Copy)]
+struct LineLook {
+    color: RGBColor,
+    dash: Option<(u32, u32)>,
+}
+
+/// The `i`-th configuration's look: the ten colours solid, then dashed, then dotted, so that
+/// 30 configurations differ (with 6 colours, 15 had three red lines).
+fn line_look(i: usize) -> LineLook {
+    const DASHES: [Option<(u32, u32)>; 3] = [None, Some((12, 6)), Some((3, 4))];
+    LineLook { color: PALETTE[i % PALETTE.len()], dash: DASHES[(i / PALETTE.len()) % DASHES.len()] }
+}
+
+/// A line from `points` in `look`, solid or dashed (plotters draws either as one element).
+fn styled_line<DB: DrawingBackend, C: Clone + 'static>(points: Vec<C>, look: LineLook) -> DynElement<'static, DB, C> {
+    let style = ShapeStyle::from(look.color).stroke_width(2);
+    match look.dash {
+        None => PathElement::new(points, style).into_dyn(),
+        Some((dash, gap)) => DashedPathElement::new(points, dash, gap, style).into_dyn(),
+    }
+}
+
+/// The band chart's legend, beside the plot rather than over it: rows of `LEGEND_ROW` pixels
+/// from `LEGEND_TOP` (the plot area's top), as many as the 600-pixel height holds.
+const LEGEND_TOP: i32 = 56;
+const LEGEND_ROW: i32 = 22;
+const LEGEND_ROWS: usize = ((600 - LEGEND_TOP - 16) / LEGEND_ROW) as usize;
+/// Longer labels are cut (report.csv has them whole), so that the legend stays narrow.
+const LEGEND_LABEL_CHARS: usize = 60;
+
+fn legend_font() -> FontDesc<'static> {
+    ("sans-serif", 15).into_font()
+}
+
+/// The legend's rows: each shown label with its look, and when more configurations than rows,
+/// a last row that says how many are left out.
+fn legend_rows(bands: &[Band]) -> Vec<(String, Option<LineLook>)> {
+    let cut = |label: &str| match label.char_indices().nth(LEGEND_LABEL_CHARS) {
+        Some((at, _)) => format!("{}…", &label[..at]),
+        None => label.to_string(),
+    };
+    let shown = if bands.len() > LEGEND_ROWS { LEGEND_ROWS - 1 } else { bands.len() };
+    let mut rows: Vec<(String, Option<LineLook>)> = bands[..shown].iter().enumerate().map(|(i, b)| (cut(&b.label), Some(line_look(i)))).collect();
+    if shown < bands.len() {
+        rows.push((format!("{} more configurations in report.csv", bands.len() - shown), None));
+    }
+    rows
+}
+
+/// The legend's width in pixels: a line sample, the widest label and margins.
+fn legend_width(rows: &[(String, Option<LineLook>)]) -> u32 {
+    let font = legend_font();
+    let text = rows.iter().map(|(label, _)| font.box_size(label).map_or(8 * label.chars().count() as u32, |(w, _)| w)).max();
+    text.map_or(0, |w| 8 + 36 + w + 16)
+}
+
+fn draw_legend(area: &Picture, path: &Path, rows: &[(String, Option<LineLook>)]) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| draw_error(path, e);
+    let (width, _) = area.dim_in_pixel();
+    let bottom = LEGEND_TOP + LEGEND_ROW * rows.len() as i32;
+    area.draw(&Rectangle::new([(0, LEGEND_TOP - 6), (width as i32 - 8, bottom + 6)], BLACK.stroke_width(1))).map_err(|e| fail(&e))?;
+    let text = TextStyle::from(legend_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for (row, (label, look)) in rows.iter().enumerate() {
+        let y = LEGEND_TOP + LEGEND_ROW * row as i32 + LEGEND_ROW / 2;
+        if let Some(look) = look {
+            area.draw(&styled_line(vec![(8, y), (36, y)], *look)).map_err(|e| fail(&e))?;
+        }
+        area.draw(&Text::new(label.as_str(), (44, y), &text)).map_err(|e| fail(&e))?;
+    }
+    Ok(())
+}
+
+/// The report's figure: mean curves with a shaded min-max band each (over seeds), and beside
+/// the 960x600 plot a legend (the canvas is widened for it), written atomically to `path`.
 pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands: &[Band], scale: Scale) -> Result<()> {
     let finite = |y: f64| y.is_finite() && (scale == Scale::Linear || y > 0.0);
     let all = bands.iter().flat_map(|b| b.points.iter());
@@ -275,7 +355,12 @@ pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands:
     if !lo.is_finite() {
         (lo, hi) = (1e-3, 1.0);
     }
-    canvas(path, title, |builder| {
+    register_font();
+    let legend = legend_rows(bands);
+    render(path, (960 + legend_width(&legend), 600), |root| {
+        let (plot, beside) = root.split_horizontally(960);
+        draw_legend(&beside, path, &legend)?;
+        let mut builder = chart_builder(&plot, title);
         let fail = |e: &dyn std::fmt::Display| draw_error(path, e);
         macro_rules! body {
             ($chart:expr) => {{
@@ -284,18 +369,13 @@ pub fn band_chart(path: &Path, title: &str, x_label: &str, y_label: &str, bands:
                     .x_label_formatter(&|x| format!("{x:.0}"))
                     .y_label_formatter(&|y| if scale == Scale::Log { log_label(*y) } else { tick(*y) })
                     .draw().map_err(|e| fail(&e))?;
-                for (b, color) in bands.iter().zip(PALETTE.iter().cycle()) {
+                for (i, b) in bands.iter().enumerate() {
+                    let look = line_look(i);
                     let pts: Vec<_> = b.points.iter().filter(|p| finite(p.1) && finite(p.2) && finite(p.3)).collect();
                     let outline: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.3)).chain(pts.iter().rev().map(|p| (p.0, p.2))).collect();
-                    chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18).filled()))).map_err(|e| fail(&e))?;
-                    let style = ShapeStyle::from(color).stroke_width(2);
-                    chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), style)).map_err(|e| fail(&e))?
-                        .label(b.label.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+                    chart.draw_series(std::iter::once(Polygon::new(outline, look.color.mix(0.18).filled()))).map_err(|e| fail(&e))?;
+                    chart.draw_series(std::iter::once(styled_line(pts.iter().map(|p| (p.0, p.1)).collect(), look))).map_err(|e| fail(&e))?;
                 }
-                chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 15))
-                    .position(if scale == Scale::Log { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::LowerRight })
-                    .draw().map_err(|e| fail(&e))?;
             }};
         }
         match scale {
@@ -315,11 +395,14 @@ fn draw_error(path: &Path, e: &dyn std::fmt::Display) -> anyhow::Error {
 
 /// A 960x600 PNG with a caption, written atomically; `draw` builds its chart.
 fn canvas(path: &Path, title: &str, draw: impl FnOnce(&mut ChartBuilder<'_, '_, BitMapBackend<'_>>) -> Result<()>) -> Result<()> {
-    render(path, (960, 600), |root| {
-        let mut builder = ChartBuilder::on(root);
-        builder.caption(title, ("sans-serif", 24)).margin(16).margin_right(36).x_label_area_size(48).y_label_area_size(80);
-        draw(&mut builder)
-    })
+    render(path, (960, 600), |root| draw(&mut chart_builder(root, title)))
+}
+
+/// The report figures' chart on `area`: caption, margins and axis label areas.
+fn chart_builder<'a, 'b>(area: &'a Picture<'b>, title: &str) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder.caption(title, ("sans-serif", 24)).margin(16).margin_right(36).x_label_area_size(48).y_label_area_size(80);
+    builder
 }
 
 /// Final values against one setting: the mean with a bar from min to max at each x.
@@ -387,10 +470,51 @@ mod tests {
         band_chart(&dir.path().join("band.png"), "t", "x", "y", &bands, Scale::Linear).unwrap();
         error_bar_chart(&dir.path().join("bars.png"), "t", "x", "y", &[(0.01, 0.9, 0.85, 0.95), (0.1, 0.8, 0.7, 0.9)]).unwrap();
         confusion_chart(&dir.path().join("confusion.png"), "t", &vec![vec![1; 10]; 10]).unwrap();
-        for name in ["line.png", "band.png", "bars.png"] {
+        for name in ["line.png", "bars.png"] {
             assert_whole_png(&dir.path().join(name), (960, 600));
         }
+        // Widened for its legend.
+        let legend = legend_width(&legend_rows(&bands));
+        assert_whole_png(&dir.path().join("band.png"), (960 + legend, 600));
         assert_whole_png(&dir.path().join("confusion.png"), (760, 720));
+    }
+
+    #[test]
+    fn thirty_configurations_have_thirty_looks() {
+        let looks: Vec<(RGBColor, Option<(u32, u32)>)> = (0..30).map(|i| (line_look(i).color, line_look(i).dash)).collect();
+        for (i, a) in looks.iter().enumerate() {
+            assert!(looks[..i].iter().all(|b| b != a), "configuration {i} looks like an earlier one");
+        }
+        // The first ones keep the colours the figures had.
+        assert_eq!((line_look(1).color, line_look(1).dash), (RGBColor(214, 39, 40), None));
+    }
+
+    fn bands(n: usize, label: impl Fn(usize) -> String) -> Vec<Band> {
+        (0..n).map(|i| {
+            let end = 0.5 + 0.4 * i as f64 / n as f64;
+            Band { label: label(i), points: vec![(0.0, 0.1, 0.05, 0.15), (50.0, end - 0.1, end - 0.15, end - 0.05), (100.0, end, end - 0.02, end + 0.02)] }
+        }).collect()
+    }
+
+    #[test]
+    fn the_legend_lies_beside_the_plot_and_says_what_it_leaves_out() {
+        let rows = legend_rows(&bands(27, |i| format!("lr={i}")));
+        assert_eq!(rows.len(), LEGEND_ROWS);
+        let (note, look) = rows.last().unwrap();
+        assert_eq!((note.as_str(), look.is_none()), (format!("{} more configurations in report.csv", 27 - (LEGEND_ROWS - 1)).as_str(), true));
+        assert_eq!(legend_rows(&bands(5, |i| format!("lr={i}"))).len(), 5);
+        // The plot's 960 columns are the same whatever the legend says: it covers no data.
+        let dir = tempfile::tempdir().unwrap();
+        let draw = |name: &str, label: fn(usize) -> String| {
+            let path = dir.path().join(name);
+            band_chart(&path, "t", "x", "y", &bands(27, label), Scale::Linear).unwrap();
+            image::open(&path).unwrap().to_rgb8()
+        };
+        let short = draw("short.png", |i| format!("{i}"));
+        let long = draw("long.png", |i| format!("learning_rate={i},batch_size=64,schedule=warmup_cosine(warmup={i}),dropout=0.5"));
+        assert!(long.width() > short.width() && short.width() > 960 && long.height() == 600);
+        let plot = |picture: &image::RgbImage| (0..600).flat_map(|y| (0..960).map(move |x| (x, y))).map(|(x, y)| picture.get_pixel(x, y).0).collect::<Vec<_>>();
+        assert!(plot(&short) == plot(&long), "the legend reaches into the plot");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `nndl report DIR...`: finished runs aggregated per configuration into report.md, report.csv
-//! and figures (test accuracy and loss against iteration with min-max bands over seeds; for a
-//! one-setting sweep, final accuracy against that setting with error bars).
+//! and figures (test accuracy and loss against iteration with min-max bands over seeds, the
+//! legend beside the plot; for a one-setting sweep, final accuracy against that setting with
+//! error bars).
 use super::Outcome;
 use crate::cli::ReportCmdArgs;
 use crate::plot::{band_chart, error_bar_chart, Band, Scale};
