@@ -33,16 +33,21 @@ pub enum Scale {
     Log,
 }
 
-/// A chart's title and axis labels.
+/// A chart's title, axis labels and where its legend goes.
 struct ChartText<'a> {
     title: &'a str,
     x_label: &'a str,
     y_label: &'a str,
+    legend_at: SeriesLabelPosition,
 }
 
 /// Draws the series on one chart, written atomically to `path`.
 pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scale: Scale) -> Result<()> {
-    let text = ChartText { title, x_label, y_label };
+    // Losses fall from the top left and accuracies rise: keep the legend off the curves.
+    let mut legend_at = match scale {
+        Scale::Linear => SeriesLabelPosition::LowerRight,
+        Scale::Log => SeriesLabelPosition::LowerLeft,
+    };
     register_font();
     // The x axis spans every iteration, also those whose values diverged (NaN, inf).
     let x_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).filter(|x| x.is_finite()).fold(1.0f64, f64::max);
@@ -54,6 +59,17 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
     if !y_min.is_finite() {
         (y_min, y_max) = (1e-3, 1.0);
     }
+    let with_zeros;
+    let mut series = series;
+    if scale == Scale::Log && series.iter().any(|s| s.points.iter().any(|p| p.1 == 0.0)) {
+        let floor = zero_floor(y_min);
+        y_min = floor;
+        with_zeros = zeros_at(series, floor);
+        series = &with_zeros;
+        // The zeros run along the bottom, where the legend would hide them.
+        legend_at = SeriesLabelPosition::UpperRight;
+    }
+    let text = ChartText { title, x_label, y_label, legend_at };
     render(path, (960, 600), |root| match scale {
         Scale::Linear => {
             let pad = ((y_max - y_min) * 0.05).max(1e-6);
@@ -61,6 +77,24 @@ pub fn line_chart(path: &Path, title: &str, x_label: &str, y_label: &str, series
         }
         Scale::Log => draw(root, path, &text, series, x_max, (log_axis(y_min * 0.8, y_max * 1.25), 0), scale),
     })
+}
+
+/// Where zeros go on a log axis whose smallest positive value is `y_min`: the power of ten a
+/// decade or more below it, apart from every real value.
+fn zero_floor(y_min: f64) -> f64 {
+    10f64.powi(y_min.log10().floor() as i32 - 1)
+}
+
+/// The series with their zeros at `floor`, each label that has some saying so: a log axis has
+/// no place for 0, and an XOR run whose loss reached exactly 0 showed only its first point.
+fn zeros_at(series: &[Series], floor: f64) -> Vec<Series> {
+    series.iter().map(|s| {
+        let has_zero = s.points.iter().any(|p| p.1 == 0.0);
+        Series {
+            label: if has_zero { format!("{} (0 drawn at {})", s.label, log_label(floor)) } else { s.label.clone() },
+            points: s.points.iter().map(|&(x, y)| (x, if y == 0.0 { floor } else { y })).collect(),
+        }
+    }).collect()
 }
 
 /// The picture `render` draws on: an RGB bitmap in memory.
@@ -194,11 +228,7 @@ where
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 16))
-        // Losses fall from the top left and accuracies rise: keep the legend off the curves.
-        .position(match scale {
-            Scale::Linear => SeriesLabelPosition::LowerRight,
-            Scale::Log => SeriesLabelPosition::LowerLeft,
-        })
+        .position(text.legend_at.clone())
         .draw()
         .map_err(|e| fail(&e))?;
     Ok(())
@@ -477,6 +507,24 @@ mod tests {
         let legend = legend_width(&legend_rows(&bands));
         assert_whole_png(&dir.path().join("band.png"), (960 + legend, 600));
         assert_whole_png(&dir.path().join("confusion.png"), (760, 720));
+    }
+
+    #[test]
+    fn zeros_on_a_log_axis_are_drawn_at_its_floor_and_said_so() {
+        // An XOR run whose loss is 0 from epoch 50 on: the line goes on along the floor, which
+        // the label names, rather than stop at the first point.
+        let points: Vec<(f64, f64)> = (0..=60).map(|k| (50.0 * k as f64, if k == 0 { 0.5 } else { 0.0 })).collect();
+        let series = [Series { label: "seed 614".into(), points }];
+        let shown = zeros_at(&series, zero_floor(0.5));
+        assert_eq!(shown[0].label, "seed 614 (0 drawn at 0.01)");
+        assert_eq!(segments(&shown[0].points, Scale::Log).len(), 1, "one line, no gap");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xor.png");
+        line_chart(&path, "t", "Epoch", "Loss", &series, Scale::Log).unwrap();
+        let picture = image::open(&path).unwrap().to_rgb8();
+        // The first colour along the right half of the plot: the zeros' line.
+        let blue = picture.enumerate_pixels().filter(|(x, y, p)| (500..900).contains(x) && *y > 300 && p.0 == [31, 119, 180]).count();
+        assert!(blue > 300, "{blue} pixels of the line on the right half");
     }
 
     #[test]
