@@ -1,7 +1,8 @@
 //! What a run measures at each evaluation point, and metrics.csv, which grows by one append
 //! per evaluation (a killed process loses nothing written). It is synced to disk with each
 //! checkpoint, not each append: a resumed run rewrites it from its checkpoint anyway, and the
-//! loop does not wait on the disk at every evaluation (81 waits in a faithful run).
+//! loop does not wait on the disk at every evaluation (81 waits in a faithful run). An append
+//! that fails (a full disk) is cut back off, so that the file never ends in a torn row.
 use crate::run_dir::{write_atomic, write_error};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,8 @@ impl EvalPoint {
 pub struct MetricsLog {
     path: PathBuf,
     file: File,
+    /// The length of its whole rows, to cut a failed append back to.
+    len: u64,
 }
 
 impl MetricsLog {
@@ -55,11 +58,19 @@ impl MetricsLog {
         points.iter().for_each(|p| text.push_str(&p.csv_rows()));
         write_atomic(path, text.as_bytes())?;
         let file = OpenOptions::new().append(true).open(path).map_err(|e| write_error(path, &e))?;
-        Ok(MetricsLog { path: path.to_path_buf(), file })
+        Ok(MetricsLog { path: path.to_path_buf(), file, len: text.len() as u64 })
     }
 
+    /// Appends the point's rows, or none of them: a full disk can take part of a write.
     pub fn append(&mut self, point: &EvalPoint) -> Result<()> {
-        self.file.write_all(point.csv_rows().as_bytes()).map_err(|e| write_error(&self.path, &e))
+        let rows = point.csv_rows();
+        if let Err(e) = self.file.write_all(rows.as_bytes()) {
+            // Shrinking a file needs no room, so this works on a full disk too.
+            let _ = self.file.set_len(self.len);
+            return Err(write_error(&self.path, &e));
+        }
+        self.len += rows.len() as u64;
+        Ok(())
     }
 
     /// Makes what was appended durable (before a checkpoint, which a finished run's summary follows).
@@ -87,4 +98,54 @@ pub fn read_csv(path: &Path) -> Result<Vec<EvalPoint>> {
         }
     }
     Ok(points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tmpfs mounted on a temporary folder (the tests run as root), unmounted when dropped.
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn mount(options: &str) -> Tmpfs {
+            let dir = tempfile::tempdir().unwrap();
+            let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir.path()).status().unwrap();
+            assert!(mounted.success(), "tests run as root and may mount a tmpfs");
+            Tmpfs(dir)
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+        }
+    }
+
+    /// Takes every free byte of the file system `dir` is on.
+    fn fill(dir: &Path) {
+        let mut filler = File::create(dir.join("filler")).unwrap();
+        while filler.write_all(&[0; 4096]).is_ok() {}
+    }
+
+    #[test]
+    fn an_append_the_full_disk_cuts_short_leaves_no_torn_row() {
+        let fs = Tmpfs::mount("size=64k");
+        let path = fs.0.path().join("metrics.csv");
+        let mut log = MetricsLog::start(&path, &[]).unwrap();
+        let point = |iteration| EvalPoint { iteration, train_loss: 0.123456789, train_accuracy: 0.5, test_loss: 0.987654321, test_accuracy: 0.25 };
+        // Rows up to a memory page's end, so that the next one straddles it: the page it starts
+        // in takes its first bytes, the next page cannot be had.
+        let mut i = 0;
+        while 4096 - log.len % 4096 >= point(i).csv_rows().len() as u64 {
+            log.append(&point(i)).unwrap();
+            i += 1;
+        }
+        fill(fs.0.path());
+        let before = std::fs::read(&path).unwrap();
+        let err = log.append(&point(i)).unwrap_err().to_string();
+        assert!(err.starts_with("no space left on device writing"), "{err}");
+        let after = std::fs::read(&path).unwrap();
+        assert!(after == before, "the failed append left a torn row: {} bytes became {}", before.len(), after.len());
+    }
 }
