@@ -277,10 +277,12 @@ pub fn train_exporting(cfg: &TrainConfig, network: &Network, data: &DeviceData, 
     let ctx = TrainContext { net: &network.net, vs: &network.vs, cfg, data, allow_graph: rt.allow_graph, quiet: rt.quiet, profile_steps: rt.profile_steps };
     let outcome = crate::torch_extras::catch_panics(|| trainer::train(&ctx, resume, &mut obs));
     pb.finish();
-    // Why it stopped, for `report`, a rerun and `resume` to say (where it can still be written).
-    let outcome = outcome.inspect_err(|e| drop(crate::run_dir::record_failure(&run.path, &error_line(e))))?;
+    // Why it stopped, for `report`, a rerun and `resume` to say (where it can still be written):
+    // a failure in the loop, or in writing what it leaves (its weights, figures, summary).
+    let record = |e: &anyhow::Error| drop(crate::run_dir::record_failure(&run.path, &error_line(e)));
+    let outcome = outcome.inspect_err(record)?;
     let session = Session { started, started_utc, resumed: resume.is_some() };
-    finish_run(cfg, run, rt, &parameters(&network.vs), outcome, obs.points(), session)
+    finish_run(cfg, run, rt, &parameters(&network.vs), outcome, obs.points(), session).inspect_err(record)
 }
 
 /// When and how a session of a run started, for its summary.

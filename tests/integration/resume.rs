@@ -705,3 +705,20 @@ fn eval_of_a_folder_it_cannot_write_prints_its_figures_all_the_same() {
     let parent = nndl().arg("eval").arg(dir.join("runs")).args(["--data"]).arg(mnist_dir()).output().unwrap();
     crate::util::assert_one_line_error(&parent, &format!("holds a run in a folder of its own: evaluate it, as `nndl eval {}`", run.display()));
 }
+
+#[test]
+fn a_failure_writing_the_end_of_a_run_is_recorded_in_failed_txt() {
+    // Its last checkpoint is in place; the weights cannot be written (a folder holds their
+    // name): the error is the command's, and failed.txt keeps it for `report` and a rerun.
+    let dir = tempdir("end-write-fails");
+    let run = dir.join("run");
+    train(&["mlp", "--iterations", "20", "--eval-every", "10", "--out", run.to_str().unwrap()]);
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    std::fs::remove_file(run.join("model.safetensors")).unwrap();
+    std::fs::create_dir_all(run.join("model.safetensors/in-the-way")).unwrap();
+    let out = nndl().arg("resume").arg(&run).args(["--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("cannot write {}", run.join("model.safetensors").display())), "{err}");
+    let recorded = std::fs::read_to_string(run.join("failed.txt")).expect("failed.txt written");
+    assert!(err.trim_end().ends_with(recorded.trim_end()), "recorded {recorded:?}, said {err:?}");
+}
