@@ -1,5 +1,6 @@
 //! `nndl resume DIR`: continues an interrupted run from its last checkpoint (or from the start
-//! when it stopped before its first), or an interrupted `nndl reproduce`.
+//! when it stopped before its first), or an interrupted `nndl reproduce`; the free space it
+//! checks for first is what it has yet to write, not a new run's.
 use super::Outcome;
 use crate::checkpoint::{self, Checkpoint};
 use crate::cli::ResumeArgs;
@@ -51,7 +52,7 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     }
     let mut rt = Runtime::new(&cfg, &Origin::File(origin), args.report.quiet, true)?;
     let data = DeviceData::load(args.data.as_deref(), rt.device)?;
-    crate::run_dir::check_free_space(&args.run_dir, run::disk_estimate(&cfg))?;
+    crate::run_dir::check_free_space(&args.run_dir, still_to_write(&cfg, &args.run_dir))?;
     rt.say_note();
     if !args.report.quiet {
         if let Some(reason) = crate::run_dir::recorded_failure(&args.run_dir) {
@@ -71,6 +72,16 @@ pub fn run(args: &ResumeArgs) -> Result<Outcome> {
     let network = run::build_network(&cfg, rt.device);
     let end = run::train_into(&cfg, &network, &data, &run_dir, &rt, ck.as_ref(), started)?;
     super::train::finish(end, &network, &cfg, export_final.as_deref())
+}
+
+/// The room a resume of `cfg` in `dir` needs: a new run's (`run::disk_estimate`) less what the
+/// files it writes again already take there (a run stopped by a full disk has most of them),
+/// since each is replaced by its new version, not kept beside it.
+fn still_to_write(cfg: &TrainConfig, dir: &std::path::Path) -> u64 {
+    let name = cfg.model.name();
+    let rewritten = [checkpoint::FILE, run::MODEL_FILE, "metrics.csv", "summary.json", &format!("{name}-loss.png"), &format!("{name}-accuracy.png")]
+        .map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len()));
+    run::disk_estimate(cfg).saturating_sub(rewritten.iter().sum())
 }
 
 /// What a folder of runs (a sweep's, or `--seeds`') is, with how to continue it: `nndl resume`

@@ -379,6 +379,23 @@ const CASES: &[Case] = &[
         assert!(String::from_utf8_lossy(&too_big.stderr).contains("not enough free space") && first.status.success() && copied && finished);
         (out, 0, String::new())
     }},
+    Case { name: "a resumed run needs room for what it has yet to write", run: |d| {
+        // Stopped before its summary (as a full disk stops it), its checkpoint, weights and
+        // figures (about 2.8 MB) in place: a new run would need about 9 MB, the resume about 6.
+        let mnt = d.join("resume-space");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=10m", "tmpfs"]).arg(&mnt).status().unwrap().success());
+        let first = mlp(&["--iterations", "20", "--eval-every", "10"], &d.join("run"));
+        fs::remove_file(d.join("run/summary.json")).unwrap();
+        let copied = std::process::Command::new("cp").arg("-a").arg(d.join("run")).arg(&mnt).status().unwrap().success();
+        let too_big = mlp(&["--iterations", "20", "--eval-every", "10"], &mnt.join("fresh"));
+        let out = nndl().arg("resume").arg(mnt.join("run")).args(["--quiet", "--data"]).arg(mnist_dir()).output().unwrap();
+        let finished = mnt.join("run/summary.json").is_file();
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        assert!(first.status.success() && copied && finished);
+        assert!(String::from_utf8_lossy(&too_big.stderr).contains("not enough free space"), "{}", String::from_utf8_lossy(&too_big.stderr));
+        (out, 0, String::new())
+    }},
     Case { name: "a shard needs room for its own trials only", run: |d| {
         // Ten MLP trials would need about 90 MB; shard 1 of 10 trains one (about 9 MB).
         let mnt = d.join("shard-space");
