@@ -4,7 +4,8 @@
 //!   so a crash never leaves a half-written file; `.partial-*` leftovers of dead processes are
 //!   removed when the folder is next opened;
 //! - a folder is nndl's when it holds the marker `.nndl-run`; one that holds other files is not
-//!   overwritten without --force, and --force moves the old run aside before anything is written;
+//!   overwritten without --force, and --force moves the old run aside before anything is written
+//!   (back again if the new folder cannot be made), deleting it once the new folder is there;
 //! - while a run writes into a folder it holds an exclusive lock (`.nndl.lock`, flock, with its
 //!   pid and host inside for the message a second writer gets).
 use anyhow::{anyhow, bail, Result};
@@ -496,7 +497,10 @@ pub fn check_free_space(path: &Path, bytes: u64) -> Result<()> {
 
 /// Moves the old folder aside with one rename, makes a fresh one in its place (same lock, now
 /// held on the new folder), then deletes the old one. An interruption leaves the old run whole
-/// (under `.NAME.replaced-PID` beside it) or the new one.
+/// (under `.NAME.replaced-PID@HOST` beside it) or the new one; a new folder that cannot be made
+/// or locked puts the old one back, and an old one that cannot be deleted is a warning naming
+/// where it is (the new run goes on). What earlier `--force`s of dead processes left beside it
+/// is removed first.
 fn replace(path: &Path, old_lock: DirLock) -> Result<DirLock> {
     // Renaming a link would move the link, not the run it points to.
     if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -517,15 +521,76 @@ fn replace(path: &Path, old_lock: DirLock) -> Result<DirLock> {
     if let Some(file) = crate::data::mnist::file_within(path) {
         bail!("--force would delete {}, which holds MNIST ({}); choose another --out", path.display(), file.display());
     }
-    let aside = real.with_file_name(format!(".{name}.replaced-{}", std::process::id()));
+    remove_abandoned_asides(&real, &name);
+    let aside = real.with_file_name(format!(".{name}{REPLACED}{}@{}", std::process::id(), this_host()));
     fs::rename(&real, &aside).map_err(|e| anyhow!("cannot move the old {} aside: {e}", path.display()))?;
     let mut old_lock = old_lock;
     old_lock.moved_to(&aside);
-    fs::create_dir(&real).map_err(|e| anyhow!("cannot create output folder {}: {e}", path.display()))?;
-    let lock = DirLock::acquire(&real)?;
+    let lock = match locked_new_folder(&real, path) {
+        Ok(lock) => lock,
+        Err(e) => return Err(put_back(&aside, &real, old_lock, path, e)),
+    };
     drop(old_lock);
-    fs::remove_dir_all(&aside).map_err(|e| anyhow!("cannot remove the old run moved to {}: {e}", aside.display()))?;
+    if let Err(e) = fs::remove_dir_all(&aside) {
+        crate::say!("warning: cannot remove the old run moved to {}: {e}; the new run goes on in {}; remove it by hand", aside.display(), path.display());
+    }
     Ok(lock)
+}
+
+/// What `replace` names the old folder it moves aside: `.NAME.replaced-PID@HOST`.
+const REPLACED: &str = ".replaced-";
+
+/// A new folder at `real` (`shown` as the user gave it), locked.
+fn locked_new_folder(real: &Path, shown: &Path) -> Result<DirLock> {
+    fs::create_dir(real).map_err(|e| anyhow!("cannot create output folder {}: {e}", shown.display()))?;
+    DirLock::acquire(real).inspect_err(|e| {
+        // Empty but for the lock file it may have left: removed, so the old run can go back.
+        // (A busy one is another process's since, and stays.)
+        if !e.is::<Busy>() {
+            let _ = fs::remove_file(real.join(LOCK));
+            let _ = fs::remove_dir(real);
+        }
+    })
+}
+
+/// After a failed replacement: the old run renamed back (its lock with it), and `e` saying
+/// where it now is.
+fn put_back(aside: &Path, real: &Path, mut old_lock: DirLock, shown: &Path, e: anyhow::Error) -> anyhow::Error {
+    match fs::rename(aside, real) {
+        Ok(()) => {
+            old_lock.moved_to(real);
+            anyhow!("{e:#}; the old run is back in {}, unchanged", shown.display())
+        }
+        Err(back) => anyhow!("{e:#}; the old run is kept in {} (moving it back failed: {back})", aside.display()),
+    }
+}
+
+/// Removes the old runs that `replace`s of dead processes left beside `real` (killed before
+/// their delete, or unable to finish it); another machine's are named, not judged.
+fn remove_abandoned_asides(real: &Path, name: &str) {
+    let Some(parent) = real.parent() else { return };
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    let prefix = format!(".{name}{REPLACED}");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(owner) = file_name.strip_prefix(&prefix) else { continue };
+        // `PID@HOST`, or `PID` alone (earlier releases, this machine's).
+        let (pid, host) = owner.split_once('@').map_or((owner, None), |(pid, host)| (pid, Some(host)));
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let path = entry.path();
+        let quiet = QUIET.load(std::sync::atomic::Ordering::Relaxed);
+        match host {
+            Some(host) if host != this_host() => if !quiet {
+                crate::say!("note: {} is an old run that --force on {host} moved aside; remove it once that command has ended", path.display());
+            },
+            _ if pid == std::process::id() || pid_alive(pid) => {}
+            _ => match fs::remove_dir_all(&path) {
+                Ok(()) if !quiet => crate::say!("note: removed {}, an old run that an earlier --force left", path.display()),
+                Ok(()) => {}
+                Err(e) => crate::say!("warning: cannot remove {}, an old run that an earlier --force left: {e}", path.display()),
+            },
+        }
+    }
 }
 
 /// Renames the run folder `from` to `to` under its lock, so that no run writes in it

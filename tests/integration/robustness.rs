@@ -473,6 +473,39 @@ const CASES: &[Case] = &[
         assert!(fs::symlink_metadata(d.join("link")).unwrap().file_type().is_symlink(), "the link is kept");
         (out, 1, err(format!("--force cannot replace {}: it is a symbolic link; name the folder it points to ({})", d.join("link").display(), fs::canonicalize(d.join("run")).unwrap().display())))
     }},
+    Case { name: "--force whose new folder cannot be made puts the old run back", run: |d| {
+        // A file system out of inodes but one (for the lock file): the old run moved aside, the
+        // new folder cannot be made, and the old run goes back where it was.
+        let mnt = d.join("inodes");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=30m,nr_inodes=32", "tmpfs"]).arg(&mnt).status().unwrap().success());
+        let run = mnt.join("r");
+        let first = mlp(&["--iterations", "2"], &run);
+        let fillers = (0..).take_while(|k| fs::File::create(mnt.join(format!("fill-{k}"))).is_ok()).count();
+        fs::remove_file(mnt.join("fill-0")).unwrap();
+        let out = mlp(&["--iterations", "2", "--force", "--lr", "0.01"], &run);
+        let back = run.join("summary.json").is_file();
+        let aside = fs::read_dir(&mnt).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(".r.replaced-"));
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        assert!(first.status.success() && fillers > 0 && back && !aside, "old run back: {back}; still aside: {aside}");
+        (out, 1, err(format!("cannot create output folder {0}: No space left on device (os error 28); the old run is back in {0}, unchanged", run.display())))
+    }},
+    Case { name: "--force whose old run cannot be deleted goes on, naming where it is", run: |d| {
+        // An immutable file in the old run: the new run is made and trains; the old one stays
+        // moved aside, named, and a later --force removes it once it can.
+        let run = d.join("run");
+        fake_run(&run, true);
+        let chattr = |flag: &str, file: &Path| assert!(std::process::Command::new("chattr").arg(flag).arg(file).status().unwrap().success());
+        chattr("+i", &run.join("config.json"));
+        let out = mlp(&["--iterations", "2", "--force"], &run);
+        let aside = fs::read_dir(&**d).unwrap().flatten().map(|e| e.path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(".run.replaced-"));
+        let aside = aside.expect("the old run is kept aside");
+        chattr("-i", &aside.join("config.json"));
+        kept(&aside.join("config.json"));
+        assert!(run.join("summary.json").is_file() && fs::read_to_string(run.join("summary.json")).unwrap() != "kept", "the new run finished");
+        assert!(mlp(&["--iterations", "2", "--force"], &run).status.success() && !aside.exists(), "the next --force removes it");
+        (out, 0, format!("warning: cannot remove the old run moved to {}: Operation not permitted (os error 1); the new run goes on in {}; remove it by hand", aside.display(), run.display()))
+    }},
     Case { name: "a full disk while writing", run: |d| {
         let mnt = d.join("full");
         fs::create_dir(&mnt).unwrap();
