@@ -1,7 +1,9 @@
 //! Packs of runs into their folders: each member's folder is claimed as `run::run_or_resume`
 //! claims one (finished: kept; unfinished: resumed from its checkpoint; new: started), the
 //! members that train are packed by the iteration they start from, and each ends as its single
-//! run would (weights, figures, summary.json; a divergence is that member's error alone).
+//! run would (weights, figures, summary.json; a divergence is that member's error alone, and so
+//! is a failure to write its first files, config.json and metrics.csv: the pack trains on without
+//! it).
 use super::net::PackedNet;
 use super::trainer::{train_packed, MemberStart, PackContext};
 use crate::checkpoint::Checkpoint;
@@ -215,23 +217,111 @@ fn train_split(group: Vec<Claimed>, data: &DeviceData, rt: &Runtime) -> Result<V
 }
 
 /// One pack of built members: stack, train (recording `profile_steps` steps), finish each folder.
+/// A member whose own first files (config.json, metrics.csv) cannot be written fails alone,
+/// with its own error, and the pack trains without it.
 fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps: Option<usize>, pb: &Progress) -> Result<Vec<MemberEnd>> {
-    let started = Instant::now();
-    let started_utc = crate::system_info::utc_now();
-    let mut group = Vec::new();
-    let mut params = Vec::new();
-    let mut rngs = Vec::new();
-    for b in built {
-        match &b.claimed.checkpoint {
-            None => b.claimed.run.write_json("config.json", &b.claimed.cfg)?,
-            Some(ck) => if let (Some(note), false) = (ck.changed_plan(ConvPlan::for_run(b.claimed.cfg.model, rt.device)), rt.quiet) {
-                crate::say!("note: {}: {note}", b.claimed.run.path.display());
-            },
+    let session = (Instant::now(), crate::system_info::utc_now());
+    let mut ends: Vec<Option<MemberEnd>> = built.iter().map(|_| None).collect();
+    let mut ready = Ready::default();
+    for (k, b) in built.into_iter().enumerate() {
+        match write_own_config(&b.claimed, rt) {
+            Ok(()) => ready.push(k, b),
+            Err(e) => ends[k] = Some(failed_alone(e)),
         }
-        group.push(b.claimed);
-        params.push(b.params);
-        rngs.push(b.rng);
     }
+    let mut observers = loop {
+        let made = observers_of(&ready.group, pb, rt.quiet);
+        if made.iter().all(Result::is_ok) {
+            break made.into_iter().collect::<Result<Vec<_>>>()?;
+        }
+        // Its metrics.csv not written: that member leaves the pack, and the rest are watched anew.
+        let failed: Vec<(usize, anyhow::Error)> = made.into_iter().enumerate().filter_map(|(m, o)| o.err().map(|e| (m, e))).collect();
+        for (m, e) in failed.into_iter().rev() {
+            ends[ready.remove(m)] = Some(failed_alone(e));
+        }
+    };
+    if !ready.group.is_empty() {
+        let (params, rngs) = (std::mem::take(&mut ready.params), std::mem::take(&mut ready.rngs));
+        let finished = train_and_finish(&ready.group, params, rngs, &mut observers, data, rt, profile_steps, session);
+        ready.places.iter().zip(finished).for_each(|(&k, end)| ends[k] = Some(end));
+    }
+    Ok(ends.into_iter().map(|e| e.expect("every member of the group ended")).collect())
+}
+
+/// A member's own failure, said as a failure of its files in the loop is.
+fn failed_alone(e: anyhow::Error) -> MemberEnd {
+    MemberEnd::Failed(anyhow::anyhow!("{e:#} (it stopped alone; once mended, the same command continues it)"))
+}
+
+/// The members of a group that train, each with its place in the group.
+#[derive(Default)]
+struct Ready {
+    places: Vec<usize>,
+    group: Vec<Claimed>,
+    params: Vec<Vec<(String, tch::Tensor)>>,
+    rngs: Vec<Vec<u8>>,
+}
+
+impl Ready {
+    fn push(&mut self, place: usize, b: Built) {
+        self.places.push(place);
+        self.group.push(b.claimed);
+        self.params.push(b.params);
+        self.rngs.push(b.rng);
+    }
+
+    /// Takes the `m`th member out of the pack; its place in the group.
+    fn remove(&mut self, m: usize) -> usize {
+        self.group.remove(m);
+        self.params.remove(m);
+        self.rngs.remove(m);
+        self.places.remove(m)
+    }
+}
+
+/// Trains the ready members as one pack, then writes each one's files. The pack's own failure
+/// (its stacking, its loop) is each of its members'.
+#[allow(clippy::too_many_arguments)]
+fn train_and_finish(group: &[Claimed], params: Vec<Vec<(String, tch::Tensor)>>, rngs: Vec<Vec<u8>>, observers: &mut [RunObserver], data: &DeviceData, rt: &Runtime, profile_steps: Option<usize>, (started, started_utc): (Instant, String)) -> Vec<MemberEnd> {
+    let (net, outcomes) = match train_ready(group, params, rngs, observers, data, rt, profile_steps) {
+        Ok(trained) => trained,
+        Err(e) => {
+            let line = format!("{e:#}");
+            return group.iter().map(|_| MemberEnd::Failed(anyhow::anyhow!("{line}"))).collect();
+        }
+    };
+    let closings: Vec<Result<Closing>> = group.iter().zip(outcomes).zip(observers.iter()).enumerate().map(|(m, ((c, outcome), o))| {
+        let session = Session { started, started_utc: started_utc.clone(), resumed: c.checkpoint.is_some() };
+        run::closing(&c.cfg, &c.run, rt, &net.member(m as i64), outcome, o.points(), session)
+    }).collect();
+    write_side_by_side(group.iter().map(|c| &c.run).zip(closings).collect())
+}
+
+/// A fresh member's config.json (a resumed member has its own already), or the note on how its
+/// convolutions changed since its checkpoint.
+fn write_own_config(claimed: &Claimed, rt: &Runtime) -> Result<()> {
+    match &claimed.checkpoint {
+        None => claimed.run.write_json("config.json", &claimed.cfg)?,
+        Some(ck) => if let (Some(note), false) = (ck.changed_plan(ConvPlan::for_run(claimed.cfg.model, rt.device)), rt.quiet) {
+            crate::say!("note: {}: {note}", claimed.run.path.display());
+        },
+    }
+    Ok(())
+}
+
+/// Each member's observer (its metrics.csv started), or why it could not be made.
+fn observers_of<'a>(group: &'a [Claimed], pb: &'a Progress, quiet: bool) -> Vec<Result<RunObserver<'a>>> {
+    // One log line per evaluation for a lone member; a pack shows its progress only.
+    let quiet = quiet || group.len() > 1;
+    group.iter().map(|c| {
+        let earlier = c.checkpoint.as_ref().map(|ck| ck.meta.points.clone()).unwrap_or_default();
+        RunObserver::new(&c.run, &c.cfg, earlier, pb, quiet).map(RunObserver::naming_the_seed)
+    }).collect()
+}
+
+/// Stacks the ready members' parameters and trains them together: the pack's net, and each
+/// member's outcome.
+fn train_ready(group: &[Claimed], params: Vec<Vec<(String, tch::Tensor)>>, rngs: Vec<Vec<u8>>, observers: &mut [RunObserver], data: &DeviceData, rt: &Runtime, profile_steps: Option<usize>) -> Result<(PackedNet, Vec<crate::trainer::TrainOutcome>)> {
     let cfg0 = &group[0].cfg;
     let mut net = PackedNet::from_members(cfg0.model, params, super::stacked_on(cfg0.model, rt.device.is_cuda()))?;
     if let Some(size) = super::stack_size() {
@@ -245,20 +335,10 @@ fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps
         Some(ck) => MemberStart::Resume(ck),
         None => MemberStart::Fresh { rng },
     }).collect();
-    // One log line per evaluation for a lone member; a pack shows its progress only.
-    let quiet = rt.quiet || group.len() > 1;
-    let mut observers = group.iter().map(|c| {
-        let earlier = c.checkpoint.as_ref().map(|ck| ck.meta.points.clone()).unwrap_or_default();
-        RunObserver::new(&c.run, &c.cfg, earlier, pb, quiet).map(RunObserver::naming_the_seed)
-    }).collect::<Result<Vec<_>>>()?;
     let mut obs: Vec<&mut dyn Observer> = observers.iter_mut().map(|o| o as &mut dyn Observer).collect();
     let ctx = PackContext { net: &net, cfgs: &cfgs, data, allow_graph: rt.allow_graph, quiet: rt.quiet, profile_steps };
     let outcomes = train_packed(&ctx, &starts, &mut obs)?;
-    let closings: Vec<Result<Closing>> = group.iter().zip(outcomes).zip(&observers).enumerate().map(|(m, ((c, outcome), o))| {
-        let session = Session { started, started_utc: started_utc.clone(), resumed: c.checkpoint.is_some() };
-        run::closing(&c.cfg, &c.run, rt, &net.member(m as i64), outcome, o.points(), session)
-    }).collect();
-    Ok(write_side_by_side(group.iter().map(|c| &c.run).zip(closings).collect()))
+    Ok((net, outcomes))
 }
 
 /// Each member's files (weights, figures, summary.json: about 13 ms of drawing and fsyncs a

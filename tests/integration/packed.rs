@@ -614,3 +614,28 @@ fn a_failed_member_records_why_in_its_folder() {
     let failed = &json(&report)["configurations"][0]["failed"][0];
     assert!(failed["seed"] == 1 && failed["reason"].as_str().unwrap().contains("checksum"), "{failed}");
 }
+
+#[test]
+fn a_member_that_cannot_write_its_first_files_fails_alone() {
+    // seed-1's metrics.csv is a folder (its log cannot start); seed-2 is a file system with no
+    // inode left for its config.json once its lock and marker are made. Seed 0 trains on in the
+    // pack, and each failure names its own member's file.
+    let dir = tempdir("member-setup");
+    let seeds = dir.join("seeds");
+    std::fs::create_dir_all(seeds.join("seed-1/metrics.csv/in-the-way")).unwrap();
+    std::fs::write(seeds.join("seed-1/.nndl-run"), "{}").unwrap();
+    let full = seeds.join("seed-2");
+    std::fs::create_dir_all(&full).unwrap();
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m,nr_inodes=3", "tmpfs"]).arg(&full).status().unwrap().success());
+    let out = nndl().args(["mlp", "--seeds", "0..2", "--iterations", "20", "--eval-every", "10", "--threads", "1", "--device", "cpu", "--quiet", "--data"])
+        .arg(mnist_dir()).arg("--out").arg(&seeds).output().unwrap();
+    let finished: Vec<bool> = (0..3).map(|k| seeds.join(format!("seed-{k}/summary.json")).is_file()).collect();
+    let _ = std::process::Command::new("umount").arg(&full).status();
+    let alone = "(it stopped alone; once mended, the same command continues it)";
+    let want = format!("nndl: error: 2 of 3 seeds failed: seed 1: cannot write {}: Is a directory (os error 21) {alone}; seed 2: no space left on device writing {} {alone}",
+        seeds.join("seed-1/metrics.csv").display(), seeds.join("seed-2/config.json").display());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), want);
+    assert_eq!(finished, [true, false, false]);
+    let recorded = std::fs::read_to_string(seeds.join("seed-1/failed.txt")).unwrap();
+    assert!(recorded.contains("seed-1/metrics.csv") && !seeds.join("seed-0/failed.txt").exists(), "{recorded}");
+}
