@@ -2,14 +2,18 @@
 //! csrc/profiler.cpp): `--profile-steps N` records N training steps between two evaluations,
 //! after the warm-up, and the run folder gets profile.txt (each operator's self time per step
 //! on the host, each kernel's time per step on the GPU) and profile-trace.json (the Chrome
-//! trace, for Perfetto or chrome://tracing). The profiler adds some microseconds to every
-//! operator call, so compare its rows with each other, and the loop's speed with unprofiled runs.
+//! trace, for Perfetto or chrome://tracing). libtorch writes the trace into the temporary folder
+//! (TMPDIR), from which it is read, checked to be whole JSON and removed; a trace that could not
+//! be written there is a warning naming that folder, and the run goes on without a profile. The
+//! profiler adds some microseconds to every operator call, so compare its rows with each other,
+//! and the loop's speed with unprofiled runs.
 use crate::config::TrainConfig;
 use crate::run_dir::RunDir;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::Device;
 
@@ -263,9 +267,9 @@ impl StepProfiler {
         let trace_path = std::env::temp_dir().join(format!("nndl-profile-{}-{}.json", std::process::id(), self.from));
         let c_path = CString::new(trace_path.to_string_lossy().as_bytes()).context("temporary path has a NUL byte")?;
         // SAFETY: `c_path` is NUL-terminated and outlives the call.
-        check(unsafe { nndl_profiler_stop(c_path.as_ptr()) }, "stop")?;
-        let trace = std::fs::read(&trace_path).with_context(|| format!("reading the profiler's trace {}", trace_path.display()));
-        let _ = std::fs::remove_file(&trace_path);
+        let stopped = check(unsafe { nndl_profiler_stop(c_path.as_ptr()) }, "stop");
+        let trace = take_trace(&trace_path);
+        stopped?;
         let events: Vec<Event> = kept_events().lines().filter_map(parse_event).collect();
         Ok(StepProfile {
             about: self.about.clone(),
@@ -287,6 +291,28 @@ impl Drop for StepProfiler {
             // SAFETY: a null path asks for no trace; the status is of no use here.
             let _ = unsafe { nndl_profiler_stop(std::ptr::null()) };
         }
+    }
+}
+
+/// The Chrome trace libtorch wrote at `path` (Kineto writes `path.tmp` and renames it when
+/// done), checked to be whole JSON: a trace cut short by a full disk is no trace. Both files
+/// are removed, whatever happened, since they lie in the system's temporary folder.
+fn take_trace(path: &Path) -> Result<Vec<u8>> {
+    let unfinished = PathBuf::from(format!("{}.tmp", path.display()));
+    let read = std::fs::read(path);
+    let left_unfinished = std::fs::remove_file(&unfinished).is_ok();
+    let _ = std::fs::remove_file(path);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let cause = format!("libtorch could not write its trace in {} (the temporary folder, TMPDIR: full or read-only?)", dir.display());
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(_) if left_unfinished => bail!("{cause}: it left {name}.tmp unfinished"),
+        Err(e) => bail!("{cause}: no {name} ({e})"),
+    };
+    match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        Ok(_) => Ok(bytes),
+        Err(e) => bail!("{cause}: {name} is not whole JSON ({e})"),
     }
 }
 
@@ -322,6 +348,24 @@ mod tests {
         assert_eq!(get("add"), (1, 70));
         assert_eq!(rows[0].name, "mm", "slowest first");
         assert_eq!(rows.iter().map(|r| r.ns).sum::<u64>(), 100 + 60 + 70, "self times add up to the top-level time");
+    }
+
+    #[test]
+    fn a_trace_is_taken_whole_or_not_at_all_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nndl-profile-1-4.json");
+        let unfinished = dir.path().join("nndl-profile-1-4.json.tmp");
+        std::fs::write(&path, br#"{"traceEvents": [{"name": "aten::mm"}]}"#).unwrap();
+        assert!(take_trace(&path).unwrap().starts_with(b"{"));
+        // Cut short by a full disk, and renamed all the same.
+        std::fs::write(&path, br#"{"traceEvents": [{"name": "at"#).unwrap();
+        let err = take_trace(&path).unwrap_err().to_string();
+        assert!(err.contains("could not write its trace in") && err.contains("is not whole JSON"), "{err}");
+        // Not renamed: only the unfinished file is there.
+        std::fs::write(&unfinished, b"{").unwrap();
+        let err = take_trace(&path).unwrap_err().to_string();
+        assert!(err.contains("full or read-only?): it left nndl-profile-1-4.json.tmp unfinished"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "both files removed");
     }
 
     #[test]

@@ -65,3 +65,23 @@ fn bad_step_counts_are_one_line_errors() {
         assert!(!dir.join("run").exists(), "nothing written for a bad flag");
     }
 }
+
+#[test]
+fn a_trace_the_temporary_folder_cannot_hold_is_a_warning_naming_it_and_leaves_nothing() {
+    // TMPDIR a 4 KB file system: libtorch's trace does not fit there. The run finishes without
+    // a profile, the warning names the folder, and no file of the trace stays in it.
+    let dir = tempdir("profile-tmpdir");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"]).arg(&tmp).status().unwrap().success());
+    let run = dir.join("run");
+    let out = nndl().args(["mlp", "--iterations", "20", "--profile-steps", "3", "--device", "cpu", "--threads", "1", "--quiet", "--data"])
+        .arg(crate::util::mnist_dir()).arg("--out").arg(&run).env("TMPDIR", &tmp).output().unwrap();
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
+    let _ = std::process::Command::new("umount").arg(&tmp).status();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.trim_end().starts_with(&format!("warning: --profile-steps: libtorch could not write its trace in {} (the temporary folder, TMPDIR: full or read-only?)", tmp.display())), "{err}");
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    assert!(run.join("summary.json").is_file() && !run.join("profile-trace.json").exists() && !run.join("profile.txt").exists());
+}
