@@ -241,8 +241,8 @@ fn train_group(built: Vec<Built>, data: &DeviceData, rt: &Runtime, profile_steps
         }
     };
     if !ready.group.is_empty() {
-        let (params, rngs) = (std::mem::take(&mut ready.params), std::mem::take(&mut ready.rngs));
-        let finished = train_and_finish(&ready.group, params, rngs, &mut observers, data, rt, profile_steps, session);
+        let starts = std::mem::take(&mut ready.starts);
+        let finished = train_and_finish(&ready.group, starts, &mut observers, data, rt, profile_steps, session);
         ready.places.iter().zip(finished).for_each(|(&k, end)| ends[k] = Some(end));
     }
     Ok(ends.into_iter().map(|e| e.expect("every member of the group ended")).collect())
@@ -258,32 +258,31 @@ fn failed_alone(e: anyhow::Error) -> MemberEnd {
 struct Ready {
     places: Vec<usize>,
     group: Vec<Claimed>,
-    params: Vec<Vec<(String, tch::Tensor)>>,
-    rngs: Vec<Vec<u8>>,
+    /// Each one's initial parameters and generator state (`Built`'s).
+    starts: Vec<Initial>,
 }
+
+type Initial = (Vec<(String, tch::Tensor)>, Vec<u8>);
 
 impl Ready {
     fn push(&mut self, place: usize, b: Built) {
         self.places.push(place);
         self.group.push(b.claimed);
-        self.params.push(b.params);
-        self.rngs.push(b.rng);
+        self.starts.push((b.params, b.rng));
     }
 
     /// Takes the `m`th member out of the pack; its place in the group.
     fn remove(&mut self, m: usize) -> usize {
         self.group.remove(m);
-        self.params.remove(m);
-        self.rngs.remove(m);
+        self.starts.remove(m);
         self.places.remove(m)
     }
 }
 
 /// Trains the ready members as one pack, then writes each one's files. The pack's own failure
 /// (its stacking, its loop) is each of its members'.
-#[allow(clippy::too_many_arguments)]
-fn train_and_finish(group: &[Claimed], params: Vec<Vec<(String, tch::Tensor)>>, rngs: Vec<Vec<u8>>, observers: &mut [RunObserver], data: &DeviceData, rt: &Runtime, profile_steps: Option<usize>, (started, started_utc): (Instant, String)) -> Vec<MemberEnd> {
-    let (net, outcomes) = match train_ready(group, params, rngs, observers, data, rt, profile_steps) {
+fn train_and_finish(group: &[Claimed], starts: Vec<Initial>, observers: &mut [RunObserver], data: &DeviceData, rt: &Runtime, profile_steps: Option<usize>, (started, started_utc): (Instant, String)) -> Vec<MemberEnd> {
+    let (net, outcomes) = match train_ready(group, starts, observers, data, rt, profile_steps) {
         Ok(trained) => trained,
         Err(e) => {
             let line = format!("{e:#}");
@@ -321,7 +320,8 @@ fn observers_of<'a>(group: &'a [Claimed], pb: &'a Progress, quiet: bool) -> Vec<
 
 /// Stacks the ready members' parameters and trains them together: the pack's net, and each
 /// member's outcome.
-fn train_ready(group: &[Claimed], params: Vec<Vec<(String, tch::Tensor)>>, rngs: Vec<Vec<u8>>, observers: &mut [RunObserver], data: &DeviceData, rt: &Runtime, profile_steps: Option<usize>) -> Result<(PackedNet, Vec<crate::trainer::TrainOutcome>)> {
+fn train_ready(group: &[Claimed], starts: Vec<Initial>, observers: &mut [RunObserver], data: &DeviceData, rt: &Runtime, profile_steps: Option<usize>) -> Result<(PackedNet, Vec<crate::trainer::TrainOutcome>)> {
+    let (params, rngs): (Vec<_>, Vec<_>) = starts.into_iter().unzip();
     let cfg0 = &group[0].cfg;
     let mut net = PackedNet::from_members(cfg0.model, params, super::stacked_on(cfg0.model, rt.device.is_cuda()))?;
     if let Some(size) = super::stack_size() {
