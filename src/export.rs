@@ -71,7 +71,7 @@ pub fn export_params(dir: &Path, vs: &nn::VarStore, model: ModelKind) -> Result<
 /// (its losses, masks, step-K folders) goes first, so that no comparison reads another run's.
 pub fn export_init(dir: &Path, vs: &nn::VarStore, cfg: &TrainConfig, train_len: usize) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    remove_earlier_steps(dir)?;
+    remove_steps(dir)?;
     export_params(dir, vs, cfg.model)?;
     let mut batcher = Batcher::new(train_len, cfg.seed);
     let order: Vec<i64> = (0..cfg.iterations).flat_map(|_| batcher.next_batch(cfg.batch_size)).collect();
@@ -88,8 +88,8 @@ fn remove_stale(path: &Path) -> Result<()> {
 }
 
 /// The files `export_steps` writes, and its step-K folders (parameters only; a folder holding
-/// anything else is the user's and stays).
-fn remove_earlier_steps(dir: &Path) -> Result<()> {
+/// anything else is the user's and stays): an earlier export's, or this one's when it failed.
+pub fn remove_steps(dir: &Path) -> Result<()> {
     for name in ["losses", "masks_train", "masks_eval"] {
         remove_stale(&dir.join(format!("{name}.npy")))?;
     }

@@ -117,6 +117,8 @@ pub fn disk_estimate(cfg: &TrainConfig) -> u64 {
 pub struct StepExport {
     pub dir: PathBuf,
     pub steps: usize,
+    /// Why writing it failed, for the command to fail with once the run has ended.
+    pub failure: std::cell::RefCell<Option<String>>,
 }
 
 pub(crate) struct RunObserver<'a> {
@@ -223,12 +225,13 @@ impl<'a> RunObserver<'a> {
         &self.points
     }
 
-    /// An export is a side product: a failure is said once and the run goes on.
+    /// An export that fails stops, the run goes on, and the command fails at its end. What it
+    /// wrote of the steps is removed: a reader would take part of them for all.
     fn failed_export(&mut self, result: Result<()>) {
-        if let Err(e) = result {
-            crate::say!("warning: --export-steps: {e:#}");
-            self.export = None;
-        }
+        let (Err(e), Some((plan, ..))) = (result, &self.export) else { return };
+        let _ = crate::export::remove_steps(&plan.dir);
+        plan.failure.replace(Some(format!("{e:#}")));
+        self.export = None;
     }
 }
 

@@ -1,6 +1,8 @@
 //! `nndl eval DIR`: a finished run's weights on the test set, evaluated as the run evaluated
 //! (through the faithful dropout when its preset does, seeded by the run's seed), with a
-//! confusion matrix (`confusion.png`) and `eval.json` written beside the run.
+//! confusion matrix (`confusion.png`) and `eval.json` written beside the run. A folder it cannot
+//! write in (read-only: a note; a full disk: a warning) gets no files, and the result is printed
+//! all the same (exit 0).
 use super::Outcome;
 use crate::cli::EvalArgs;
 use crate::config::{Origin, TrainConfig};
@@ -85,6 +87,12 @@ fn not_one_mnist_run(dir: &Path) -> Option<String> {
     (json.get("epochs").is_some() && json.get("model").is_none()).then(|| format!("{shown} is an XOR run: `nndl eval` evaluates MNIST runs (mlp, cnn)"))
 }
 
+/// confusion.png and eval.json, beside the run.
+fn write_files(run_dir: &RunDir, report: &EvalReport) -> Result<()> {
+    crate::plot::confusion_chart(&run_dir.file("confusion.png"), &format!("{}: test-set confusion (rows: true digit)", report.model.to_uppercase()), &report.confusion)?;
+    run_dir.write_json("eval.json", report)
+}
+
 pub fn run(args: &EvalArgs) -> Result<Outcome> {
     let dir = &args.run_dir;
     let mut cfg = TrainConfig::load(&dir.join("config.json")).map_err(|e| not_one_mnist_run(dir).map_or(e, |why| anyhow::anyhow!(why)))?;
@@ -143,8 +151,10 @@ pub fn run(args: &EvalArgs) -> Result<Outcome> {
         run_final_test_accuracy: summary.as_ref().and_then(|s| s["final_test_accuracy"].as_f64()),
     };
     if let Some(run_dir) = &run_dir {
-        crate::plot::confusion_chart(&run_dir.file("confusion.png"), &format!("{}: test-set confusion (rows: true digit)", cfg.model.name().to_uppercase()), &report.confusion)?;
-        run_dir.write_json("eval.json", &report)?;
+        // As where the folder is read-only: the evaluation is the result, its files a copy of it.
+        if let Err(e) = write_files(run_dir, &report) {
+            crate::say!("warning: {e:#}; the result is printed only");
+        }
     }
     let mut human = format!("{} ({}) weights from {}: test loss {:.4}, accuracy {:.2}%", report.model, report.preset, dir.display(), test_loss, 100.0 * test_accuracy);
     if let (Some(l), Some(a)) = (report.run_final_test_loss, report.run_final_test_accuracy) {

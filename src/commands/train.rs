@@ -165,17 +165,33 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
         let _ = std::fs::remove_file(run_dir.file(EXPORT_FILE));
     }
     let export = match (args.export_steps, &args.export_init) {
-        (Some(steps), Some(dir)) => Some(run::StepExport { dir: dir.clone(), steps }),
+        (Some(steps), Some(dir)) => Some(run::StepExport { dir: dir.clone(), steps, failure: Default::default() }),
         _ => None,
     };
     let end = run::train_exporting(&cfg, &network, &data, &run_dir, &rt, run::Start { resume: None, export: export.as_ref(), at: started })?;
-    if let (RunEnd::Interrupted { next_iteration, .. }, Some(n)) = (&end, args.export_steps) {
+    let export_failed = export.and_then(|e| e.failure.take());
+    if let (RunEnd::Interrupted { next_iteration, .. }, Some(n), None) = (&end, args.export_steps, &export_failed) {
         if *next_iteration < n && !common.output.report.quiet {
             // The first N steps' masks lived in this process only; a resume cannot draw them again.
             crate::say!("warning: --export-steps {n}: interrupted before step {n}, so the steps' export is incomplete; run the export again from the start");
         }
     }
-    finish(end, &network, &cfg, args.export_final.as_deref())
+    let outcome = finish(end, &network, &cfg, args.export_final.as_deref())?;
+    match (export_failed, &args.export_init) {
+        (Some(e), Some(dir)) => steps_export_failed(outcome, &run_dir.path, dir, &e),
+        _ => Ok(outcome),
+    }
+}
+
+/// A run whose `--export-steps` failed: an export asked for and not made fails the command, as
+/// `--export-final`'s does (an interruption's outcome stands, with the failure said beside it).
+fn steps_export_failed(outcome: Outcome, run: &Path, dir: &Path, e: &str) -> Result<Outcome> {
+    let what = format!("its --export-steps into {} failed (what it wrote of the steps is removed; run the export again from the start): {e}", dir.display());
+    if outcome.failure.is_some() {
+        crate::say!("warning: {what}");
+        return Ok(outcome);
+    }
+    bail!("the run finished ({}), but {what}", run.display())
 }
 
 /// A finished run whose `--export-final` an interruption cut short (killed after summary.json,

@@ -506,6 +506,41 @@ const CASES: &[Case] = &[
         assert!(mlp(&["--iterations", "2", "--force"], &run).status.success() && !aside.exists(), "the next --force removes it");
         (out, 0, format!("warning: cannot remove the old run moved to {}: Operation not permitted (os error 1); the new run goes on in {}; remove it by hand", aside.display(), run.display()))
     }},
+    Case { name: "eval on a full disk prints its result all the same", run: |d| {
+        // As in a read-only folder: the evaluation is the result; its files are not written.
+        let mnt = d.join("full-eval");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&mnt).status().unwrap().success());
+        let first = mlp(&["--iterations", "2"], &d.join("run"));
+        let copied = std::process::Command::new("cp").arg("-a").arg(d.join("run")).arg(&mnt).status().unwrap().success();
+        // Full but for one page, which the lock file takes.
+        let mut filler = fs::File::create(mnt.join("filler")).unwrap();
+        while std::io::Write::write_all(&mut filler, &[0; 4096]).is_ok() {}
+        let len = filler.metadata().unwrap().len();
+        filler.set_len(len - len % 4096 - 4096).unwrap();
+        drop(filler);
+        let run = mnt.join("run");
+        let out = nndl().arg("eval").arg(&run).args(["--quiet", "--json", "--data"]).arg(mnist_dir()).output().unwrap();
+        let written = run.join("eval.json").exists() || run.join("confusion.png").exists();
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        assert!(first.status.success() && copied && !written);
+        assert!(crate::util::json(&out)["test_accuracy"].as_f64().is_some_and(|a| a > 0.0), "the result is printed");
+        (out, 0, format!("warning: no space left on device writing {}; the result is printed only", run.join("confusion.png").display()))
+    }},
+    Case { name: "a full disk while writing --export-steps", run: |d| {
+        // The initial export fits, the first step's does not: the run finishes, what the steps'
+        // export wrote is removed, and the command fails as a failed --export-final does.
+        let mnt = d.join("steps");
+        fs::create_dir(&mnt).unwrap();
+        assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1200k", "tmpfs"]).arg(&mnt).status().unwrap().success());
+        let out = mlp(&["--iterations", "2", "--export-init", mnt.to_str().unwrap(), "--export-steps", "2"], &d.join("run"));
+        let init = mnt.join("w1.npy").is_file() && mnt.join("batches.npy").is_file();
+        let steps_left = mnt.join("step-1").exists() || mnt.join("losses.npy").exists();
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+        assert!(init && !steps_left && d.join("run/summary.json").is_file(), "init export whole: {init}; steps left: {steps_left}");
+        (out, 1, err(format!("the run finished ({}), but its --export-steps into {} failed (what it wrote of the steps is removed; run the export again from the start): no space left on device writing {}",
+            d.join("run").display(), mnt.display(), mnt.join("step-1/w1.npy").display())))
+    }},
     Case { name: "a full disk while writing", run: |d| {
         let mnt = d.join("full");
         fs::create_dir(&mnt).unwrap();
