@@ -94,6 +94,16 @@ fn plan_change_from(config: &Path, model: ModelKind, device: tch::Device) -> Opt
         .map(|change| format!("the run of {} computed its convolutions otherwise: {change}; this rerun will not give its bits", config.display()))
 }
 
+/// --tf32 on and --deterministic act on CUDA only; given for a CPU run, they are recorded (a
+/// rerun of its config on a GPU uses them) and change nothing here.
+fn cuda_only_flags_on_cpu(args: &TrainArgs, device: tch::Device) -> Option<String> {
+    let given: Vec<&str> = [("--tf32 on", args.tf32 == Some(OnOff::On)), ("--deterministic", args.deterministic == Some(OnOff::On))]
+        .into_iter().filter(|(_, on)| *on).map(|(flag, _)| flag).collect();
+    (device == tch::Device::Cpu && !given.is_empty())
+        .then(|| format!("{} {} on CUDA only: this run is on the CPU, where {} nothing (config.json keeps {} for a rerun on a GPU)",
+            given.join(" and "), if given.len() == 1 { "acts" } else { "act" }, if given.len() == 1 { "it changes" } else { "they change" }, if given.len() == 1 { "it" } else { "them" }))
+}
+
 /// `nndl mlp|cnn`: validate everything, then train and write the run folder.
 pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     if let Some(seeds) = &args.seeds {
@@ -105,6 +115,9 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     let mut rt = Runtime::new(&cfg, &config_origin(args), common.output.report.quiet, !common.no_cuda_graph)?;
     rt.profile_steps = profile_steps(args, rt.device)?;
     if let (Some(note), false) = (args.config.as_deref().and_then(|c| plan_change_from(c, model, rt.device)), common.output.report.quiet) {
+        crate::say!("note: {note}");
+    }
+    if let (Some(note), false) = (cuda_only_flags_on_cpu(args, rt.device), common.output.report.quiet) {
         crate::say!("note: {note}");
     }
     // Recorded as it is, so `--config` and `resume` run with the same count (same bits).

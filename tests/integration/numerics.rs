@@ -111,3 +111,19 @@ fn switches_a_config_turned_on_can_be_turned_off_by_flags() {
     train(&["mlp", "--config", config.to_str().unwrap(), "--allow-nan", "off", "--deterministic=off", "--out", dir.join("off").to_str().unwrap()]);
     assert_eq!((saved("off")["allow_nan"].clone(), saved("off")["deterministic"].clone()), (false.into(), false.into()));
 }
+
+#[test]
+fn cuda_only_flags_on_the_cpu_get_a_note() {
+    let dir = tempdir("cuda-only-flags");
+    let stderr = |out: &str, flags: &[&str]| {
+        let out = crate::util::nndl().args(["mlp", "--iterations", "2", "--threads", "1", "--device", "cpu", "--data"]).arg(crate::util::mnist_dir())
+            .args(flags).arg("--out").arg(dir.join(out)).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let both = stderr("both", &["--tf32", "on", "--deterministic"]);
+    assert!(both.contains("note: --tf32 on and --deterministic act on CUDA only: this run is on the CPU, where they change nothing"), "{both}");
+    let one = stderr("one", &["--deterministic"]);
+    assert!(one.contains("note: --deterministic acts on CUDA only: this run is on the CPU, where it changes nothing"), "{one}");
+    assert!(!stderr("none", &["--tf32", "off"]).contains("on CUDA only"));
+}
