@@ -104,7 +104,7 @@ pub struct GroupReport {
 impl GroupReport {
     /// How many seeds its finished runs have (fewer than its runs where a seed ran twice).
     pub fn distinct_seeds(&self) -> usize {
-        self.seeds.iter().collect::<std::collections::BTreeSet<_>>().len()
+        distinct(&self.seeds)
     }
 }
 
@@ -212,7 +212,7 @@ pub fn collect(dirs: &[PathBuf], warnings: &mut Vec<String>) -> Found {
 }
 
 fn is_run(dir: &Path) -> bool {
-    dir.join(crate::run_dir::MARKER).exists() && dir.join("config.json").exists()
+    has_marker(dir) && dir.join("config.json").exists()
 }
 
 fn has_marker(dir: &Path) -> bool {
@@ -346,16 +346,17 @@ pub fn aggregate(found: &Found) -> Vec<GroupReport> {
         } else {
             varying.iter().map(|k| format!("{k}={}", labelled(&settings[k], configs.iter().filter_map(|c| c.get(k))))).collect::<Vec<_>>().join(",")
         };
+        let seeds: Vec<u64> = runs.iter().map(|r| r.config.seed).collect();
         // Runs of a repeated seed each count, but are no second sample of the spread over seeds.
-        let distinct_seeds = runs.iter().map(|r| r.config.seed).collect::<std::collections::BTreeSet<_>>().len();
+        let one_seed = distinct(&seeds) < 2;
         let over_runs = |f: fn(&RunRecord) -> f64| (!runs.is_empty()).then(|| {
             let s = Stats::of(&runs.iter().map(|r| f(r)).collect::<Vec<f64>>());
-            if distinct_seeds < 2 { Stats { std: None, ..s } } else { s }
+            if one_seed { Stats { std: None, ..s } } else { s }
         });
         GroupReport {
             label,
             settings: serde_json::Value::Object(settings.clone()),
-            seeds: runs.iter().map(|r| r.config.seed).collect(),
+            seeds,
             test_accuracy: over_runs(|r| r.final_test_accuracy),
             test_loss: over_runs(|r| r.final_test_loss),
             best_test_accuracy: over_runs(|r| r.best_test_accuracy).map(|s| s.max),
@@ -368,6 +369,11 @@ pub fn aggregate(found: &Found) -> Vec<GroupReport> {
     let mean_accuracy = |g: &GroupReport| g.test_accuracy.map_or(f64::NEG_INFINITY, |s| s.mean);
     out.sort_by(|a, b| mean_accuracy(b).total_cmp(&mean_accuracy(a)).then_with(|| a.label.cmp(&b.label)));
     out
+}
+
+/// How many different seeds `seeds` holds.
+fn distinct(seeds: &[u64]) -> usize {
+    seeds.iter().collect::<std::collections::BTreeSet<_>>().len()
 }
 
 /// One warning per seed that several runs of one configuration share (the same reproduction

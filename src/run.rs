@@ -325,13 +325,13 @@ pub(crate) fn closing(cfg: &TrainConfig, run: &RunDir, rt: &Runtime, params: &[(
             return Ok(Closing::Done(RunEnd::Interrupted { signal, next_iteration, out_dir: run.path.clone() }));
         }
         Ending::Diverged { iteration, exact, last_finite, in_test_loss } => {
-            let when = match (in_test_loss, exact) {
+            let what = match (in_test_loss, exact) {
                 (true, _) => format!("test loss became NaN or infinite at iteration {iteration}'s evaluation, the training loss still finite"),
                 (false, true) => format!("loss became NaN or infinite at iteration {iteration}"),
                 (false, false) => format!("loss became NaN or infinite by iteration {iteration}"),
             };
             let last = last_finite.map(|(i, l)| format!(" (last finite loss {l:.4e} at iteration {i})")).unwrap_or_default();
-            let reason = format!("training diverged: the {when}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", crate::config::number(cfg.lr));
+            let reason = format!("training diverged: the {what}{last}; try a lower --lr (now {}), or --allow-nan to go on as TF would", crate::config::number(cfg.lr));
             return Ok(Closing::Diverged { name, points: seen.to_vec(), reason });
         }
         Ending::Failed(error) => anyhow::bail!("{error} (it stopped alone; once mended, the same command continues it)"),

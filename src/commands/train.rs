@@ -99,9 +99,9 @@ fn plan_change_from(config: &Path, model: ModelKind, device: tch::Device) -> Opt
 fn cuda_only_flags_on_cpu(args: &TrainArgs, device: tch::Device) -> Option<String> {
     let given: Vec<&str> = [("--tf32 on", args.tf32 == Some(OnOff::On)), ("--deterministic", args.deterministic == Some(OnOff::On))]
         .into_iter().filter(|(_, on)| *on).map(|(flag, _)| flag).collect();
+    let (acts, it_changes, it) = if given.len() == 1 { ("acts", "it changes", "it") } else { ("act", "they change", "them") };
     (device == tch::Device::Cpu && !given.is_empty())
-        .then(|| format!("{} {} on CUDA only: this run is on the CPU, where {} nothing (config.json keeps {} for a rerun on a GPU)",
-            given.join(" and "), if given.len() == 1 { "acts" } else { "act" }, if given.len() == 1 { "it changes" } else { "they change" }, if given.len() == 1 { "it" } else { "them" }))
+        .then(|| format!("{} {acts} on CUDA only: this run is on the CPU, where {it_changes} nothing (config.json keeps {it} for a rerun on a GPU)", given.join(" and ")))
 }
 
 /// `nndl mlp|cnn`: validate everything, then train and write the run folder.
@@ -114,10 +114,8 @@ pub fn run(model: ModelKind, args: &TrainArgs) -> Result<Outcome> {
     let common = &args.common;
     let mut rt = Runtime::new(&cfg, &config_origin(args), common.output.report.quiet, !common.no_cuda_graph)?;
     rt.profile_steps = profile_steps(args, rt.device)?;
-    if let (Some(note), false) = (args.config.as_deref().and_then(|c| plan_change_from(c, model, rt.device)), common.output.report.quiet) {
-        crate::say!("note: {note}");
-    }
-    if let (Some(note), false) = (cuda_only_flags_on_cpu(args, rt.device), common.output.report.quiet) {
+    let notes = [args.config.as_deref().and_then(|c| plan_change_from(c, model, rt.device)), cuda_only_flags_on_cpu(args, rt.device)];
+    for note in notes.into_iter().flatten().filter(|_| !common.output.report.quiet) {
         crate::say!("note: {note}");
     }
     // Recorded as it is, so `--config` and `resume` run with the same count (same bits).
